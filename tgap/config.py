@@ -1,0 +1,399 @@
+"""Run configuration: typed sections, YAML presets, ``--set key=value`` overrides.
+
+One config describes a whole run. Each section is a dataclass; a preset in
+``pipelines/configs/`` only lists what differs from the defaults here (nanoGPT-style override
+files). Unknown keys and wrong types are errors that name the key, e.g.
+``finetune.stpes: unknown key (known: batch_size, ...)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file, key or value is wrong; the message names which."""
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass
+class SplitConfig:
+    """How ingest divides the real images: pool (tuning sets, retrieval), real-train, real-test.
+
+    Fractions are of patients where the source has patient IDs, else of images; stratified by label.
+    """
+
+    pool_fraction: float = 0.5
+    train_fraction: float = 0.3
+    test_fraction: float = 0.2
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Where the real images come from and how their labels map onto the run's labels."""
+
+    source: str = "../shared/data/pneumoniamnist"
+    format: Literal["medmnist-npz", "nih-csv", "image-folder"] = "medmnist-npz"
+    # nih-csv: metadata CSV and images folder, relative to `source` unless absolute / URIs.
+    csv: str = ""
+    images_dir: str = "images"
+    resolution: int = 32
+    labels: list[str] = field(default_factory=lambda: ["No Finding", "Unhealthy"])
+    # Source label -> run label. `default_label` takes every source label not listed ("" = error).
+    label_policy: dict[str, str] = field(default_factory=lambda: {"No Finding": "No Finding"})
+    default_label: str = "Unhealthy"
+    view_positions: list[str] = field(default_factory=list)
+    age_min: int | None = None
+    age_max: int | None = None
+    max_images: int | None = None
+    on_missing: Literal["fail", "skip"] = "fail"
+    split: SplitConfig = field(default_factory=SplitConfig)
+
+
+@dataclass
+class GridConfig:
+    """The fan-out: one pipeline branch per (method, size, seed)."""
+
+    methods: list[str] = field(default_factory=lambda: ["random"])
+    sizes: list[int] = field(default_factory=lambda: [100])
+    seeds: list[int] = field(default_factory=lambda: [0])
+
+
+@dataclass
+class SelectConfig:
+    """Tuning-set selection: embedders and clustering."""
+
+    k: int = 10
+    pixel_side: int = 16
+    n_neighbors: int = 10
+    # Embedding used by the methods that name none (`active`, `curated` pseudo-labels, retrieval).
+    default_embedder: Literal["pixel", "clip", "classifier"] = "classifier"
+    clip_model: str = "ViT-B-32"
+    clip_weights: str = ""
+    curated_source: str = ""
+    curated_format: Literal["image-folder", "medmnist-npz", "nih-csv"] = "image-folder"
+    curated_threshold: float = 0.8
+
+
+@dataclass
+class DiffusionConfig:
+    """The base generator: a diffusers Stable Diffusion folder/URI, or a preset built from config."""
+
+    base_model: str = "tiny-pixel"
+    tokenizer: str = "../shared/data/clip-tokenizer"
+    sample_size: int = 32
+    block_out_channels: list[int] = field(default_factory=lambda: [32, 64, 64])
+    layers_per_block: int = 1
+    cross_attention_dim: int = 64
+    text_hidden_size: int = 64
+    text_layers: int = 2
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    gradient_checkpointing: bool = False
+    attention: Literal["sdpa", "default"] = "sdpa"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+@dataclass
+class PromptConfig:
+    """Prompts shared by fine-tuning and generation."""
+
+    template: str = "an image of {label} chest X-ray"
+    # Run label -> word used in prompts (the thesis prompts `Healthy` for `No Finding`).
+    words: dict[str, str] = field(default_factory=lambda: {"No Finding": "Healthy"})
+    identifier: str = ""
+    class_prompt: str = "an image of chest X-ray"
+
+
+@dataclass
+class ActiveConfig:
+    """Active data selection inside DreamBooth (the thesis's Algorithm 1)."""
+
+    threshold: float = 0.3
+    n_generate: int = 4
+    sampler_steps: int = 10
+    embedder: Literal["pixel", "clip", "classifier"] = "pixel"
+    similarity: Literal["mean-embedding", "mean-pairwise"] = "mean-embedding"
+
+
+@dataclass
+class FinetuneConfig:
+    """DreamBooth fine-tuning."""
+
+    steps: int = 800
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    lr_warmup_steps: int = 50
+    with_prior_preservation: bool = False
+    num_class_images: int = 100
+    prior_loss_weight: float = 1.0
+    train_text_encoder: bool = False
+    lora_rank: int = 0
+    checkpoint_every: int = 100
+    active: ActiveConfig = field(default_factory=ActiveConfig)
+
+
+@dataclass
+class GenerateConfig:
+    """Sampling the synthetic set."""
+
+    n_per_label: int = 500
+    batch_size: int = 64
+    scheduler: Literal["ddim", "ddpm", "dpm-solver++", "euler", "pndm"] = "ddim"
+    steps: int = 50
+    guidance_scale: float = 1.0
+    grid_images: int = 16
+
+
+@dataclass
+class ClassifierConfig:
+    """The classifier of the two-way evaluation (CheXNet = densenet121)."""
+
+    arch: Literal["small-cnn", "densenet121"] = "small-cnn"
+    weights: str = ""
+    resolution: int = 32
+    epochs: int = 15
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    val_fraction: float = 0.15
+    augment: bool = True
+    patience: int = 4
+
+
+@dataclass
+class EvaluationConfig:
+    """Statistics around the two-way evaluation."""
+
+    bootstrap_resamples: int = 1000
+    confidence: float = 0.95
+    supplementation_ratios: list[float] = field(default_factory=list)
+    distribution_embedder: Literal["pixel", "clip", "classifier"] = "classifier"
+    near_copy_quantile: float = 0.01
+
+
+@dataclass
+class GpuConfig:
+    """Resources for the GPU stages (fine-tune, generate) on a cluster."""
+
+    accelerator: str = "nvidia.com/gpu"
+    accelerator_type: str = ""
+    limit: int = 1
+    cpu_request: str = "4"
+    memory_request: str = "16G"
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class ClusterConfig:
+    """How the pipeline runs on Kubeflow (ignored by local runs)."""
+
+    cpu_image: str = "ghcr.io/tgap/tgap-cpu:0.1.0"
+    gpu_image: str = "ghcr.io/tgap/tgap-cuda:0.1.0"
+    gpu: GpuConfig = field(default_factory=GpuConfig)
+    object_store_secret: str = ""
+    retries: int = 2
+    parallelism: int = 4
+    model_cache_pvc: str = ""
+
+
+@dataclass
+class Config:
+    """A whole tgap run."""
+
+    name: str = "tgap"
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def grid_rows(self) -> list[dict[str, Any]]:
+        """The flat fan-out: one dict per (method, size, seed), in a stable order."""
+        return [
+            {"method": m, "size": int(n), "seed": int(s)}
+            for m in self.grid.methods
+            for n in self.grid.sizes
+            for s in self.grid.seeds
+        ]
+
+
+# --------------------------------------------------------------------------- loading
+
+T = typing.TypeVar("T")
+_STRUCT_NUMBERS = False
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it (ints are accepted as floats)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {tp}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {
+            _coerce(k if not isinstance(k, int | float) else str(k), args[0], f"{where} key"): _coerce(
+                v, args[1], f"{where}.{k}"
+            )
+            for k, v in value.items()
+        }
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        # KFP passes dict parameters as protobuf Structs, which turn every number into a float.
+        if isinstance(value, float) and value.is_integer() and _STRUCT_NUMBERS:
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if tp is Any:
+        return value
+    raise ConfigError(f"{where}: unsupported type {_type_name(tp)}")
+
+
+def from_dict(cls: type[T], values: dict[str, Any], where: str = "") -> T:
+    """Build dataclass ``cls`` from ``values``, rejecting unknown keys and wrong types."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise ConfigError(f"{path}: unknown key (known: {', '.join(names)})")
+        kwargs[key] = _coerce(value, hints[key], path)
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(assignment: str) -> dict[str, Any]:
+    """``finetune.steps=100`` -> ``{"finetune": {"steps": 100}}`` (value parsed as YAML)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected key=value, e.g. finetune.steps=100")
+    key, raw = assignment.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"--set {assignment!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({exc})") from None
+    out: dict[str, Any] = value
+    for part in reversed(key.strip().split(".")):
+        out = {part: out}
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a preset YAML file (or the defaults when ``path`` is None) and apply ``overrides``.
+
+    Relative data paths inside a preset stay relative to the working directory, the way the
+    README's commands run them from the repository root.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        values = loaded
+    for assignment in overrides or []:
+        values = _merge(values, parse_override(assignment))
+    try:
+        return from_dict(Config, values)
+    except ConfigError as exc:
+        where = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{where}{exc}") from None
+
+
+def section(cls: type[T], values: dict[str, Any], where: str) -> T:
+    """Rebuild one config section received as a KFP dict parameter (integral floats -> int)."""
+    global _STRUCT_NUMBERS
+    _STRUCT_NUMBERS = True
+    try:
+        return from_dict(cls, values, where)
+    finally:
+        _STRUCT_NUMBERS = False
+
+
+def config_from_json(text: str) -> Config:
+    """The inverse of ``config_to_json``: how components receive the run config."""
+    return from_dict(Config, json.loads(text))
+
+
+def config_to_json(config: Config) -> str:
+    return json.dumps(config.to_dict(), sort_keys=True)
+
