@@ -372,11 +372,40 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         values = loaded
     for assignment in overrides or []:
         values = _merge(values, parse_override(assignment))
+    where = f"{path}: " if path is not None else ""
     try:
-        return from_dict(Config, values)
+        config = from_dict(Config, values)
+        validate(config)
     except ConfigError as exc:
-        where = f"{path}: " if path is not None else ""
         raise ConfigError(f"{where}{exc}") from None
+    return config
+
+
+def validate(config: Config) -> None:
+    """Checks across keys that types alone cannot express."""
+    from tgap.methods import parse_method
+
+    grid = config.grid
+    for key in ("methods", "sizes", "seeds"):
+        if not getattr(grid, key):
+            raise ConfigError(f"grid.{key}: empty; the grid needs at least one value")
+    for i, name in enumerate(grid.methods):
+        try:
+            parse_method(name, config.select.default_embedder)
+        except ValueError as exc:
+            raise ConfigError(f"grid.methods[{i}]: {exc}") from None
+    for i, size in enumerate(grid.sizes):
+        if size <= 0:
+            raise ConfigError(f"grid.sizes[{i}]: {size} is not a positive number of images per label")
+    split = config.data.split
+    total = split.pool_fraction + split.train_fraction + split.test_fraction
+    if abs(total - 1.0) > 1e-6 or min(split.pool_fraction, split.train_fraction, split.test_fraction) <= 0:
+        raise ConfigError(
+            "data.split: pool_fraction, train_fraction and test_fraction must be positive and sum "
+            f"to 1 (got {split.pool_fraction} + {split.train_fraction} + {split.test_fraction})"
+        )
+    if len(set(config.data.labels)) != len(config.data.labels) or len(config.data.labels) < 2:
+        raise ConfigError(f"data.labels: need at least two distinct labels, got {config.data.labels}")
 
 
 def section(cls: type[T], values: dict[str, Any], where: str) -> T:
