@@ -192,6 +192,9 @@ class GpuConfig:
     memory_request: str = "16G"
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[dict[str, str]] = field(default_factory=list)
+    # Node label that `accelerator_type` selects on (GKE's; e.g. `nvidia.com/gpu.product` with
+    # NVIDIA's GPU feature discovery). Only used when `accelerator_type` is set.
+    accelerator_node_label: str = "cloud.google.com/gke-accelerator"
 
 
 @dataclass
@@ -205,6 +208,29 @@ class ClusterConfig:
     retries: int = 2
     parallelism: int = 4
     model_cache_pvc: str = ""
+    # Object-store secret: secret data key -> environment variable (the names tgap.storage reads).
+    # Drop keys your secret lacks: a missing key stops the pod from starting.
+    object_store_keys: dict[str, str] = field(
+        default_factory=lambda: {
+            "TGAP_S3_ENDPOINT": "TGAP_S3_ENDPOINT",
+            "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION": "AWS_REGION",
+        }
+    )
+    # A secret holding a GCS service-account key as `key.json` (not needed with Workload Identity):
+    # mounted read-only, GOOGLE_APPLICATION_CREDENTIALS points at it.
+    gcs_credentials_secret: str = ""
+    # Retry backoff for the GPU stages (preemptible nodes): first wait, growth factor, give-up time.
+    retry_backoff: str = "60s"
+    retry_backoff_factor: float = 2.0
+    retry_backoff_max: str = "3600s"
+    # Model cache of the GPU stages, exported as TGAP_CACHE; "" = no cache volume. Backed by the
+    # PVC `model_cache_pvc` when set, else by an emptyDir of at most `model_cache_size` ("" = no cap).
+    model_cache_path: str = ""
+    model_cache_size: str = ""
+    # Secret of type kubernetes.io/dockerconfigjson for a private registry ("" = public images).
+    image_pull_secret: str = ""
 
 
 @dataclass
