@@ -32,10 +32,11 @@ def component_images(cluster: ClusterConfig) -> tuple[str, str]:
 
 
 def configure_task(task: PipelineTask, cluster: ClusterConfig, gpu: bool) -> None:
-    """Apply the cluster section to one task: image, object-store secret, and for GPU stages
-    accelerator, requests, node pool, retries and model cache."""
-    cpu_image, gpu_image = component_images(cluster)
-    task.set_container_image(gpu_image if gpu else cpu_image)
+    """Apply the cluster section to one task: pull secret, object-store secret, and for GPU stages
+    accelerator, requests, node pool, retries and model cache.
+
+    The image is not set here: the components are built on ``component_images(cluster)`` (some
+    CPU-only stages, like preparing the base model, deliberately use the GPU image)."""
     if cluster.image_pull_secret:
         kubernetes.set_image_pull_secrets(task, [cluster.image_pull_secret])
     _use_object_store_secrets(task, cluster)

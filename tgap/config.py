@@ -102,6 +102,17 @@ class DiffusionConfig:
     gradient_checkpointing: bool = False
     attention: Literal["sdpa", "default"] = "sdpa"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # tiny-pixel only: what the denoiser predicts, and the training noise schedule (pixel space
+    # needs the DDPM "linear" schedule: SD's "scaled_linear" leaves visible signal at t=T).
+    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear"
+    # Seed of the random initial weights and of the pretraining run.
+    seed: int = 0
+    # tiny-pixel only: pretrain on the real pool with the class prompt alone (label-free), a
+    # stand-in for Stable Diffusion's pretraining, so DreamBooth is a real fine-tune. 0 = off.
+    pretrain_steps: int = 0
+    pretrain_batch_size: int = 32
+    pretrain_learning_rate: float = 1e-3
 
 
 @dataclass
@@ -140,6 +151,10 @@ class FinetuneConfig:
     train_text_encoder: bool = False
     lora_rank: int = 0
     checkpoint_every: int = 100
+    # diffusers.optimization.get_scheduler name (constant_with_warmup, cosine, linear, ...).
+    lr_scheduler: str = "constant_with_warmup"
+    # Sampler steps (DDIM) for the class images of prior preservation.
+    class_sampler_steps: int = 25
     active: ActiveConfig = field(default_factory=ActiveConfig)
 
 
@@ -231,6 +246,10 @@ class ClusterConfig:
     model_cache_size: str = ""
     # Secret of type kubernetes.io/dockerconfigjson for a private registry ("" = public images).
     image_pull_secret: str = ""
+    # Kubernetes service account the run's pods use ("" = KFP's default, pipeline-runner).
+    service_account: str = ""
+    # Where the run's artifacts go, e.g. gs://bucket/tgap-runs ("" = KFP's default store).
+    pipeline_root: str = ""
 
 
 @dataclass
