@@ -1,0 +1,63 @@
+"""compute-FTER: one grid cell's row: FTER, intervals, distribution and memorisation metrics."""
+
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+
+def compute_fter(
+    row: dict,
+    s2r: Input[Artifact],
+    r2s: Input[Artifact],
+    r2r: Input[Artifact],
+    synthetic: Input[Dataset],
+    real_test: Input[Dataset],
+    real_train: Input[Dataset],
+    tuning_set: Input[Dataset],
+    model: Input[Model],
+    reference_classifier: Input[Model],
+    select: dict,
+    classifier: dict,
+    generate: dict,
+    evaluation: dict,
+    cell: Output[Artifact],
+    metrics: Output[Metrics],
+) -> None:
+    """Combine the two-way evaluation of one (method, size, seed) into its results row."""
+    import math
+    from pathlib import Path
+
+    from tgap.config import ClassifierConfig, EvaluationConfig, GenerateConfig, SelectConfig, section
+    from tgap.embed import get_embedder
+    from tgap.evaluation import compute_cell
+    from tgap.imageset import ImageSet
+
+    evaluation_cfg = section(EvaluationConfig, evaluation, "evaluation")
+    embedder = get_embedder(
+        evaluation_cfg.distribution_embedder,
+        section(SelectConfig, select, "select"),
+        reference_classifier.path,
+    )
+    extras = {
+        p.name: p
+        for folder in (Path(model.path), Path(synthetic.path), Path(tuning_set.path))
+        for p in sorted(folder.glob("*"))
+        if p.suffix in (".json", ".png") and p.name not in ("dataset.json",)
+    }
+    result = compute_cell(
+        {"method": row["method"], "size": int(row["size"]), "seed": int(row["seed"])},
+        s2r.path,
+        r2s.path,
+        r2r.path,
+        ImageSet(synthetic.path),
+        ImageSet(real_test.path),
+        ImageSet(tuning_set.path),
+        evaluation_cfg,
+        embedder,
+        extras,
+        cell.path,
+        real_train=ImageSet(real_train.path),
+        classifier=section(ClassifierConfig, classifier, "classifier"),
+        size_per_label=section(GenerateConfig, generate, "generate").n_per_label,
+    )
+    for key, value in result.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            metrics.log_metric(key, float(value))

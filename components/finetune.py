@@ -1,0 +1,44 @@
+"""fine-tune: DreamBooth on one tuning set (GPU node pool on a cluster)."""
+
+from kfp.dsl import Dataset, Input, Model, Output
+
+
+def finetune(
+    base_model: Input[Model],
+    tuning_set: Input[Dataset],
+    reference_classifier: Input[Model],
+    row: dict,
+    select: dict,
+    diffusion: dict,
+    prompt: dict,
+    finetune: dict,
+    model: Output[Model],
+) -> None:
+    """Fine-tune the base model on the tuning set; resumes from checkpoints when retried.
+
+    Methods that do not fine-tune (no-finetune, retrieval) pass the base model through and say
+    so in training_log.json: kfp.local cannot branch on loop items, so the stage dispatches.
+    """
+    from tgap.config import DiffusionConfig, FinetuneConfig, PromptConfig, SelectConfig, section
+    from tgap.diffusion.dreambooth import finetune as run_finetune
+    from tgap.embed import get_embedder
+    from tgap.imageset import ImageSet
+    from tgap.methods import parse_method
+
+    select_cfg = section(SelectConfig, select, "select")
+    finetune_cfg = section(FinetuneConfig, finetune, "finetune")
+    method = parse_method(row["method"], select_cfg.default_embedder)
+    embedder = None
+    if method.generator == "dreambooth-active":
+        embedder = get_embedder(finetune_cfg.active.embedder, select_cfg, reference_classifier.path)
+    run_finetune(
+        base_model.path,
+        ImageSet(tuning_set.path),
+        method,
+        seed=int(row["seed"]),
+        finetune=finetune_cfg,
+        prompt=section(PromptConfig, prompt, "prompt"),
+        diffusion=section(DiffusionConfig, diffusion, "diffusion"),
+        out_dir=model.path,
+        embedder=embedder,
+    )

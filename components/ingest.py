@@ -1,0 +1,21 @@
+"""ingest: real images from a URI -> pool, real-train and real-test image sets."""
+
+from kfp.dsl import Dataset, Markdown, Output
+
+
+def ingest(
+    data: dict,
+    pool: Output[Dataset],
+    real_train: Output[Dataset],
+    real_test: Output[Dataset],
+    summary: Output[Markdown],
+) -> None:
+    """Read the source in `data`, map labels, split by patient, write three image sets."""
+    import json
+
+    from tgap.config import DataConfig, section
+    from tgap.ingest import ingest as run_ingest
+
+    result = run_ingest(section(DataConfig, data, "data"), pool.path, real_train.path, real_test.path)
+    with open(summary.path, "w") as fh:
+        fh.write("# Ingest summary\n\n```json\n" + json.dumps(result, indent=2) + "\n```\n")

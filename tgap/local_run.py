@@ -1,0 +1,105 @@
+"""Run the whole pipeline on this machine through kfp.local (the embedded default's path)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from tgap.config import Config, ConfigError
+
+log = logging.getLogger("tgap")
+
+REPORT_FILES = ("results.csv", "results.json", "report.html", "summary.md", "metrics.json")
+
+
+def resolve_local_paths(config: Config) -> Config:
+    """Make local paths in the config absolute (kfp.local tasks may run from another folder).
+
+    Fails early, naming the key, when a local path that a stage will read does not exist.
+    URIs (s3://, gs://) and preset names (tiny-pixel) are left as they are.
+    """
+
+    def local(value: str, key: str, must_exist: bool) -> str:
+        if not value or "://" in value and not value.startswith("file://"):
+            return value
+        path = Path(value.removeprefix("file://")).expanduser()
+        if not path.exists():
+            if must_exist:
+                raise ConfigError(f"{key}: {value} does not exist (looked in {path.resolve()})")
+            return value
+        return str(path.resolve())
+
+    data = dataclasses.replace(config.data, source=local(config.data.source, "data.source", True))
+    diffusion = dataclasses.replace(
+        config.diffusion,
+        tokenizer=local(config.diffusion.tokenizer, "diffusion.tokenizer", False),
+        base_model=local(config.diffusion.base_model, "diffusion.base_model", False),
+    )
+    select = dataclasses.replace(
+        config.select,
+        clip_weights=local(config.select.clip_weights, "select.clip_weights", True),
+        curated_source=local(config.select.curated_source, "select.curated_source", True),
+    )
+    classifier = dataclasses.replace(
+        config.classifier, weights=local(config.classifier.weights, "classifier.weights", True)
+    )
+    return dataclasses.replace(
+        config, data=data, diffusion=diffusion, select=select, classifier=classifier
+    )
+
+
+def find_report_folder(pipeline_root: Path) -> Path:
+    """The report task's `results` artifact inside a kfp.local pipeline root."""
+    found = sorted(
+        pipeline_root.glob("**/report/results"), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    if not found:
+        raise RuntimeError(f"{pipeline_root}: the pipeline finished but wrote no report artifact")
+    return found[0]
+
+
+def run_local(config: Config, output_dir: str | Path) -> Path:
+    """Run the pipeline for ``config`` with kfp.local; copy the report files into ``output_dir``.
+
+    Every stage runs as a subprocess of this Python (``SubprocessRunner(use_venv=False)``), the
+    same component code a cluster runs in containers. Per-stage artifacts stay under
+    ``output_dir/artifacts``.
+    """
+    from kfp import local
+
+    from pipelines.tgap_pipeline import build_pipeline, pipeline_arguments
+
+    config = resolve_local_paths(config)
+    output_dir = Path(output_dir)
+    for name in REPORT_FILES:
+        if (output_dir / name).exists():
+            raise FileExistsError(
+                f"{output_dir} already holds a run ({name}); choose another --output or remove it"
+            )
+    pipeline_root = output_dir / "artifacts"
+    pipeline_root.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(pipeline_root.resolve()),
+        raise_on_error=True,
+    )
+    started = time.perf_counter()
+    build_pipeline(config)(**pipeline_arguments(config))
+    elapsed = time.perf_counter() - started
+
+    report_dir = find_report_folder(pipeline_root)
+    for name in REPORT_FILES:
+        if (report_dir / name).exists():
+            shutil.copyfile(report_dir / name, output_dir / name)
+    (output_dir / "run.json").write_text(
+        json.dumps({"seconds": round(elapsed, 1), "report_artifact": str(report_dir)}, indent=2)
+        + "\n"
+    )
+    log.info("pipeline finished in %.0f s; report in %s", elapsed, output_dir / "report.html")
+    return output_dir
