@@ -1,0 +1,109 @@
+"""The whole DAG end to end through kfp.local on the micro config (real PneumoniaMNIST images).
+
+One run serves every check here (it takes a few minutes); a second run of the first stages
+checks that the same config and seed give the same tuning set and the same numbers.
+"""
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tgap.cli import main
+from tgap.config import load_config
+from tgap.local_run import run_local
+
+MICRO = Path("pipelines/configs/micro.yaml")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("micro") / "run"
+    run_local(load_config(MICRO), out)
+    return out
+
+
+def _rows(run: Path) -> list[dict]:
+    with open(run / "results.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _task_outputs(run: Path, task: str, output: str) -> list[Path]:
+    return sorted((run / "artifacts").glob(f"**/{task}*/{output}"))
+
+
+def test_run_writes_every_output_with_one_row_per_grid_cell(micro_run):
+    for name in ("results.csv", "results.json", "report.html", "summary.md", "metrics.json"):
+        assert (micro_run / name).is_file(), name
+    rows = _rows(micro_run)
+    config = load_config(MICRO)
+    assert sorted((r["method"], int(r["size"]), int(r["seed"])) for r in rows) == sorted(
+        (g["method"], g["size"], g["seed"]) for g in config.grid_rows()
+    )
+    for column in ("s2r_accuracy", "s2r_auroc", "r2s_accuracy", "r2s_auroc", "fter"):
+        assert column in rows[0]
+        for row in rows:
+            assert 0.0 <= float(row[column]) or math.isnan(float(row[column])), (column, row)
+
+
+def test_report_numbers_equal_the_per_stage_metrics(micro_run):
+    """results.csv must be computed from the evaluate tasks' own metrics.json, not re-derived."""
+    cells = {}
+    for cell_json in (micro_run / "artifacts").glob("**/compute-fter*/cell/cell.json"):
+        cell = json.loads(cell_json.read_text())
+        cells[(cell["method"], int(cell["size"]), int(cell["seed"]))] = cell
+    assert len(cells) == len(_rows(micro_run))
+    evaluations = [
+        json.loads(p.read_text())
+        for p in (micro_run / "artifacts").glob("**/evaluate-classifier*/result/metrics.json")
+    ]
+    s2r_values = {round(e["auroc"], 10) for e in evaluations if "auroc" in e}
+    for row in _rows(micro_run):
+        cell = cells[(row["method"], int(row["size"]), int(row["seed"]))]
+        for key in ("s2r_auroc", "r2s_auroc", "fter", "s2r_accuracy", "r2s_accuracy"):
+            assert float(row[key]) == pytest.approx(cell[key], nan_ok=True), key
+        assert round(cell["s2r_auroc"], 10) in s2r_values
+        assert round(cell["r2s_auroc"], 10) in s2r_values
+        if cell["r2s_auroc"] > 0:
+            assert cell["fter"] == pytest.approx(cell["s2r_auroc"] / cell["r2s_auroc"])
+
+
+def test_report_says_the_models_were_randomly_initialised(micro_run):
+    html = (micro_run / "report.html").read_text()
+    assert "random" in html.lower() and "initiali" in html.lower()
+
+
+def test_same_config_and_seed_give_the_same_tuning_set_and_metrics(micro_run, tmp_path):
+    again = tmp_path / "again"
+    run_local(load_config(MICRO), again)
+    first, second = _rows(micro_run), _rows(again)
+    numeric = [k for k in first[0] if k not in ("method",)]
+    for a, b in zip(sorted(first, key=str), sorted(second, key=str), strict=True):
+        for key in numeric:
+            try:
+                assert float(a[key]) == pytest.approx(float(b[key]), nan_ok=True), key
+            except ValueError:
+                assert a[key] == b[key], key
+
+    def tuning_hashes(run: Path) -> list[str]:
+        return sorted(
+            json.loads(p.read_text())["content_hash"]
+            for p in (run / "artifacts").glob("**/select*/tuning_set/dataset.json")
+        )
+
+    assert tuning_hashes(micro_run) == tuning_hashes(again)
+
+
+def test_cli_errors_are_one_line_and_nonzero(tmp_path, capsys):
+    assert main(["run", "--config", str(MICRO), "--set", "grid.methods=[nope]"]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err
+    assert main(["run", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    missing_data = ["--set", f"data.source={tmp_path / 'no-such-data'}"]
+    assert main(["run", "--config", str(MICRO), *missing_data, "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "data.source" in err and "does not exist" in err
+    assert not (tmp_path / "o" / "results.csv").exists()
