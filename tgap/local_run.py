@@ -88,6 +88,9 @@ def run_local(config: Config, output_dir: str | Path) -> Path:
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(pipeline_root.resolve()),
         raise_on_error=True,
+        # The cache lives inside this run's folder: within a run, the real-trained classifier
+        # (same inputs in every branch of a seed) is trained once; across runs nothing is reused.
+        enable_caching=True,
     )
     started = time.perf_counter()
     build_pipeline(config)(**pipeline_arguments(config))
