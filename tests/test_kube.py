@@ -1,0 +1,391 @@
+"""Cluster runs without a cluster: the HTTP requests `tgap submit/schedule/runs` send through
+kfp.Client (recorded at kfp_server_api's transport), and the cluster settings in the compiled spec.
+"""
+
+import json
+from pathlib import Path
+
+import kfp
+import kfp_server_api
+import pytest
+import yaml
+from kfp import dsl
+
+from pipelines import cluster as kcluster
+from tgap import kube
+from tgap.config import ConfigError, load_config
+
+tgap_pipeline = pytest.importorskip("pipelines.tgap_pipeline")
+
+ROOT = Path(__file__).resolve().parents[1]
+MICRO = str(ROOT / "pipelines" / "configs" / "micro.yaml")
+HOST = "http://kfp.test"
+TOKEN = "tok-9f8e7d6c"
+
+
+class FakeResponse:
+    def __init__(self, payload: dict, status: int = 200):
+        self.status = status
+        self.reason = "OK"
+        self.data = json.dumps(payload).encode()
+
+    def getheader(self, name, default=None):
+        return "application/json" if name.lower() == "content-type" else default
+
+    def getheaders(self):
+        return {"content-type": "application/json"}
+
+
+class FakeKfpServer:
+    """Stands in for the KFP API server at the HTTP layer; records every request."""
+
+    def __init__(self, runs: list[dict] | None = None):
+        self.calls: list[dict] = []
+        self.runs = runs or []
+
+    def __call__(self, api_client, method, url, query_params=None, headers=None, body=None, **_):
+        path = url.removeprefix(HOST)
+        self.calls.append(
+            {
+                "method": method,
+                "path": path,
+                "query": dict(query_params or []),
+                "headers": {k.lower(): v for k, v in (headers or {}).items()},
+                "body": body,
+            }
+        )
+        if path.endswith("/healthz"):
+            return FakeResponse({"multi_user": False})
+        if path == "/apis/v2beta1/experiments" and method == "GET":
+            return FakeResponse({})  # no experiment of that name yet
+        if path == "/apis/v2beta1/experiments" and method == "POST":
+            return FakeResponse({"experiment_id": "exp-1", "display_name": body["display_name"]})
+        if path == "/apis/v2beta1/runs" and method == "POST":
+            return FakeResponse({"run_id": "run-1", "display_name": body["display_name"]})
+        if path == "/apis/v2beta1/runs" and method == "GET":
+            return FakeResponse({"runs": self.runs, "total_size": len(self.runs)})
+        if path == "/apis/v2beta1/recurringruns" and method == "POST":
+            return FakeResponse({"recurring_run_id": "rr-1"})
+        raise AssertionError(f"unexpected request {method} {path}")
+
+    def sent(self, method: str, path: str) -> list[dict]:
+        return [c for c in self.calls if c["method"] == method and c["path"] == path]
+
+
+@pytest.fixture
+def server(monkeypatch, tmp_path):
+    fake = FakeKfpServer()
+    monkeypatch.setattr(
+        kfp_server_api.ApiClient,
+        "request",
+        lambda self, *args, **kwargs: fake(self, *args, **kwargs),
+    )
+    # kfp.Client reads a saved user namespace from ~/.config/kfp; keep tests independent of it.
+    monkeypatch.setattr(kfp.Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp-context.json"))
+    monkeypatch.delenv(kube.TOKEN_ENV, raising=False)
+    monkeypatch.delenv("KF_PIPELINES_ENDPOINT", raising=False)
+    return fake
+
+
+def _expected_parameters(overrides: list[str] | None = None) -> dict:
+    config = load_config(MICRO, overrides)
+    return json.loads(json.dumps(tgap_pipeline.pipeline_arguments(config)))
+
+
+# --------------------------------------------------------------------------- submit
+
+
+def test_submit_sends_every_pipeline_parameter_with_the_bearer_token(server, capsys):
+    code = kube.main(
+        ["submit", "--host", HOST, "--token", TOKEN, "--experiment", "tgap-test"]
+        + ["--config", MICRO, "--set", "grid.seeds=[0,1]", "--run-name", "micro-1"]
+    )
+    assert code == 0
+
+    [created_exp] = server.sent("POST", "/apis/v2beta1/experiments")
+    assert created_exp["body"]["display_name"] == "tgap-test"
+    [run] = server.sent("POST", "/apis/v2beta1/runs")
+    body = run["body"]
+    assert body["experiment_id"] == "exp-1"
+    assert body["display_name"] == "micro-1"
+    params = body["runtime_config"]["parameters"]
+    expected = _expected_parameters(["grid.seeds=[0,1]"])
+    assert params == expected
+    # ...which is every root parameter of the pipeline spec sent in the same request.
+    spec_params = body["pipeline_spec"]["root"]["inputDefinitions"]["parameters"]
+    assert set(params) == set(spec_params)
+    assert {row["seed"] for row in params["grid"]} == {0, 1}  # the override reached the run
+    for call in server.calls:
+        assert call["headers"].get("authorization") == f"Bearer {TOKEN}"
+    out = capsys.readouterr().out
+    assert "run-1" in out and TOKEN not in out
+
+
+def test_submit_takes_the_token_from_the_environment(server, monkeypatch):
+    monkeypatch.setenv(kube.TOKEN_ENV, "env-token-123")
+    kube.main(["submit", "--host", HOST, "--experiment", "e", "--config", MICRO])
+    assert server.calls
+    assert {c["headers"].get("authorization") for c in server.calls} == {"Bearer env-token-123"}
+
+
+def test_run_request_carries_service_account_and_pipeline_root_from_config(tmp_path):
+    config = load_config(
+        MICRO,
+        ["cluster.service_account=tgap-runner", "cluster.pipeline_root=gs://bucket/tgap-runs"],
+    )
+    package = tgap_pipeline.compile_pipeline(config, tmp_path / "p.yaml")
+    request = kube.run_request(config, package, "exp", "name")
+    assert request["service_account"] == "tgap-runner"
+    assert request["pipeline_root"] == "gs://bucket/tgap-runs"
+    assert request["experiment_name"] == "exp"
+    assert request["arguments"] == tgap_pipeline.pipeline_arguments(config)
+
+
+def test_check_arguments_names_missing_and_unknown_parameters(tmp_path):
+    config = load_config(MICRO)
+    package = tgap_pipeline.compile_pipeline(config, tmp_path / "p.yaml")
+    arguments = tgap_pipeline.pipeline_arguments(config)
+    kube.check_arguments(package, arguments)  # complete: no error
+    broken = dict(arguments, extra=1)
+    del broken["finetune"]
+    with pytest.raises(ValueError, match=r"missing: \['finetune'\].*not in the spec: \['extra'\]"):
+        kube.check_arguments(package, broken)
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def test_schedule_creates_a_weekly_recurring_run_one_at_a_time_without_catchup(server):
+    code = kube.main(
+        ["schedule", "--host", HOST, "--token", TOKEN, "--experiment", "weekly"]
+        + ["--config", MICRO, "--cron", "0 0 3 * * 1", "--name", "tgap weekly"]
+    )
+    assert code == 0
+    [job] = server.sent("POST", "/apis/v2beta1/recurringruns")
+    body = job["body"]
+    assert body["experiment_id"] == "exp-1"
+    assert body["display_name"] == "tgap weekly"
+    assert body["trigger"] == {"cron_schedule": {"cron": "0 0 3 * * 1"}}
+    assert int(body["max_concurrency"]) == 1
+    assert body["no_catchup"] is True
+    assert body["mode"] == "ENABLE"
+    assert body["runtime_config"]["parameters"] == _expected_parameters()
+    assert all(c["headers"].get("authorization") == f"Bearer {TOKEN}" for c in server.calls)
+
+
+def test_schedule_rejects_a_five_field_cron_before_contacting_the_server(server):
+    with pytest.raises(SystemExit) as exit_info:
+        kube.main(
+            ["schedule", "--host", HOST, "--experiment", "e", "--config", MICRO]
+            + ["--cron", "0 3 * * 1"]
+        )
+    assert exit_info.value.code == 2
+    assert server.calls == []
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def test_runs_lists_newest_first_with_state_and_says_where_fter_is(server, capsys):
+    server.runs = [
+        {
+            "run_id": "r-new",
+            "display_name": "tgap weekly 2026-11-16",
+            "state": "RUNNING",
+            "created_at": "2026-11-16T03:00:00Z",
+            "finished_at": "1970-01-01T00:00:00Z",
+            "runtime_config": {"parameters": {"grid": [{"method": "random"}] * 6}},
+        },
+        {
+            "run_id": "r-old",
+            "display_name": "tgap weekly 2026-11-09",
+            "state": "SUCCEEDED",
+            "created_at": "2026-11-09T03:00:00Z",
+            "finished_at": "2026-11-09T05:30:00Z",
+            "runtime_config": {"parameters": {"grid": [{"method": "random"}] * 2}},
+        },
+    ]
+    assert kube.main(["runs", "--host", HOST, "--token", TOKEN, "--limit", "5"]) == 0
+    [listing] = server.sent("GET", "/apis/v2beta1/runs")
+    assert listing["query"]["sort_by"] == "created_at desc"
+    assert listing["query"]["page_size"] == 5
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["created", "(UTC)"]
+    assert lines[1].split()[:5] == ["2026-11-16", "03:00", "RUNNING", "-", "6"]
+    assert lines[2].split()[:5] == ["2026-11-09", "03:00", "SUCCEEDED", "2h30m", "2"]
+    assert lines[1].endswith("r-new") and lines[2].endswith("r-old")
+    assert lines[-1] == kube.FTER_NOT_REACHABLE
+
+
+def test_format_runs_says_so_when_there_are_none():
+    text = kube.format_runs([])
+    assert "(no runs)" in text and text.endswith(kube.FTER_NOT_REACHABLE)
+
+
+def test_client_kwargs_leave_host_and_token_unset_for_in_cluster_auth():
+    # kfp.Client then uses KF_PIPELINES_ENDPOINT, the pod's service-account token or kubeconfig.
+    assert kube.client_kwargs(None, None, None) == {"host": None, "existing_token": None}
+    assert kube.client_kwargs("http://h", "team-a", "t") == {
+        "host": "http://h",
+        "existing_token": "t",
+        "namespace": "team-a",
+    }
+
+
+# --------------------------------------------------------------------------- compiled spec
+
+SECRET_VALUES = {
+    "AWS_ACCESS_KEY_ID": "AKIA-TEST-7Q2W9E",
+    "AWS_SECRET_ACCESS_KEY": "s3cr3t-v4lue-should-never-leak",
+    "TGAP_S3_ENDPOINT": "http://minio.secret-endpoint.test:9000",
+    "AWS_REGION": "eu-test-9",
+}
+CLUSTER_OVERRIDES = [
+    "cluster.object_store_secret=tgap-test-store",
+    "cluster.gpu.node_selector={cloud.google.com/gke-nodepool: gpu-pool}",
+    "cluster.gpu.tolerations=[{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]",
+    "cluster.gpu.accelerator_type=nvidia-l4",
+    "cluster.gpu.cpu_request='6'",
+    "cluster.gpu.memory_request=24Gi",
+    "cluster.retries=3",
+    "cluster.model_cache_path=/tgap-cache",
+]
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    for name, value in SECRET_VALUES.items():  # present at compile time: must not leak
+        mp.setenv(name, value)
+    try:
+        config = load_config(MICRO, CLUSTER_OVERRIDES)
+        path = tgap_pipeline.compile_pipeline(config, tmp_path_factory.mktemp("spec") / "t.yaml")
+    finally:
+        mp.undo()
+    docs = list(yaml.safe_load_all(path.read_text()))
+    spec = docs[0]
+    platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    return path, spec, platform
+
+
+def _executor(spec: dict, component: str) -> dict:
+    label = spec["components"][f"comp-{component}"]["executorLabel"]
+    return spec["deploymentSpec"]["executors"][label]["container"]
+
+
+def test_compiled_spec_loads_with_kfps_own_loader(compiled):
+    path, _, _ = compiled
+    component = kfp.components.load_component_from_file(str(path))
+    assert component.name == "tgap"
+    assert "grid" in component.component_spec.inputs
+
+
+def test_gpu_tasks_carry_accelerator_node_pool_toleration_and_retries(compiled):
+    _, spec, platform = compiled
+    for name in ("finetune", "generate"):
+        container = _executor(spec, name)
+        resources = container["resources"]
+        assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+        assert resources["accelerator"]["resourceCount"] == "1"
+        assert resources["resourceCpuRequest"] == "6"
+        assert resources["resourceMemoryRequest"] == "24Gi"
+        assert container["image"] == "ghcr.io/tgap/tgap-cuda:0.1.0"
+        assert {"name": "TGAP_CACHE", "value": "/tgap-cache"} in container["env"]
+        k8s = platform[spec["components"][f"comp-{name}"]["executorLabel"]]
+        assert k8s["nodeSelector"]["labels"] == {
+            "cloud.google.com/gke-nodepool": "gpu-pool",
+            "cloud.google.com/gke-accelerator": "nvidia-l4",
+        }
+        assert k8s["tolerations"] == [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ]
+        assert k8s["emptyDirMounts"] == [
+            {"mountPath": "/tgap-cache", "volumeName": kcluster.CACHE_VOLUME}
+        ]
+    policies = [
+        task["retryPolicy"]
+        for comp in spec["components"].values()
+        for task in comp.get("dag", {}).get("tasks", {}).values()
+        if task["componentRef"]["name"] in ("comp-finetune", "comp-generate")
+    ]
+    assert len(policies) == 2
+    assert all(p["maxRetryCount"] == 3 and p["backoffDuration"] == "60s" for p in policies)
+
+
+def test_cpu_tasks_get_no_gpu_node_pool_or_accelerator(compiled):
+    _, spec, platform = compiled
+    gpu_labels = {
+        spec["components"][f"comp-{n}"]["executorLabel"] for n in ("finetune", "generate")
+    }
+    cpu_labels = set(spec["deploymentSpec"]["executors"]) - gpu_labels
+    assert len(cpu_labels) >= 5
+    for label in cpu_labels:
+        container = spec["deploymentSpec"]["executors"][label]["container"]
+        assert "accelerator" not in container.get("resources", {}), label
+        k8s = platform.get(label, {})
+        assert "nodeSelector" not in k8s and "tolerations" not in k8s, label
+
+
+def test_every_task_gets_the_object_store_secret_by_reference_only(compiled):
+    path, spec, platform = compiled
+    for label in spec["deploymentSpec"]["executors"]:
+        [secret] = platform[label]["secretAsEnv"]
+        assert secret["secretNameParameter"]["runtimeValue"]["constant"] == "tgap-test-store"
+        assert {m["envVar"] for m in secret["keyToEnv"]} == set(SECRET_VALUES)
+    text = path.read_text()
+    for name, value in SECRET_VALUES.items():
+        assert value not in text, f"value of {name} leaked into the compiled spec"
+
+
+# --------------------------------------------------------------------------- configure_task
+
+
+def _configured(cluster_overrides: list[str], gpu: bool) -> dict:
+    config = load_config(None, cluster_overrides)
+
+    @dsl.component(base_image="python:3.11-slim", install_kfp_package=False)
+    def step() -> None:
+        pass
+
+    task_holder = {}
+
+    @dsl.pipeline(name="one-step")
+    def one_step():
+        task = step()
+        kcluster.configure_task(task, config.cluster, gpu=gpu)
+        task_holder["platform"] = task.platform_config.get("kubernetes", {})
+        task_holder["env"] = dict(task.container_spec.env or {})
+
+    return task_holder
+
+
+def test_model_cache_on_a_pvc_when_named_else_nothing():
+    on_pvc = _configured(["cluster.model_cache_pvc=models", "cluster.model_cache_path=/m"], True)
+    [mount] = on_pvc["platform"]["pvcMount"]
+    assert mount["mountPath"] == "/m"
+    assert mount["pvcNameParameter"]["runtimeValue"]["constant"] == "models"
+    assert on_pvc["env"]["TGAP_CACHE"] == "/m"
+    # No cache path: no volume and no TGAP_CACHE (kfp.local honours env, so nothing dangling).
+    plain = _configured([], True)
+    assert "pvcMount" not in plain["platform"] and "emptyDirMounts" not in plain["platform"]
+    assert "TGAP_CACHE" not in plain["env"]
+
+
+def test_no_secret_configured_means_no_secret_reference():
+    assert "secretAsEnv" not in _configured([], False)["platform"]
+
+
+def test_gcs_key_secret_is_mounted_and_pointed_at():
+    result = _configured(["cluster.gcs_credentials_secret=gcs-key"], False)
+    [volume] = result["platform"]["secretAsVolume"]
+    assert volume["mountPath"] == kcluster.GCS_KEY_DIR
+    assert result["env"]["GOOGLE_APPLICATION_CREDENTIALS"] == f"{kcluster.GCS_KEY_DIR}/key.json"
+
+
+def test_bad_cluster_settings_fail_at_compile_time_naming_the_key():
+    with pytest.raises(ConfigError, match="cluster.model_cache_path"):
+        _configured(["cluster.model_cache_pvc=models"], True)
+    with pytest.raises(ConfigError, match=r"cluster.gpu.tolerations\[0\].*tolerationSeconds"):
+        _configured(["cluster.gpu.tolerations=[{key: a, tolerationSeconds: '5'}]"], True)
+    with pytest.raises(ConfigError, match="cluster.gpu_image"):
+        kcluster.component_images(load_config(None, ["cluster.gpu_image=''"]).cluster)
