@@ -1,0 +1,461 @@
+"""Tuning-set selection (random, spectral, k-means, curated) and the retrieval baseline.
+
+``select_tuning_set`` writes two image sets for one grid row:
+
+- the tuning set: exactly ``size`` images per label (``curated``: as many as pass the
+  confidence threshold, up to ``size``), and ``selection.json`` beside its manifest;
+- the retrieved set: ``n_retrieve_per_label`` real pool images per label, the pool images
+  nearest to the tuning set in an embedding, disjoint from it. The pipeline uses it as the
+  synthetic set for method ``retrieval``; for every other method it is a baseline.
+
+Clustered selection (the thesis's): per label, cluster the pool's embeddings into ``k`` clusters
+and take an equal share of ``size`` from each, so every cluster carries equal weight. A cluster
+smaller than its share contributes all its images, repeated in turn until the share is filled
+(each image then appears ⌊share/m⌋ or ⌈share/m⌉ times); the report records how many picks are
+such duplicates, cluster by cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.cluster import KMeans, SpectralClustering
+from sklearn.neighbors import NearestNeighbors
+
+from tgap.config import SelectConfig
+from tgap.embed import EMBEDDER_JSON, get_embedder, load_embeddings
+from tgap.imageset import ImageSet, ImageSetWriter, decode_png, to_grey_square
+from tgap.methods import Method
+from tgap.seeding import derive_seed
+
+log = logging.getLogger(__name__)
+
+SELECTION_JSON = "selection.json"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+class SelectionError(ValueError):
+    """A selection cannot be made as asked; the message names the value and what was expected."""
+
+
+# --------------------------------------------------------------------------- clustering
+
+
+def spectral_solver() -> str:
+    """``amg`` when pyamg is installed (fastest on large graphs), else ``lobpcg``.
+
+    Measured on 10,000 images per label (benchmarks/selection.py): lobpcg 1.3 s vs arpack
+    5.3 s, both on the sparse kNN graph.
+    """
+    try:
+        import pyamg  # noqa: F401
+    except ImportError:
+        return "lobpcg"
+    return "amg"
+
+
+def cluster(vectors: np.ndarray, k: int, algorithm: str, n_neighbors: int, seed: int) -> np.ndarray:
+    """Cluster ``vectors`` into ``k`` clusters; returns a cluster id per row.
+
+    ``spectral`` uses a sparse symmetric kNN affinity graph (``n_neighbors`` per point), so memory
+    grows with n·n_neighbors, never n²; labels come from ``cluster_qr`` (no k-means restarts,
+    deterministic given the eigenvectors). ``kmeans`` clusters the embeddings directly.
+    """
+    n = len(vectors)
+    if k < 1:
+        raise SelectionError(f"select.k={k}: expected at least 1 cluster")
+    if k > n:
+        raise SelectionError(f"select.k={k} clusters but only {n} images to cluster")
+    if k == 1:
+        return np.zeros(n, dtype=np.int64)
+    if algorithm == "kmeans":
+        model = KMeans(n_clusters=k, n_init=4, random_state=seed)
+        return model.fit_predict(vectors).astype(np.int64)
+    if algorithm == "spectral":
+        if n_neighbors < 1:
+            raise SelectionError(f"select.n_neighbors={n_neighbors}: expected at least 1")
+        model = SpectralClustering(
+            n_clusters=k,
+            affinity="nearest_neighbors",
+            n_neighbors=min(n_neighbors, n - 1),
+            eigen_solver=spectral_solver(),
+            assign_labels="cluster_qr",
+            random_state=seed,
+        )
+        return model.fit_predict(vectors).astype(np.int64)
+    raise SelectionError(f"clustering {algorithm!r}: expected spectral or kmeans")
+
+
+def equal_shares(
+    clusters: np.ndarray, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, list[dict[str, int]]]:
+    """Pick ``size`` positions with an equal share from each cluster of ``clusters``.
+
+    Shares are ``size // k``; the ``size % k`` remaining picks go one each to the largest
+    clusters (fewest duplicates). Within a cluster the picks are a seeded random sample; a
+    cluster smaller than its share is repeated in turn. Returns positions and a per-cluster report.
+    """
+    ids, counts = np.unique(clusters, return_counts=True)
+    k = len(ids)
+    shares = np.full(k, size // k)
+    largest_first = np.lexsort((ids, -counts))  # ties broken by cluster id: deterministic
+    shares[largest_first[: size % k]] += 1
+    picks, report = [], []
+    for cid, count, share in zip(ids, counts, shares, strict=True):
+        members = np.flatnonzero(clusters == cid)
+        if count >= share:
+            chosen = rng.choice(members, size=share, replace=False)
+        else:
+            rounds = -(-share // count)
+            chosen = np.concatenate([rng.permutation(members) for _ in range(rounds)])[:share]
+        picks.append(chosen)
+        report.append(
+            {
+                "cluster": int(cid),
+                "size": int(count),
+                "share": int(share),
+                "unique": int(min(count, share)),
+                "duplicates": int(max(share - count, 0)),
+            }
+        )
+    return np.concatenate(picks), report
+
+
+# --------------------------------------------------------------------------- curated source
+
+
+def load_curated_images(select: SelectConfig, resolution: int) -> tuple[np.ndarray, list[str]]:
+    """The unlabelled curated source as uint8 ``(n, resolution, resolution)`` and an id per image.
+
+    ``select.curated_source`` is a folder of images (searched recursively), a MedMNIST-style
+    ``.npz`` (every ``*_images`` array), or a URI of either (fetched through ``tgap.storage``).
+    """
+    source = select.curated_source
+    if not source:
+        raise SelectionError(
+            "method curated needs select.curated_source: a folder, .npz file or URI of unlabelled "
+            "images"
+        )
+    if select.curated_format == "nih-csv":
+        raise SelectionError(
+            "select.curated_format='nih-csv' is not supported for the curated source (its labels "
+            "would be ignored anyway): point select.curated_source at the images folder and use "
+            "curated_format 'image-folder'"
+        )
+    path = Path(source)
+    if "://" in source:
+        from tgap.storage import download_to_cache  # lazy: object-store clients are heavy
+
+        path = Path(download_to_cache(source))
+    if not path.exists():
+        raise SelectionError(f"select.curated_source={source!r}: no such file or folder")
+    if select.curated_format == "medmnist-npz":
+        npz = path if path.is_file() else next(iter(sorted(path.glob("*.npz"))), None)
+        if npz is None:
+            raise SelectionError(f"select.curated_source={source!r}: no .npz file found")
+        with np.load(npz) as data:
+            keys = sorted(k for k in data.files if k.endswith("_images"))
+            arrays = [data[k] for k in keys]
+        images = [to_grey_square(a, resolution) for arr in arrays for a in arr]
+        ids = [f"{k}/{i}" for k, arr in zip(keys, arrays, strict=True) for i in range(len(arr))]
+    else:
+        if not path.is_dir():
+            raise SelectionError(
+                f"select.curated_source={source!r}: expected a folder of images "
+                f"(curated_format image-folder)"
+            )
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        images = [to_grey_square(decode_png(f, str(f)), resolution) for f in files]
+        ids = [str(f.relative_to(path)) for f in files]
+    if not images:
+        raise SelectionError(
+            f"select.curated_source={source!r}: the curated source holds no images "
+            f"(format {select.curated_format})"
+        )
+    return np.stack(images), ids
+
+
+def pseudo_label(
+    images: np.ndarray, labels: list[str], classifier_dir: Path | None, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Label index and confidence per image from the reference classifier; -1 below threshold."""
+    if classifier_dir is None:
+        raise SelectionError(
+            "method curated needs the reference classifier (classifier_dir) to pseudo-label "
+            "the curated source"
+        )
+    from tgap.classify import Classifier  # lazy: avoids an import cycle through tgap.embed
+
+    classifier = Classifier.load(Path(classifier_dir))
+    clf_labels = getattr(classifier, "labels", None)
+    if clf_labels is not None and list(clf_labels) != list(labels):
+        raise SelectionError(
+            f"classifier {classifier_dir} predicts labels {list(clf_labels)}, the pool has {labels}"
+        )
+    proba = np.asarray(classifier.predict_proba(images), dtype=np.float64)
+    if proba.shape != (len(images), len(labels)):
+        raise SelectionError(
+            f"classifier {classifier_dir}: predict_proba gave shape {proba.shape}, expected "
+            f"({len(images)}, {len(labels)})"
+        )
+    best = proba.argmax(1)
+    confidence = proba.max(1)
+    return np.where(confidence >= threshold, best, -1), confidence
+
+
+# --------------------------------------------------------------------------- retrieval
+
+
+def retrieve(
+    vectors: np.ndarray, candidates: np.ndarray, queries: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` rows of ``candidates`` closest (Euclidean) to any of ``queries``.
+
+    Returns candidate indices ordered by that distance (ties by index) and the distances.
+    """
+    search = NearestNeighbors(n_neighbors=1).fit(queries)
+    distance = search.kneighbors(vectors[candidates], return_distance=True)[0][:, 0]
+    order = np.argsort(distance, kind="stable")[:n]
+    return candidates[order], distance[order]
+
+
+# --------------------------------------------------------------------------- stage
+
+
+def _embedder_info(embeddings_dir: Path, name: str) -> str:
+    path = Path(embeddings_dir) / name / EMBEDDER_JSON
+    return json.loads(path.read_text()).get("description", name) if path.is_file() else name
+
+
+def _check_size(size: int, available: int, label: str, what: str) -> None:
+    if size < 1:
+        raise SelectionError(f"size={size}: expected at least 1 image per label")
+    if size > available:
+        raise SelectionError(
+            f"size={size} per label but the pool has only {available} {label!r} images {what}"
+        )
+
+
+def select_tuning_set(
+    pool: ImageSet,
+    embeddings_dir: str | Path,
+    method: Method,
+    size: int,
+    seed: int,
+    select: SelectConfig,
+    n_retrieve_per_label: int,
+    classifier_dir: Path | None,
+    tuning_dir: str | Path,
+    retrieved_dir: str | Path,
+) -> dict[str, Any]:
+    """Select the tuning set for one grid row and retrieve its nearest real pool images.
+
+    Writes the tuning set to ``tuning_dir`` (with ``selection.json``: the full report, pool
+    indices included; its ``dataset.json`` carries the report without the indices under
+    ``selection``) and the retrieved set to ``retrieved_dir``. Returns the full report.
+
+    Seeds derive from ``(seed, selection, label)``, so ``random``, ``no-finetune`` and
+    ``retrieval`` share their tuning set under one seed.
+    """
+    labels = pool.labels
+    pool_labels = pool.label_indices
+    retrieval_embedder = method.embedder or select.default_embedder
+    report: dict[str, Any] = {
+        "method": method.name,
+        "selection": method.selection,
+        "embedder": method.embedder,
+        "embedder_description": None,
+        "size": int(size),
+        "seed": int(seed),
+        "labels": {},
+    }
+    if n_retrieve_per_label < 0:
+        raise SelectionError(f"n_retrieve_per_label={n_retrieve_per_label}: expected >= 0")
+
+    picks: dict[str, np.ndarray] = {}  # label -> pool indices, in tuning-set order (pool methods)
+    pick_clusters: dict[str, list[int]] = {}  # label -> cluster id of each pick (clustered methods)
+    curated: dict[str, tuple[np.ndarray, list[str]]] = {}  # label -> (images, source ids)
+    if method.selection in ("random", "spectral", "kmeans"):
+        vectors = None
+        if method.selection != "random":
+            vectors = load_embeddings(embeddings_dir, method.embedder, pool)
+            report["embedder_description"] = _embedder_info(embeddings_dir, method.embedder)
+            report.update(
+                k=select.k,
+                n_neighbors=select.n_neighbors,
+                clustering=(
+                    "sklearn SpectralClustering(affinity=nearest_neighbors, "
+                    f"eigen_solver={spectral_solver()}, assign_labels=cluster_qr)"
+                    if method.selection == "spectral"
+                    else "sklearn KMeans(n_init=4)"
+                ),
+            )
+        for li, label in enumerate(labels):
+            members = np.flatnonzero(pool_labels == li)
+            if vectors is not None and select.k > len(members):
+                raise SelectionError(
+                    f"select.k={select.k} clusters but the pool has only {len(members)} "
+                    f"{label!r} images"
+                )
+            _check_size(size, len(members), label, "in the pool")
+            if vectors is not None and size < select.k:
+                raise SelectionError(
+                    f"size={size} per label is smaller than select.k={select.k} clusters: every "
+                    "cluster needs at least one pick"
+                )
+            rng = np.random.default_rng(derive_seed(seed, "select", method.selection, label))
+            entry: dict[str, Any] = {"pool_count": int(len(members))}
+            if vectors is None:
+                chosen = rng.choice(members, size=size, replace=False)
+            else:
+                cluster_seed = derive_seed(
+                    seed, "cluster", method.selection, method.embedder, label
+                )
+                assignment = cluster(
+                    vectors[members], select.k, method.selection, select.n_neighbors, cluster_seed
+                )
+                positions, entry["clusters"] = equal_shares(assignment, size, rng)
+                chosen = members[positions]
+                pick_clusters[label] = [int(c) for c in assignment[positions]]
+            entry["picked"] = int(len(chosen))
+            entry["unique"] = int(len(np.unique(chosen)))
+            entry["duplicates"] = int(len(chosen) - entry["unique"])
+            report["labels"][label] = entry
+            picks[label] = chosen
+    elif method.selection == "curated":
+        images, ids = load_curated_images(select, pool.resolution)
+        assigned, confidence = pseudo_label(
+            images, labels, classifier_dir, select.curated_threshold
+        )
+        report["curated"] = {
+            "source": select.curated_source,
+            "threshold": select.curated_threshold,
+            "source_images": int(len(images)),
+            "below_threshold": int((assigned < 0).sum()),
+            "passed": {label: int((assigned == li).sum()) for li, label in enumerate(labels)},
+        }
+        for li, label in enumerate(labels):
+            passed = np.flatnonzero(assigned == li)
+            if len(passed) == 0:
+                raise SelectionError(
+                    f"curated source {select.curated_source!r}: no image is labelled {label!r} with "
+                    f"confidence >= select.curated_threshold={select.curated_threshold} "
+                    f"({len(images)} images)"
+                )
+            rng = np.random.default_rng(derive_seed(seed, "select", "curated", label))
+            chosen = rng.choice(passed, size=min(size, len(passed)), replace=False)
+            if len(chosen) < size:
+                log.warning(
+                    "curated: only %d %r images pass threshold %.2f (asked %d per label)",
+                    len(chosen),
+                    label,
+                    select.curated_threshold,
+                    size,
+                )
+            report["labels"][label] = {
+                "picked": int(len(chosen)),
+                "unique": int(len(chosen)),
+                "duplicates": 0,
+                "short": int(size - len(chosen)),
+                "mean_confidence": float(confidence[chosen].mean()),
+            }
+            curated[label] = (images[chosen], [ids[i] for i in chosen])
+    else:
+        raise SelectionError(f"method {method.name!r}: unknown selection {method.selection!r}")
+
+    # ---- retrieval: pool images nearest to the tuning set, disjoint from it
+    retrieved: dict[str, np.ndarray] = {}
+    retrieval_report: dict[str, Any] = {
+        "embedder": retrieval_embedder,
+        "n_per_label": int(n_retrieve_per_label),
+        "labels": {},
+    }
+    if n_retrieve_per_label > 0:
+        vectors = load_embeddings(embeddings_dir, retrieval_embedder, pool)
+        retrieval_report["embedder_description"] = _embedder_info(
+            embeddings_dir, retrieval_embedder
+        )
+        embedder = None
+        for li, label in enumerate(labels):
+            members = np.flatnonzero(pool_labels == li)
+            if label in picks:
+                candidates = np.setdiff1d(members, picks[label])
+                queries = vectors[np.unique(picks[label])]
+            else:
+                candidates = members
+                if embedder is None:
+                    embedder = get_embedder(retrieval_embedder, select, classifier_dir)
+                queries = embedder.embed(curated[label][0])
+            if n_retrieve_per_label > len(candidates):
+                raise SelectionError(
+                    f"n_retrieve_per_label={n_retrieve_per_label} but only {len(candidates)} "
+                    f"{label!r} pool images are left outside the tuning set"
+                )
+            chosen, distance = retrieve(vectors, candidates, queries, n_retrieve_per_label)
+            retrieved[label] = chosen
+            retrieval_report["labels"][label] = {
+                "retrieved": int(len(chosen)),
+                "mean_distance": float(distance.mean()),
+                "max_distance": float(distance.max()),
+            }
+    report["retrieval"] = retrieval_report
+
+    # ---- write both sets
+    summary = dict(report)  # dataset.json gets the report without the per-pick lists below
+    report["pool_indices"] = {label: [int(i) for i in idx] for label, idx in picks.items()}
+    if pick_clusters:
+        report["pick_clusters"] = pick_clusters
+    report["retrieved_pool_indices"] = {
+        label: [int(i) for i in idx] for label, idx in retrieved.items()
+    }
+    tuning_dir, retrieved_dir = Path(tuning_dir), Path(retrieved_dir)
+    source = pool.info.get("source_uri", "") or str(pool.root)
+    with ImageSetWriter(
+        tuning_dir, labels, pool.resolution, source_uri=source, info={"selection": summary}
+    ) as writer:
+        for label in labels:
+            if label in picks:
+                _copy_from_pool(pool, picks[label], writer)
+            else:
+                images, ids = curated[label]
+                for image, original_id in zip(images, ids, strict=True):
+                    writer.add(
+                        image,
+                        label,
+                        source=select.curated_source,
+                        split="curated",
+                        original_id=original_id,
+                    )
+    tmp = tuning_dir / f".{SELECTION_JSON}.partial-{os.getpid()}"
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, tuning_dir / SELECTION_JSON)
+    with ImageSetWriter(
+        retrieved_dir,
+        labels,
+        pool.resolution,
+        source_uri=source,
+        info={"retrieval": retrieval_report, "retrieved_for": method.name},
+    ) as writer:
+        for label in labels:
+            if label in retrieved:
+                _copy_from_pool(pool, retrieved[label], writer)
+    log.info(
+        "%s: tuning set %s, %d duplicates; retrieved %d per label with %s",
+        method.name,
+        {label: e["picked"] for label, e in report["labels"].items()},
+        sum(e["duplicates"] for e in report["labels"].values()),
+        n_retrieve_per_label,
+        retrieval_embedder,
+    )
+    return report
+
+
+def _copy_from_pool(pool: ImageSet, indices: np.ndarray, writer: ImageSetWriter) -> None:
+    for i in indices:
+        r = pool.records[int(i)]
+        writer.add(pool.load(int(i)), r.label, r.patient_id, r.source, r.split, r.original_id)
