@@ -1,0 +1,272 @@
+"""The report stage: every grid cell into the files a Kubeflow user looks at.
+
+``build_report`` writes ``report.html`` (self-contained), ``summary.md`` (KFP Markdown viewer),
+``results.csv`` (one row per cell), ``results.json`` (cells, aggregates, best methods,
+provenance) and ``metrics.json`` (flat ``fter.active.500``-style names for the KFP Metrics
+artifact, so the UI's run comparison lines runs up cell by cell).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from tgap.config import Config
+from tgap.report import html as h
+from tgap.report import plots
+from tgap.report.images import ImageBudget
+from tgap.report.markdown import summary_markdown
+from tgap.report.tables import (
+    FLAT_NAMES,
+    ReportError,
+    aggregate,
+    best_methods,
+    cell_rows,
+    class_keys,
+    flat_metrics,
+    load_cell,
+    load_cells,
+    reference_by_size,
+)
+
+__all__ = ["ReportError", "build_report", "load_cell", "load_cells", "FLAT_NAMES"]
+
+log = logging.getLogger(__name__)
+
+# Keys the two-way tables already show; everything else numeric goes to the "other metrics" table.
+_TWO_WAY_PREFIXES = ("s2r_", "r2s_", "r2r_", "fter")
+
+
+def _write(path: Path, text: str) -> None:
+    """Write via a temp file and rename, so a failed report never leaves a half file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf -> null, so results.json is strict JSON any viewer reads."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _plot_section(
+    title: str, png: bytes | None, caption: str, missing: str, budget: ImageBudget
+) -> str:
+    if png is None:
+        return f"<h3>{h.esc(title)}</h3>" + h.absent(missing)
+    return f"<h3>{h.esc(title)}</h3>" + h.figure(budget.take(png), caption, title)
+
+
+def build_report(
+    cell_dirs: list[Path], config: Config, provenance: dict, out_dir: str | Path
+) -> dict:
+    """Build every report file from the collected cell folders into ``out_dir``.
+
+    Returns the paths written and ``metrics`` (the flat name -> mean-over-seeds dict). A cell
+    without a required key (method, size, seed, s2r_*, r2s_*, fter) is a ReportError naming it;
+    optional keys and assets may be absent, and the section that needed them says so.
+    """
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    provenance = provenance or {}
+    cells = load_cells([Path(d) for d in cell_dirs], list(config.grid.methods))
+    labels = list(config.data.labels)
+    methods = list(dict.fromkeys(c.method for c in cells))
+    sizes = sorted({c.size for c in cells})
+    seeds = sorted({c.seed for c in cells})
+    groups = aggregate(cells, config.evaluation.confidence)
+    best = {m: best_methods(groups, m) for m in ("s2r_auroc", "r2s_auroc", "fter")}
+    ref_keys = ["r2r_accuracy", "r2r_auroc"]
+    ref_keys += [k for _, k in class_keys(cells, "r2r", "accuracy", labels)]
+    ref_keys += [k for _, k in class_keys(cells, "r2r", "auroc", labels)]
+    reference = {k: reference_by_size(cells, k) for k in ref_keys}
+    columns, rows = cell_rows(cells)
+    metrics = flat_metrics(groups, cells)
+
+    # ---- results.csv / results.json / metrics.json
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    _write(out_dir / "results.csv", buf.getvalue())
+    results = {
+        "name": config.name,
+        "labels": labels,
+        "methods": methods,
+        "sizes": sizes,
+        "seeds": seeds,
+        "columns": columns,
+        "cells": rows,
+        "aggregate": [
+            {
+                "method": g.method,
+                "size": g.size,
+                "seeds": g.seeds,
+                "metrics": {k: s.to_dict() for k, s in g.stats.items()},
+            }
+            for g in groups
+        ],
+        "reference": {
+            k: {str(size): s.to_dict() for size, s in v.items()} for k, v in reference.items()
+        },
+        "best": {m: {str(size): ms for size, ms in b.items()} for m, b in best.items()},
+        "metrics": metrics,
+        "provenance": provenance,
+    }
+    _write(out_dir / "results.json", json.dumps(_json_safe(results), indent=1, default=str))
+    _write(out_dir / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True))
+    _write(
+        out_dir / "summary.md",
+        summary_markdown(
+            config.name,
+            groups,
+            cells,
+            best["s2r_auroc"],
+            best["fter"],
+            reference["r2r_auroc"],
+            provenance,
+        ),
+    )
+
+    # ---- report.html
+    budget = ImageBudget()
+    statements = "".join(
+        f'<div class="{"ok" if ok else "warn"}">{h.esc(text)}</div>'
+        for ok, text in h.model_statements(provenance, cells)
+    )
+    other_keys = sorted({k for g in groups for k in g.stats if not k.startswith(_TWO_WAY_PREFIXES)})
+    ci_note = (
+        "95% CI: the cells' bootstrap intervals (bounds averaged over seeds); † marks a Student-t "
+        "interval over seeds where the cells had none. ★ marks the best method per size "
+        "(highest mean AUROC of the table's direction). R→R: a classifier trained and tested on real "
+        "images, the reference."
+    )
+    roc_png, roc_curve_names = plots.roc_curves(cells, methods, labels)
+    cluster_png, cluster_methods = plots.cluster_sizes(cells, methods, labels)
+    sections = [
+        f"<h1>tgap report: {h.esc(config.name)}</h1>",
+        f'<p class="note">{h.esc(config.description)}</p>' if config.description else "",
+        f"<p>{len(cells)} cells: methods {h.esc(', '.join(methods))}; tuning-set sizes "
+        f"{h.esc(', '.join(map(str, sizes)))} (images per label); seeds {h.esc(', '.join(map(str, seeds)))}. "
+        "Tables show mean ± sd over seeds. FTER = AUROC(S→R) / AUROC(R→S): below 1 is a "
+        "trainability gap.</p>",
+        statements,
+        "<h2>S→R: train on synthetic, test on real</h2>",
+        h.results_table("s2r", groups, cells, labels, best["s2r_auroc"], reference),
+        "<h2>R→S: train on real, test on synthetic</h2>",
+        h.results_table("r2s", groups, cells, labels, best["r2s_auroc"], reference),
+        f'<p class="note">{h.esc(ci_note)}</p>',
+        "<h2>Distribution and memorisation metrics</h2>",
+        h.other_metrics_table(groups, other_keys)
+        if other_keys
+        else h.absent("No distribution or memorisation metrics in any cell."),
+        "<h2>Plots</h2>",
+        _plot_section(
+            "FTER vs tuning-set size",
+            plots.fter_vs_size(groups, methods),
+            "Mean ± sd over seeds; dashed line FTER = 1.",
+            "",
+            budget,
+        ),
+        _plot_section(
+            "AUROC S→R vs R→S",
+            plots.auroc_scatter(groups, methods),
+            "One point per method × size (mean over seeds); the diagonal is FTER = 1, "
+            "points below it have a trainability gap.",
+            "No finite AUROC pairs to plot.",
+            budget,
+        ),
+        _plot_section(
+            "ROC curves",
+            roc_png,
+            f"Mean over seeds (vertical averaging); curve used: {h.esc(roc_curve_names)}. "
+            "Dotted: R→R reference.",
+            "No ROC curves: no cell has roc_s2r.json or roc_r2s.json.",
+            budget,
+        ),
+        _plot_section(
+            "Supplementation",
+            plots.supplementation(cells, methods),
+            "A classifier trained on real plus r × synthetic images, tested on real.",
+            "No supplementation curves: no cell has supplementation.json "
+            "(evaluation.supplementation_ratios is empty by default).",
+            budget,
+        ),
+        _plot_section(
+            "Active data selection",
+            plots.active_selection(cells, config.finetune.active.threshold),
+            "Batches whose generated images are more similar than the threshold to the "
+            "batch are skipped.",
+            "No active-selection log: no cell's training_log.json has an 'active' entry.",
+            budget,
+        ),
+        _plot_section(
+            "Fine-tuning loss",
+            plots.training_loss(cells, methods),
+            "DreamBooth loss per step, mean over seeds.",
+            "No fine-tuning loss: no cell's training_log.json has 'steps'.",
+            budget,
+        ),
+        _plot_section(
+            "Cluster sizes of the selected tuning sets",
+            cluster_png,
+            f"Methods with clusters: {h.esc(cluster_methods)}. Bars: pool images per "
+            "cluster; picked per cluster; duplicates added to keep cluster weights equal.",
+            "No cluster sizes: no cell's selection.json has 'clusters'.",
+            budget,
+        ),
+        h.training_notes(cells),
+        "<h2>Sample grids</h2>",
+        h.sample_grids(cells, labels, budget),
+        "<h2>Closest synthetic–tuning pairs (memorisation check)</h2>",
+        h.closest_pairs(cells, budget),
+        "<h2>All cells</h2>",
+        f"<details><summary>{len(rows)} rows, as in results.csv</summary>"
+        f"{h.cells_table(columns, rows)}</details>",
+        "<h2>Provenance</h2>",
+        h.provenance_section(provenance, config.to_dict(), cells),
+        f'<p class="note">Report built in {time.perf_counter() - start:.1f} s. '
+        + (
+            f"{budget.refused} image(s) left out to stay under the size budget."
+            if budget.refused
+            else ""
+        )
+        + "</p>",
+    ]
+    page = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>tgap report: {h.esc(config.name)}</title><style>{h.CSS}</style></head>"
+        f"<body>{''.join(sections)}</body></html>"
+    )
+    _write(out_dir / "report.html", page)
+    paths = {
+        name: str(out_dir / name)
+        for name in ("report.html", "summary.md", "results.csv", "results.json", "metrics.json")
+    }
+    log.info(
+        "report: %d cells (%d methods × %d sizes × %d seeds) -> %s (%.1f MB) in %.1f s",
+        len(cells),
+        len(methods),
+        len(sizes),
+        len(seeds),
+        out_dir,
+        len(page.encode()) / 1e6,
+        time.perf_counter() - start,
+    )
+    return {**paths, "metrics": metrics, "n_cells": len(cells), "html_bytes": len(page.encode())}

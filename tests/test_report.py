@@ -1,0 +1,428 @@
+"""The report stage: structure, aggregation, best-method marking, files and size.
+
+ALL METRICS AND ASSETS IN THIS FILE ARE MADE UP. The numbers below are chosen so that means,
+sds and the best method per size have known answers; they say nothing about any real method.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tgap.config import Config, GridConfig
+from tgap.report import ReportError, build_report
+from tgap.report.plots import pick_curve
+from tgap.report.tables import summarise
+
+LABELS = ["No Finding", "Unhealthy"]
+THESIS_METHODS = [
+    "random",
+    "spectral-pixel",
+    "spectral-clip",
+    "curated",
+    "active",
+    "no-finetune",
+    "retrieval",
+]
+THESIS_SIZES = [500, 1000, 10000]
+SEEDS = [0, 1, 2, 3, 4]
+# Made up: per-seed offsets with mean 0 and sample sd sqrt(0.001 / 4) = 0.0158113883.
+SEED_OFFSET = [-0.02, -0.01, 0.0, 0.01, 0.02]
+SEED_SD = math.sqrt(0.001 / 4)
+# Made up: a base S→R AUROC per method; `active` is best at 500 and 1000, `retrieval` at 10000.
+BASE_S2R = {
+    "random": 0.70,
+    "spectral-pixel": 0.72,
+    "spectral-clip": 0.74,
+    "curated": 0.71,
+    "active": 0.80,
+    "no-finetune": 0.55,
+    "retrieval": 0.78,
+}
+SIZE_BONUS = {500: 0.0, 1000: 0.01, 10000: 0.02}
+RETRIEVAL_BONUS_10000 = 0.05
+R2S = 0.85  # made up, the same for every cell so FTER means have a closed form too
+
+
+def made_up_s2r(method: str, size: int, seed_index: int) -> float:
+    bonus = RETRIEVAL_BONUS_10000 if (method == "retrieval" and size == 10000) else 0.0
+    return BASE_S2R.get(method, 0.7) + SIZE_BONUS.get(size, 0.0) + bonus + SEED_OFFSET[seed_index]
+
+
+def noise_png(path: Path, side: int, seed: int, mode: str = "L") -> None:
+    """A made-up image: uniform noise, the worst case for PNG compression."""
+    rng = np.random.default_rng(seed)
+    shape = (side, side) if mode == "L" else (side, side, 3)
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(path)
+
+
+def write_cell(
+    root: Path,
+    method: str,
+    size: int,
+    seed_index: int,
+    assets: bool = True,
+    image_side: int = 64,
+) -> Path:
+    """Write one made-up cell folder in the schema of docs/architecture.md."""
+    seed = SEEDS[seed_index]
+    d = root / f"{method}-{size}-{seed}"
+    (d / "assets").mkdir(parents=True)
+    s2r = made_up_s2r(method, size, seed_index)
+    cell = {
+        "method": method,
+        "size": size,
+        "seed": seed,
+        "s2r_accuracy": s2r - 0.1,
+        "s2r_auroc": s2r,
+        "r2s_accuracy": R2S - 0.1,
+        "r2s_auroc": R2S,
+        "fter": s2r / R2S,
+        "r2r_accuracy": 0.85 + SEED_OFFSET[seed_index],
+        "r2r_auroc": 0.95 + SIZE_BONUS[size] + SEED_OFFSET[seed_index],
+        "s2r_accuracy_No Finding": s2r - 0.05,
+        "s2r_accuracy_Unhealthy": s2r - 0.15,
+        "s2r_auroc_No Finding": s2r,
+        "s2r_auroc_Unhealthy": s2r,
+        "r2s_accuracy_No Finding": R2S - 0.05,
+        "r2s_accuracy_Unhealthy": R2S - 0.15,
+        "r2s_auroc_No Finding": R2S,
+        "r2s_auroc_Unhealthy": R2S,
+        "s2r_auroc_ci_low": s2r - 0.03,
+        "s2r_auroc_ci_high": s2r + 0.03,
+        "r2s_auroc_ci_low": R2S - 0.02,
+        "r2s_auroc_ci_high": R2S + 0.02,
+        "fter_ci_low": s2r / R2S - 0.04,
+        "fter_ci_high": s2r / R2S + 0.04,
+        "fid": 40.0 + seed_index,
+        "precision": 0.6,
+        "recall": 0.5,
+        "near_copy_fraction": 0.01 * seed_index,
+        "assets": {},
+        "provenance": {"times": {"fine-tune": 10.0 + seed_index, "generate": 5.0}, "device": "cpu"},
+    }
+    if assets:
+        a = d / "assets"
+        fpr = np.linspace(0, 1, 21)
+        (a / "roc_s2r.json").write_text(json.dumps({"fpr": fpr.tolist(), "tpr": np.sqrt(fpr).tolist()}))
+        per_class = {lab: {"fpr": fpr.tolist(), "tpr": (fpr**0.3).tolist()} for lab in LABELS}
+        (a / "roc_r2s.json").write_text(json.dumps(per_class))
+        (a / "roc_r2r.json").write_text(json.dumps({"fpr": fpr.tolist(), "tpr": (fpr**0.2).tolist()}))
+        for i, lab in enumerate(LABELS):
+            noise_png(a / f"grid_{lab}.png", image_side, seed * 1000 + size + i)
+            noise_png(a / f"real_grid_{lab}.png", image_side, 7 + i)
+        noise_png(a / "closest_pairs.png", image_side, seed + size, mode="RGB")
+        log = {"steps": [{"step": s, "loss": 1.0 / (s + 1)} for s in range(0, 100, 10)]}
+        if method == "active":
+            log["active"] = {
+                "similarities": np.linspace(0.1, 0.5, 40).tolist(),
+                "skipped": list(range(0, 40, 3)),
+                "skip_fraction_per_epoch": [0.1, 0.3, 0.5],
+            }
+        if method == "no-finetune":
+            log = {"note": "no fine-tuning: the base model generated the synthetic set"}
+        (a / "training_log.json").write_text(json.dumps(log))
+        if method.startswith("spectral") or method == "active":
+            clusters = {
+                lab: {"sizes": [50, 30, 10, 5], "picks": [5, 5, 5, 5], "duplicates": [0, 0, 0, 0]}
+                for lab in LABELS
+            }
+            (a / "selection.json").write_text(json.dumps({"clusters": clusters}))
+        (a / "supplementation.json").write_text(
+            json.dumps({"ratios": [0, 0.5, 1, 2], "auroc": [0.9, 0.91, 0.915, 0.9]})
+        )
+        cell["assets"] = {p.name: f"assets/{p.name}" for p in sorted(a.iterdir())}
+    (d / "cell.json").write_text(json.dumps(cell))
+    return d
+
+
+def grid_config(methods: list[str], sizes: list[int], seeds: list[int], name: str = "made-up") -> Config:
+    return Config(name=name, grid=GridConfig(methods=methods, sizes=sizes, seeds=seeds))
+
+
+PROVENANCE = {
+    "data": {"source": "made-up://nowhere", "format": "medmnist-npz"},
+    "models": {
+        "diffusion": {"source": "tiny-pixel", "pretrained": False},
+        "embedder": {"source": "/weights/clip", "pretrained": True},
+    },
+    "versions": {"torch": "2.14.1", "tgap": "0.1.0"},
+    "seeds": SEEDS,
+    "stage_seconds": {"ingest": 1.5, "report": 0.3},
+}
+
+
+class TableParser(HTMLParser):
+    """Collects ``<table id=...>`` rows as lists of (tr attrs, [(td attrs, text)])."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list] = {}
+        self.stack: list[str | None] = []
+        self.row = None
+        self.cell = None
+        self.imgs: list[dict] = []
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append((tag, a))
+        if tag == "img":
+            self.imgs.append(a)
+        if tag == "table":
+            self.stack.append(a.get("id"))
+            if a.get("id"):
+                self.tables[a["id"]] = []
+        elif tag == "tr" and self.stack and self.stack[-1]:
+            self.row = (a, [])
+            self.tables[self.stack[-1]].append(self.row)
+        elif tag in ("td", "th") and self.row is not None:
+            self.cell = [a, ""]
+            self.row[1].append(self.cell)
+
+    def handle_endtag(self, tag):
+        if tag == "table" and self.stack:
+            self.stack.pop()
+            self.row = None
+        elif tag in ("td", "th"):
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell[1] += data
+
+
+def parse(html_text: str) -> TableParser:
+    p = TableParser()
+    p.feed(html_text)
+    return p
+
+
+@pytest.fixture(scope="module")
+def thesis_report(tmp_path_factory):
+    """The thesis grid, 7 methods × 3 sizes × 5 seeds = 105 made-up cells, with big noise images
+    so the size budget is exercised."""
+    root = tmp_path_factory.mktemp("cells")
+    dirs = [
+        write_cell(root, m, n, i, image_side=400)
+        for m in THESIS_METHODS
+        for n in THESIS_SIZES
+        for i in range(len(SEEDS))
+    ]
+    out = tmp_path_factory.mktemp("report")
+    # Cell folders arrive in any order (KFP collects them by task id): shuffle them.
+    order = np.random.default_rng(0).permutation(len(dirs))
+    result = build_report([dirs[i] for i in order], grid_config(THESIS_METHODS, THESIS_SIZES, SEEDS), PROVENANCE, out)
+    return result, out
+
+
+def test_thesis_grid_writes_every_file_and_returns_flat_metrics(thesis_report):
+    result, out = thesis_report
+    for name in ("report.html", "summary.md", "results.csv", "results.json", "metrics.json"):
+        assert Path(result[name]) == out / name and (out / name).stat().st_size > 0
+    assert result["n_cells"] == 105
+    assert json.loads((out / "metrics.json").read_text()) == pytest.approx(result["metrics"])
+
+
+def test_results_csv_has_one_row_per_cell_headline_columns_first(thesis_report):
+    _, out = thesis_report
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+        f.seek(0)
+        header = next(csv.reader(f))
+    assert len(rows) == 105
+    assert header[:10] == [
+        "method", "size", "seed", "s2r_accuracy", "s2r_auroc", "r2s_accuracy", "r2s_auroc",
+        "fter", "r2r_accuracy", "r2r_auroc",
+    ]  # fmt: skip
+    for col in ("s2r_auroc_No Finding", "r2s_accuracy_Unhealthy", "fter_ci_low", "fid", "near_copy_fraction"):
+        assert col in header
+    # Per class before CIs before the rest.
+    assert header.index("s2r_auroc_Unhealthy") < header.index("fter_ci_high") < header.index("fid")
+    # Sorted by grid method order, then size, then seed, despite the shuffled input.
+    assert [(r["method"], int(r["size"]), int(r["seed"])) for r in rows] == [
+        (m, n, s) for m in THESIS_METHODS for n in THESIS_SIZES for s in SEEDS
+    ]
+    row = next(r for r in rows if r["method"] == "active" and r["size"] == "1000" and r["seed"] == "3")
+    assert float(row["s2r_auroc"]) == made_up_s2r("active", 1000, 3)
+    assert float(row["fter"]) == made_up_s2r("active", 1000, 3) / R2S
+    assert float(row["fid"]) == 43.0
+
+
+def test_aggregation_mean_sd_and_intervals_have_known_answers(thesis_report):
+    _, out = thesis_report
+    results = json.loads((out / "results.json").read_text())
+    agg = {(a["method"], a["size"]): a for a in results["aggregate"]}
+    assert len(agg) == 21
+    s = agg[("curated", 1000)]["metrics"]["s2r_auroc"]
+    assert s["mean"] == pytest.approx(0.71 + 0.01)
+    assert s["sd"] == pytest.approx(SEED_SD)
+    assert s["n"] == 5 and agg[("curated", 1000)]["seeds"] == SEEDS
+    # The cells carry bootstrap intervals: their bounds are averaged over seeds.
+    assert s["ci_kind"] == "bootstrap"
+    assert s["ci_low"] == pytest.approx(0.72 - 0.03) and s["ci_high"] == pytest.approx(0.72 + 0.03)
+    # No interval in the cells for the accuracy: a t interval over the 5 seeds.
+    a = agg[("curated", 1000)]["metrics"]["s2r_accuracy"]
+    assert a["ci_kind"] == "seeds"
+    assert a["ci_high"] - a["mean"] == pytest.approx(2.7764451 * SEED_SD / math.sqrt(5), rel=1e-6)
+    f = agg[("retrieval", 10000)]["metrics"]["fter"]
+    assert f["mean"] == pytest.approx((0.78 + 0.02 + 0.05) / R2S)
+    # R→R: one value per (size, seed), so the same mean whatever the number of methods.
+    ref = results["reference"]["r2r_auroc"]["10000"]
+    assert ref["mean"] == pytest.approx(0.97) and ref["n"] == 5
+
+
+def test_summarise_known_answers():
+    s = summarise([0.5, 0.6, 0.7])
+    assert (s.mean, s.sd, s.n, s.ci_kind) == (pytest.approx(0.6), pytest.approx(0.1), 3, "seeds")
+    assert s.ci_high - s.mean == pytest.approx(4.3026527 * 0.1 / math.sqrt(3), rel=1e-6)
+    one = summarise([0.8])
+    assert one.mean == 0.8 and math.isnan(one.sd) and one.ci_kind == ""
+    boot = summarise([0.8, 0.9], lows=[0.7, 0.8], highs=[0.9, 1.0])
+    assert (boot.ci_low, boot.ci_high, boot.ci_kind) == (pytest.approx(0.75), pytest.approx(0.95), "bootstrap")
+    assert math.isnan(summarise([0.5, float("nan")]).mean)  # an undefined seed stays visible
+
+
+def test_flat_metric_names_line_up_cell_by_cell(thesis_report):
+    result, _ = thesis_report
+    m = result["metrics"]
+    expected = {
+        f"{name}.{meth}.{n}"
+        for name in ("fter", "auroc_s2r", "auroc_r2s", "accuracy_s2r", "accuracy_r2s")
+        for meth in THESIS_METHODS
+        for n in THESIS_SIZES
+    } | {f"{name}.{n}" for name in ("auroc_r2r", "accuracy_r2r") for n in THESIS_SIZES}
+    assert set(m) == expected
+    assert m["fter.active.500"] == pytest.approx(0.80 / R2S)
+    assert m["auroc_s2r.random.1000"] == pytest.approx(0.71)
+    assert m["auroc_r2s.spectral-clip.10000"] == pytest.approx(R2S)
+    assert all(isinstance(v, float) for v in m.values())
+
+
+def test_html_tables_aggregate_over_seeds_and_mark_best_method(thesis_report):
+    _, out = thesis_report
+    page = parse((out / "report.html").read_text())
+    s2r = page.tables["table-s2r"]
+    body = [r for r in s2r if r[0].get("data-method")]
+    methods_rows = [r for r in body if r[0]["data-method"] != "R→R"]
+    assert len(methods_rows) == 21 and len(body) == 24  # + one R→R row per size
+    best = {(r[0]["data-method"], int(r[0]["data-size"])) for r in methods_rows if "best" in r[0].get("class", "")}
+    assert best == {("active", 500), ("active", 1000), ("retrieval", 10000)}
+    row = next(r for r in methods_rows if r[0]["data-method"] == "spectral-clip" and r[0]["data-size"] == "500")
+    auroc = next(c for c in row[1] if c[0].get("data-metric") == "s2r_auroc")
+    assert float(auroc[0]["data-mean"]) == pytest.approx(0.74)
+    assert auroc[1] == f"0.740 ± {SEED_SD:.3f}"
+    ci = next(c for c in row[1] if c[0].get("data-ci") == "s2r_auroc")
+    assert ci[1] == "[0.710, 0.770]"
+    headers = [c[1] for c in s2r[0][1]]
+    assert "accuracy No Finding" in headers and "AUROC Unhealthy" in headers and "FTER" in headers
+    best_cell = next(
+        c for r in methods_rows if r[0]["data-method"] == "retrieval" and r[0]["data-size"] == "10000"
+        for c in r[1] if c[0].get("data-metric") == "s2r_auroc"
+    )  # fmt: skip
+    assert "★" in best_cell[1] and "metric-best" in best_cell[0]["class"]
+    # The R→S table marks by R→S AUROC: every method ties at the made-up 0.85, so all are best.
+    r2s_best = [r for r in page.tables["table-r2s"] if "best" in r[0].get("class", "")]
+    assert len(r2s_best) == 21
+    assert len([r for r in page.tables["cells"] if r[0] == {}]) == 106  # header + 105 cells
+
+
+def test_html_is_self_contained_and_under_10_mb(thesis_report):
+    _, out = thesis_report
+    text = (out / "report.html").read_text()
+    assert len(text.encode()) < 10_000_000
+    page = parse(text)
+    assert not re.search(r"(src|href)\s*=\s*[\"']?\s*(https?:)?//", text, re.I)
+    assert not any(tag in ("script", "link", "iframe", "object", "embed") for tag, _ in page.tags)
+    assert "url(" not in text and "@import" not in text
+    assert len(page.imgs) >= 20
+    assert all(img["src"].startswith("data:image/png;base64,") for img in page.imgs)
+    for section in ("FTER vs tuning-set size", "ROC curves", "Supplementation", "Active data selection",
+                    "Cluster sizes", "Sample grids", "Closest synthetic", "Provenance"):  # fmt: skip
+        assert section in text
+    assert "no fine-tuning: the base model generated the synthetic set" in text
+
+
+def test_provenance_states_randomly_initialised_models(thesis_report):
+    _, out = thesis_report
+    text = (out / "report.html").read_text()
+    assert '<div class="warn">models.diffusion was randomly initialised, not pretrained (built from tiny-pixel).</div>' in text
+    assert "models.embedder: pretrained weights from /weights/clip." in text
+    assert "made-up://nowhere" in text and "stage_seconds" in text
+    # Per-cell times differ by seed: shown as a total over the 105 cells.
+    assert "total 1260, range 10 – 14" in text  # sum over 21 groups of (10+11+12+13+14) = 21 * 60
+    summary = (out / "summary.md").read_text()
+    assert "**models.diffusion was randomly initialised" in summary
+
+
+def test_summary_markdown_has_one_row_per_method_and_size(thesis_report):
+    _, out = thesis_report
+    summary = (out / "summary.md").read_text()
+    rows = [line for line in summary.splitlines() if line.startswith("| ") and not line.startswith("| method")]
+    assert len([r for r in rows if "R→R" not in r]) == 21
+    active = next(r for r in rows if r.startswith("| active | 500 |"))
+    assert f"**0.800 ± {SEED_SD:.3f}** ★" in active
+    assert "105 cells: 7 methods × 3 sizes × 5 seeds" in summary
+
+
+def test_missing_required_key_is_an_error_naming_the_cell(tmp_path):
+    d = write_cell(tmp_path / "cells", "random", 500, 0, assets=False)
+    data = json.loads((d / "cell.json").read_text())
+    del data["r2s_auroc"]
+    (d / "cell.json").write_text(json.dumps(data))
+    with pytest.raises(ReportError, match=r"random-500-0/cell.json: missing required key\(s\) r2s_auroc"):
+        build_report([d], grid_config(["random"], [500], [0]), {}, tmp_path / "out")
+    data["r2s_auroc"] = "high"
+    (d / "cell.json").write_text(json.dumps(data))
+    with pytest.raises(ReportError, match="r2s_auroc must be a number, got 'high'"):
+        build_report([d], grid_config(["random"], [500], [0]), {}, tmp_path / "out")
+
+
+def test_duplicate_grid_rows_are_rejected(tmp_path):
+    a = write_cell(tmp_path / "a", "random", 500, 0, assets=False)
+    b = write_cell(tmp_path / "b", "random", 500, 0, assets=False)
+    with pytest.raises(ReportError, match="same grid row"):
+        build_report([a, b], grid_config(["random"], [500], [0]), {}, tmp_path / "out")
+
+
+def test_minimal_cells_build_and_absent_sections_say_so(tmp_path):
+    """Only the required keys, no assets, one NaN FTER: the report builds and says what is missing."""
+    dirs = []
+    for i, (method, fter) in enumerate([("random", 0.9), ("active", float("nan"))]):
+        d = tmp_path / "cells" / str(i)
+        d.mkdir(parents=True)
+        cell = {"method": method, "size": 20, "seed": 0, "s2r_accuracy": 0.6, "s2r_auroc": 0.7,
+                "r2s_accuracy": 0.7, "r2s_auroc": 0.8, "fter": fter}  # fmt: skip
+        (d / "cell.json").write_text(json.dumps(cell))
+        dirs.append(d)
+    result = build_report(dirs, grid_config(["random", "active"], [20], [0]), {}, tmp_path / "out")
+    text = Path(result["report.html"]).read_text()
+    for message in ("No ROC curves", "No sample grids", "No supplementation curves", "No active-selection log",
+                    "No cluster sizes", "No closest-pair images", "No distribution or memorisation"):  # fmt: skip
+        assert message in text
+    assert result["metrics"]["fter.random.20"] == pytest.approx(0.9)
+    assert "fter.active.20" not in result["metrics"]  # NaN is not a KFP metric
+    results = json.loads(Path(result["results.json"]).read_text())  # strict JSON: NaN -> null
+    assert results["cells"][1]["fter"] is None and results["cells"][1]["method"] == "active"
+    with open(result["results.csv"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["method"] for r in rows] == ["random", "active"] and rows[1]["fter"] == "nan"
+    assert "r2r_auroc" not in rows[0]
+
+
+def test_roc_assets_accept_overall_and_per_class_forms():
+    curve = {"fpr": [0, 0.5, 1], "tpr": [0, 0.8, 1]}
+    assert pick_curve(curve, LABELS)[2] == "overall"
+    per_class = {"No Finding": {"fpr": [0, 1], "tpr": [0, 1]}, "Unhealthy": curve}
+    fpr, tpr, name = pick_curve(per_class, LABELS)
+    assert name == "Unhealthy" and tpr.tolist() == [0, 0.8, 1]  # the positive (last) label
+    assert pick_curve({"fpr": [0], "tpr": [0, 1]}, LABELS) is None
+    assert pick_curve(None, LABELS) is None

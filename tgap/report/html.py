@@ -1,0 +1,423 @@
+"""report.html: one self-contained page (inline CSS, images as data: URIs, no scripts, no links).
+
+It is shown by the KFP UI's HTML viewer, an ``<iframe sandbox="allow-scripts" srcdoc=...>``:
+there, relative links and in-page anchors resolve against the UI's own URL, so the page has
+none; sections fold with ``<details>`` instead.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from tgap.report.images import MAX_IMAGE_SIDE, ImageBudget, shrink_png
+from tgap.report.tables import Cell, Group, Stat, class_keys, slug
+
+# The thesis grid (7 methods × 3 sizes) is 21 rows; a bigger grid shows the first rows only.
+MAX_GRID_ROWS = 30
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:1.5em;
+color:#1b1b1b;max-width:1400px}
+h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;border-bottom:1px solid #ccc;margin-top:1.6em}
+h3{font-size:1.05em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+th,td{border:1px solid #d0d0d0;padding:.25em .5em;text-align:right;white-space:nowrap}
+th{background:#f2f2f2;text-align:center}td.text,th.text{text-align:left}
+tr.best td{background:#eaf6ea}tr.best td.metric-best{font-weight:bold}
+tr.ref td{background:#f5f5ff;font-style:italic}tr.size-start td{border-top:2px solid #888}
+.note{color:#555;font-size:.85em}.absent{color:#8a6d00;background:#fff8e1;padding:.3em .6em}
+.warn{background:#fdecea;border-left:4px solid #c62828;padding:.4em .8em;margin:.4em 0}
+.ok{background:#e8f5e9;border-left:4px solid #2e7d32;padding:.4em .8em;margin:.4em 0}
+figure{margin:.8em 0}figcaption{font-size:.85em;color:#444;max-width:900px}
+img{max-width:100%;height:auto}img.grid{image-rendering:pixelated;width:160px}
+.gallery{display:flex;flex-wrap:wrap;gap:1em}.gallery figure{margin:0}
+pre{background:#f7f7f7;padding:.6em;font-size:.8em;overflow:auto;max-height:40em}
+details>summary{cursor:pointer;font-weight:600;margin:.4em 0}
+"""
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    if x is None:
+        return "—"
+    if not math.isfinite(x):
+        return "nan"
+    return f"{x:.{digits}f}"
+
+
+def fmt_stat(stat: Stat | None) -> str:
+    if stat is None:
+        return "—"
+    if stat.n > 1 and math.isfinite(stat.sd):
+        return f"{fmt(stat.mean)} ± {fmt(stat.sd)}"
+    return fmt(stat.mean)
+
+
+def fmt_ci(stat: Stat | None) -> str:
+    if stat is None or not stat.ci_kind:
+        return "—"
+    mark = "" if stat.ci_kind == "bootstrap" else "†"
+    return f"[{fmt(stat.ci_low)}, {fmt(stat.ci_high)}]{mark}"
+
+
+def _stat_td(stat: Stat | None, metric: str, best: bool = False) -> str:
+    attrs = f' data-metric="{esc(metric)}"'
+    if stat is not None:
+        attrs += f' data-mean="{stat.mean!r}" data-n="{stat.n}"'
+    cls = ' class="metric-best"' if best else ""
+    return f"<td{cls}{attrs}>{esc(fmt_stat(stat))}{' ★' if best else ''}</td>"
+
+
+def _ci_td(stat: Stat | None, metric: str) -> str:
+    return f'<td data-ci="{esc(metric)}">{esc(fmt_ci(stat))}</td>'
+
+
+def results_table(
+    direction: str,
+    groups: list[Group],
+    cells: list[Cell],
+    labels: list[str],
+    best: dict[int, list[str]],
+    reference: dict[str, dict[int, Stat]],
+) -> str:
+    """The thesis-form table for one direction: a row per method × size, R→R per size."""
+    acc_classes = class_keys(cells, direction, "accuracy", labels)
+    auc_classes = class_keys(cells, direction, "auroc", labels)
+    ref_acc_classes = dict(class_keys(cells, "r2r", "accuracy", labels))
+    ref_auc_classes = dict(class_keys(cells, "r2r", "auroc", labels))
+    head = (
+        '<tr><th class="text">method</th><th>size</th><th>seeds</th><th>accuracy</th>'
+        + "".join(f"<th>accuracy {esc(lab)}</th>" for lab, _ in acc_classes)
+        + "<th>AUROC</th><th>AUROC 95% CI</th>"
+        + "".join(f"<th>AUROC {esc(lab)}</th>" for lab, _ in auc_classes)
+        + "<th>FTER</th><th>FTER 95% CI</th></tr>"
+    )
+    rows = []
+    sizes = sorted({g.size for g in groups})
+    for size in sizes:
+        first = True
+        for g in (g for g in groups if g.size == size):
+            is_best = g.method in best.get(size, [])
+            classes = [c for c in ("best" if is_best else "", "size-start" if first else "") if c]
+            first = False
+            s = g.stats
+            rows.append(
+                f'<tr class="{" ".join(classes)}" data-method="{esc(g.method)}" data-size="{size}">'
+                f'<td class="text">{esc(g.method)}{" ★" if is_best else ""}</td><td>{size}</td>'
+                f"<td>{len(g.cells)}</td>"
+                + _stat_td(s.get(f"{direction}_accuracy"), f"{direction}_accuracy")
+                + "".join(_stat_td(s.get(k), k) for _, k in acc_classes)
+                + _stat_td(s.get(f"{direction}_auroc"), f"{direction}_auroc", is_best)
+                + _ci_td(s.get(f"{direction}_auroc"), f"{direction}_auroc")
+                + "".join(_stat_td(s.get(k), k) for _, k in auc_classes)
+                + _stat_td(s.get("fter"), "fter")
+                + _ci_td(s.get("fter"), "fter")
+                + "</tr>"
+            )
+        acc = reference.get("r2r_accuracy", {}).get(size)
+        auc = reference.get("r2r_auroc", {}).get(size)
+        if acc is not None or auc is not None:
+            per_acc = {lab: reference.get(k, {}).get(size) for lab, k in ref_acc_classes.items()}
+            per_auc = {lab: reference.get(k, {}).get(size) for lab, k in ref_auc_classes.items()}
+            rows.append(
+                f'<tr class="ref" data-method="R→R" data-size="{size}">'
+                f'<td class="text">R→R (real → real)</td><td>{size}</td><td>{acc.n if acc else auc.n}</td>'
+                + _stat_td(acc, "r2r_accuracy")
+                + "".join(
+                    _stat_td(per_acc.get(lab), f"r2r_accuracy_{lab}") for lab, _ in acc_classes
+                )
+                + _stat_td(auc, "r2r_auroc")
+                + _ci_td(auc, "r2r_auroc")
+                + "".join(_stat_td(per_auc.get(lab), f"r2r_auroc_{lab}") for lab, _ in auc_classes)
+                + "<td>—</td><td>—</td></tr>"
+            )
+    return f'<table id="table-{direction}">{head}{"".join(rows)}</table>'
+
+
+def other_metrics_table(groups: list[Group], keys: list[str]) -> str:
+    """Distribution and memorisation metrics (FID, precision/recall, near copies, ...)."""
+    head = (
+        '<tr><th class="text">method</th><th>size</th>'
+        + "".join(f"<th>{esc(k)}</th>" for k in keys)
+        + "</tr>"
+    )
+    rows = [
+        f'<tr data-method="{esc(g.method)}" data-size="{g.size}"><td class="text">{esc(g.method)}</td>'
+        f"<td>{g.size}</td>" + "".join(_stat_td(g.stats.get(k), k) for k in keys) + "</tr>"
+        for g in sorted(groups, key=lambda g: g.size)
+    ]
+    return f'<table id="table-other">{head}{"".join(rows)}</table>'
+
+
+def cells_table(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    """Every cell as in results.csv (``data-value`` holds the exact number)."""
+    head = "<tr>" + "".join(f"<th>{esc(c)}</th>" for c in columns) + "</tr>"
+    body = []
+    for row in rows:
+        tds = []
+        for col in columns:
+            value = row.get(col)
+            if col in ("method", "size", "seed"):
+                tds.append(
+                    f'<td class="text" data-col="{col}" data-value="{esc(value)}">{esc(value)}</td>'
+                )
+            else:
+                raw = "" if value is None else repr(float(value))
+                tds.append(
+                    f'<td data-col="{esc(col)}" data-value="{raw}">{esc(fmt(value, 4))}</td>'
+                )
+        body.append("<tr>" + "".join(tds) + "</tr>")
+    return f'<table id="cells">{head}{"".join(body)}</table>'
+
+
+def figure(uri: str | None, caption: str, alt: str) -> str:
+    if uri is None:
+        return (
+            f'<p class="absent">{esc(alt)}: left out to keep the report under its size budget.</p>'
+        )
+    return f'<figure><img src="{uri}" alt="{esc(alt)}"><figcaption>{caption}</figcaption></figure>'
+
+
+def absent(text: str) -> str:
+    return f'<p class="absent">{esc(text)}</p>'
+
+
+def _label_asset(cell: Cell, prefix: str, label: str) -> Path | None:
+    for name in (f"{prefix}{label}.png", f"{prefix}{slug(label)}.png"):
+        if name in cell.assets:
+            return cell.assets[name]
+    return None
+
+
+def _grid_labels(cells: list[Cell], labels: list[str]) -> list[str]:
+    """Configured labels plus any label a grid file names that the config does not."""
+    known = {slug(lab) for lab in labels} | set(labels)
+    extra = sorted(
+        {
+            name[len("grid_") : -len(".png")]
+            for c in cells
+            for name in c.assets
+            if name.startswith("grid_") and name.endswith(".png")
+        }
+        - known
+    )
+    return labels + extra
+
+
+def sample_grids(cells: list[Cell], labels: list[str], budget: ImageBudget) -> str:
+    """Synthetic sample grids per label for each method × size (lowest seed), real ones on top."""
+    labels = _grid_labels(cells, labels)
+    representative: dict[tuple[str, int], Cell] = {}
+    for c in cells:
+        representative.setdefault((c.method, c.size), c)
+    rows = []
+    real = {}
+    for lab in labels:
+        path = next((p for c in cells if (p := _label_asset(c, "real_grid_", lab))), None)
+        real[lab] = path
+    if any(real.values()):
+        rows.append(("real images", "", real))
+    for (method, size), c in representative.items():
+        found = {lab: _label_asset(c, "grid_", lab) for lab in labels}
+        if any(found.values()):
+            rows.append((method, f"size {size}, seed {c.seed}", found))
+    if not rows:
+        return absent("No sample grids: no cell has grid_<label>.png or real_grid_<label>.png.")
+    shown = rows[:MAX_GRID_ROWS]
+    head = (
+        '<tr><th class="text">source</th>'
+        + "".join(f"<th>{esc(lab)}</th>" for lab in labels)
+        + "</tr>"
+    )
+    body = []
+    for name, where, found in shown:
+        tds = []
+        for lab in labels:
+            path = found.get(lab)
+            uri = budget.take(shrink_png(path)) if path else None
+            if uri:
+                tds.append(f'<td><img class="grid" src="{uri}" alt="{esc(name)} {esc(lab)}"></td>')
+            else:
+                tds.append(
+                    f'<td class="note">{"not produced" if path is None else "over size budget"}</td>'
+                )
+        body.append(
+            f'<tr><td class="text">{esc(name)}<br><span class="note">{esc(where)}</span></td>{"".join(tds)}</tr>'
+        )
+    note = (
+        f'<p class="note">Showing {len(shown)} of {len(rows)} rows.</p>'
+        if len(rows) > len(shown)
+        else ""
+    )
+    return f'<table id="sample-grids">{head}{"".join(body)}</table>{note}' + (
+        f'<p class="note">Images shrunk to at most {MAX_IMAGE_SIDE} px for the report; the full grids '
+        "are in each cell's assets.</p>"
+    )
+
+
+def closest_pairs(cells: list[Cell], budget: ImageBudget) -> str:
+    """The memorisation check's closest synthetic–tuning pairs per method × size (lowest seed)."""
+    representative: dict[tuple[str, int], Cell] = {}
+    for c in cells:
+        if "closest_pairs.png" in c.assets:
+            representative.setdefault((c.method, c.size), c)
+    if not representative:
+        return absent("No closest-pair images: no cell has closest_pairs.png.")
+    items = []
+    for (method, size), c in list(representative.items())[:MAX_GRID_ROWS]:
+        uri = budget.take(shrink_png(c.assets["closest_pairs.png"], 2 * MAX_IMAGE_SIDE))
+        near = c.values.get("near_copy_fraction")
+        caption = f"{esc(method)}, size {size}, seed {c.seed}" + (
+            f"; near-copy fraction {fmt(near)}" if near is not None else ""
+        )
+        items.append(figure(uri, caption, f"closest pairs {method} {size}"))
+    return f'<div class="gallery">{"".join(items)}</div>'
+
+
+def training_notes(cells: list[Cell]) -> str:
+    notes: dict[str, list[str]] = {}
+    for c in cells:
+        path = c.assets.get("training_log.json")
+        try:
+            log = json.loads(path.read_text()) if path else None
+        except (OSError, json.JSONDecodeError):
+            log = None
+        if isinstance(log, dict) and isinstance(log.get("note"), str) and log["note"]:
+            notes.setdefault(log["note"], []).append(f"{c.method}/{c.size}/{c.seed}")
+    if not notes:
+        return ""
+    items = "".join(
+        f"<li>{esc(n)} <span class='note'>({len(w)} cell(s): {esc(', '.join(w[:6]))}{' …' if len(w) > 6 else ''})</span></li>"
+        for n, w in notes.items()
+    )
+    return f"<h3>Notes from the fine-tuning logs</h3><ul>{items}</ul>"
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def model_statements(provenance: dict[str, Any], cells: list[Cell]) -> list[tuple[bool, str]]:
+    """``(pretrained, sentence)`` for every dict with a ``pretrained`` flag, anywhere in the run
+    provenance or the cells' provenance (deduplicated)."""
+    found: dict[str, tuple[bool, str]] = {}
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            if "pretrained" in node and isinstance(node["pretrained"], bool):
+                name = str(node.get("name") or path or "model")
+                source = node.get("source") or node.get("uri") or node.get("path") or ""
+                if node["pretrained"]:
+                    text = (
+                        f"{name}: pretrained weights" + (f" from {source}" if source else "") + "."
+                    )
+                else:
+                    text = (
+                        f"{name} was randomly initialised, not pretrained"
+                        + (f" (built from {source})" if source else "")
+                        + "."
+                    )
+                found.setdefault(text, (node["pretrained"], text))
+            for key, value in node.items():
+                if key != "config":
+                    walk(value, f"{path}.{key}" if path else str(key))
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}[{i}]")
+
+    walk(provenance, "")
+    for c in cells:
+        walk(c.provenance, "")
+    return sorted(found.values(), key=lambda t: t[0])
+
+
+def render_value(value: Any, depth: int = 0) -> str:
+    """Any JSON value as nested HTML tables (deep or long values as JSON text)."""
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        if depth >= 3:
+            return f"<pre>{esc(json.dumps(value, indent=1, default=str))}</pre>"
+        rows = "".join(
+            f'<tr><th class="text">{esc(k)}</th><td class="text">{render_value(v, depth + 1)}</td></tr>'
+            for k, v in value.items()
+        )
+        return f"<table>{rows}</table>"
+    if isinstance(value, list):
+        if all(not isinstance(v, dict | list) for v in value):
+            return esc(", ".join(map(str, value)))
+        if all(isinstance(v, dict) for v in value) and depth < 3 and len(value) <= 200:
+            keys = list(dict.fromkeys(k for v in value for k in v))
+            head = "".join(f"<th>{esc(k)}</th>" for k in keys)
+            body = "".join(
+                "<tr>"
+                + "".join(
+                    f'<td class="text">{render_value(v.get(k, ""), depth + 1)}</td>' for k in keys
+                )
+                + "</tr>"
+                for v in value
+            )
+            return f"<table><tr>{head}</tr>{body}</table>"
+        return f"<pre>{esc(json.dumps(value, indent=1, default=str))}</pre>"
+    if isinstance(value, float):
+        return esc(f"{value:.4g}")
+    return esc(value)
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: node}
+
+
+def cell_provenance(cells: list[Cell]) -> str:
+    """The cells' own provenance, summarised: a value shared by all cells once; numbers that
+    differ (times) as total and range; other differing values as a count of distinct values."""
+    flat = [_flatten(c.provenance) for c in cells if c.provenance]
+    if not flat:
+        return ""
+    keys = list(dict.fromkeys(k for f in flat for k in f))
+    rows = []
+    for key in keys:
+        values = [f[key] for f in flat if key in f]
+        texts = {json.dumps(v, sort_keys=True, default=str) for v in values}
+        if len(texts) == 1:
+            shown = render_value(values[0], 2)
+        elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            shown = esc(f"total {sum(values):.4g}, range {min(values):.4g} – {max(values):.4g}")
+        else:
+            shown = esc(f"{len(texts)} distinct values")
+        rows.append(
+            f'<tr><th class="text">{esc(key)}</th><td>{len(values)}</td><td class="text">{shown}</td></tr>'
+        )
+    return (
+        f"<h3>Per-cell provenance ({len(flat)} cells)</h3>"
+        '<table id="cell-provenance"><tr><th>key</th><th>cells</th><th>value</th></tr>'
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def provenance_section(
+    provenance: dict[str, Any], config: dict[str, Any], cells: list[Cell]
+) -> str:
+    parts = []
+    for key, value in provenance.items():
+        if key == "config":
+            continue
+        parts.append(f"<h3>{esc(key)}</h3>{render_value(value)}")
+    parts.append(cell_provenance(cells))
+    config_json = esc(
+        json.dumps(provenance.get("config", config), indent=2, sort_keys=True, default=str)
+    )
+    parts.append(f"<details><summary>Run configuration</summary><pre>{config_json}</pre></details>")
+    return "".join(parts)

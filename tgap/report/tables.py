@@ -1,0 +1,348 @@
+"""Read the grid cells and turn them into rows: per cell, aggregated over seeds, flat metrics.
+
+Every number the report shows comes from here, so the HTML, the Markdown summary, the CSV/JSON
+files and the KFP Metrics artifact cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+REQUIRED = (
+    "method",
+    "size",
+    "seed",
+    "s2r_accuracy",
+    "s2r_auroc",
+    "r2s_accuracy",
+    "r2s_auroc",
+    "fter",
+)
+HEADLINE = REQUIRED[3:]
+REFERENCE = ("r2r_accuracy", "r2r_auroc")
+NOT_METRICS = ("method", "size", "seed", "assets", "provenance")
+CI_LOW, CI_HIGH = "_ci_low", "_ci_high"
+
+
+class ReportError(ValueError):
+    """A cell artifact is missing or malformed; the message names the cell and the key."""
+
+
+@dataclass
+class Cell:
+    """One grid cell as read from ``<dir>/cell.json``: its numbers and where its assets are."""
+
+    dir: Path
+    method: str
+    size: int
+    seed: int
+    values: dict[str, float]
+    assets: dict[str, Path]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return (self.method, self.size, self.seed)
+
+
+def _number(value: Any) -> float | None:
+    """A JSON number (NaN allowed, null -> NaN) as float; None for anything that is not one."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _find_assets(cell_dir: Path, listed: Any) -> dict[str, Path]:
+    """Assets named in ``cell.json`` (relative paths) plus any file in ``assets/`` by file name."""
+    found: dict[str, Path] = {}
+    folder = cell_dir / "assets"
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if path.is_file():
+                found[path.name] = path
+    if isinstance(listed, dict):
+        for name, rel in listed.items():
+            path = cell_dir / str(rel)
+            # A listed asset that is not there is reported as absent, not as an error: every
+            # asset is optional and the section that wanted it says so.
+            if path.is_file():
+                found[str(name)] = path
+                found.setdefault(path.name, path)
+    return found
+
+
+def load_cell(cell_dir: str | Path) -> Cell:
+    """Read one cell folder; required keys missing or not numbers -> ReportError naming the cell."""
+    cell_dir = Path(cell_dir)
+    path = cell_dir / "cell.json"
+    if not path.is_file():
+        raise ReportError(f"cell {cell_dir}: no cell.json")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: expected a JSON object")
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise ReportError(f"{path}: missing required key(s) {', '.join(missing)}")
+    if not isinstance(data["method"], str) or not data["method"]:
+        raise ReportError(f"{path}: method must be a non-empty string, got {data['method']!r}")
+    for key in ("size", "seed"):
+        value = data[key]
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # KFP Structs turn ints into floats
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ReportError(f"{path}: {key} must be an integer, got {data[key]!r}")
+        data[key] = value
+    values: dict[str, float] = {}
+    for key, raw in data.items():
+        if key in NOT_METRICS:
+            continue
+        number = _number(raw)
+        if number is None:
+            if key in HEADLINE:
+                raise ReportError(f"{path}: {key} must be a number, got {raw!r}")
+            continue  # text or nested extras are kept out of the numeric tables
+        values[key] = number
+    provenance = data.get("provenance") if isinstance(data.get("provenance"), dict) else {}
+    return Cell(
+        cell_dir,
+        data["method"],
+        data["size"],
+        data["seed"],
+        values,
+        _find_assets(cell_dir, data.get("assets")),
+        provenance,
+    )
+
+
+def load_cells(cell_dirs: list[Path], method_order: list[str] | None = None) -> list[Cell]:
+    """Read every cell, reject duplicates, sort by (method in grid order, size, seed)."""
+    if not cell_dirs:
+        raise ReportError("no cells to report: the list of cell folders is empty")
+    cells = [load_cell(d) for d in cell_dirs]
+    seen: dict[tuple[str, int, int], Path] = {}
+    for cell in cells:
+        if cell.key in seen:
+            raise ReportError(
+                f"cells {seen[cell.key]} and {cell.dir} are the same grid row "
+                f"(method={cell.method}, size={cell.size}, seed={cell.seed})"
+            )
+        seen[cell.key] = cell.dir
+    order = {m: i for i, m in enumerate(method_order or [])}
+    return sorted(cells, key=lambda c: (order.get(c.method, len(order)), c.method, c.size, c.seed))
+
+
+# --------------------------------------------------------------------------- columns
+
+
+def slug(text: str) -> str:
+    """How a label may appear inside a key or file name: ``No Finding`` -> ``no_finding``."""
+    return re.sub(r"[^0-9a-z]+", "_", text.lower()).strip("_")
+
+
+def class_keys(
+    cells: list[Cell], direction: str, metric: str, labels: list[str]
+) -> list[tuple[str, str]]:
+    """``[(label, key)]`` of per-class columns such as ``s2r_auroc_No Finding`` present in any cell.
+
+    Labels are matched as written or slugged (``s2r_auroc_no_finding``); config order first, then
+    any other class keys found, so a label the config does not know still shows.
+    """
+    prefix = f"{direction}_{metric}_"
+    present = {
+        k
+        for c in cells
+        for k in c.values
+        if k.startswith(prefix) and not k.endswith((CI_LOW, CI_HIGH))
+    }
+    out: list[tuple[str, str]] = []
+    for label in labels:
+        for key in (prefix + label, prefix + slug(label)):
+            if key in present:
+                out.append((label, key))
+                present.discard(key)
+                break
+    out.extend((k[len(prefix) :], k) for k in sorted(present))
+    return out
+
+
+def csv_columns(cells: list[Cell]) -> list[str]:
+    """results.csv columns: identity and headline first, then R→R, per class, CIs, the rest."""
+    keys = {k for c in cells for k in c.values}
+    head = [*REQUIRED, *(k for k in REFERENCE if k in keys)]
+    rest = keys - set(head)
+    ci = sorted(k for k in rest if k.endswith((CI_LOW, CI_HIGH)))
+    per_class = sorted(
+        k for k in rest if re.match(r"^(s2r|r2s|r2r)_(accuracy|auroc)_", k) and k not in ci
+    )
+    other = sorted(rest - set(ci) - set(per_class))
+    return head + per_class + ci + other
+
+
+def cell_rows(cells: list[Cell]) -> tuple[list[str], list[dict[str, Any]]]:
+    """One dict per cell with every column (absent values are None)."""
+    columns = csv_columns(cells)
+    rows = []
+    for c in cells:
+        row: dict[str, Any] = {"method": c.method, "size": c.size, "seed": c.seed}
+        row.update({k: c.values.get(k) for k in columns[3:]})
+        rows.append(row)
+    return columns, rows
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+@dataclass
+class Stat:
+    """One metric of one (method, size) over its seeds."""
+
+    mean: float
+    sd: float  # sample sd (ddof=1); NaN with one seed
+    n: int
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    ci_kind: str = ""  # "bootstrap" (per-cell CI keys, bounds averaged) or "seeds" (t over seeds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mean": _finite_or_none(self.mean),
+            "sd": _finite_or_none(self.sd),
+            "n": self.n,
+            "ci_low": _finite_or_none(self.ci_low),
+            "ci_high": _finite_or_none(self.ci_high),
+            "ci_kind": self.ci_kind,
+        }
+
+
+def _finite_or_none(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def summarise(
+    values: list[float],
+    lows: list[float] | None = None,
+    highs: list[float] | None = None,
+    confidence: float = 0.95,
+) -> Stat:
+    """Mean ± sd over seeds and a 95% interval.
+
+    The interval is the cells' own bootstrap interval (bounds averaged over seeds) when every
+    cell has one; otherwise, with two or more seeds, a Student-t interval of the mean over seeds.
+    NaN values propagate: a seed whose metric is undefined makes the mean undefined, visibly.
+    """
+    arr = np.asarray(values, dtype=float)
+    n = len(arr)
+    mean = float(arr.mean())
+    sd = float(arr.std(ddof=1)) if n > 1 else math.nan
+    if lows and highs and len(lows) == n and len(highs) == n:
+        return Stat(mean, sd, n, float(np.mean(lows)), float(np.mean(highs)), "bootstrap")
+    if n > 1 and math.isfinite(sd):
+        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+        return Stat(mean, sd, n, mean - half, mean + half, "seeds")
+    return Stat(mean, sd, n)
+
+
+@dataclass
+class Group:
+    """All seeds of one (method, size)."""
+
+    method: str
+    size: int
+    cells: list[Cell]
+    stats: dict[str, Stat]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [c.seed for c in self.cells]
+
+
+def aggregate(cells: list[Cell], confidence: float = 0.95) -> list[Group]:
+    """Group cells by (method, size) in their sorted order and summarise every metric over seeds.
+
+    A metric is summarised over the seeds that have it; ``Stat.n`` says how many.
+    """
+    groups: dict[tuple[str, int], list[Cell]] = {}
+    for c in cells:
+        groups.setdefault((c.method, c.size), []).append(c)
+    out = []
+    for (method, size), members in groups.items():
+        keys = sorted({k for c in members for k in c.values if not k.endswith((CI_LOW, CI_HIGH))})
+        summary = {}
+        for key in keys:
+            have = [c for c in members if key in c.values]
+            lows = [c.values[key + CI_LOW] for c in have if key + CI_LOW in c.values]
+            highs = [c.values[key + CI_HIGH] for c in have if key + CI_HIGH in c.values]
+            summary[key] = summarise([c.values[key] for c in have], lows, highs, confidence)
+        out.append(Group(method, size, members, summary))
+    return out
+
+
+def best_methods(groups: list[Group], metric: str) -> dict[int, list[str]]:
+    """Per size, the method(s) with the highest mean ``metric`` (ties all marked; NaN never best)."""
+    best: dict[int, list[str]] = {}
+    for size in sorted({g.size for g in groups}):
+        scores = {
+            g.method: g.stats[metric].mean
+            for g in groups
+            if g.size == size and metric in g.stats and math.isfinite(g.stats[metric].mean)
+        }
+        if scores:
+            top = max(scores.values())
+            best[size] = [
+                m for m, v in scores.items() if math.isclose(v, top, rel_tol=0, abs_tol=1e-12)
+            ]
+    return best
+
+
+def reference_by_size(cells: list[Cell], key: str) -> dict[int, Stat]:
+    """R→R per size over seeds: the real classifier depends on (size, seed) only, so each seed
+    counts once (its value averaged over the methods that report it)."""
+    per: dict[int, dict[int, list[float]]] = {}
+    for c in cells:
+        if key in c.values:
+            per.setdefault(c.size, {}).setdefault(c.seed, []).append(c.values[key])
+    return {
+        size: summarise([float(np.mean(v)) for _, v in sorted(seeds.items())])
+        for size, seeds in sorted(per.items())
+    }
+
+
+FLAT_NAMES = {
+    "fter": "fter",
+    "s2r_auroc": "auroc_s2r",
+    "r2s_auroc": "auroc_r2s",
+    "s2r_accuracy": "accuracy_s2r",
+    "r2s_accuracy": "accuracy_r2s",
+}
+
+
+def flat_metrics(groups: list[Group], cells: list[Cell]) -> dict[str, float]:
+    """Name -> mean over seeds, e.g. ``fter.active.500``, for the KFP run comparison.
+
+    Non-finite means are left out (KFP Metrics and JSON cannot hold NaN); the report tables still
+    show them.
+    """
+    out: dict[str, float] = {}
+    for g in groups:
+        for key, name in FLAT_NAMES.items():
+            stat = g.stats.get(key)
+            if stat is not None and math.isfinite(stat.mean):
+                out[f"{name}.{g.method}.{g.size}"] = stat.mean
+    for key, name in (("r2r_auroc", "auroc_r2r"), ("r2r_accuracy", "accuracy_r2r")):
+        for size, stat in reference_by_size(cells, key).items():
+            if math.isfinite(stat.mean):
+                out[f"{name}.{size}"] = stat.mean
+    return out
