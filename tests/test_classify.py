@@ -66,7 +66,7 @@ def trained(sets, tmp_path_factory) -> Path:
 
 
 def test_small_cnn_reaches_a_sensible_auroc_on_real_xrays(trained, sets, tmp_path):
-    result = evaluate_classifier(trained, sets["test"], tmp_path, bootstrap_resamples=200)
+    result = evaluate_classifier(trained, sets["test"], tmp_path, resamples=200)
     # Measured: 0.948 (300 per label, 32 px, 15 epochs max, seed 0).
     assert result["auroc"] > 0.85
     assert result["accuracy"] > 0.7
@@ -119,7 +119,7 @@ def test_size_per_label_subsamples_each_label_and_rejects_too_many(sets, tmp_pat
 
 
 def test_evaluation_files_agree_with_each_other(trained, sets, tmp_path):
-    result = evaluate_classifier(trained, sets["test"], tmp_path, bootstrap_resamples=50)
+    result = evaluate_classifier(trained, sets["test"], tmp_path, resamples=50)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["auroc"] == pytest.approx(result["auroc"])
     assert saved["n_per_class"] == {"No Finding": 150, "Unhealthy": 150}
@@ -138,7 +138,7 @@ def test_evaluation_files_agree_with_each_other(trained, sets, tmp_path):
 
 
 def test_one_class_test_set_gives_nan_auroc_with_a_reason(trained, sets, tmp_path):
-    result = evaluate_classifier(trained, sets["one_class"], tmp_path, bootstrap_resamples=50)
+    result = evaluate_classifier(trained, sets["one_class"], tmp_path, resamples=50)
     assert np.isnan(result["auroc"]) and np.isnan(result["auroc_ci_low"])
     assert "only one class" in result["auroc_undefined_reason"]
     saved = json.loads((tmp_path / "metrics.json").read_text())

@@ -465,7 +465,7 @@ def evaluate_classifier(
     test: ImageSet,
     out_dir: str | Path,
     *,
-    bootstrap_resamples: int = 1000,
+    resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
     batch_size: int = 256,
@@ -473,7 +473,8 @@ def evaluate_classifier(
     """Evaluate the classifier in ``model_dir`` on ``test``.
 
     Writes ``metrics.json`` (accuracy and AUROC overall and per class, bootstrap CI for AUROC,
-    ROC curve, confusion matrix, counts) and ``predictions.csv`` (file, label, score per class,
+    ROC curve, confusion matrix, counts; ``resamples`` bootstrap resamples of the test images at
+    ``confidence``, seeded by ``seed``) and ``predictions.csv`` (file, label, score per class,
     predicted) into ``out_dir`` and returns the metrics. AUROC is ``nan`` (``null`` in JSON, with
     ``auroc_undefined_reason``) when the test set has one class only.
     """
@@ -493,7 +494,7 @@ def evaluate_classifier(
     score, y = np.concatenate(scores), np.concatenate(ys)
     result = metrics.classification_metrics(
         y, score, clf.labels, clf.threshold,
-        bootstrap_resamples=bootstrap_resamples, confidence=confidence, seed=seed,
+        bootstrap_resamples=resamples, confidence=confidence, seed=seed,
     )  # fmt: skip
     result.update({"model_dir": str(model_dir), "test_set": str(test.root), "arch": clf.arch})
     if result["auroc_undefined_reason"]:

@@ -194,6 +194,15 @@ class EvaluationConfig:
     supplementation_ratios: list[float] = field(default_factory=list)
     distribution_embedder: Literal["pixel", "clip", "classifier"] = "classifier"
     near_copy_quantile: float = 0.01
+    # k of the k-nearest-neighbour balls of precision/recall/density/coverage (Naeem et al. use 5).
+    prdc_k: int = 5
+    # KID: mean of the unbiased MMD² over this many random subsets of at most kid_subset_size.
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    # Memorisation distances: "pixels" (images at min(resolutions, 64) px, scaled to [0, 1]; what
+    # "a copy" means to a reader) or "embedder" (the distribution embedder's space).
+    memorisation_space: Literal["pixels", "embedder"] = "pixels"
+    closest_pairs: int = 8
 
 
 @dataclass

@@ -356,10 +356,15 @@ def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict[str, float]:
 
 
 def distribution_metrics(
-    real: np.ndarray, fake: np.ndarray, k: int = 5, kid_subsets: int = 100, seed: int = 0
+    real: np.ndarray,
+    fake: np.ndarray,
+    k: int = 5,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    seed: int = 0,
 ) -> dict[str, float]:
     """Fréchet distance, KID (mean, std), precision/recall/density/coverage of ``fake`` vs ``real``."""
-    kid_mean, kid_std = kid(real, fake, subsets=kid_subsets, seed=seed)
+    kid_mean, kid_std = kid(real, fake, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
     return {
         "fid": frechet_distance(real, fake),
         "kid": kid_mean,
