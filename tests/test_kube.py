@@ -389,3 +389,64 @@ def test_bad_cluster_settings_fail_at_compile_time_naming_the_key():
         _configured(["cluster.gpu.tolerations=[{key: a, tolerationSeconds: '5'}]"], True)
     with pytest.raises(ConfigError, match="cluster.gpu_image"):
         kcluster.component_images(load_config(None, ["cluster.gpu_image=''"]).cluster)
+
+
+# --------------------------------------------------------------------------- manifests
+
+MANIFESTS = ROOT / "manifests"
+
+
+def _yaml_docs(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def test_kustomize_builds_the_secret_the_config_expects(tmp_path):
+    import shutil
+    import subprocess
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (with its built-in kustomize) is not installed")
+    copy = tmp_path / "manifests"
+    shutil.copytree(MANIFESTS, copy)
+    shutil.copy(copy / "base" / "object-store.env.example", copy / "base" / "object-store.env")
+    built = subprocess.run(
+        [kubectl, "kustomize", str(copy)], capture_output=True, text=True, timeout=60
+    )
+    assert built.returncode == 0, built.stderr
+    objects = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(built.stdout)}
+    defaults = load_config(None).cluster
+    secret = objects[("Secret", "tgap-object-store")]
+    assert set(secret["data"]) == set(defaults.object_store_keys)
+    assert all(d["metadata"]["namespace"] == "kubeflow" for d in objects.values())
+    runner = objects[("RoleBinding", "tgap-runner")]
+    assert runner["subjects"][0]["name"] == "tgap-runner"
+    assert ("ServiceAccount", "tgap-submitter") in objects
+
+
+def test_manifest_examples_agree_with_the_config_and_kfp():
+    section = yaml.safe_load((MANIFESTS / "examples" / "cluster-section.yaml").read_text())
+    config = load_config(None, [f"cluster={json.dumps(section['cluster'])}"])
+    assert config.cluster.service_account == "tgap-runner"
+    # The GPU smoke test schedules exactly like the pipeline's GPU steps would.
+    [pod] = _yaml_docs(MANIFESTS / "examples" / "gpu-smoke-test.yaml")
+    gpu = config.cluster.gpu
+    expected_selector = dict(
+        gpu.node_selector, **{gpu.accelerator_node_label: gpu.accelerator_type}
+    )
+    assert pod["spec"]["nodeSelector"] == expected_selector
+    assert pod["spec"]["tolerations"] == gpu.tolerations
+    assert pod["spec"]["containers"][0]["image"] == config.cluster.gpu_image
+    assert pod["spec"]["containers"][0]["resources"]["limits"] == {gpu.accelerator: gpu.limit}
+    # The in-cluster schedule job: a 6-field cron, and the token where kfp.Client looks for it.
+    [job] = _yaml_docs(MANIFESTS / "examples" / "schedule-job.yaml")
+    pod_spec = job["spec"]["template"]["spec"]
+    command = pod_spec["containers"][0]["command"]
+    cron = next(a.split("=", 1)[1] for a in command if a.startswith("--cron="))
+    assert kube.check_cron(cron) == kube.DEFAULT_CRON
+    mounts = {m["name"]: m["mountPath"] for m in pod_spec["containers"][0]["volumeMounts"]}
+    [token_volume] = [v for v in pod_spec["volumes"] if v["name"] == "kfp-token"]
+    [source] = token_volume["projected"]["sources"]
+    token_path = f"{mounts['kfp-token']}/{source['serviceAccountToken']['path']}"
+    assert token_path == kfp.client.KF_PIPELINES_SA_TOKEN_PATH
+    assert source["serviceAccountToken"]["audience"] == "pipelines.kubeflow.org"
