@@ -319,24 +319,38 @@ def kid(
 
 
 def _kth_neighbour_radius(x: np.ndarray, k: int) -> np.ndarray:
-    """Distance from each row of ``x`` to its k-th nearest other row."""
-    distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
-    return distances[:, -1]
+    """Distance from each row of ``x`` to its k-th nearest other row.
+
+    Same distance routine and orientation as the ball counts below (scikit-learn's chunked
+    Euclidean), so the k-th neighbour sits exactly on its (open) ball's boundary.
+    """
+
+    def kth(block: np.ndarray, start: int) -> np.ndarray:
+        return np.partition(block, k, axis=1)[:, k]  # column 0 is the point itself
+
+    return np.concatenate(
+        list(pairwise_distances_chunked(x, x, reduce_func=kth, working_memory=256))
+    )
 
 
 def _count_in_balls(queries: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
-    """For each query, how many balls ``(centres, radii)`` contain it (chunked, bounded memory)."""
-    counts = np.empty(len(queries), dtype=np.int64)
+    """For each query, how many open balls ``(centres, radii)`` contain it (chunked over centres,
+    bounded memory; distances oriented centre -> query, like the radii)."""
+    counts = np.zeros(len(queries), dtype=np.int64)
     start = 0
-    for block in pairwise_distances_chunked(queries, centres, working_memory=256):
-        counts[start : start + len(block)] = (block <= radii[None, :]).sum(axis=1)
+    for block in pairwise_distances_chunked(centres, queries, working_memory=256):
+        counts += (block < radii[start : start + len(block), None]).sum(axis=0)
         start += len(block)
     return counts
 
 
 def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict[str, float]:
     """Precision, recall (Kynkäänniemi et al. 2019), density and coverage (Naeem et al. 2020)
-    with k-nearest-neighbour balls, computed in chunks so 10k × 10k stays within memory."""
+    with k-nearest-neighbour balls, computed in chunks so 10k × 10k stays within memory.
+
+    Same definitions as the authors' ``prdc`` package (open balls, Euclidean distance); density
+    of a set against itself is 1.
+    """
     real, fake = _check_features(real, fake, "prdc")
     if min(len(real), len(fake)) <= k:
         raise MetricsError(
@@ -346,12 +360,14 @@ def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict[str, float]:
     fake_radii = _kth_neighbour_radius(fake, k)
     fake_in_real = _count_in_balls(fake, real, real_radii)
     real_in_fake = _count_in_balls(real, fake, fake_radii)
-    nearest_fake, _ = NearestNeighbors(n_neighbors=1).fit(fake).kneighbors(real)
+    nearest_fake = np.concatenate(list(pairwise_distances_chunked(
+        real, fake, reduce_func=lambda block, start: block.min(axis=1), working_memory=256
+    )))  # fmt: skip
     return {
         "precision": float((fake_in_real > 0).mean()),
         "recall": float((real_in_fake > 0).mean()),
         "density": float(fake_in_real.sum() / (k * len(fake))),
-        "coverage": float((nearest_fake[:, 0] <= real_radii).mean()),
+        "coverage": float((nearest_fake < real_radii).mean()),
     }
 
 
