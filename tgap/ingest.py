@@ -1,0 +1,649 @@
+"""Ingest: real images from a local folder, ``s3://`` or ``gs://`` into three image sets.
+
+Formats (``data.format``)
+    ``nih-csv``       NIH ChestX-ray14: ``Data_Entry_2017*.csv`` (``.gz`` too) + an images folder.
+                      The images folder may hold the PNGs at any depth (the Kaggle layout
+                      ``images_001/images/...`` works) or NIH's ``images_*.tar.gz`` archives,
+                      which are extracted once into the download cache.
+    ``image-folder``  one subfolder per source label, any nesting below it.
+    ``medmnist-npz``  a MedMNIST ``.npz`` (``{train,val,test}_{images,labels}``); source labels are
+                      the class numbers as strings ("0", "1").
+
+Splits are by patient (NIH has ``Patient ID``; the other formats have none, so each image is its
+own patient), stratified by label, seeded by ``data.split.seed``. For ``medmnist-npz`` the
+official test split is kept as the real-test set and train+val are divided into pool and
+real-train by ``pool_fraction : train_fraction``: MedMNIST ships no patient IDs, and
+PneumoniaMNIST's official test split comes from the source dataset's own patient-disjoint test
+set, so it is the only split we can show shares no child with the others.
+
+Images stream: metadata is read in full (112k NIH rows take well under a second), images are
+fetched and decoded a few at a time by a small thread pool, in source order, and written
+straight into the three ``ImageSetWriter``s. Any error leaves no output folder behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+import zipfile
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from tgap import storage
+from tgap.config import DataConfig, SplitConfig
+from tgap.imageset import ImageSetError, ImageSetWriter, decode_png, to_grey_square
+from tgap.seeding import derive_seed
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("pool", "train", "test")
+NIH_REQUIRED = ("Image Index", "Finding Labels", "Patient ID")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+REMOTE_WORKERS = 16  # object GETs are latency-bound: overlap many
+LOCAL_WORKERS = 4  # local reads are CPU-bound (PNG decode): about the core count
+
+
+class IngestError(ValueError):
+    """The source data cannot be ingested as configured; the message names what and where."""
+
+
+@dataclass
+class Row:
+    """One source image, before it is decoded."""
+
+    ref: str  # where to read it: a URI/path, or "<npz key>:<index>"
+    source: str  # location-independent name, stored in the manifest's `source` column
+    source_label: str
+    patient_id: str
+    original_id: str
+    label: str = ""
+    split: str = ""
+
+
+# --------------------------------------------------------------------------- labels and splits
+
+
+def map_labels(rows: list[Row], data: DataConfig, where: str) -> None:
+    """Set ``row.label`` from ``data.label_policy`` / ``data.default_label``; unknown -> error."""
+    unknown: Counter[str] = Counter()
+    for row in rows:
+        label = data.label_policy.get(row.source_label, data.default_label)
+        if not label:
+            unknown[row.source_label] += 1
+        row.label = label
+    if unknown:
+        listed = ", ".join(f"{k!r} ({n})" for k, n in unknown.most_common(10))
+        raise IngestError(
+            f"{where}: {sum(unknown.values())} images have source labels not covered by "
+            f"data.label_policy and data.default_label is empty: {listed}"
+            f"{' ...' if len(unknown) > 10 else ''}; add them to label_policy or set default_label"
+        )
+    produced = {row.label for row in rows}
+    stray = sorted(produced - set(data.labels))
+    if stray:
+        raise IngestError(
+            f"data.label_policy/default_label produce {stray}, which are not in data.labels {data.labels}"
+        )
+
+
+def _fractions(split: SplitConfig) -> list[float]:
+    fractions = [split.pool_fraction, split.train_fraction, split.test_fraction]
+    if any(f < 0 or f > 1 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise IngestError(
+            f"data.split fractions pool/train/test = {fractions} must each be in [0, 1] and sum to 1"
+        )
+    return fractions
+
+
+def _allocate(n: int, fractions: list[float]) -> list[int]:
+    """Split ``n`` patients by ``fractions`` (largest remainder), >= 1 for every non-zero fraction."""
+    exact = [n * f for f in fractions]
+    counts = [int(x) for x in exact]
+    order = sorted(range(len(fractions)), key=lambda i: (counts[i] - exact[i], i))
+    for i in order[: n - sum(counts)]:
+        counts[i] += 1
+    for i, f in enumerate(fractions):
+        if f > 0 and counts[i] == 0:
+            donor = max(range(len(counts)), key=lambda j: counts[j])
+            counts[donor] -= 1
+            counts[i] += 1
+    return counts
+
+
+def split_by_patient(
+    rows: list[Row], split: SplitConfig, labels: list[str], fixed: Iterable[str] = ()
+) -> None:
+    """Set ``row.split`` so no patient spans two splits, stratified by label, seeded.
+
+    Each patient's stratum is its most frequent label (ties: the earlier of ``labels``); within
+    a stratum, patients are shuffled with a seed derived from ``split.seed`` and the stratum,
+    then cut by the fractions. Rows whose ``split`` is already in ``fixed`` keep it.
+    (scikit-learn has no fraction-based split that is both grouped and stratified:
+    StratifiedGroupKFold only makes equal folds.)
+    """
+    fractions = _fractions(split)
+    fixed = set(fixed)
+    by_patient: dict[str, Counter[str]] = defaultdict(Counter)
+    for row in rows:
+        if row.split not in fixed:
+            by_patient[row.patient_id][row.label] += 1
+    rank = {label: i for i, label in enumerate(labels)}
+    strata: dict[str, list[str]] = defaultdict(list)
+    for patient, counts in by_patient.items():
+        top = max(counts.items(), key=lambda kv: (kv[1], -rank[kv[0]]))[0]
+        strata[top].append(patient)
+    needed = sum(f > 0 for f in fractions)
+    assignment: dict[str, str] = {}
+    for label in labels:
+        patients = sorted(strata.get(label, []))
+        if len(patients) < needed:
+            images = sum(by_patient[p][label] for p in by_patient)
+            raise IngestError(
+                f"label {label!r}: {len(patients)} patients ({images} images) are too few for "
+                f"the split pool/train/test = {fractions}: every split needs at least one patient "
+                f"of every label"
+            )
+        rng = np.random.default_rng(derive_seed(split.seed, "ingest-split", label))
+        order = [patients[i] for i in rng.permutation(len(patients))]
+        start = 0
+        for name, count in zip(SPLITS, _allocate(len(order), fractions), strict=True):
+            for patient in order[start : start + count]:
+                assignment[patient] = name
+            start += count
+    for row in rows:
+        if row.split not in fixed:
+            row.split = assignment[row.patient_id]
+
+
+def _limit(rows: list[Row], max_images: int | None, seed: int) -> list[Row]:
+    """A seeded subset of whole patients (the last one possibly cut) of at most ``max_images``."""
+    if max_images is None or len(rows) <= max_images:
+        return rows
+    patients = sorted({r.patient_id for r in rows})
+    rng = np.random.default_rng(derive_seed(seed, "ingest-max-images"))
+    rank = {patients[i]: k for k, i in enumerate(rng.permutation(len(patients)))}
+    keep = sorted(range(len(rows)), key=lambda i: (rank[rows[i].patient_id], i))[:max_images]
+    return [rows[i] for i in sorted(keep)]
+
+
+# --------------------------------------------------------------------------- NIH
+
+
+def _find_csv(data: DataConfig) -> str:
+    if data.csv:
+        return storage.join(data.source, data.csv)
+    if data.source.endswith((".csv", ".csv.gz")):
+        return data.source
+    candidates = [
+        u
+        for u in _list(data.source, "data.source")
+        if PurePosixPath(u).name.startswith("Data_Entry_2017")
+        and u.endswith((".csv", ".csv.gz"))
+        and storage.join(data.source, PurePosixPath(u).name) == u
+    ]
+    if len(candidates) != 1:
+        raise IngestError(
+            f"{data.source}: expected one Data_Entry_2017*.csv, found {len(candidates)} "
+            f"({[PurePosixPath(c).name for c in candidates]}); set data.csv"
+        )
+    return candidates[0]
+
+
+def _list(uri: str, what: str) -> list[str]:
+    try:
+        uris = storage.list_uris(uri)
+    except storage.StorageError as exc:
+        raise IngestError(f"{what}: {exc}") from None
+    if not uris:
+        raise IngestError(f"{what}: {uri} is empty (no objects under this prefix)")
+    return uris
+
+
+def _read(uri: str, what: str) -> bytes:
+    try:
+        return storage.read_bytes(uri)
+    except storage.StorageError as exc:
+        raise IngestError(f"{what}: {exc}") from None
+
+
+def _age(raw: str, where: str) -> int:
+    text = raw.strip().upper().removesuffix("Y")  # older NIH files write "058Y"
+    if not text.isdigit():
+        raise IngestError(f"{where}: Patient Age {raw!r} is not a whole number of years")
+    return int(text)
+
+
+def load_nih_metadata(data: DataConfig) -> tuple[list[Row], dict[str, Any]]:
+    """Read and validate NIH's CSV, apply the view/age filters and the label policy.
+
+    Returns rows with ``ref`` = the image's file name (resolved against the images folder
+    later) and counts of what was read and filtered. No image is touched.
+    """
+    csv_uri = _find_csv(data)
+    raw = _read(csv_uri, "data.csv")
+    if csv_uri.endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise IngestError(f"{csv_uri}: not a readable gzip file ({exc})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{csv_uri}: not UTF-8 text ({exc})") from None
+    reader = csv.DictReader(io.StringIO(text))
+    columns = reader.fieldnames or []
+    required = list(NIH_REQUIRED)
+    if data.view_positions:
+        required.append("View Position")
+    if data.age_min is not None or data.age_max is not None:
+        required.append("Patient Age")
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise IngestError(f"{csv_uri}: missing required column(s) {missing} (found: {columns})")
+    views = set(data.view_positions)
+    rows: list[Row] = []
+    seen: set[str] = set()
+    read = filtered = 0
+    for line, rec in enumerate(reader, start=2):
+        read += 1
+        name, labels, patient = rec["Image Index"], rec["Finding Labels"], rec["Patient ID"]
+        where = f"{csv_uri} line {line}"
+        if not name or not patient or labels is None or not labels.strip():
+            raise IngestError(f"{where}: empty Image Index, Patient ID or Finding Labels")
+        if name in seen:
+            raise IngestError(f"{where}: Image Index {name!r} is listed twice")
+        seen.add(name)
+        if views and rec["View Position"] not in views:
+            filtered += 1
+            continue
+        if data.age_min is not None or data.age_max is not None:
+            age = _age(rec["Patient Age"] or "", where)
+            if (data.age_min is not None and age < data.age_min) or (
+                data.age_max is not None and age > data.age_max
+            ):
+                filtered += 1
+                continue
+        rows.append(Row(name, "", labels.strip(), patient.strip(), name))
+    if read == 0:
+        raise IngestError(f"{csv_uri}: no data rows")
+    if not rows:
+        raise IngestError(f"{csv_uri}: all {read} rows removed by the view/age filters")
+    map_labels(rows, data, csv_uri)
+    return rows, {"csv": csv_uri, "rows_read": read, "filtered_out": filtered}
+
+
+def _extract_archives(archives: list[str], cache_dir: Path) -> Path:
+    """Extract tar/zip archives once into the cache, refusing entries that escape it."""
+    digest = hashlib.sha256()
+    locals_ = []
+    for uri in archives:
+        try:
+            path = storage.download_to_cache(uri, cache_dir)
+        except storage.StorageError as exc:
+            raise IngestError(f"data.images_dir: {exc}") from None
+        st = path.stat()
+        digest.update(f"{uri}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        locals_.append((uri, path))
+    target = cache_dir / f"extracted-{digest.hexdigest()[:20]}"
+    if target.is_dir():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{target.name}.partial-"))
+    try:
+        for uri, path in locals_:
+            if zipfile.is_zipfile(path):
+                with zipfile.ZipFile(path) as zf:
+                    for name in zf.namelist():
+                        _check_entry(uri, name, is_link=False)
+                    zf.extractall(tmp)
+            else:
+                try:
+                    with tarfile.open(path) as tf:
+                        members = tf.getmembers()
+                        for m in members:
+                            _check_entry(uri, m.name, is_link=m.issym() or m.islnk())
+                        tf.extractall(tmp, members=members, filter="data")
+                except tarfile.TarError as exc:
+                    raise IngestError(f"{uri}: not a readable archive ({exc})") from None
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _check_entry(archive: str, name: str, is_link: bool) -> None:
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]) or is_link:
+        raise IngestError(
+            f"{archive}: archive entry {name!r} points outside the extraction folder "
+            f"(absolute path, '..' or link); refusing to extract this archive"
+        )
+
+
+def _image_index(images_uri: str, cache_dir: Path | None) -> tuple[str, dict[str, str]]:
+    """``(root, {file name: path relative to root})`` for every image under ``images_uri``."""
+    uris = _list(images_uri, "data.images_dir")
+    archives = [u for u in uris if u.lower().endswith(ARCHIVE_SUFFIXES)]
+    images = [u for u in uris if u.lower().endswith(IMAGE_SUFFIXES)]
+    root = images_uri
+    if archives and not images:
+        extracted = _extract_archives(archives, cache_dir or storage.default_cache_dir())
+        root = str(extracted)
+        images = [
+            str(p) for p in sorted(extracted.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES
+        ]
+    prefix = root.rstrip("/") + "/"
+    index: dict[str, str] = {}
+    for uri in images:
+        rel = uri[len(prefix) :] if uri.startswith(prefix) else PurePosixPath(uri).name
+        name = PurePosixPath(rel).name
+        if name in index:
+            raise IngestError(f"{root}: image name {name!r} occurs twice ({index[name]}, {rel})")
+        index[name] = rel
+    return root, index
+
+
+def _nih_rows(data: DataConfig, cache_dir: Path | None) -> tuple[list[Row], dict[str, Any]]:
+    rows, info = load_nih_metadata(data)
+    images_uri = storage.join(data.source, data.images_dir)
+    root, index = _image_index(images_uri, cache_dir)
+    missing = [r.original_id for r in rows if r.original_id not in index]
+    info["skipped_missing"] = 0
+    info["skipped_files"] = []
+    if missing:
+        if data.on_missing == "fail":
+            raise IngestError(
+                f"{len(missing)} of {len(rows)} images listed in {info['csv']} are missing under "
+                f"{images_uri}: first {missing[:5]} (set data.on_missing: skip to leave them out)"
+            )
+        absent = set(missing)
+        rows = [r for r in rows if r.original_id not in absent]
+        info["skipped_missing"] = len(missing)
+        info["skipped_files"] = missing[:20]
+        if not rows:
+            raise IngestError(f"{images_uri}: none of the {len(missing)} listed images exist")
+    images_rel = data.images_dir.strip("/")
+    for row in rows:
+        rel = index[row.original_id]
+        row.ref = storage.join(root, rel)
+        row.source = f"{images_rel}/{rel}" if images_rel else rel
+    return rows, info
+
+
+# --------------------------------------------------------------------------- image folder, MedMNIST
+
+
+def _folder_rows(data: DataConfig) -> tuple[list[Row], dict[str, Any]]:
+    prefix = data.source.rstrip("/") + "/"
+    rows = []
+    for uri in _list(data.source, "data.source"):
+        rel = uri[len(prefix) :]
+        if not rel.lower().endswith(IMAGE_SUFFIXES):
+            continue
+        parts = PurePosixPath(rel).parts
+        if len(parts) < 2:
+            raise IngestError(
+                f"{uri}: image is not inside a label folder (expected <label>/.../file)"
+            )
+        rows.append(Row(uri, rel, parts[0], rel, rel))
+    if not rows:
+        raise IngestError(
+            f"{data.source}: no images ({', '.join(IMAGE_SUFFIXES)}) in label folders"
+        )
+    map_labels(rows, data, data.source)
+    return rows, {"rows_read": len(rows), "filtered_out": 0}
+
+
+def _medmnist_rows(data: DataConfig) -> tuple[list[Row], dict[str, Any], dict[str, np.ndarray]]:
+    uri = data.source
+    if not uri.endswith(".npz"):
+        found = [u for u in _list(uri, "data.source") if u.endswith(".npz")]
+        if len(found) != 1:
+            raise IngestError(f"{uri}: expected exactly one .npz file, found {len(found)}")
+        uri = found[0]
+    raw = _read(uri, "data.source")
+    try:
+        npz = np.load(io.BytesIO(raw), allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise IngestError(f"{uri}: not a readable .npz file ({exc})") from None
+    name = PurePosixPath(uri).name
+    arrays: dict[str, np.ndarray] = {}
+    rows: list[Row] = []
+    with npz:
+        for split in ("train", "val", "test"):
+            keys = (f"{split}_images", f"{split}_labels")
+            missing = [k for k in keys if k not in npz.files]
+            if missing:
+                raise IngestError(f"{uri}: missing arrays {missing} (found {npz.files})")
+            images, labels = npz[keys[0]], npz[keys[1]]
+            if images.dtype != np.uint8 or images.ndim not in (3, 4) or len(images) != len(labels):
+                raise IngestError(
+                    f"{uri}: {keys[0]} must be uint8 (n, h, w[, c]) matching {keys[1]}, "
+                    f"got {images.dtype} {images.shape} and {labels.shape}"
+                )
+            labels = labels.reshape(len(labels), -1)
+            if labels.shape[1] != 1:
+                raise IngestError(
+                    f"{uri}: {keys[1]} has {labels.shape[1]} columns; multi-label sets are not supported"
+                )
+            arrays[keys[0]] = images
+            for i, value in enumerate(labels[:, 0]):
+                ident = f"{split}/{i}"
+                row = Row(
+                    f"{keys[0]}:{i}",
+                    f"{name}:{keys[0]}[{i}]",
+                    str(int(value)),
+                    f"{split}-{i}",
+                    ident,
+                )
+                row.split = "test" if split == "test" else ""
+                rows.append(row)
+    map_labels(rows, data, uri)
+    return rows, {"npz": uri, "rows_read": len(rows), "filtered_out": 0}, arrays
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def _stream(
+    rows: list[Row], load: Callable[[Row], np.ndarray], workers: int
+) -> Iterator[tuple[Row, np.ndarray]]:
+    """``(row, image)`` in ``rows`` order, with at most ``2 * workers`` images in flight."""
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        pending: deque = deque()
+        it = iter(rows)
+        for row in it:
+            pending.append((row, pool.submit(load, row)))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            row, future = pending.popleft()
+            image = future.result()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(load, nxt)))
+            yield row, image
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _file_loader(resolution: int) -> Callable[[Row], np.ndarray]:
+    def load(row: Row) -> np.ndarray:
+        data = _read(row.ref, "image")
+        try:
+            return to_grey_square(decode_png(data, row.ref), resolution)
+        except ImageSetError as exc:
+            raise IngestError(str(exc)) from None
+
+    return load
+
+
+def _check_outputs(dirs: list[Path]) -> list[bool]:
+    if len({d.resolve() for d in dirs}) != len(dirs):
+        raise IngestError(
+            f"pool/train/test output folders must differ, got {[str(d) for d in dirs]}"
+        )
+    existed = []
+    for d in dirs:
+        if d.exists() and (not d.is_dir() or any(d.iterdir())):
+            raise IngestError(f"{d}: output already exists and is not empty")
+        existed.append(d.exists())
+    return existed
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def ingest(
+    data: DataConfig,
+    pool_dir: str | Path,
+    train_dir: str | Path,
+    test_dir: str | Path,
+    cache_dir: str | Path | None = None,
+) -> dict:
+    """Read ``data.source`` and write the pool, real-train and real-test image sets.
+
+    Returns the summary: counts per split and label, patients per split, patients shared
+    between splits (always 0), skipped and filtered rows, the source URI and timing.
+    """
+    start = time.perf_counter()
+    outs = [Path(pool_dir), Path(train_dir), Path(test_dir)]
+    existed = _check_outputs(outs)
+    _fractions(data.split)
+    cache = Path(cache_dir) if cache_dir is not None else None
+    arrays: dict[str, np.ndarray] = {}
+    fixed: tuple[str, ...] = ()
+    split_fractions = data.split
+    if data.format == "nih-csv":
+        rows, info = _nih_rows(data, cache)
+        split_note = "by Patient ID, stratified by label"
+    elif data.format == "image-folder":
+        rows, info = _folder_rows(data)
+        split_note = "by image (no patient IDs), stratified by label"
+    elif data.format == "medmnist-npz":
+        rows, info, arrays = _medmnist_rows(data)
+        fixed = ("test",)
+        total = data.split.pool_fraction + data.split.train_fraction
+        if total <= 0:
+            raise IngestError("data.split: pool_fraction + train_fraction must be > 0")
+        split_fractions = SplitConfig(
+            data.split.pool_fraction / total,
+            data.split.train_fraction / total,
+            0.0,
+            data.split.seed,
+        )
+        split_note = "official test split kept as test; train+val split by image into pool/train"
+    else:
+        raise IngestError(
+            f"data.format {data.format!r} is not one of nih-csv, image-folder, medmnist-npz"
+        )
+
+    rows = _limit(rows, data.max_images, data.split.seed)
+    split_by_patient(rows, split_fractions, data.labels, fixed)
+    counts = {s: {label: 0 for label in data.labels} for s in SPLITS}
+    patients: dict[str, set[str]] = {s: set() for s in SPLITS}
+    for row in rows:
+        counts[row.split][row.label] += 1
+        patients[row.split].add(row.patient_id)
+    wanted = dict(zip(SPLITS, _fractions(data.split), strict=True))
+    for s in SPLITS:
+        for label in data.labels:
+            if wanted[s] > 0 and counts[s][label] == 0:
+                raise IngestError(
+                    f"label {label!r} has no images in the {s} split ({sum(c[label] for c in counts.values())} "
+                    f"in total): too few for the requested split; lower max_images' limit, change "
+                    f"the fractions or the label policy"
+                )
+    shared = {
+        f"{a}-{b}": len(patients[a] & patients[b])
+        for i, a in enumerate(SPLITS)
+        for b in SPLITS[i + 1 :]
+    }
+    if any(shared.values()):  # split_by_patient guarantees this; a bug if not
+        raise AssertionError(f"patients shared between splits: {shared}")
+
+    if data.format == "medmnist-npz":
+
+        def load(row: Row) -> np.ndarray:
+            key, i = row.ref.rsplit(":", 1)
+            return to_grey_square(arrays[key][int(i)], data.resolution)
+
+        workers = 1
+    else:
+        load = _file_loader(data.resolution)
+        workers = REMOTE_WORKERS if storage.is_remote(data.source) else LOCAL_WORKERS
+
+    base_info = {"format": data.format, "split_seed": data.split.seed}
+    try:
+        with ExitStack() as stack:
+            writers = {
+                s: stack.enter_context(
+                    ImageSetWriter(
+                        out, data.labels, data.resolution, data.source, {**base_info, "split": s}
+                    )
+                )
+                for s, out in zip(SPLITS, outs, strict=True)
+            }
+            bar = stack.enter_context(
+                tqdm(total=len(rows), desc="ingest", unit="img", mininterval=2)
+            )
+            for row, image in _stream(rows, load, workers):
+                writers[row.split].add(
+                    image, row.label, row.patient_id, row.source, row.split, row.original_id
+                )
+                bar.update()
+    except BaseException:
+        # A writer that already renamed its set into place must not survive a later failure.
+        for out, was_there in zip(outs, existed, strict=True):
+            if (out / "manifest.csv").exists():
+                shutil.rmtree(out, ignore_errors=True)
+                if was_there:
+                    out.mkdir(parents=True, exist_ok=True)
+        raise
+
+    summary = {
+        "source": data.source,
+        "format": data.format,
+        "resolution": data.resolution,
+        "split": split_note,
+        "split_seed": data.split.seed,
+        "counts": counts,
+        "totals": {s: sum(counts[s].values()) for s in SPLITS},
+        "patients": {s: len(patients[s]) for s in SPLITS},
+        "shared_patients": shared,
+        "shared_patients_total": sum(shared.values()),
+        "rows_read": info.get("rows_read", len(rows)),
+        "filtered_out": info.get("filtered_out", 0),
+        "skipped_missing": info.get("skipped_missing", 0),
+        "skipped_files": info.get("skipped_files", []),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    log.info(
+        "ingest %s (%s): %s images, pool/train/test %s, %d patients shared, %d skipped, %.1fs",
+        data.source,
+        data.format,
+        len(rows),
+        "/".join(str(summary["totals"][s]) for s in SPLITS),
+        summary["shared_patients_total"],
+        summary["skipped_missing"],
+        summary["seconds"],
+    )
+    return summary
