@@ -415,16 +415,18 @@ def memorisation(
         )
     if not 0 <= quantile <= 1:
         raise MetricsError(f"memorisation: quantile must be in [0, 1], got {quantile}")
-    nn = NearestNeighbors(n_neighbors=1).fit(tuning)
-    distance, nearest = (a[:, 0] for a in nn.kneighbors(synthetic))
+    nearest = NearestNeighbors(n_neighbors=1).fit(tuning).kneighbors(synthetic)[1][:, 0]
+    # Recompute the distances directly: the fast search expands |a-b|² = |a|² + |b|² - 2ab, whose
+    # round-off would hide an exact copy (distance 0) as ~1e-6.
+    distance = np.linalg.norm(synthetic - tuning[nearest], axis=1)
 
     # Tuning reference: nearest distinct neighbour. Exact duplicates (distance 0) are the same
     # image picked twice, not a pair of similar X-rays, so skip them.
     unique = np.unique(tuning, axis=0)
     reason = ""
     if len(unique) >= 2:
-        ref, _ = NearestNeighbors(n_neighbors=2).fit(unique).kneighbors(unique)
-        reference = ref[:, 1]
+        other = NearestNeighbors(n_neighbors=2).fit(unique).kneighbors(unique)[1][:, 1]
+        reference = np.linalg.norm(unique - unique[other], axis=1)
         threshold = float(np.quantile(reference, quantile))
     else:
         reference = np.zeros(0)

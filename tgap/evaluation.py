@@ -1,0 +1,417 @@
+"""One grid cell's numbers: FTER with its bootstrap interval, distribution and memorisation
+metrics, and the supplementation curve, gathered into the cell artifact the report reads.
+
+``compute_cell`` reads the three evaluation folders written by ``tgap.classify.evaluate_classifier``
+(S→R, R→S, R→R), so it never retrains anything; ``supplementation_curve`` does train (one small
+classifier per ratio) and runs inside the cell stage only when ratios are configured.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from tgap import metrics
+from tgap.classify import (
+    METRICS,
+    Classifier,
+    fit,
+    read_predictions,
+    resize_images,
+    subsample_per_label,
+)
+from tgap.config import ClassifierConfig, EvaluationConfig
+from tgap.imageset import ImageSet, ImageSetError
+from tgap.seeding import derive_seed
+
+log = logging.getLogger(__name__)
+
+CELL = "cell.json"
+ASSETS = "assets"
+SUPPLEMENTATION = "supplementation.json"
+MEMORISATION_MAX_SIDE = 64  # pixel-space copies are obvious at 64 px; keeps NN search cheap
+
+
+class Embedder(Protocol):
+    name: str
+    description: str
+
+    def embed(self, images: np.ndarray) -> np.ndarray: ...
+
+
+class EvaluationError(ValueError):
+    """Inputs of the cell stage are missing or inconsistent; the message names which."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _read_evaluation(
+    eval_dir: str | Path, direction: str
+) -> tuple[dict, np.ndarray, np.ndarray, list]:
+    eval_dir = Path(eval_dir)
+    path = eval_dir / METRICS
+    if not path.is_file():
+        raise EvaluationError(
+            f"{direction}: {eval_dir} is not an evaluation folder ({METRICS} missing)"
+        )
+    result = json.loads(path.read_text())
+    labels, y, scores = read_predictions(eval_dir)
+    return result, y, scores, labels
+
+
+def _flat(result: dict[str, Any], prefix: str, labels: Sequence[str]) -> dict[str, Any]:
+    """``s2r_accuracy``, ``s2r_auroc``, per class, CI bounds and n from one metrics.json."""
+    nan = float("nan")
+
+    def number(value: Any) -> float:
+        return nan if value is None else float(value)
+
+    out = {
+        f"{prefix}_accuracy": number(result.get("accuracy")),
+        f"{prefix}_auroc": number(result.get("auroc")),
+        f"{prefix}_auroc_ci_low": number(result.get("auroc_ci_low")),
+        f"{prefix}_auroc_ci_high": number(result.get("auroc_ci_high")),
+        f"{prefix}_n": int(result.get("n", 0)),
+    }
+    for label in labels:
+        out[f"{prefix}_accuracy_{label}"] = number(result.get(f"accuracy_{label}"))
+        out[f"{prefix}_auroc_{label}"] = number(result.get(f"auroc_{label}"))
+    return out
+
+
+def _embed_set(embedder: Embedder, images: ImageSet, batch_size: int = 512) -> np.ndarray:
+    return np.concatenate([embedder.embed(x) for x, _ in images.iter_batches(batch_size)])
+
+
+def _pixels(images: np.ndarray, side: int) -> np.ndarray:
+    return resize_images(images, side).reshape(len(images), -1).astype(np.float32) / 255
+
+
+def _closest_pairs_png(pairs, synthetic: np.ndarray, tuning: np.ndarray, threshold, path: Path):
+    """Synthetic image (top) above its nearest tuning image (bottom), closest pairs first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(len(pairs), 1)
+    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.6), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for j, pair in enumerate(pairs):
+        copy = pair["distance"] <= threshold
+        axes[0, j].imshow(synthetic[pair["synthetic"]], cmap="gray", vmin=0, vmax=255)
+        axes[0, j].set_title(
+            f"d={pair['distance']:.3g}", fontsize=8, color="red" if copy else "black"
+        )
+        axes[1, j].imshow(tuning[pair["tuning"]], cmap="gray", vmin=0, vmax=255)
+    axes[0, 0].text(-0.1, 0.5, "synthetic", transform=axes[0, 0].transAxes, rotation=90,
+                    ha="right", va="center", fontsize=8)  # fmt: skip
+    axes[1, 0].text(-0.1, 0.5, "nearest tuning", transform=axes[1, 0].transAxes, rotation=90,
+                    ha="right", va="center", fontsize=8)  # fmt: skip
+    fig.suptitle("Closest synthetic-tuning pairs (red: near-copy)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(metrics.json_safe(value), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- the cell
+
+
+def compute_cell(
+    row: dict[str, Any],
+    s2r_dir: str | Path,
+    r2s_dir: str | Path,
+    r2r_dir: str | Path | None,
+    synthetic: ImageSet,
+    real_test: ImageSet,
+    tuning: ImageSet,
+    evaluation: EvaluationConfig,
+    embedder: Embedder,
+    extras: dict[str, Path],
+    out_dir: str | Path,
+    real_train: ImageSet | None = None,
+    classifier: ClassifierConfig | None = None,
+    size_per_label: int | None = None,
+) -> dict[str, Any]:
+    """Compute one grid cell and write ``out_dir/cell.json`` + ``out_dir/assets/``.
+
+    FTER = AUROC(S→R) / AUROC(R→S) with a bootstrap CI that resamples both test sets; Fréchet
+    distance, KID and precision/recall/density/coverage between ``synthetic`` and ``real_test``
+    in ``embedder``'s space; memorisation of ``tuning`` by ``synthetic``; the supplementation
+    curve when ``evaluation.supplementation_ratios`` is non-empty (needs ``real_train`` and
+    ``classifier``; ``size_per_label`` real images per label as for the R→S classifier, None = all). Undefined numbers are ``null`` in ``cell.json``, with the reason in ``notes``.
+    """
+    for key in ("method", "size", "seed"):
+        if key not in row:
+            raise EvaluationError(f"grid row {row}: missing key {key!r}")
+    if len(synthetic) == 0:
+        raise ImageSetError(f"{synthetic.root}: empty synthetic set, nothing to evaluate")
+    if len(tuning) == 0:
+        raise ImageSetError(f"{tuning.root}: empty tuning set")
+    labels = list(real_test.labels)
+    for name, image_set in (("synthetic", synthetic), ("tuning", tuning)):
+        if list(image_set.labels) != labels:
+            raise EvaluationError(
+                f"label names differ: {name} set {image_set.root} has {image_set.labels}, "
+                f"real test set {real_test.root} has {labels}"
+            )
+    seed = int(row["seed"])
+    out_dir = Path(out_dir)
+    assets = out_dir / ASSETS
+    assets.mkdir(parents=True, exist_ok=True)
+    notes: dict[str, str] = {}
+
+    # Two-way evaluation and FTER.
+    directions = {"s2r": s2r_dir, "r2s": r2s_dir, "r2r": r2r_dir}
+    cell: dict[str, Any] = {"method": row["method"], "size": int(row["size"]), "seed": seed}
+    predictions = {}
+    for prefix, eval_dir in directions.items():
+        if eval_dir is None:
+            cell.update(_flat({}, prefix, labels))
+            notes[f"{prefix}_auroc"] = f"no {prefix} evaluation given"
+            continue
+        result, y, scores, eval_labels = _read_evaluation(eval_dir, prefix)
+        if eval_labels != labels:
+            raise EvaluationError(
+                f"label names differ: {prefix} evaluation {eval_dir} has {eval_labels}, "
+                f"real test set has {labels}"
+            )
+        cell.update(_flat(result, prefix, labels))
+        if result.get("auroc_undefined_reason"):
+            notes[f"{prefix}_auroc"] = result["auroc_undefined_reason"]
+        predictions[prefix] = (y, scores)
+        _write_json(assets / f"roc_{prefix}.json", result.get("roc", {}))
+    cell["fter"] = metrics.fter(cell["s2r_auroc"], cell["r2s_auroc"])
+    cell["fter_ci_low"], cell["fter_ci_high"] = metrics.fter_ci(
+        predictions["s2r"], predictions["r2s"], evaluation.bootstrap_resamples,
+        evaluation.confidence, derive_seed(seed, "bootstrap", "fter"),
+    )  # fmt: skip
+    if not np.isfinite(cell["fter"]):
+        notes["fter"] = "undefined: S→R or R→S AUROC is undefined or zero"
+
+    # Distribution metrics in the embedder's space.
+    real_emb = _embed_set(embedder, real_test)
+    syn_emb = _embed_set(embedder, synthetic)
+    k = evaluation.prdc_k
+    if min(len(real_emb), len(syn_emb)) > k:
+        cell.update(metrics.distribution_metrics(
+            real_emb, syn_emb, k=k, kid_subsets=evaluation.kid_subsets,
+            kid_subset_size=evaluation.kid_subset_size, seed=derive_seed(seed, "kid"),
+        ))  # fmt: skip
+    else:
+        for key in ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage"):
+            cell[key] = float("nan")
+        notes["fid"] = f"distribution metrics need more than prdc_k={k} images per set"
+
+    # Memorisation of the tuning set.
+    syn_images, tuning_images = synthetic.load_all(), tuning.load_all()
+    if evaluation.memorisation_space == "pixels":
+        side = min(synthetic.resolution, tuning.resolution, MEMORISATION_MAX_SIDE)
+        space = f"pixels at {side}x{side}, scaled to [0, 1], Euclidean distance"
+        syn_vec, tuning_vec = _pixels(syn_images, side), _pixels(tuning_images, side)
+    else:
+        space = f"{embedder.name} embedder, Euclidean distance"
+        syn_vec, tuning_vec = syn_emb, embedder.embed(tuning_images)
+    memo = metrics.memorisation(
+        syn_vec, tuning_vec, evaluation.near_copy_quantile, evaluation.closest_pairs
+    )
+    if memo["reason"]:
+        notes["near_copy_fraction"] = memo["reason"]
+    for key in ("near_copy_fraction", "near_copy_count", "exact_copy_count", "near_copy_threshold",
+                "nn_distance_median", "nn_distance_min", "tuning_nn_distance_median",
+                "nn_distance_ratio", "tuning_duplicates"):  # fmt: skip
+        cell[key] = memo[key]
+    for pair in memo["closest_pairs"]:
+        pair["synthetic_file"] = synthetic.records[pair["synthetic"]].file
+        pair["tuning_file"] = tuning.records[pair["tuning"]].file
+    _closest_pairs_png(memo["closest_pairs"], syn_images, tuning_images,
+                       memo["near_copy_threshold"], assets / "closest_pairs.png")  # fmt: skip
+    _write_json(assets / "memorisation.json", {
+        "space": space, **{k: v for k, v in memo.items() if k not in ("distances", "nearest")},
+        "nn_distances": memo["distances"],
+    })  # fmt: skip
+
+    # Supplementation curve (optional).
+    if evaluation.supplementation_ratios:
+        if real_train is None or classifier is None:
+            raise EvaluationError(
+                "evaluation.supplementation_ratios is set but compute_cell got no real_train "
+                "image set or classifier config"
+            )
+        curve = supplementation_curve(
+            real_train, synthetic, real_test, classifier, evaluation.supplementation_ratios,
+            size_per_label, seed, assets, bootstrap_resamples=evaluation.bootstrap_resamples,
+            confidence=evaluation.confidence,
+        )  # fmt: skip
+        cell["supplementation"] = {
+            "ratios": curve["ratios"], "auroc": [p["auroc"] for p in curve["points"]],
+            "accuracy": [p["accuracy"] for p in curve["points"]],
+            "real_per_label": curve["real_per_label"],
+        }  # fmt: skip
+        if curve["note"]:
+            notes["supplementation"] = curve["note"]
+
+    # Extras (training log, selection report, sample grids) copied verbatim.
+    for name, path in extras.items():
+        path = Path(path)
+        if not path.exists():
+            raise EvaluationError(f"extras[{name!r}]: {path} does not exist")
+        target = assets / name
+        if path.is_dir():
+            shutil.copytree(path, target, dirs_exist_ok=True)
+        else:
+            shutil.copy2(path, target)
+
+    cell.update({
+        "n_synthetic": len(synthetic), "n_real_test": len(real_test), "n_tuning": len(tuning),
+        "distribution_embedder": embedder.name,
+        "distribution_embedder_description": embedder.description,
+        "memorisation_space": space,
+        "notes": notes,
+        "assets": {p.name: f"{ASSETS}/{p.name}" for p in sorted(assets.iterdir())
+                   if not p.name.startswith(".")},
+        "provenance": {
+            "row": dict(row),
+            "evaluations": {k: str(v) if v is not None else None for k, v in directions.items()},
+            "sets": {name: {"path": str(s.root), "content_hash": s.info.get("content_hash", "")}
+                     for name, s in (("synthetic", synthetic), ("real_test", real_test),
+                                     ("tuning", tuning))},
+            "bootstrap": {"resamples": evaluation.bootstrap_resamples,
+                          "confidence": evaluation.confidence,
+                          "resampled": "test images of both directions, independently"},
+            "evaluation": {k: getattr(evaluation, k) for k in evaluation.__dataclass_fields__},
+        },
+    })  # fmt: skip
+    _write_json(out_dir / CELL, cell)  # last: its presence marks a complete cell
+    log.info(
+        "cell %s/%s/%s: FTER %.3f [%.3f, %.3f] (S→R %.3f, R→S %.3f), FID %.3g, near-copies %.1f%%",
+        row["method"], row["size"], seed, cell["fter"], cell["fter_ci_low"], cell["fter_ci_high"],
+        cell["s2r_auroc"], cell["r2s_auroc"], cell["fid"], 100 * cell["near_copy_fraction"],
+    )  # fmt: skip
+    return cell
+
+
+# --------------------------------------------------------------------------- supplementation
+
+
+def supplementation_curve(
+    real_train: ImageSet,
+    synthetic: ImageSet,
+    real_test: ImageSet,
+    classifier: ClassifierConfig,
+    ratios: Sequence[float],
+    size_per_label: int | None,
+    seed: int,
+    out_dir: str | Path,
+    *,
+    bootstrap_resamples: int = 1000,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """Train on real + r × synthetic images for each ratio r, test on real; write
+    ``out_dir/supplementation.json`` and return it.
+
+    The real part is fixed across ratios: the seeded subsample ``train_classifier`` takes
+    (``size_per_label`` per label, None = all), so r = 0 reproduces the R→S/R→R classifier. When
+    the synthetic set is too small for the largest ratio (R→S matches sizes, so r = 2 needs twice
+    the synthetic images), the real part shrinks to ``min synthetic per label / max ratio`` and
+    the result says so in ``note``. For each r, round(r × real) synthetic images per label are
+    added (seeded, without replacement).
+    """
+    labels = list(real_train.labels)
+    for name, image_set in (("synthetic", synthetic), ("real test", real_test)):
+        if list(image_set.labels) != labels:
+            raise EvaluationError(
+                f"label names differ: {name} set {image_set.root} has {image_set.labels}, "
+                f"real-train {real_train.root} has {labels}"
+            )
+    if not ratios:
+        raise EvaluationError("supplementation_curve: no ratios given")
+    if any(r < 0 for r in ratios):
+        raise EvaluationError(f"evaluation.supplementation_ratios {list(ratios)}: must be >= 0")
+    for image_set in (real_test, synthetic):
+        if len(image_set) == 0:
+            raise ImageSetError(f"{image_set.root}: empty image set")
+    y_real = real_train.label_indices
+    real_counts = [int((y_real == c).sum()) for c in range(len(labels))]
+    n_real = min(real_counts) if size_per_label is None else size_per_label
+    syn_min = min(synthetic.counts().values())
+    note = ""
+    if max(ratios) > 0 and round(max(ratios) * n_real) > syn_min:
+        capped = int(syn_min / max(ratios))
+        note = (
+            f"real part shrunk from {n_real} to {capped} per label: the synthetic set has "
+            f"{syn_min} images for its smallest label and the largest ratio is {max(ratios)}"
+        )
+        log.warning("supplementation: %s", note)
+        n_real = capped
+    if n_real < 2:
+        raise EvaluationError(
+            f"supplementation: {n_real} real images per label is too few to train"
+        )
+    # size_per_label=None keeps every real image (unbalanced labels stay unbalanced).
+    base = None if (size_per_label is None and not note) else n_real
+    keep = subsample_per_label(y_real, labels, base, seed, str(real_train.root))
+    real_images = resize_images(real_train.load_many(keep), classifier.resolution)
+    real_y = y_real[keep]
+    syn_y_all = synthetic.label_indices
+    test_images = np.concatenate([x for x, _ in real_test.iter_batches(512)])
+    test_y = real_test.label_indices
+
+    rng = np.random.default_rng(derive_seed(seed, "supplementation"))
+    points = []
+    with tempfile.TemporaryDirectory(prefix="tgap-supplementation-") as tmp:
+        for r in ratios:
+            picks = []
+            for c in range(len(labels)):
+                n_syn = round(r * int((real_y == c).sum()))
+                available = np.flatnonzero(syn_y_all == c)
+                picks.append(rng.choice(available, n_syn, replace=False))
+            syn_idx = np.sort(np.concatenate(picks)).astype(np.int64)
+            syn_images = resize_images(synthetic.load_many(syn_idx), classifier.resolution)
+            images = np.concatenate([real_images, syn_images])
+            y = np.concatenate([real_y, syn_y_all[syn_idx]])
+            model_dir = Path(tmp) / f"r{r}"
+            fit(images, y, labels, classifier, seed, model_dir, where=f"real + {r} x synthetic")
+            clf = Classifier.load(model_dir)
+            result = metrics.classification_metrics(
+                test_y, clf.predict_proba(test_images), labels, clf.threshold,
+                bootstrap_resamples=bootstrap_resamples, confidence=confidence,
+                seed=derive_seed(seed, "bootstrap", "supplementation", r),
+            )  # fmt: skip
+            points.append({
+                "ratio": float(r), "n_real": int(len(real_y)), "n_synthetic": int(len(syn_idx)),
+                **{k: v for k, v in result.items() if k not in ("roc", "bootstrap", "labels")},
+            })  # fmt: skip
+            log.info("supplementation r=%s: AUROC %.3f on real test", r, result["auroc"])
+    curve = {
+        "ratios": [float(r) for r in ratios],
+        "points": points,
+        "size_per_label": size_per_label,
+        "real_per_label": {label: int((real_y == c).sum()) for c, label in enumerate(labels)},
+        "note": note,
+        "seed": seed,
+        "arch": classifier.arch,
+        "real_train": str(real_train.root),
+        "synthetic": str(synthetic.root),
+        "real_test": str(real_test.root),
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(out_dir / SUPPLEMENTATION, curve)
+    return curve
