@@ -42,6 +42,7 @@ class FakeKfpServer:
     def __init__(self, runs: list[dict] | None = None):
         self.calls: list[dict] = []
         self.runs = runs or []
+        self.refuse_runs = False
 
     def __call__(self, api_client, method, url, query_params=None, headers=None, body=None, **_):
         path = url.removeprefix(HOST)
@@ -60,6 +61,12 @@ class FakeKfpServer:
             return FakeResponse({})  # no experiment of that name yet
         if path == "/apis/v2beta1/experiments" and method == "POST":
             return FakeResponse({"experiment_id": "exp-1", "display_name": body["display_name"]})
+        if path == "/apis/v2beta1/runs" and method == "POST" and self.refuse_runs:
+            error = kfp_server_api.ApiException(status=400, reason="Bad Request")
+            error.body = json.dumps(
+                {"error": "x", "message": "Invalid input: pipeline_root"}
+            ).encode()
+            raise error
         if path == "/apis/v2beta1/runs" and method == "POST":
             return FakeResponse({"run_id": "run-1", "display_name": body["display_name"]})
         if path == "/apis/v2beta1/runs" and method == "GET":
@@ -126,6 +133,18 @@ def test_submit_takes_the_token_from_the_environment(server, monkeypatch):
     kube.main(["submit", "--host", HOST, "--experiment", "e", "--config", MICRO])
     assert server.calls
     assert {c["headers"].get("authorization") for c in server.calls} == {"Bearer env-token-123"}
+
+
+def test_submit_reports_a_refused_run_with_the_servers_reason_and_no_token(server, capsys):
+    server.refuse_runs = True
+    with pytest.raises(SystemExit) as exit_info:
+        kube.main(
+            ["submit", "--host", HOST, "--token", TOKEN, "--experiment", "e", "--config", MICRO]
+        )
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "creating a run in experiment 'e': HTTP 400 Bad Request" in err
+    assert "Invalid input: pipeline_root" in err and TOKEN not in err
 
 
 def test_run_request_carries_service_account_and_pipeline_root_from_config(tmp_path):

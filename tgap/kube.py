@@ -14,8 +14,10 @@ through the API-server proxy. The token is never printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -32,6 +34,29 @@ FTER_NOT_REACHABLE = (
     "API returns only artifact ids, so open the run in the UI (report step > Visualizations, or "
     "Compare runs) or read results.json under the run's pipeline root."
 )
+
+
+class KfpApiError(RuntimeError):
+    """The KFP API refused a call or could not be reached; the message names the call."""
+
+
+@contextlib.contextmanager
+def _api_call(what: str):
+    import kfp_server_api
+    import urllib3
+
+    try:
+        yield
+    except kfp_server_api.ApiException as exc:
+        detail = ""
+        try:  # KFP answers errors as JSON {"error"/"message": ...}
+            body = json.loads(exc.body or "{}")
+            detail = f": {body.get('message') or body.get('error') or ''}".rstrip(": ")
+        except (ValueError, TypeError, AttributeError):
+            pass
+        raise KfpApiError(f"{what}: HTTP {exc.status} {exc.reason}{detail}") from None
+    except (TimeoutError, urllib3.exceptions.HTTPError, ConnectionError) as exc:
+        raise KfpApiError(f"{what}: cannot reach the KFP API ({exc})") from None
 
 
 def _pipeline_module() -> Any:
@@ -183,7 +208,9 @@ def connect(args: argparse.Namespace) -> Any:
     import kfp
 
     token = args.token or os.environ.get(TOKEN_ENV)
-    return kfp.Client(**client_kwargs(args.host, args.namespace, token))
+    where = args.host or os.environ.get("KF_PIPELINES_ENDPOINT") or "in-cluster/kubeconfig KFP"
+    with _api_call(f"connecting to {where}"):
+        return kfp.Client(**client_kwargs(args.host, args.namespace, token))
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -196,9 +223,9 @@ def submit(args: argparse.Namespace) -> int:
     client = connect(args)
     with tempfile.TemporaryDirectory() as tmp:
         package = _pipeline_module().compile_pipeline(config, Path(tmp) / "tgap.yaml")
-        result = client.create_run_from_pipeline_package(
-            **run_request(config, package, args.experiment, args.run_name)
-        )
+        request = run_request(config, package, args.experiment, args.run_name)
+        with _api_call(f"creating a run in experiment {args.experiment!r}"):
+            result = client.create_run_from_pipeline_package(**request)
     print(f"submitted run {result.run_id} to experiment {args.experiment!r}")
     return 0
 
@@ -208,12 +235,15 @@ def schedule(args: argparse.Namespace) -> int:
     config = _load(args)
     check_cron(args.cron)
     client = connect(args)
-    experiment = client.create_experiment(name=args.experiment)
+    with _api_call(f"getting or creating experiment {args.experiment!r}"):
+        experiment = client.create_experiment(name=args.experiment)
     with tempfile.TemporaryDirectory() as tmp:
         package = _pipeline_module().compile_pipeline(config, Path(tmp) / "tgap.yaml")
-        recurring = client.create_recurring_run(
-            **recurring_run_request(config, package, experiment.experiment_id, args.name, args.cron)
+        request = recurring_run_request(
+            config, package, experiment.experiment_id, args.name, args.cron
         )
+        with _api_call(f"creating recurring run {request['job_name']!r}"):
+            recurring = client.create_recurring_run(**request)
     print(
         f"scheduled recurring run {recurring.recurring_run_id} ({args.cron!r}, max concurrency 1, "
         f"no catch-up) in experiment {args.experiment!r}"
@@ -225,11 +255,12 @@ def runs(args: argparse.Namespace) -> int:
     """List the most recent runs (of ``--experiment`` when given)."""
     client = connect(args)
     experiment_id = None
-    if args.experiment:
-        experiment_id = client.get_experiment(experiment_name=args.experiment).experiment_id
-    response = client.list_runs(
-        page_size=args.limit, sort_by="created_at desc", experiment_id=experiment_id
-    )
+    with _api_call("listing runs"):
+        if args.experiment:
+            experiment_id = client.get_experiment(experiment_name=args.experiment).experiment_id
+        response = client.list_runs(
+            page_size=args.limit, sort_by="created_at desc", experiment_id=experiment_id
+        )
     print(format_runs(list(response.runs or [])))
     return 0
 
@@ -312,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ConfigError, ValueError) as exc:
         parser.exit(2, f"tgap {args.command}: {exc}\n")
+    except KfpApiError as exc:
+        parser.exit(1, f"tgap {args.command}: {exc}\n")
 
 
 if __name__ == "__main__":
