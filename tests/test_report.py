@@ -112,10 +112,14 @@ def write_cell(
     if assets:
         a = d / "assets"
         fpr = np.linspace(0, 1, 21)
-        (a / "roc_s2r.json").write_text(json.dumps({"fpr": fpr.tolist(), "tpr": np.sqrt(fpr).tolist()}))
+        (a / "roc_s2r.json").write_text(
+            json.dumps({"fpr": fpr.tolist(), "tpr": np.sqrt(fpr).tolist()})
+        )
         per_class = {lab: {"fpr": fpr.tolist(), "tpr": (fpr**0.3).tolist()} for lab in LABELS}
         (a / "roc_r2s.json").write_text(json.dumps(per_class))
-        (a / "roc_r2r.json").write_text(json.dumps({"fpr": fpr.tolist(), "tpr": (fpr**0.2).tolist()}))
+        (a / "roc_r2r.json").write_text(
+            json.dumps({"fpr": fpr.tolist(), "tpr": (fpr**0.2).tolist()})
+        )
         for i, lab in enumerate(LABELS):
             noise_png(a / f"grid_{lab}.png", image_side, seed * 1000 + size + i)
             noise_png(a / f"real_grid_{lab}.png", image_side, 7 + i)
@@ -144,7 +148,9 @@ def write_cell(
     return d
 
 
-def grid_config(methods: list[str], sizes: list[int], seeds: list[int], name: str = "made-up") -> Config:
+def grid_config(
+    methods: list[str], sizes: list[int], seeds: list[int], name: str = "made-up"
+) -> Config:
     return Config(name=name, grid=GridConfig(methods=methods, sizes=sizes, seeds=seeds))
 
 
@@ -220,7 +226,9 @@ def thesis_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     # Cell folders arrive in any order (KFP collects them by task id): shuffle them.
     order = np.random.default_rng(0).permutation(len(dirs))
-    result = build_report([dirs[i] for i in order], grid_config(THESIS_METHODS, THESIS_SIZES, SEEDS), PROVENANCE, out)
+    result = build_report(
+        [dirs[i] for i in order], grid_config(THESIS_METHODS, THESIS_SIZES, SEEDS), PROVENANCE, out
+    )
     return result, out
 
 
@@ -243,7 +251,13 @@ def test_results_csv_has_one_row_per_cell_headline_columns_first(thesis_report):
         "method", "size", "seed", "s2r_accuracy", "s2r_auroc", "r2s_accuracy", "r2s_auroc",
         "fter", "r2r_accuracy", "r2r_auroc",
     ]  # fmt: skip
-    for col in ("s2r_auroc_No Finding", "r2s_accuracy_Unhealthy", "fter_ci_low", "fid", "near_copy_fraction"):
+    for col in (
+        "s2r_auroc_No Finding",
+        "r2s_accuracy_Unhealthy",
+        "fter_ci_low",
+        "fid",
+        "near_copy_fraction",
+    ):
         assert col in header
     # Per class before CIs before the rest.
     assert header.index("s2r_auroc_Unhealthy") < header.index("fter_ci_high") < header.index("fid")
@@ -251,7 +265,9 @@ def test_results_csv_has_one_row_per_cell_headline_columns_first(thesis_report):
     assert [(r["method"], int(r["size"]), int(r["seed"])) for r in rows] == [
         (m, n, s) for m in THESIS_METHODS for n in THESIS_SIZES for s in SEEDS
     ]
-    row = next(r for r in rows if r["method"] == "active" and r["size"] == "1000" and r["seed"] == "3")
+    row = next(
+        r for r in rows if r["method"] == "active" and r["size"] == "1000" and r["seed"] == "3"
+    )
     assert float(row["s2r_auroc"]) == made_up_s2r("active", 1000, 3)
     assert float(row["fter"]) == made_up_s2r("active", 1000, 3) / R2S
     assert float(row["fid"]) == 43.0
@@ -287,7 +303,11 @@ def test_summarise_known_answers():
     one = summarise([0.8])
     assert one.mean == 0.8 and math.isnan(one.sd) and one.ci_kind == ""
     boot = summarise([0.8, 0.9], lows=[0.7, 0.8], highs=[0.9, 1.0])
-    assert (boot.ci_low, boot.ci_high, boot.ci_kind) == (pytest.approx(0.75), pytest.approx(0.95), "bootstrap")
+    assert (boot.ci_low, boot.ci_high, boot.ci_kind) == (
+        pytest.approx(0.75),
+        pytest.approx(0.95),
+        "bootstrap",
+    )
     assert math.isnan(summarise([0.5, float("nan")]).mean)  # an undefined seed stays visible
 
 
@@ -314,9 +334,17 @@ def test_html_tables_aggregate_over_seeds_and_mark_best_method(thesis_report):
     body = [r for r in s2r if r[0].get("data-method")]
     methods_rows = [r for r in body if r[0]["data-method"] != "R→R"]
     assert len(methods_rows) == 21 and len(body) == 24  # + one R→R row per size
-    best = {(r[0]["data-method"], int(r[0]["data-size"])) for r in methods_rows if "best" in r[0].get("class", "")}
+    best = {
+        (r[0]["data-method"], int(r[0]["data-size"]))
+        for r in methods_rows
+        if "best" in r[0].get("class", "")
+    }
     assert best == {("active", 500), ("active", 1000), ("retrieval", 10000)}
-    row = next(r for r in methods_rows if r[0]["data-method"] == "spectral-clip" and r[0]["data-size"] == "500")
+    row = next(
+        r
+        for r in methods_rows
+        if r[0]["data-method"] == "spectral-clip" and r[0]["data-size"] == "500"
+    )
     auroc = next(c for c in row[1] if c[0].get("data-metric") == "s2r_auroc")
     assert float(auroc[0]["data-mean"]) == pytest.approx(0.74)
     assert auroc[1] == f"0.740 ± {SEED_SD:.3f}"
@@ -341,7 +369,8 @@ def test_html_is_self_contained_and_under_10_mb(thesis_report):
     assert len(text.encode()) < 10_000_000
     page = parse(text)
     assert not re.search(r"(src|href)\s*=\s*[\"']?\s*(https?:)?//", text, re.I)
-    assert not any(tag in ("script", "link", "iframe", "object", "embed") for tag, _ in page.tags)
+    assert not any(tag in ("script", "iframe", "object", "embed") for tag, _ in page.tags)
+    assert all(a["href"].startswith("data:") for tag, a in page.tags if tag == "link")
     assert "url(" not in text and "@import" not in text
     assert len(page.imgs) >= 20
     assert all(img["src"].startswith("data:image/png;base64,") for img in page.imgs)
@@ -354,7 +383,10 @@ def test_html_is_self_contained_and_under_10_mb(thesis_report):
 def test_provenance_states_randomly_initialised_models(thesis_report):
     _, out = thesis_report
     text = (out / "report.html").read_text()
-    assert '<div class="warn">models.diffusion was randomly initialised, not pretrained (built from tiny-pixel).</div>' in text
+    assert (
+        '<div class="warn">models.diffusion was randomly initialised, not pretrained (built from tiny-pixel).</div>'
+        in text
+    )
     assert "models.embedder: pretrained weights from /weights/clip." in text
     assert "made-up://nowhere" in text and "stage_seconds" in text
     # Per-cell times differ by seed: shown as a total over the 105 cells.
@@ -366,7 +398,11 @@ def test_provenance_states_randomly_initialised_models(thesis_report):
 def test_summary_markdown_has_one_row_per_method_and_size(thesis_report):
     _, out = thesis_report
     summary = (out / "summary.md").read_text()
-    rows = [line for line in summary.splitlines() if line.startswith("| ") and not line.startswith("| method")]
+    rows = [
+        line
+        for line in summary.splitlines()
+        if line.startswith("| ") and not line.startswith("| method")
+    ]
     assert len([r for r in rows if "R→R" not in r]) == 21
     active = next(r for r in rows if r.startswith("| active | 500 |"))
     assert f"**0.800 ± {SEED_SD:.3f}** ★" in active
@@ -378,7 +414,9 @@ def test_missing_required_key_is_an_error_naming_the_cell(tmp_path):
     data = json.loads((d / "cell.json").read_text())
     del data["r2s_auroc"]
     (d / "cell.json").write_text(json.dumps(data))
-    with pytest.raises(ReportError, match=r"random-500-0/cell.json: missing required key\(s\) r2s_auroc"):
+    with pytest.raises(
+        ReportError, match=r"random-500-0/cell.json: missing required key\(s\) r2s_auroc"
+    ):
         build_report([d], grid_config(["random"], [500], [0]), {}, tmp_path / "out")
     data["r2s_auroc"] = "high"
     (d / "cell.json").write_text(json.dumps(data))

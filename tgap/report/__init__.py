@@ -251,6 +251,9 @@ def build_report(
     page = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        # An empty inline icon: otherwise a browser opening the file asks its server for
+        # /favicon.ico, a request the self-contained page should not cause.
+        '<link rel="icon" href="data:,">'
         f"<title>tgap report: {h.esc(config.name)}</title><style>{h.CSS}</style></head>"
         f"<body>{''.join(sections)}</body></html>"
     )

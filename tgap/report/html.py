@@ -26,7 +26,7 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;border-bottom:1px soli
 h3{font-size:1.05em}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
 th,td{border:1px solid #d0d0d0;padding:.25em .5em;text-align:right;white-space:nowrap}
-th{background:#f2f2f2;text-align:center}td.text,th.text{text-align:left}
+th{background:#f2f2f2;text-align:center;white-space:normal}.scroll{overflow-x:auto}td.text,th.text{text-align:left}
 tr.best td{background:#eaf6ea}tr.best td.metric-best{font-weight:bold}
 tr.ref td{background:#f5f5ff;font-style:italic}tr.size-start td{border-top:2px solid #888}
 .note{color:#555;font-size:.85em}.absent{color:#8a6d00;background:#fff8e1;padding:.3em .6em}
@@ -138,7 +138,7 @@ def results_table(
                 + "".join(_stat_td(per_auc.get(lab), f"r2r_auroc_{lab}") for lab, _ in auc_classes)
                 + "<td>—</td><td>—</td></tr>"
             )
-    return f'<table id="table-{direction}">{head}{"".join(rows)}</table>'
+    return f'<div class="scroll"><table id="table-{direction}">{head}{"".join(rows)}</table></div>'
 
 
 def other_metrics_table(groups: list[Group], keys: list[str]) -> str:
@@ -153,7 +153,7 @@ def other_metrics_table(groups: list[Group], keys: list[str]) -> str:
         f"<td>{g.size}</td>" + "".join(_stat_td(g.stats.get(k), k) for k in keys) + "</tr>"
         for g in sorted(groups, key=lambda g: g.size)
     ]
-    return f'<table id="table-other">{head}{"".join(rows)}</table>'
+    return f'<div class="scroll"><table id="table-other">{head}{"".join(rows)}</table></div>'
 
 
 def cells_table(columns: list[str], rows: list[dict[str, Any]]) -> str:
@@ -174,7 +174,7 @@ def cells_table(columns: list[str], rows: list[dict[str, Any]]) -> str:
                     f'<td data-col="{esc(col)}" data-value="{raw}">{esc(fmt(value, 4))}</td>'
                 )
         body.append("<tr>" + "".join(tds) + "</tr>")
-    return f'<table id="cells">{head}{"".join(body)}</table>'
+    return f'<div class="scroll"><table id="cells">{head}{"".join(body)}</table></div>'
 
 
 def figure(uri: str | None, caption: str, alt: str) -> str:

@@ -377,6 +377,7 @@ def cluster_sizes(
                     x + 0.2, dups, width=0.4, color="C3", hatch="//", label="of which duplicates"
                 )
             ax.set_title(f"{method} — {label} (size {cell.size}, seed {cell.seed})", fontsize=8)
+            ax.set_xticks(x, [str(i) for i in x])
             ax.set_xlabel("cluster", fontsize=8)
             ax.tick_params(labelsize=7)
     handles, names = [], []
