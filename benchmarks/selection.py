@@ -17,6 +17,7 @@ Run: ``OMP_NUM_THREADS=2 .venv/bin/python benchmarks/selection.py [--per-label 1
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -139,6 +140,9 @@ def main() -> None:
         stage = measure("stage")
         solvers = {}
         for name in ("lobpcg", "arpack", "amg"):
+            if name == "amg" and importlib.util.find_spec("pyamg") is None:
+                solvers[name] = {"error": "pyamg not installed"}
+                continue
             try:
                 solvers[name] = measure(f"solver={name}")
             except RuntimeError as exc:

@@ -50,7 +50,7 @@ def spectral_solver() -> str:
     """``amg`` when pyamg is installed (fastest on large graphs), else ``lobpcg``.
 
     Measured on one label of 10,000 pixel embeddings (benchmarks/selection.py, 2 cores): lobpcg
-    4.3 s and 774 MB peak RSS vs arpack (shift-invert) 19.3 s and 1,223 MB, same kNN graph.
+    about 4 s and 774 MB peak RSS vs arpack (shift-invert) 19-37 s and 1,223 MB, same kNN graph.
     """
     try:
         import pyamg  # noqa: F401
