@@ -384,7 +384,7 @@ def test_provenance_states_randomly_initialised_models(thesis_report):
     _, out = thesis_report
     text = (out / "report.html").read_text()
     assert (
-        '<div class="warn">models.diffusion was randomly initialised, not pretrained (built from tiny-pixel).</div>'
+        '<div class="warn">models.diffusion was randomly initialised, not pretrained (source: tiny-pixel).</div>'
         in text
     )
     assert "models.embedder: pretrained weights from /weights/clip." in text
@@ -444,7 +444,7 @@ def test_minimal_cells_build_and_absent_sections_say_so(tmp_path):
     result = build_report(dirs, grid_config(["random", "active"], [20], [0]), {}, tmp_path / "out")
     text = Path(result["report.html"]).read_text()
     for message in ("No ROC curves", "No sample grids", "No supplementation curves", "No active-selection log",
-                    "No cluster sizes", "No closest-pair images", "No distribution or memorisation"):  # fmt: skip
+                    "No cluster sizes", "No closest-pair images", "No distribution metrics", "No memorisation metrics"):  # fmt: skip
         assert message in text
     assert result["metrics"]["fter.random.20"] == pytest.approx(0.9)
     assert "fter.active.20" not in result["metrics"]  # NaN is not a KFP metric
@@ -464,3 +464,68 @@ def test_roc_assets_accept_overall_and_per_class_forms():
     assert name == "Unhealthy" and tpr.tolist() == [0, 0.8, 1]  # the positive (last) label
     assert pick_curve({"fpr": [0], "tpr": [0, 1]}, LABELS) is None
     assert pick_curve(None, LABELS) is None
+
+
+def test_cells_in_the_shapes_the_stages_write_are_read(tmp_path):
+    """Made-up cells shaped like compute_cell's output: loss per step with None for skipped
+    batches, active records + active_summary, selection.json per label, supplementation points,
+    slugged grid names, null FTER with its note, provenance flags that are None or False."""
+    dirs = []
+    for seed in (0, 1):
+        d = tmp_path / "cells" / f"active-{seed}"
+        a = d / "assets"
+        a.mkdir(parents=True)
+        log = {
+            "fine_tuned": True,
+            "loss": [0.9, None, 0.5, 0.4],
+            "active": [
+                {"step": i, "epoch": i // 2, "similarity": 0.1 * i, "skipped": i == 1} for i in range(4)
+            ],
+            "active_summary": {"skip_fraction_per_epoch": {"0": 0.5, "1": 0.0}, "warnings": ["epoch 1: skipped no batch"]},
+            "active_config": {"threshold": 0.25},
+        }  # fmt: skip
+        (a / "training_log.json").write_text(json.dumps(log))
+        selection = {
+            "labels": {
+                lab: {"clusters": [{"cluster": 0, "size": 9, "share": 3, "duplicates": 0},
+                                   {"cluster": 1, "size": 1, "share": 3, "duplicates": 2}]}
+                for lab in LABELS
+            }
+        }  # fmt: skip
+        (a / "selection.json").write_text(json.dumps(selection))
+        (a / "supplementation.json").write_text(
+            json.dumps({"ratios": [0, 1], "points": [{"auroc": 0.8}, {"auroc": 0.85}]})
+        )
+        noise_png(a / "grid_no-finding.png", 32, seed)
+        (a / "tgap_model.json").write_text("{}")
+        cell = {
+            "method": "active", "size": 20, "seed": seed, "s2r_accuracy": 0.5, "s2r_auroc": None,
+            "r2s_accuracy": 0.7, "r2s_auroc": 0.8, "fter": None, "fter_ci_low": None,
+            "notes": {"fter": "undefined: S→R or R→S AUROC is undefined or zero"},
+            "supplementation": {"ratios": [0, 1], "auroc": [0.8, None]},
+            "memorisation_space": "pixels at 32x32",
+            "near_copy_fraction": 0.0,
+            "assets": {p.name: f"assets/{p.name}" for p in a.iterdir()},
+            "provenance": {"classifier": {"pretrained": None, "arch": "small-cnn"}},
+        }  # fmt: skip
+        (d / "cell.json").write_text(json.dumps(cell))
+        dirs.append(d)
+    provenance = {"models": {"tgap_model": {"pretrained": False, "source": "built from config"}}}
+    result = build_report(dirs, grid_config(["active"], [20], [0, 1]), provenance, tmp_path / "out")
+    text = Path(result["report.html"]).read_text()
+    for absent in ("No fine-tuning loss", "No active-selection log", "No cluster sizes",
+                   "No supplementation curves", "No sample grids"):  # fmt: skip
+        assert absent not in text
+    page = parse(text)
+    grids = page.tables["sample-grids"]
+    assert [c[1] for c in grids[0][1]] == ["source", *LABELS]  # no extra "no-finding" column
+    assert sum(1 for img in page.imgs if img["alt"].startswith("active No Finding")) == 1
+    assert "fter: undefined: S→R or R→S AUROC is undefined or zero" in text
+    assert "active selection: epoch 1: skipped no batch" in text
+    assert (
+        "models.tgap_model was randomly initialised, not pretrained (source: built from config)."
+        in text
+    )
+    assert "classifier was randomly initialised, not pretrained." in text
+    assert "pixels at 32x32" in text
+    assert "fter.active.20" not in result["metrics"] and "auroc_r2s.active.20" in result["metrics"]

@@ -42,6 +42,40 @@ log = logging.getLogger(__name__)
 
 # Keys the two-way tables already show; everything else numeric goes to the "other metrics" table.
 _TWO_WAY_PREFIXES = ("s2r_", "r2s_", "r2r_", "fter")
+DISTRIBUTION = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage")
+MEMORISATION_PREFIXES = ("near_copy", "exact_copy", "nn_", "tuning_")
+
+
+def _metric_sections(groups: list, cells: list) -> str:
+    """Distribution metrics, memorisation metrics and any other numbers, one table each."""
+    keys = sorted({k for g in groups for k in g.stats if not k.startswith(_TWO_WAY_PREFIXES)})
+    distribution = [k for k in DISTRIBUTION if k in keys]
+    memorisation = [k for k in keys if k.startswith(MEMORISATION_PREFIXES)]
+    other = [k for k in keys if k not in distribution and k not in memorisation]
+
+    def described(key: str) -> str:
+        values = sorted({str(c.extra[key]) for c in cells if isinstance(c.extra.get(key), str)})
+        return f'<p class="note">{h.esc("; ".join(values))}</p>' if values else ""
+
+    parts = ["<h3>Distribution (synthetic vs real test)</h3>"]
+    if distribution:
+        parts += [
+            described("distribution_embedder_description"),
+            h.other_metrics_table(groups, distribution, "table-distribution"),
+        ]
+    else:
+        parts.append(h.absent("No distribution metrics (FID, KID, precision/recall) in any cell."))
+    parts.append("<h3>Memorisation (synthetic vs tuning set)</h3>")
+    if memorisation:
+        parts += [
+            described("memorisation_space"),
+            h.other_metrics_table(groups, memorisation, "table-memorisation"),
+        ]
+    else:
+        parts.append(h.absent("No memorisation metrics (near copies) in any cell."))
+    if other:
+        parts += ["<h3>Other numbers</h3>", h.other_metrics_table(groups, other, "table-other")]
+    return "".join(parts)
 
 
 def _write(path: Path, text: str) -> None:
@@ -149,7 +183,6 @@ def build_report(
         f'<div class="{"ok" if ok else "warn"}">{h.esc(text)}</div>'
         for ok, text in h.model_statements(provenance, cells)
     )
-    other_keys = sorted({k for g in groups for k in g.stats if not k.startswith(_TWO_WAY_PREFIXES)})
     ci_note = (
         "95% CI: the cells' bootstrap intervals (bounds averaged over seeds); † marks a Student-t "
         "interval over seeds where the cells had none. ★ marks the best method per size "
@@ -171,10 +204,9 @@ def build_report(
         "<h2>R→S: train on real, test on synthetic</h2>",
         h.results_table("r2s", groups, cells, labels, best["r2s_auroc"], reference),
         f'<p class="note">{h.esc(ci_note)}</p>',
+        h.run_notes(cells),
         "<h2>Distribution and memorisation metrics</h2>",
-        h.other_metrics_table(groups, other_keys)
-        if other_keys
-        else h.absent("No distribution or memorisation metrics in any cell."),
+        _metric_sections(groups, cells),
         "<h2>Plots</h2>",
         _plot_section(
             "FTER vs tuning-set size",
@@ -230,7 +262,6 @@ def build_report(
             "No cluster sizes: no cell's selection.json has 'clusters'.",
             budget,
         ),
-        h.training_notes(cells),
         "<h2>Sample grids</h2>",
         h.sample_grids(cells, labels, budget),
         "<h2>Closest synthetic–tuning pairs (memorisation check)</h2>",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tgap.report.images import MAX_IMAGE_SIDE, ImageBudget, shrink_png
-from tgap.report.tables import Cell, Group, Stat, class_keys, slug
+from tgap.report.tables import Cell, Group, Stat, class_keys, same_label
 
 # The thesis grid (7 methods × 3 sizes) is 21 rows; a bigger grid shows the first rows only.
 MAX_GRID_ROWS = 30
@@ -141,19 +141,41 @@ def results_table(
     return f'<div class="scroll"><table id="table-{direction}">{head}{"".join(rows)}</table></div>'
 
 
-def other_metrics_table(groups: list[Group], keys: list[str]) -> str:
-    """Distribution and memorisation metrics (FID, precision/recall, near copies, ...)."""
+def fmt_auto(stat: Stat | None) -> str:
+    """Counts as integers, large numbers with one decimal, the rest with three."""
+    if stat is None:
+        return "—"
+    digits = 3
+    if math.isfinite(stat.mean) and abs(stat.mean) >= 100:
+        digits = 1
+    if math.isfinite(stat.mean) and float(stat.mean).is_integer() and (stat.n == 1 or stat.sd == 0):
+        digits = 0
+    text = fmt(stat.mean, digits)
+    if stat.n > 1 and math.isfinite(stat.sd):
+        text += f" ± {fmt(stat.sd, max(digits, 1) if digits else 0)}"
+    return text
+
+
+def other_metrics_table(groups: list[Group], keys: list[str], table_id: str) -> str:
+    """Distribution or memorisation metrics (FID, precision/recall, near copies, ...)."""
     head = (
         '<tr><th class="text">method</th><th>size</th>'
         + "".join(f"<th>{esc(k)}</th>" for k in keys)
         + "</tr>"
     )
-    rows = [
-        f'<tr data-method="{esc(g.method)}" data-size="{g.size}"><td class="text">{esc(g.method)}</td>'
-        f"<td>{g.size}</td>" + "".join(_stat_td(g.stats.get(k), k) for k in keys) + "</tr>"
-        for g in sorted(groups, key=lambda g: g.size)
-    ]
-    return f'<div class="scroll"><table id="table-other">{head}{"".join(rows)}</table></div>'
+    rows = []
+    for g in sorted(groups, key=lambda g: g.size):
+        tds = "".join(
+            f'<td data-metric="{esc(k)}"'
+            + (f' data-mean="{g.stats[k].mean!r}"' if k in g.stats else "")
+            + f">{esc(fmt_auto(g.stats.get(k)))}</td>"
+            for k in keys
+        )
+        rows.append(
+            f'<tr data-method="{esc(g.method)}" data-size="{g.size}"><td class="text">'
+            f"{esc(g.method)}</td><td>{g.size}</td>{tds}</tr>"
+        )
+    return f'<div class="scroll"><table id="{table_id}">{head}{"".join(rows)}</table></div>'
 
 
 def cells_table(columns: list[str], rows: list[dict[str, Any]]) -> str:
@@ -190,25 +212,23 @@ def absent(text: str) -> str:
 
 
 def _label_asset(cell: Cell, prefix: str, label: str) -> Path | None:
-    for name in (f"{prefix}{label}.png", f"{prefix}{slug(label)}.png"):
-        if name in cell.assets:
-            return cell.assets[name]
+    """``<prefix><label>.png`` with the label as written or slugged (``grid_no-finding.png``)."""
+    for name, path in cell.assets.items():
+        if name.startswith(prefix) and name.endswith(".png"):
+            if same_label(name[len(prefix) : -len(".png")], label):
+                return path
     return None
 
 
 def _grid_labels(cells: list[Cell], labels: list[str]) -> list[str]:
     """Configured labels plus any label a grid file names that the config does not."""
-    known = {slug(lab) for lab in labels} | set(labels)
-    extra = sorted(
-        {
-            name[len("grid_") : -len(".png")]
-            for c in cells
-            for name in c.assets
-            if name.startswith("grid_") and name.endswith(".png")
-        }
-        - known
-    )
-    return labels + extra
+    named = {
+        name[len("grid_") : -len(".png")]
+        for c in cells
+        for name in c.assets
+        if name.startswith("grid_") and name.endswith(".png")
+    }
+    return labels + sorted(n for n in named if not any(same_label(n, lab) for lab in labels))
 
 
 def sample_grids(cells: list[Cell], labels: list[str], budget: ImageBudget) -> str:
@@ -281,23 +301,41 @@ def closest_pairs(cells: list[Cell], budget: ImageBudget) -> str:
     return f'<div class="gallery">{"".join(items)}</div>'
 
 
-def training_notes(cells: list[Cell]) -> str:
+def _cells_list(where: list[str]) -> str:
+    shown = ", ".join(where[:6]) + (" …" if len(where) > 6 else "")
+    return f"<span class='note'>({len(where)} cell(s): {esc(shown)})</span>"
+
+
+def run_notes(cells: list[Cell]) -> str:
+    """What the stages said about undefined numbers, skipped fine-tunes and degenerate active
+    selection, each note once with the cells (method/size/seed) it applies to."""
     notes: dict[str, list[str]] = {}
     for c in cells:
+        where = f"{c.method}/{c.size}/{c.seed}"
+        cell_notes = c.extra.get("notes")
+        if isinstance(cell_notes, dict):
+            for key, reason in cell_notes.items():
+                notes.setdefault(f"{key}: {reason}", []).append(where)
         path = c.assets.get("training_log.json")
         try:
             log = json.loads(path.read_text()) if path else None
         except (OSError, json.JSONDecodeError):
             log = None
-        if isinstance(log, dict) and isinstance(log.get("note"), str) and log["note"]:
-            notes.setdefault(log["note"], []).append(f"{c.method}/{c.size}/{c.seed}")
+        if not isinstance(log, dict):
+            continue
+        texts = [log.get("note")]
+        if log.get("fine_tuned") is False:
+            texts.append(log.get("message"))
+        summary = log.get("active_summary")
+        if isinstance(summary, dict) and isinstance(summary.get("warnings"), list):
+            texts += [f"active selection: {w}" for w in summary["warnings"]]
+        for text in texts:
+            if isinstance(text, str) and text:
+                notes.setdefault(text, []).append(where)
     if not notes:
         return ""
-    items = "".join(
-        f"<li>{esc(n)} <span class='note'>({len(w)} cell(s): {esc(', '.join(w[:6]))}{' …' if len(w) > 6 else ''})</span></li>"
-        for n, w in notes.items()
-    )
-    return f"<h3>Notes from the fine-tuning logs</h3><ul>{items}</ul>"
+    items = "".join(f"<li>{esc(n)} {_cells_list(w)}</li>" for n, w in notes.items())
+    return f'<h2>Notes from the stages</h2><ul id="notes">{items}</ul>'
 
 
 # --------------------------------------------------------------------------- provenance
@@ -310,20 +348,24 @@ def model_statements(provenance: dict[str, Any], cells: list[Cell]) -> list[tupl
 
     def walk(node: Any, path: str) -> None:
         if isinstance(node, dict):
-            if "pretrained" in node and isinstance(node["pretrained"], bool):
+            if "pretrained" in node:
+                # A flag, or what was loaded (a dict/URI); False/None/"" = random initial weights.
+                pretrained = bool(node["pretrained"])
                 name = str(node.get("name") or path or "model")
-                source = node.get("source") or node.get("uri") or node.get("path") or ""
-                if node["pretrained"]:
+                source = node.get("source") or node.get("uri") or node.get("weights") or ""
+                if isinstance(node["pretrained"], str):
+                    source = source or node["pretrained"]
+                if pretrained:
                     text = (
                         f"{name}: pretrained weights" + (f" from {source}" if source else "") + "."
                     )
                 else:
                     text = (
                         f"{name} was randomly initialised, not pretrained"
-                        + (f" (built from {source})" if source else "")
+                        + (f" (source: {source})" if source else "")
                         + "."
                     )
-                found.setdefault(text, (node["pretrained"], text))
+                found.setdefault(text, (pretrained, text))
             for key, value in node.items():
                 if key != "config":
                     walk(value, f"{path}.{key}" if path else str(key))

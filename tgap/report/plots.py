@@ -204,24 +204,35 @@ def roc_curves(
     return figure_png(fig), ", ".join(sorted(names))
 
 
+def supplementation_points(cell: Cell) -> list[tuple[float, float]]:
+    """``[(ratio, auroc)]`` from cell.json's ``supplementation`` or the asset: either
+    ``{"ratios", "auroc"}`` or ``{"ratios", "points": [{"auroc"}]}`` (undefined points dropped)."""
+    for data in (
+        cell.extra.get("supplementation"),
+        _read_json(cell.assets.get("supplementation.json")),
+    ):
+        if not isinstance(data, dict) or not isinstance(data.get("ratios"), list):
+            continue
+        aurocs = data.get("auroc")
+        if not isinstance(aurocs, list) and isinstance(data.get("points"), list):
+            aurocs = [p.get("auroc") if isinstance(p, dict) else None for p in data["points"]]
+        if not isinstance(aurocs, list) or len(aurocs) != len(data["ratios"]):
+            continue
+        return [
+            (float(r), float(a))
+            for r, a in zip(data["ratios"], aurocs, strict=True)
+            if isinstance(r, int | float) and isinstance(a, int | float) and math.isfinite(a)
+        ]
+    return []
+
+
 def supplementation(cells: list[Cell], methods: list[str]) -> bytes | None:
     """Real + r × synthetic, tested on real: AUROC against r, per size, mean over seeds."""
     looks = style(methods)
     per: dict[tuple[int, str], dict[float, list[float]]] = {}
     for c in cells:
-        data = _read_json(c.assets.get("supplementation.json"))
-        if not isinstance(data, dict):
-            continue
-        ratios, aurocs = data.get("ratios"), data.get("auroc")
-        if (
-            not isinstance(ratios, list)
-            or not isinstance(aurocs, list)
-            or len(ratios) != len(aurocs)
-        ):
-            continue
-        for r, a in zip(ratios, aurocs, strict=True):
-            if isinstance(r, int | float) and isinstance(a, int | float):
-                per.setdefault((c.size, c.method), {}).setdefault(float(r), []).append(float(a))
+        for r, a in supplementation_points(c):
+            per.setdefault((c.size, c.method), {}).setdefault(r, []).append(a)
     if not per:
         return None
     sizes = sorted({s for s, _ in per})
@@ -241,22 +252,64 @@ def supplementation(cells: list[Cell], methods: list[str]) -> bytes | None:
     return figure_png(fig)
 
 
+def active_log(log: Any) -> tuple[list[float], list[float], float | None]:
+    """Similarities, skip fraction per epoch and threshold from a training log.
+
+    Accepts the fine-tune stage's form (``active``: one record per step with ``similarity``,
+    ``skipped``, ``epoch``; ``active_summary.skip_fraction_per_epoch``: {epoch: fraction};
+    ``active_config.threshold``) and the flat form (``active``: {``similarities``,
+    ``skip_fraction_per_epoch``: [...]}).
+    """
+    if not isinstance(log, dict):
+        return [], [], None
+    active = log.get("active")
+    sims: list[float] = []
+    fractions: list[float] = []
+    if isinstance(active, list):
+        records = [r for r in active if isinstance(r, dict)]
+        sims = [
+            float(r["similarity"]) for r in records if isinstance(r.get("similarity"), int | float)
+        ]
+        per_epoch: dict[int, list[bool]] = {}
+        for r in records:
+            if isinstance(r.get("epoch"), int) and isinstance(r.get("skipped"), bool):
+                per_epoch.setdefault(r["epoch"], []).append(r["skipped"])
+        fractions = [float(np.mean(v)) for _, v in sorted(per_epoch.items())]
+    elif isinstance(active, dict):
+        sims = [float(v) for v in active.get("similarities") or [] if isinstance(v, int | float)]
+        raw = active.get("skip_fraction_per_epoch")
+        if isinstance(raw, list):
+            fractions = [float(v) for v in raw if isinstance(v, int | float)]
+    summary = log.get("active_summary")
+    if (
+        not fractions
+        and isinstance(summary, dict)
+        and isinstance(summary.get("skip_fraction_per_epoch"), dict)
+    ):
+        table = summary["skip_fraction_per_epoch"]
+        fractions = [
+            float(table[k])
+            for k in sorted(table, key=lambda k: int(k))
+            if isinstance(table[k], int | float)
+        ]
+    config = log.get("active_config")
+    threshold = config.get("threshold") if isinstance(config, dict) else None
+    return sims, fractions, float(threshold) if isinstance(threshold, int | float) else None
+
+
 def active_selection(cells: list[Cell], threshold: float) -> bytes | None:
     """Active data selection: batch similarity histogram (pooled over seeds) and skip fraction per
     epoch (mean over seeds), per size."""
     sims: dict[int, list[float]] = {}
     skips: dict[int, list[list[float]]] = {}
     for c in cells:
-        log = _read_json(c.assets.get("training_log.json"))
-        active = log.get("active") if isinstance(log, dict) else None
-        if not isinstance(active, dict):
-            continue
-        values = [float(v) for v in active.get("similarities") or [] if isinstance(v, int | float)]
-        if values:
-            sims.setdefault(c.size, []).extend(values)
-        fractions = active.get("skip_fraction_per_epoch")
-        if isinstance(fractions, list) and fractions:
-            skips.setdefault(c.size, []).append([float(v) for v in fractions])
+        similarities, fractions, logged = active_log(_read_json(c.assets.get("training_log.json")))
+        if logged is not None:
+            threshold = logged  # the threshold the run used, over the report's config
+        if similarities:
+            sims.setdefault(c.size, []).extend(similarities)
+        if fractions:
+            skips.setdefault(c.size, []).append(fractions)
     if not sims and not skips:
         return None
     fig = Figure(figsize=(10, 3.6))
@@ -293,24 +346,30 @@ def active_selection(cells: list[Cell], threshold: float) -> bytes | None:
     return figure_png(fig)
 
 
+def loss_curve(log: Any) -> list[tuple[int, float]]:
+    """``[(step, loss)]`` from ``loss``: [per step, None when skipped] or ``steps``: [{step, loss}]."""
+    if not isinstance(log, dict):
+        return []
+    if isinstance(log.get("loss"), list):
+        return [(i, float(v)) for i, v in enumerate(log["loss"]) if isinstance(v, int | float)]
+    if isinstance(log.get("steps"), list):
+        return [
+            (int(s["step"]), float(s["loss"]))
+            for s in log["steps"]
+            if isinstance(s, dict)
+            and isinstance(s.get("step"), int | float)
+            and isinstance(s.get("loss"), int | float)
+        ]
+    return []
+
+
 def training_loss(cells: list[Cell], methods: list[str]) -> bytes | None:
     """Fine-tuning loss per step, one panel per size, one line per method (mean over seeds)."""
     looks = style(methods)
     per: dict[tuple[int, str], dict[int, list[float]]] = {}
     for c in cells:
-        log = _read_json(c.assets.get("training_log.json"))
-        steps = log.get("steps") if isinstance(log, dict) else None
-        if not isinstance(steps, list):
-            continue
-        for s in steps:
-            if (
-                isinstance(s, dict)
-                and isinstance(s.get("step"), int | float)
-                and isinstance(s.get("loss"), int | float)
-            ):
-                per.setdefault((c.size, c.method), {}).setdefault(int(s["step"]), []).append(
-                    float(s["loss"])
-                )
+        for step, loss in loss_curve(_read_json(c.assets.get("training_log.json"))):
+            per.setdefault((c.size, c.method), {}).setdefault(step, []).append(loss)
     if not per:
         return None
     sizes = sorted({s for s, _ in per})
@@ -337,6 +396,35 @@ def training_loss(cells: list[Cell], methods: list[str]) -> bytes | None:
     return figure_png(fig)
 
 
+def selection_clusters(selection: Any) -> dict[str, dict[str, list[float]]]:
+    """``{label: {"sizes", "picks", "duplicates"}}`` from a selection report.
+
+    Accepts the select stage's form (``labels.<label>.clusters``: [{cluster, size, share,
+    duplicates}]) and the flat form (``clusters.<label>``: {sizes, picks, duplicates}).
+    """
+    if not isinstance(selection, dict):
+        return {}
+    out: dict[str, dict[str, list[float]]] = {}
+    flat = selection.get("clusters")
+    if isinstance(flat, dict):
+        for label, info in flat.items():
+            if isinstance(info, dict) and isinstance(info.get("sizes"), list):
+                out[str(label)] = {
+                    k: list(info.get(k) or []) for k in ("sizes", "picks", "duplicates")
+                }
+    labels = selection.get("labels")
+    if isinstance(labels, dict):
+        for label, entry in labels.items():
+            rows = entry.get("clusters") if isinstance(entry, dict) else None
+            if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
+                out[str(label)] = {
+                    "sizes": [r.get("size", 0) for r in rows],
+                    "picks": [r.get("share", 0) for r in rows],
+                    "duplicates": [r.get("duplicates", 0) for r in rows],
+                }
+    return out
+
+
 def cluster_sizes(
     cells: list[Cell], methods: list[str], labels: list[str]
 ) -> tuple[bytes | None, str]:
@@ -346,9 +434,8 @@ def cluster_sizes(
     for c in cells:  # cells are sorted by (method, size, seed): the first hit is representative
         if c.method in chosen:
             continue
-        sel = _read_json(c.assets.get("selection.json"))
-        clusters = sel.get("clusters") if isinstance(sel, dict) else None
-        if isinstance(clusters, dict) and clusters:
+        clusters = selection_clusters(_read_json(c.assets.get("selection.json")))
+        if clusters:
             chosen[c.method] = (c, clusters)
     if not chosen:
         return None, ""

@@ -47,6 +47,8 @@ class Cell:
     values: dict[str, float]
     assets: dict[str, Path]
     provenance: dict[str, Any] = field(default_factory=dict)
+    # Non-numeric entries of cell.json (notes, supplementation, descriptions), kept as read.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -106,6 +108,7 @@ def load_cell(cell_dir: str | Path) -> Cell:
             raise ReportError(f"{path}: {key} must be an integer, got {data[key]!r}")
         data[key] = value
     values: dict[str, float] = {}
+    extra: dict[str, Any] = {}
     for key, raw in data.items():
         if key in NOT_METRICS:
             continue
@@ -113,7 +116,8 @@ def load_cell(cell_dir: str | Path) -> Cell:
         if number is None:
             if key in HEADLINE:
                 raise ReportError(f"{path}: {key} must be a number, got {raw!r}")
-            continue  # text or nested extras are kept out of the numeric tables
+            extra[key] = raw  # text or nested extras stay out of the numeric tables
+            continue
         values[key] = number
     provenance = data.get("provenance") if isinstance(data.get("provenance"), dict) else {}
     return Cell(
@@ -124,6 +128,7 @@ def load_cell(cell_dir: str | Path) -> Cell:
         values,
         _find_assets(cell_dir, data.get("assets")),
         provenance,
+        extra,
     )
 
 
@@ -148,8 +153,13 @@ def load_cells(cell_dirs: list[Path], method_order: list[str] | None = None) -> 
 
 
 def slug(text: str) -> str:
-    """How a label may appear inside a key or file name: ``No Finding`` -> ``no_finding``."""
+    """How a label may appear inside a key: ``No Finding`` -> ``no_finding``."""
     return re.sub(r"[^0-9a-z]+", "_", text.lower()).strip("_")
+
+
+def same_label(a: str, b: str) -> bool:
+    """``No Finding``, ``no-finding`` and ``no_finding`` name the same label (file names)."""
+    return re.sub(r"[^0-9a-z]", "", a.lower()) == re.sub(r"[^0-9a-z]", "", b.lower())
 
 
 def class_keys(
