@@ -168,6 +168,15 @@ def test_retrieved_set_is_nearest_pool_images_disjoint_from_tuning_set(pool, tmp
     assert report["retrieval"]["embedder"] == "pixel"
 
 
+def test_retrieval_short_of_pool_images_takes_what_is_left_and_reports_it(pool, tmp_path):
+    report, tuning, retrieved = run(pool, tmp_path, "retrieval", 130, n_retrieve=40)
+    assert retrieved.counts() == {label: 20 for label in LABELS}
+    for label in LABELS:
+        entry = report["retrieval"]["labels"][label]
+        assert (entry["retrieved"], entry["short"]) == (20, 20)
+    assert not {r.original_id for r in tuning.records} & {r.original_id for r in retrieved.records}
+
+
 def test_random_retrieval_and_no_finetune_share_the_tuning_set(pool, tmp_path):
     a, _, _ = run(pool, tmp_path, "random", 20, seed=1)
     b, _, _ = run(pool, tmp_path, "retrieval", 20, seed=1)
@@ -193,8 +202,8 @@ def test_bad_requests_are_clear_errors(pool, tmp_path):
         run(pool, tmp_path, "random", 151)
     with pytest.raises(SelectionError, match="smaller than select.k=10"):
         run(pool, tmp_path, "spectral-pixel", 5)
-    with pytest.raises(SelectionError, match="n_retrieve_per_label=140 but only 20"):
-        run(pool, tmp_path, "random", 130, n_retrieve=140)
+    with pytest.raises(SelectionError, match="no 'No Finding' pool images are left"):
+        run(pool, tmp_path, "random", 150, n_retrieve=1)
     with pytest.raises(EmbedderError, match=r"no clip embeddings.*select\.clip_weights"):
         run(pool, tmp_path, "spectral-clip", 30)
     with pytest.raises(EmbedderError, match="unknown embedder 'dino'"):

@@ -4,8 +4,9 @@
 
 - the tuning set: exactly ``size`` images per label (``curated``: as many as pass the
   confidence threshold, up to ``size``), and ``selection.json`` beside its manifest;
-- the retrieved set: ``n_retrieve_per_label`` real pool images per label, the pool images
-  nearest to the tuning set in an embedding, disjoint from it. The pipeline uses it as the
+- the retrieved set: ``n_retrieve_per_label`` real pool images per label (fewer, reported as
+  ``short``, when the tuning set leaves fewer unused), the pool images nearest to the tuning set
+  in an embedding, disjoint from it. The pipeline uses it as the
   synthetic set for method ``retrieval``; for every other method it is a baseline.
 
 Clustered selection (the thesis's): per label, cluster the pool's embeddings into ``k`` clusters
@@ -391,15 +392,25 @@ def select_tuning_set(
                 if embedder is None:
                     embedder = get_embedder(retrieval_embedder, select, classifier_dir)
                 queries = embedder.embed(curated[label][0])
-            if n_retrieve_per_label > len(candidates):
+            if len(candidates) == 0:
                 raise SelectionError(
-                    f"n_retrieve_per_label={n_retrieve_per_label} but only {len(candidates)} "
-                    f"{label!r} pool images are left outside the tuning set"
+                    f"no {label!r} pool images are left outside the tuning set to retrieve "
+                    f"(pool has {len(members)}, tuning set uses them all)"
+                )
+            if n_retrieve_per_label > len(candidates):
+                # The tuning set has used most of this label's pool: retrieve what is left and
+                # say so (report `short`) rather than fail the whole grid row.
+                log.warning(
+                    "retrieval: only %d %r pool images left outside the tuning set (asked %d)",
+                    len(candidates),
+                    label,
+                    n_retrieve_per_label,
                 )
             chosen, distance = retrieve(vectors, candidates, queries, n_retrieve_per_label)
             retrieved[label] = chosen
             retrieval_report["labels"][label] = {
                 "retrieved": int(len(chosen)),
+                "short": int(n_retrieve_per_label - len(chosen)),
                 "mean_distance": float(distance.mean()),
                 "max_distance": float(distance.max()),
             }
