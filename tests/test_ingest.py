@@ -361,6 +361,14 @@ def test_empty_images_folder_is_named(tmp_path, mini_rows) -> None:
         ingest(nih_config(src), *outs(tmp_path))
 
 
+def test_file_uri_source_gives_the_same_sets_as_a_plain_path(tmp_path, mini_rows) -> None:
+    src = make_nih(tmp_path / "src", mini_rows[:120])
+    ingest(nih_config(src), *outs(tmp_path, "a"))
+    ingest(nih_config(f"file://{src}"), *outs(tmp_path, "b"))
+    assert manifests(outs(tmp_path, "a")) == manifests(outs(tmp_path, "b"))
+    assert hashes(outs(tmp_path, "a")) == hashes(outs(tmp_path, "b"))
+
+
 def test_gzipped_csv_reads_like_the_plain_one(tmp_path, mini_rows) -> None:
     src = make_nih(tmp_path / "src", mini_rows[:100])
     (src / (CSV_NAME + ".gz")).write_bytes(gzip.compress((src / CSV_NAME).read_bytes()))

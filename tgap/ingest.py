@@ -569,8 +569,8 @@ def ingest(
             if wanted[s] > 0 and counts[s][label] == 0:
                 raise IngestError(
                     f"label {label!r} has no images in the {s} split ({sum(c[label] for c in counts.values())} "
-                    f"in total): too few for the requested split; lower max_images' limit, change "
-                    f"the fractions or the label policy"
+                    f"in total): too few for the requested split; raise data.max_images or change "
+                    f"the split fractions or the label policy"
                 )
     shared = {
         f"{a}-{b}": len(patients[a] & patients[b])
