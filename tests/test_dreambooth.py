@@ -1,0 +1,356 @@
+"""DreamBooth fine-tuning: loss, prior preservation, active selection, resume, methods, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_diffusion_build import real_image_set, tiny_diffusion
+
+from tgap.config import ActiveConfig, FinetuneConfig, PromptConfig
+from tgap.diffusion.build import ModelError, prepare_base_model
+from tgap.diffusion.dreambooth import (
+    TrainData,
+    batch_plan,
+    cosine_similarity,
+    dreambooth_loss,
+    finetune,
+    make_batch,
+)
+from tgap.methods import parse_method
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dreambooth")
+    prepare_base_model(tiny_diffusion(), root / "base")
+    return root / "base", real_image_set(root / "tuning", 4)
+
+
+def tiny_finetune(**overrides) -> FinetuneConfig:
+    values = dict(steps=8, batch_size=4, learning_rate=3e-3, lr_warmup_steps=0, checkpoint_every=4)
+    values.update(overrides)
+    return FinetuneConfig(**values)
+
+
+def unet_weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(model_dir / "unet" / "diffusion_pytorch_model.safetensors")
+
+
+def test_loss_decreases_on_a_tiny_run(setup, tmp_path):
+    base, tuning = setup
+    out = tmp_path / "model"
+    summary = finetune(
+        base,
+        tuning,
+        parse_method("random"),
+        0,
+        tiny_finetune(steps=40),
+        PromptConfig(),
+        tiny_diffusion(),
+        out,
+    )
+    log = json.loads((out / "training_log.json").read_text())
+    assert len(log["loss"]) == 40 and summary["trained_steps"] == 40
+    assert np.mean(log["loss"][-8:]) < 0.6 * np.mean(log["loss"][:8])
+    assert (out / "complete").is_file() and not (out / "checkpoints").exists()
+    assert log["prompts"] == {
+        "No Finding": "an image of Healthy chest X-ray",
+        "Unhealthy": "an image of Unhealthy chest X-ray",
+    }
+    assert log["wall_time_s"] > 0 and log["peak_memory_mb"] > 0
+
+
+def test_prior_preservation_batch_is_instances_then_as_many_class_images():
+    data = TrainData(
+        x=torch.arange(6.0).view(6, 1, 1, 1),
+        prompt_index=np.array([0, 1, 0, 1, 0, 1]),
+        prompts=["a", "b", "class"],
+        images=np.zeros((6, 1, 1), np.uint8),
+        class_x=torch.arange(100.0, 105.0).view(5, 1, 1, 1),
+        class_prompt_index=2,
+    )
+    x, prompts, is_prior = make_batch(data, np.array([4, 1, 2]), step=1)
+    assert x.flatten().tolist() == [4, 1, 2, 103, 104, 100]  # class images cycle: 3, 4, 0
+    assert prompts.tolist() == [0, 1, 0, 2, 2, 2]
+    assert is_prior.tolist() == [False, False, False, True, True, True]
+    # loss = instance MSE + weight x prior MSE: (1) + 0.5 x (4)
+    pred = torch.zeros(6, 1, 1, 1)
+    target = torch.tensor([1.0, 1, 1, 2, 2, 2]).view(6, 1, 1, 1)
+    loss, inst, prior = dreambooth_loss(pred, target, is_prior, 0.5)
+    assert loss.item() == pytest.approx(3.0) and inst == 1.0 and prior == 4.0
+
+
+def test_prior_preservation_generates_class_images_with_the_base_model(setup, tmp_path):
+    base, tuning = setup
+    ft = tiny_finetune(
+        steps=2, with_prior_preservation=True, num_class_images=5, class_sampler_steps=2
+    )
+    finetune(
+        base,
+        tuning,
+        parse_method("random"),
+        0,
+        ft,
+        PromptConfig(),
+        tiny_diffusion(),
+        tmp_path / "m",
+    )
+    class_images = np.load(tmp_path / "m" / "class_images.npy")
+    assert class_images.shape == (5, 16, 16) and class_images.dtype == np.uint8
+    log = json.loads((tmp_path / "m" / "training_log.json").read_text())
+    assert all(v is not None for v in log["prior_loss"])
+
+
+def test_batch_plan_covers_every_image_once_per_epoch():
+    plan = batch_plan(10, 3, steps=9, seed=0)
+    assert [e for e, _ in plan] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    for epoch in range(3):
+        seen = np.concatenate([idx for e, idx in plan if e == epoch])
+        assert len(set(seen.tolist())) == 9
+    assert [idx.tolist() for _, idx in plan] == [idx.tolist() for _, idx in batch_plan(10, 3, 9, 0)]
+
+
+def test_cosine_similarity_modes_known_answers():
+    real = np.array([[1.0, 0.0], [0.0, 1.0]])
+    gen = np.array([[1.0, 0.0]])
+    assert cosine_similarity(real, gen, "mean-embedding") == pytest.approx(np.sqrt(0.5))
+    assert cosine_similarity(real, gen, "mean-pairwise") == pytest.approx(0.5)
+
+
+class StubEmbedder:
+    """Tuning image j embeds as (cos a_j, sin a_j); every generated image as (1, 0).
+
+    So with batches of one image, the batch's similarity is exactly cos a_j = ``sims[j]``.
+    """
+
+    name = "stub"
+    description = "stub with known similarities"
+
+    def __init__(self, images: np.ndarray, sims: list[float]) -> None:
+        self.known = {img.tobytes(): s for img, s in zip(images, sims, strict=True)}
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        out = []
+        for img in images:
+            s = self.known.get(img.tobytes(), 1.0)
+            out.append([s, np.sqrt(max(0.0, 1 - s * s))])
+        return np.asarray(out, dtype=np.float32)
+
+
+SIMS = [0.9, 0.3001, 0.2999, -0.5, 0.0, 0.95, -0.99, 0.1]
+
+
+@pytest.mark.parametrize("mode", ["mean-embedding", "mean-pairwise"])
+def test_active_selection_skips_exactly_the_batches_above_threshold(setup, tmp_path, mode):
+    base, tuning = setup
+    embedder = StubEmbedder(tuning.load_all(), SIMS)
+    active = ActiveConfig(threshold=0.3, n_generate=2, sampler_steps=2, similarity=mode)
+    ft = tiny_finetune(steps=8, batch_size=1, active=active)
+    finetune(
+        base,
+        tuning,
+        parse_method("active"),
+        0,
+        ft,
+        PromptConfig(),
+        tiny_diffusion(),
+        tmp_path / "m",
+        embedder,
+    )
+    log = json.loads((tmp_path / "m" / "training_log.json").read_text())
+    plan = batch_plan(len(tuning), 1, 8, log["settings"]["seed"])
+    expected = [SIMS[int(idx[0])] for _, idx in plan]
+    assert [r["similarity"] for r in log["active"]] == pytest.approx(expected, abs=1e-5)
+    assert [r["skipped"] for r in log["active"]] == [s > 0.3 for s in expected]
+    assert [v is None for v in log["loss"]] == [s > 0.3 for s in expected]
+    assert log["trained_steps"] == 5
+    assert log["active_summary"]["skip_fraction_per_epoch"] == {"0": 3 / 8}
+    assert log["active_summary"]["warnings"] == []
+
+
+def test_active_selection_warns_when_an_epoch_skips_everything(setup, tmp_path):
+    base, tuning = setup
+    embedder = StubEmbedder(tuning.load_all(), SIMS)
+    active = ActiveConfig(threshold=-1.0, n_generate=1, sampler_steps=1)
+    ft = tiny_finetune(steps=8, batch_size=1, active=active)
+    finetune(
+        base,
+        tuning,
+        parse_method("active"),
+        0,
+        ft,
+        PromptConfig(),
+        tiny_diffusion(),
+        tmp_path / "m",
+        embedder,
+    )
+    log = json.loads((tmp_path / "m" / "training_log.json").read_text())
+    assert log["trained_steps"] == 0
+    assert "skipped every batch" in log["active_summary"]["warnings"][0]
+    before, after = unet_weights(base), unet_weights(tmp_path / "m")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("threshold", [1.5, -1.01])
+def test_threshold_outside_minus_one_one_is_rejected(setup, tmp_path, threshold):
+    base, tuning = setup
+    ft = tiny_finetune(active=ActiveConfig(threshold=threshold))
+    with pytest.raises(ValueError, match=r"threshold .* expected a cosine similarity in \[-1, 1\]"):
+        finetune(
+            base,
+            tuning,
+            parse_method("active"),
+            0,
+            ft,
+            PromptConfig(),
+            tiny_diffusion(),
+            tmp_path / "m",
+            object(),
+        )
+    assert not (tmp_path / "m").exists()
+
+
+def test_tuning_resolution_the_model_cannot_take_is_rejected(setup, tmp_path):
+    base, _ = setup
+    tuning = real_image_set(tmp_path / "t24", 2, resolution=24)
+    with pytest.raises(ModelError, match="resolution 24 cannot be used"):
+        finetune(
+            base,
+            tuning,
+            parse_method("random"),
+            0,
+            tiny_finetune(),
+            PromptConfig(),
+            tiny_diffusion(),
+            tmp_path / "m",
+        )
+
+
+@pytest.mark.parametrize("name", ["no-finetune", "retrieval"])
+def test_methods_without_finetuning_copy_the_base_model_and_say_so(setup, tmp_path, name):
+    base, tuning = setup
+    out = tmp_path / "m"
+    finetune(
+        base, tuning, parse_method(name), 0, tiny_finetune(), PromptConfig(), tiny_diffusion(), out
+    )
+    log = json.loads((out / "training_log.json").read_text())
+    assert log["fine_tuned"] is False
+    assert log["message"] == f"not fine-tuned: method {name} uses the base model"
+    before, after = unet_weights(base), unet_weights(out)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_lora_trains_adapters_and_writes_a_plain_merged_unet(setup, tmp_path):
+    base, tuning = setup
+    finetune(
+        base,
+        tuning,
+        parse_method("random"),
+        0,
+        tiny_finetune(steps=4, lora_rank=2),
+        PromptConfig(),
+        tiny_diffusion(),
+        tmp_path / "m",
+    )
+    before, after = unet_weights(base), unet_weights(tmp_path / "m")
+    assert before.keys() == after.keys()  # no lora_ keys left: merged
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("attn" in k for k in changed)
+
+
+WORKER = """
+import sys
+from pathlib import Path
+from test_diffusion_build import tiny_diffusion
+from test_dreambooth import tiny_finetune
+from tgap.config import PromptConfig
+from tgap.diffusion.dreambooth import finetune
+from tgap.imageset import ImageSet
+from tgap.methods import parse_method
+base, tuning, out = sys.argv[1:4]
+finetune(base, ImageSet(tuning), parse_method("random"), 3,
+         tiny_finetune(steps=40, checkpoint_every=5, with_prior_preservation=True,
+                       num_class_images=4, class_sampler_steps=1),
+         PromptConfig(), tiny_diffusion(), out)
+"""
+
+
+def _run(args, **kwargs):
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER, *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        **kwargs,
+    )
+
+
+def test_resume_after_sigkill_gives_the_same_weights_as_an_uninterrupted_run(setup, tmp_path):
+    base, tuning = setup
+    straight = _run([base, tuning.root, tmp_path / "straight"])
+    killed = _run([base, tuning.root, tmp_path / "killed"])
+    deadline = time.time() + 120
+    while not (tmp_path / "killed" / "checkpoints" / "step-000010").exists():
+        assert killed.poll() is None and time.time() < deadline, killed.stderr.read().decode()
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "killed" / "complete").exists()
+    resumed = _run([base, tuning.root, tmp_path / "killed"])
+    assert resumed.wait() == 0, resumed.stderr.read().decode()
+    assert straight.wait() == 0, straight.stderr.read().decode()
+    a, b = unet_weights(tmp_path / "straight"), unet_weights(tmp_path / "killed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log_a = json.loads((tmp_path / "straight" / "training_log.json").read_text())
+    log_b = json.loads((tmp_path / "killed" / "training_log.json").read_text())
+    assert log_b["resumed_from"] and log_b["resumed_from"][0] >= 10
+    assert log_a["loss"] == log_b["loss"]
+
+
+def test_a_finished_output_is_not_trained_again(setup, tmp_path):
+    base, tuning = setup
+    ft = tiny_finetune(steps=2)
+    first = finetune(
+        base,
+        tuning,
+        parse_method("random"),
+        0,
+        ft,
+        PromptConfig(),
+        tiny_diffusion(),
+        tmp_path / "m",
+    )
+    mtime = (tmp_path / "m" / "unet" / "diffusion_pytorch_model.safetensors").stat().st_mtime
+    again = finetune(
+        base,
+        tuning,
+        parse_method("random"),
+        0,
+        replace(ft, steps=3),
+        PromptConfig(),
+        tiny_diffusion(),
+        tmp_path / "m",
+    )
+    assert again == first
+    assert (
+        tmp_path / "m" / "unet" / "diffusion_pytorch_model.safetensors"
+    ).stat().st_mtime == mtime
