@@ -175,6 +175,7 @@ class TableParser(HTMLParser):
         self.stack: list[str | None] = []
         self.row = None
         self.cell = None
+        self.ci = None
         self.imgs: list[dict] = []
         self.tags: list[tuple[str, dict]] = []
 
@@ -191,8 +192,11 @@ class TableParser(HTMLParser):
             self.row = (a, [])
             self.tables[self.stack[-1]].append(self.row)
         elif tag in ("td", "th") and self.row is not None:
-            self.cell = [a, ""]
+            self.cell = [a, "", {}]  # attrs, text, {metric: text of its 95% CI span}
             self.row[1].append(self.cell)
+        elif tag == "span" and self.cell is not None and "data-ci" in a:
+            self.ci = a["data-ci"]
+            self.cell[2][self.ci] = ""
 
     def handle_endtag(self, tag):
         if tag == "table" and self.stack:
@@ -200,10 +204,14 @@ class TableParser(HTMLParser):
             self.row = None
         elif tag in ("td", "th"):
             self.cell = None
+        elif tag == "span":
+            self.ci = None
 
     def handle_data(self, data):
         if self.cell is not None:
             self.cell[1] += data
+            if self.ci:
+                self.cell[2][self.ci] += data
 
 
 def parse(html_text: str) -> TableParser:
@@ -347,11 +355,18 @@ def test_html_tables_aggregate_over_seeds_and_mark_best_method(thesis_report):
     )
     auroc = next(c for c in row[1] if c[0].get("data-metric") == "s2r_auroc")
     assert float(auroc[0]["data-mean"]) == pytest.approx(0.74)
-    assert auroc[1] == f"0.740 ± {SEED_SD:.3f}"
-    ci = next(c for c in row[1] if c[0].get("data-ci") == "s2r_auroc")
-    assert ci[1] == "[0.710, 0.770]"
+    assert auroc[1] == f"0.740 ± {SEED_SD:.3f}[0.710, 0.770]"
+    assert auroc[2] == {"s2r_auroc": "[0.710, 0.770]"}
+    fter = next(c for c in row[1] if c[0].get("data-metric") == "fter")
+    assert fter[2] == {"fter": f"[{0.74 / R2S - 0.04:.3f}, {0.74 / R2S + 0.04:.3f}]"}
+    # R→R: no bootstrap bounds in these cells, so a t interval over the 5 seeds, marked †.
+    ref = next(r for r in body if r[0]["data-method"] == "R→R" and r[0]["data-size"] == "500")
+    ref_auroc = next(c for c in ref[1] if c[0].get("data-metric") == "r2r_auroc")
+    half = 2.7764451 * SEED_SD / math.sqrt(5)
+    assert ref_auroc[2] == {"r2r_auroc": f"[{0.95 - half:.3f}, {0.95 + half:.3f}]†"}
     headers = [c[1] for c in s2r[0][1]]
-    assert "accuracy No Finding" in headers and "AUROC Unhealthy" in headers and "FTER" in headers
+    assert "accuracy No Finding" in headers and "AUROC Unhealthy" in headers
+    assert "FTER(95% CI)" in headers
     best_cell = next(
         c for r in methods_rows if r[0]["data-method"] == "retrieval" and r[0]["data-size"] == "10000"
         for c in r[1] if c[0].get("data-metric") == "s2r_auroc"
@@ -378,6 +393,10 @@ def test_html_is_self_contained_and_under_10_mb(thesis_report):
                     "Cluster sizes", "Sample grids", "Closest synthetic", "Provenance"):  # fmt: skip
         assert section in text
     assert "no fine-tuning: the base model generated the synthetic set" in text
+    grids = page.tables["sample-grids"]
+    assert [c[1] for c in grids[0][1]] == ["method", "size 500", "size 1000", "size 10000"]
+    assert [r[1][0][1] for r in grids[2:]] == THESIS_METHODS  # a row per method
+    assert len(page.tables["real-grids"][1][1]) == len(LABELS)
 
 
 def test_provenance_states_randomly_initialised_models(thesis_report):
@@ -518,7 +537,8 @@ def test_cells_in_the_shapes_the_stages_write_are_read(tmp_path):
         assert absent not in text
     page = parse(text)
     grids = page.tables["sample-grids"]
-    assert [c[1] for c in grids[0][1]] == ["source", *LABELS]  # no extra "no-finding" column
+    assert [c[1] for c in grids[0][1]] == ["method", "size 20"]
+    assert [c[1] for c in grids[1][1]] == LABELS  # no extra "no-finding" column
     assert sum(1 for img in page.imgs if img["alt"].startswith("active No Finding")) == 1
     assert "fter: undefined: S→R or R→S AUROC is undefined or zero" in text
     assert "active selection: epoch 1: skipped no batch" in text

@@ -127,7 +127,7 @@ def build_report(
     ref_keys = ["r2r_accuracy", "r2r_auroc"]
     ref_keys += [k for _, k in class_keys(cells, "r2r", "accuracy", labels)]
     ref_keys += [k for _, k in class_keys(cells, "r2r", "auroc", labels)]
-    reference = {k: reference_by_size(cells, k) for k in ref_keys}
+    reference = {k: reference_by_size(cells, k, config.evaluation.confidence) for k in ref_keys}
     columns, rows = cell_rows(cells)
     metrics = flat_metrics(groups, cells)
 
@@ -244,14 +244,16 @@ def build_report(
             plots.active_selection(cells, config.finetune.active.threshold),
             "Batches whose generated images are more similar than the threshold to the "
             "batch are skipped.",
-            "No active-selection log: no cell's training_log.json has an 'active' entry.",
+            "No active-selection log: no cell's training_log.json has active-selection records "
+            "(only the active method writes them).",
             budget,
         ),
         _plot_section(
             "Fine-tuning loss",
             plots.training_loss(cells, methods),
             "DreamBooth loss per step, mean over seeds.",
-            "No fine-tuning loss: no cell's training_log.json has 'steps'.",
+            "No fine-tuning loss: no cell's training_log.json has a loss per step "
+            "(methods that do not fine-tune have none).",
             budget,
         ),
         _plot_section(
@@ -259,7 +261,7 @@ def build_report(
             cluster_png,
             f"Methods with clusters: {h.esc(cluster_methods)}. Bars: pool images per "
             "cluster; picked per cluster; duplicates added to keep cluster weights equal.",
-            "No cluster sizes: no cell's selection.json has 'clusters'.",
+            "No cluster sizes: no cell's selection.json has clusters (only clustered methods do).",
             budget,
         ),
         "<h2>Sample grids</h2>",

@@ -29,7 +29,7 @@ th,td{border:1px solid #d0d0d0;padding:.25em .5em;text-align:right;white-space:n
 th{background:#f2f2f2;text-align:center;white-space:normal}.scroll{overflow-x:auto}td.text,th.text{text-align:left}
 tr.best td{background:#eaf6ea}tr.best td.metric-best{font-weight:bold}
 tr.ref td{background:#f5f5ff;font-style:italic}tr.size-start td{border-top:2px solid #888}
-.note{color:#555;font-size:.85em}.absent{color:#8a6d00;background:#fff8e1;padding:.3em .6em}
+.note{color:#555;font-size:.85em}.ci{color:#555;font-size:.85em;font-weight:normal}.absent{color:#8a6d00;background:#fff8e1;padding:.3em .6em}
 .warn{background:#fdecea;border-left:4px solid #c62828;padding:.4em .8em;margin:.4em 0}
 .ok{background:#e8f5e9;border-left:4px solid #2e7d32;padding:.4em .8em;margin:.4em 0}
 figure{margin:.8em 0}figcaption{font-size:.85em;color:#444;max-width:900px}
@@ -67,16 +67,16 @@ def fmt_ci(stat: Stat | None) -> str:
     return f"[{fmt(stat.ci_low)}, {fmt(stat.ci_high)}]{mark}"
 
 
-def _stat_td(stat: Stat | None, metric: str, best: bool = False) -> str:
+def _stat_td(stat: Stat | None, metric: str, best: bool = False, ci: bool = False) -> str:
+    """A mean ± sd cell; with ``ci`` the 95% interval below it (keeps the thesis table narrow)."""
     attrs = f' data-metric="{esc(metric)}"'
     if stat is not None:
         attrs += f' data-mean="{stat.mean!r}" data-n="{stat.n}"'
     cls = ' class="metric-best"' if best else ""
-    return f"<td{cls}{attrs}>{esc(fmt_stat(stat))}{' ★' if best else ''}</td>"
-
-
-def _ci_td(stat: Stat | None, metric: str) -> str:
-    return f'<td data-ci="{esc(metric)}">{esc(fmt_ci(stat))}</td>'
+    interval = (
+        f'<br><span class="ci" data-ci="{esc(metric)}">{esc(fmt_ci(stat))}</span>' if ci else ""
+    )
+    return f"<td{cls}{attrs}>{esc(fmt_stat(stat))}{' ★' if best else ''}{interval}</td>"
 
 
 def results_table(
@@ -95,9 +95,9 @@ def results_table(
     head = (
         '<tr><th class="text">method</th><th>size</th><th>seeds</th><th>accuracy</th>'
         + "".join(f"<th>accuracy {esc(lab)}</th>" for lab, _ in acc_classes)
-        + "<th>AUROC</th><th>AUROC 95% CI</th>"
+        + "<th>AUROC<br>(95% CI)</th>"
         + "".join(f"<th>AUROC {esc(lab)}</th>" for lab, _ in auc_classes)
-        + "<th>FTER</th><th>FTER 95% CI</th></tr>"
+        + "<th>FTER<br>(95% CI)</th></tr>"
     )
     rows = []
     sizes = sorted({g.size for g in groups})
@@ -114,11 +114,9 @@ def results_table(
                 f"<td>{len(g.cells)}</td>"
                 + _stat_td(s.get(f"{direction}_accuracy"), f"{direction}_accuracy")
                 + "".join(_stat_td(s.get(k), k) for _, k in acc_classes)
-                + _stat_td(s.get(f"{direction}_auroc"), f"{direction}_auroc", is_best)
-                + _ci_td(s.get(f"{direction}_auroc"), f"{direction}_auroc")
+                + _stat_td(s.get(f"{direction}_auroc"), f"{direction}_auroc", is_best, ci=True)
                 + "".join(_stat_td(s.get(k), k) for _, k in auc_classes)
-                + _stat_td(s.get("fter"), "fter")
-                + _ci_td(s.get("fter"), "fter")
+                + _stat_td(s.get("fter"), "fter", ci=True)
                 + "</tr>"
             )
         acc = reference.get("r2r_accuracy", {}).get(size)
@@ -133,10 +131,9 @@ def results_table(
                 + "".join(
                     _stat_td(per_acc.get(lab), f"r2r_accuracy_{lab}") for lab, _ in acc_classes
                 )
-                + _stat_td(auc, "r2r_auroc")
-                + _ci_td(auc, "r2r_auroc")
+                + _stat_td(auc, "r2r_auroc", ci=True)
                 + "".join(_stat_td(per_auc.get(lab), f"r2r_auroc_{lab}") for lab, _ in auc_classes)
-                + "<td>—</td><td>—</td></tr>"
+                + "<td>—</td></tr>"
             )
     return f'<div class="scroll"><table id="table-{direction}">{head}{"".join(rows)}</table></div>'
 
@@ -231,55 +228,71 @@ def _grid_labels(cells: list[Cell], labels: list[str]) -> list[str]:
     return labels + sorted(n for n in named if not any(same_label(n, lab) for lab in labels))
 
 
+def _img_td(path: Path | None, alt: str, budget: ImageBudget) -> str:
+    uri = budget.take(shrink_png(path)) if path else None
+    if uri:
+        return f'<td><img class="grid" src="{uri}" alt="{esc(alt)}"></td>'
+    return f'<td class="note">{"not produced" if path is None else "over size budget"}</td>'
+
+
 def sample_grids(cells: list[Cell], labels: list[str], budget: ImageBudget) -> str:
-    """Synthetic sample grids per label for each method × size (lowest seed), real ones on top."""
+    """Real sample grids per label, then synthetic ones: a row per method, a column per size ×
+    label (the lowest seed of each method × size)."""
     labels = _grid_labels(cells, labels)
+    parts = []
+    real = {
+        lab: next((p for c in cells if (p := _label_asset(c, "real_grid_", lab))), None)
+        for lab in labels
+    }
+    if any(real.values()):
+        parts.append(
+            '<h3>Real images</h3><table id="real-grids"><tr>'
+            + "".join(f"<th>{esc(lab)}</th>" for lab in labels)
+            + "</tr><tr>"
+            + "".join(_img_td(real[lab], f"real {lab}", budget) for lab in labels)
+            + "</tr></table>"
+        )
     representative: dict[tuple[str, int], Cell] = {}
     for c in cells:
         representative.setdefault((c.method, c.size), c)
-    rows = []
-    real = {}
-    for lab in labels:
-        path = next((p for c in cells if (p := _label_asset(c, "real_grid_", lab))), None)
-        real[lab] = path
-    if any(real.values()):
-        rows.append(("real images", "", real))
-    for (method, size), c in representative.items():
-        found = {lab: _label_asset(c, "grid_", lab) for lab in labels}
-        if any(found.values()):
-            rows.append((method, f"size {size}, seed {c.seed}", found))
-    if not rows:
+    found = {
+        key: {lab: _label_asset(c, "grid_", lab) for lab in labels}
+        for key, c in representative.items()
+    }
+    methods = list(dict.fromkeys(m for (m, _), f in found.items() if any(f.values())))
+    sizes = sorted({n for (m, n), f in found.items() if any(f.values())})
+    if not methods and not parts:
         return absent("No sample grids: no cell has grid_<label>.png or real_grid_<label>.png.")
-    shown = rows[:MAX_GRID_ROWS]
+    if not methods:
+        return "".join(parts) + absent("No synthetic sample grids: no cell has grid_<label>.png.")
+    shown = methods[:MAX_GRID_ROWS]
     head = (
-        '<tr><th class="text">source</th>'
-        + "".join(f"<th>{esc(lab)}</th>" for lab in labels)
+        '<tr><th class="text" rowspan="2">method</th>'
+        + "".join(f'<th colspan="{len(labels)}">size {n}</th>' for n in sizes)
+        + "</tr><tr>"
+        + "".join(f"<th>{esc(lab)}</th>" for _ in sizes for lab in labels)
         + "</tr>"
     )
     body = []
-    for name, where, found in shown:
+    for method in shown:
         tds = []
-        for lab in labels:
-            path = found.get(lab)
-            uri = budget.take(shrink_png(path)) if path else None
-            if uri:
-                tds.append(f'<td><img class="grid" src="{uri}" alt="{esc(name)} {esc(lab)}"></td>')
-            else:
+        for n in sizes:
+            c = representative.get((method, n))
+            for lab in labels:
+                path = found.get((method, n), {}).get(lab)
                 tds.append(
-                    f'<td class="note">{"not produced" if path is None else "over size budget"}</td>'
+                    _img_td(path, f"{method} {lab} size {n} seed {c.seed if c else ''}", budget)
                 )
-        body.append(
-            f'<tr><td class="text">{esc(name)}<br><span class="note">{esc(where)}</span></td>{"".join(tds)}</tr>'
-        )
-    note = (
-        f'<p class="note">Showing {len(shown)} of {len(rows)} rows.</p>'
-        if len(rows) > len(shown)
-        else ""
+        body.append(f'<tr><td class="text">{esc(method)}</td>{"".join(tds)}</tr>')
+    seeds = sorted({c.seed for c in representative.values()})
+    parts.append(
+        '<h3>Synthetic images</h3><div class="scroll"><table id="sample-grids">'
+        f"{head}{''.join(body)}</table></div>"
+        f'<p class="note">Lowest seed of each method × size (seed {", ".join(map(str, seeds))}). '
+        + (f"Showing {len(shown)} of {len(methods)} methods. " if len(methods) > len(shown) else "")
+        + f"Images shrunk to at most {MAX_IMAGE_SIDE} px; the full grids are in each cell's assets.</p>"
     )
-    return f'<table id="sample-grids">{head}{"".join(body)}</table>{note}' + (
-        f'<p class="note">Images shrunk to at most {MAX_IMAGE_SIDE} px for the report; the full grids '
-        "are in each cell's assets.</p>"
-    )
+    return "".join(parts)
 
 
 def closest_pairs(cells: list[Cell], budget: ImageBudget) -> str:

@@ -317,17 +317,24 @@ def best_methods(groups: list[Group], metric: str) -> dict[int, list[str]]:
     return best
 
 
-def reference_by_size(cells: list[Cell], key: str) -> dict[int, Stat]:
+def reference_by_size(cells: list[Cell], key: str, confidence: float = 0.95) -> dict[int, Stat]:
     """R→R per size over seeds: the real classifier depends on (size, seed) only, so each seed
-    counts once (its value averaged over the methods that report it)."""
-    per: dict[int, dict[int, list[float]]] = {}
+    counts once (its value, and its bootstrap bounds when present, averaged over the methods
+    that report it)."""
+    per: dict[int, dict[int, list[Cell]]] = {}
     for c in cells:
         if key in c.values:
-            per.setdefault(c.size, {}).setdefault(c.seed, []).append(c.values[key])
-    return {
-        size: summarise([float(np.mean(v)) for _, v in sorted(seeds.items())])
-        for size, seeds in sorted(per.items())
-    }
+            per.setdefault(c.size, {}).setdefault(c.seed, []).append(c)
+    out = {}
+    for size, seeds in sorted(per.items()):
+        groups = [members for _, members in sorted(seeds.items())]
+        values = [float(np.mean([c.values[key] for c in m])) for m in groups]
+        bounds = {}
+        for end in (CI_LOW, CI_HIGH):
+            if all(key + end in c.values for m in groups for c in m):
+                bounds[end] = [float(np.mean([c.values[key + end] for c in m])) for m in groups]
+        out[size] = summarise(values, bounds.get(CI_LOW), bounds.get(CI_HIGH), confidence)
+    return out
 
 
 FLAT_NAMES = {
