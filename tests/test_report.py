@@ -549,3 +549,13 @@ def test_cells_in_the_shapes_the_stages_write_are_read(tmp_path):
     assert "classifier was randomly initialised, not pretrained." in text
     assert "pixels at 32x32" in text
     assert "fter.active.20" not in result["metrics"] and "auroc_r2s.active.20" in result["metrics"]
+
+
+def test_other_numbers_are_formatted_for_their_scale():
+    from tgap.report.html import fmt_auto
+
+    assert fmt_auto(summarise([12.0, 12.0])) == "12 ± 0"  # counts
+    assert fmt_auto(summarise([250.5, 251.5])) == "251.0 ± 0.7"  # FID-sized
+    assert fmt_auto(summarise([0.5, 0.6])) == "0.550 ± 0.071"
+    assert fmt_auto(summarise([1.2e10, 1.4e10])) == "1.3e+10 ± 1.4e+09"  # KID on raw pixels
+    assert fmt_auto(None) == "—"

@@ -142,6 +142,9 @@ def fmt_auto(stat: Stat | None) -> str:
     """Counts as integers, large numbers with one decimal, the rest with three."""
     if stat is None:
         return "—"
+    if math.isfinite(stat.mean) and (abs(stat.mean) >= 1e4 or 0 < abs(stat.mean) < 1e-3):
+        text = f"{stat.mean:.4g}"  # KID, tiny distances: significant digits, not decimals
+        return text + (f" ± {stat.sd:.2g}" if stat.n > 1 and math.isfinite(stat.sd) else "")
     digits = 3
     if math.isfinite(stat.mean) and abs(stat.mean) >= 100:
         digits = 1
