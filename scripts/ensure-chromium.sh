@@ -23,7 +23,7 @@ else
     exit 0
 fi
 echo "ensure-chromium: installing chromium and chromium-driver with apt-get"
-if $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; then
+if $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; then
     echo "ensure-chromium: installed $("$CHROMIUM" --version 2>/dev/null | head -n 1)"
 else
     echo "ensure-chromium: apt-get could not install chromium/chromium-driver: the browser test will skip"
