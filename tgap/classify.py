@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from tgap import metrics
 from tgap.config import ClassifierConfig
+from tgap.device import pick_device
 from tgap.imageset import ImageSet, ImageSetError, to_grey_square
 from tgap.seeding import derive_seed, seed_everything, torch_generator
 
@@ -179,10 +180,12 @@ def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     theta = torch.stack(
         [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
     )
+    # Random numbers come from the CPU generator (same draws on any device), then move.
+    theta = theta.to(x.device)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
-    contrast = uniform(0.9, 1.1).view(b, 1, 1, 1)
-    brightness = uniform(-0.1, 0.1).view(b, 1, 1, 1)
+    contrast = uniform(0.9, 1.1).view(b, 1, 1, 1).to(x.device)
+    brightness = uniform(-0.1, 0.1).view(b, 1, 1, 1).to(x.device)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     return ((x - mean) * contrast + mean + brightness).clamp(0, 1)
 
@@ -191,8 +194,8 @@ def _normalise(x01: torch.Tensor, normalisation: dict[str, Any]) -> torch.Tensor
     channels = normalisation["channels"]
     if channels == 3:
         x01 = x01.expand(-1, 3, -1, -1)
-    mean = torch.tensor(normalisation["mean"]).view(1, channels, 1, 1)
-    std = torch.tensor(normalisation["std"]).view(1, channels, 1, 1)
+    mean = torch.tensor(normalisation["mean"], device=x01.device).view(1, channels, 1, 1)
+    std = torch.tensor(normalisation["std"], device=x01.device).view(1, channels, 1, 1)
     return (x01 - mean) / std
 
 
@@ -202,7 +205,9 @@ def _normalise(x01: torch.Tensor, normalisation: dict[str, Any]) -> torch.Tensor
 class Classifier:
     """A trained classifier folder, ready for inference (CPU or the given device)."""
 
-    def __init__(self, model: nn.Module, info: dict[str, Any], device: str = "cpu") -> None:
+    def __init__(
+        self, model: nn.Module, info: dict[str, Any], device: str | torch.device = "cpu"
+    ) -> None:
         self.model = model.to(device).eval()
         self.info = info
         self.device = torch.device(device)
@@ -227,8 +232,11 @@ class Classifier:
         return cls(model, info, device)
 
     @torch.no_grad()
-    def _run(self, images: np.ndarray, which: str, batch_size: int = 256) -> np.ndarray:
+    def _run(self, images: np.ndarray, which: str, batch_size: int | None = None) -> np.ndarray:
         images = resize_images(images, self.resolution)
+        if batch_size is None:
+            # ~256 images at 64 px, fewer at higher resolution: bounded activation memory.
+            batch_size = int(min(256, max(8, 256 * (64 / self.resolution) ** 2)))
         out = []
         for start in range(0, len(images), batch_size):
             x = _to_tensor(images[start : start + batch_size], self.info["normalisation"])
@@ -247,11 +255,11 @@ class Classifier:
     def feature_dim(self) -> int:
         return 128 if self.arch == "small-cnn" else 1024
 
-    def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def predict_proba(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Class probabilities, float (n, n_labels), columns in ``self.labels`` order."""
         return self._run(images, "proba", batch_size)
 
-    def features(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def features(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Penultimate-layer features, float32 (n, d): 128 (small-cnn) or 1024 (densenet121)."""
         return self._run(images, "features", batch_size)
 
@@ -337,6 +345,8 @@ def fit(
         if classifier.arch != "densenet121":
             raise ClassifierError("classifier.weights is only supported for arch densenet121")
         pretrained = _load_pretrained(model, classifier.weights)
+    device = pick_device(classifier.device)
+    model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=classifier.learning_rate)
     generator = torch_generator(derive_seed(seed, "classify", "batches"))
     x_train = torch.from_numpy(images[train_idx]).float().div_(255).unsqueeze(1)
@@ -356,10 +366,10 @@ def fit(
             batch = order[start : start + classifier.batch_size]
             if len(batch) < 2 and len(order) > 1:
                 continue  # BatchNorm cannot train on a single image; it is reshuffled next epoch
-            x = x_train[batch]
+            x = x_train[batch].to(device)
             if classifier.augment:
                 x = _augment(x, generator)
-            loss = F.cross_entropy(model(_normalise(x, normalisation)), y_train[batch])
+            loss = F.cross_entropy(model(_normalise(x, normalisation)), y_train[batch].to(device))
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -368,7 +378,8 @@ def fit(
         train_seconds += time.perf_counter() - t0
         model.eval()
         current = Classifier(model, {"labels": labels, "resolution": classifier.resolution,
-                                     "normalisation": normalisation, "arch": classifier.arch})  # fmt: skip
+                                     "normalisation": normalisation, "arch": classifier.arch},
+                             device)  # fmt: skip
         val_scores = current.predict_proba(val_images)
         val_auroc = metrics.auroc(y_val, val_scores)
         history.append({
@@ -400,7 +411,7 @@ def fit(
         if normalisation["channels"] == 3
         else "grey, 1 channel",
     }
-    val_scores = Classifier(model, info).predict_proba(val_images)
+    val_scores = Classifier(model, info, device).predict_proba(val_images)
     threshold = metrics.youden_threshold(y_val, val_scores[:, 1]) if len(labels) == 2 else None
     counts = {label: int((y == c).sum()) for c, label in enumerate(labels)}
     info.update({
@@ -414,6 +425,7 @@ def fit(
         "val_auroc": float(best_auroc),
         "history": history,
         "config": {k: getattr(classifier, k) for k in classifier.__dataclass_fields__},
+        "device": str(device),
         "pretrained": pretrained,
         "train_images_per_second": n_seen / train_seconds if train_seconds > 0 else float("nan"),
         "seconds": time.perf_counter() - start_time,
@@ -423,7 +435,7 @@ def fit(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".{WEIGHTS}.partial"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
     os.replace(tmp, out_dir / WEIGHTS)
     # classifier.json last: its presence marks a complete folder.
     (out_dir / INFO).write_text(json.dumps(metrics.json_safe(info), indent=2) + "\n")
@@ -469,6 +481,7 @@ def evaluate_classifier(
     confidence: float = 0.95,
     seed: int = 0,
     batch_size: int = 256,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate the classifier in ``model_dir`` on ``test``.
 
@@ -478,7 +491,7 @@ def evaluate_classifier(
     predicted) into ``out_dir`` and returns the metrics. AUROC is ``nan`` (``null`` in JSON, with
     ``auroc_undefined_reason``) when the test set has one class only.
     """
-    clf = Classifier.load(model_dir)
+    clf = Classifier.load(model_dir, str(pick_device(device)))
     if list(test.labels) != clf.labels:
         raise ClassifierError(
             f"label names differ: classifier {model_dir} has {clf.labels}, "

@@ -183,6 +183,8 @@ class ClassifierConfig:
     val_fraction: float = 0.15
     augment: bool = True
     patience: int = 4
+    # Training device: auto = CUDA when present (seeded runs are bit-identical on the CPU only).
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 @dataclass
