@@ -25,7 +25,13 @@ def compute_fter(
     import math
     from pathlib import Path
 
-    from tgap.config import ClassifierConfig, EvaluationConfig, GenerateConfig, SelectConfig, section
+    from tgap.config import (
+        ClassifierConfig,
+        EvaluationConfig,
+        GenerateConfig,
+        SelectConfig,
+        section,
+    )
     from tgap.embed import get_embedder
     from tgap.evaluation import compute_cell
     from tgap.imageset import ImageSet

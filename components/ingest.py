@@ -16,6 +16,8 @@ def ingest(
     from tgap.config import DataConfig, section
     from tgap.ingest import ingest as run_ingest
 
-    result = run_ingest(section(DataConfig, data, "data"), pool.path, real_train.path, real_test.path)
+    result = run_ingest(
+        section(DataConfig, data, "data"), pool.path, real_train.path, real_test.path
+    )
     with open(summary.path, "w") as fh:
         fh.write("# Ingest summary\n\n```json\n" + json.dumps(result, indent=2) + "\n```\n")

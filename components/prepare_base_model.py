@@ -9,4 +9,6 @@ def prepare_base_model(diffusion: dict, pool: Input[Dataset], base_model: Output
     from tgap.diffusion.build import prepare_base_model as run_prepare
     from tgap.imageset import ImageSet
 
-    run_prepare(section(DiffusionConfig, diffusion, "diffusion"), base_model.path, ImageSet(pool.path))
+    run_prepare(
+        section(DiffusionConfig, diffusion, "diffusion"), base_model.path, ImageSet(pool.path)
+    )

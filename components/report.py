@@ -1,12 +1,10 @@
 """report: every grid cell into report.html, summary.md, results.csv/json and flat run metrics."""
 
-from typing import List  # noqa: UP035  (KFP resolves List[...] annotations, not list[...])
-
 from kfp.dsl import HTML, Artifact, Input, Markdown, Metrics, Output
 
 
 def report(
-    cells: Input[List[Artifact]],
+    cells: Input[list[Artifact]],
     run_name: str,
     data: dict,
     grid: list,

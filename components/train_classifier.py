@@ -1,6 +1,6 @@
 """train-classifier: one classifier code path for real and synthetic training sets."""
 
-from kfp.dsl import Dataset, Input, Metrics, Model, Output
+from kfp.dsl import Dataset, Input, Model, Output
 
 
 def train_classifier(
@@ -10,12 +10,13 @@ def train_classifier(
     generate: dict,
     subsample: str,
     model: Output[Model],
-    metrics: Output[Metrics],
 ) -> None:
     """Train the configured classifier on `train_set`.
 
     `subsample` is "all" (every image) or "match-synthetic" (generate.n_per_label images per
     label: R→S trains on as many real images per class as the synthetic set has, as in the thesis).
+    No Metrics output on purpose: kfp.local's cache treats a Metrics artifact (which has no file)
+    as missing, and that would defeat training the real classifier once per seed.
     """
     from tgap.classify import train_classifier as run_train
     from tgap.config import ClassifierConfig, GenerateConfig, section
@@ -26,13 +27,10 @@ def train_classifier(
     size_per_label = None
     if subsample == "match-synthetic":
         size_per_label = section(GenerateConfig, generate, "generate").n_per_label
-    result = run_train(
+    run_train(
         ImageSet(train_set.path),
         section(ClassifierConfig, classifier, "classifier"),
         seed=seed,
         size_per_label=size_per_label,
         out_dir=model.path,
     )
-    for key, value in result.items():
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            metrics.log_metric(key, float(value))

@@ -29,7 +29,16 @@ PARAMETER_HELP = {
     "classifier": "Two-way evaluation classifier: small-cnn or densenet121 (CheXNet), training.",
     "evaluation": "Bootstrap intervals, supplementation ratios, distribution-metric embedder.",
 }
-SECTIONS = ("data", "select", "diffusion", "prompt", "finetune", "generate", "classifier", "evaluation")
+SECTIONS = (
+    "data",
+    "select",
+    "diffusion",
+    "prompt",
+    "finetune",
+    "generate",
+    "classifier",
+    "evaluation",
+)
 
 
 def _without_nulls(value: Any) -> Any:
@@ -210,9 +219,9 @@ def build_pipeline(config: Config):
     tgap.__doc__ = "tgap: can this synthetic dataset train a model?\n\nArgs:\n" + "".join(
         f"    {name}: {text}\n" for name, text in PARAMETER_HELP.items()
     )
-    return dsl.pipeline(name="tgap", description=config.description or tgap.__doc__.splitlines()[0])(
-        tgap
-    )
+    return dsl.pipeline(
+        name="tgap", description=config.description or tgap.__doc__.splitlines()[0]
+    )(tgap)
 
 
 def compile_pipeline(config: Config, output_path: str | Path) -> Path:

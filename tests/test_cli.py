@@ -21,7 +21,9 @@ def test_compile_writes_a_loadable_spec(tmp_path, capsys):
     from kfp import components
 
     target = tmp_path / "spec.yaml"
-    assert main(["compile", "--config", "pipelines/configs/micro.yaml", "--output", str(target)]) == 0
+    assert (
+        main(["compile", "--config", "pipelines/configs/micro.yaml", "--output", str(target)]) == 0
+    )
     assert components.load_component_from_file(str(target)).name == "tgap"
 
 
@@ -33,6 +35,13 @@ def test_results_table_shows_the_headline_columns(tmp_path):
     )
     table = format_results_table(results).splitlines()
     assert table[0].split() == [
-        "method", "size", "seed", "s2r_auroc", "r2s_auroc", "fter", "s2r_accuracy", "r2s_accuracy"
+        "method",
+        "size",
+        "seed",
+        "s2r_auroc",
+        "r2s_auroc",
+        "fter",
+        "s2r_accuracy",
+        "r2s_accuracy",
     ]
     assert table[1].split() == ["random", "400", "0", "0.840", "0.810", "1.037", "0.800", "0.700"]

@@ -4,8 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from tgap.config import Config, ConfigError, from_dict, load_config, parse_override, section
-from tgap.config import FinetuneConfig
+from tgap.config import (
+    Config,
+    ConfigError,
+    FinetuneConfig,
+    from_dict,
+    load_config,
+    parse_override,
+    section,
+)
 
 PRESETS = sorted(Path("pipelines/configs").glob("*.yaml"))
 

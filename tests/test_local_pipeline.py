@@ -103,7 +103,9 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path, capsys):
     assert main(["run", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err
     missing_data = ["--set", f"data.source={tmp_path / 'no-such-data'}"]
-    assert main(["run", "--config", str(MICRO), *missing_data, "--output", str(tmp_path / "o")]) == 2
+    assert (
+        main(["run", "--config", str(MICRO), *missing_data, "--output", str(tmp_path / "o")]) == 2
+    )
     err = capsys.readouterr().err
     assert "data.source" in err and "does not exist" in err
     assert not (tmp_path / "o" / "results.csv").exists()

@@ -54,7 +54,13 @@ def test_every_stage_is_a_task_and_the_loop_is_flat(tmp_path):
         "compute-FTER",
     }
     outer = {t["taskInfo"]["name"] for t in root_tasks.values()}
-    assert {"ingest", "train-reference-classifier", "embed", "prepare-base-model", "report"} <= outer
+    assert {
+        "ingest",
+        "train-reference-classifier",
+        "embed",
+        "prepare-base-model",
+        "report",
+    } <= outer
 
 
 def test_arguments_round_trip_to_the_same_config():
@@ -72,4 +78,6 @@ def test_arguments_round_trip_to_the_same_config():
 def test_committed_spec_is_up_to_date(tmp_path):
     fresh = compile_pipeline(load_config("pipelines/configs/thesis.yaml"), tmp_path / "tgap.yaml")
     assert COMMITTED.is_file(), "run `make compile` and commit pipelines/compiled/tgap.yaml"
-    assert _documents(COMMITTED) == _documents(fresh), "out of date: run `make compile` and commit it"
+    assert _documents(COMMITTED) == _documents(fresh), (
+        "out of date: run `make compile` and commit it"
+    )

@@ -11,7 +11,16 @@ from pathlib import Path
 
 from tgap.config import ConfigError, load_config
 
-RESULT_COLUMNS = ("method", "size", "seed", "s2r_auroc", "r2s_auroc", "fter", "s2r_accuracy", "r2s_accuracy")
+RESULT_COLUMNS = (
+    "method",
+    "size",
+    "seed",
+    "s2r_auroc",
+    "r2s_auroc",
+    "fter",
+    "s2r_accuracy",
+    "r2s_accuracy",
+)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

@@ -52,7 +52,10 @@ def collect_provenance(config: Config, grid_rows: list[dict], cell_dirs: list[Pa
         "data_source": config.data.source,
         "models": _model_sources(cell_dirs),
         "base_model": config.diffusion.base_model,
-        "classifier": {"arch": config.classifier.arch, "weights": config.classifier.weights or None},
+        "classifier": {
+            "arch": config.classifier.arch,
+            "weights": config.classifier.weights or None,
+        },
         "versions": package_versions(),
         "python": platform.python_version(),
         "machine": f"{platform.system()} {platform.machine()}",
