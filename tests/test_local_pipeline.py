@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.tgap_pipeline import compile_pipeline
 from tgap.cli import main
 from tgap.config import load_config
 from tgap.local_run import run_local
@@ -76,9 +77,12 @@ def test_report_says_the_models_were_randomly_initialised(micro_run):
     assert "random" in html.lower() and "initiali" in html.lower()
 
 
-def test_same_config_and_seed_give_the_same_tuning_set_and_metrics(micro_run, tmp_path):
+def test_compiled_spec_reruns_to_the_same_tuning_set_and_metrics(micro_run, tmp_path):
+    """Two checks in one run: the compiled spec (not just the Python DAG) runs end to end, and
+    the same config and seed give the same tuning set and the same numbers."""
+    spec = compile_pipeline(load_config(MICRO), tmp_path / "micro.yaml")
     again = tmp_path / "again"
-    run_local(load_config(MICRO), again)
+    run_local(load_config(MICRO), again, pipeline_file=spec)
     first, second = _rows(micro_run), _rows(again)
     numeric = [k for k in first[0] if k not in ("method",)]
     for a, b in zip(sorted(first, key=str), sorted(second, key=str), strict=True):

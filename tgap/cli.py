@@ -58,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     output = args.output or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    out = run_local(config, output)
+    out = run_local(config, output, pipeline_file=args.spec)
     print(f"\nreport: {(out / 'report.html').resolve()}")
     print(format_results_table(out / "results.csv"))
     return 0
@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(run)
     run.add_argument(
         "--output", type=Path, default=None, help="output folder (default runs/<timestamp>)"
+    )
+    run.add_argument(
+        "--spec",
+        type=Path,
+        default=None,
+        help="run this compiled pipeline spec instead of the Python DAG (parameters from --config)",
     )
     run.set_defaults(func=cmd_run)
 

@@ -62,14 +62,19 @@ def find_report_folder(pipeline_root: Path) -> Path:
     return found[0]
 
 
-def run_local(config: Config, output_dir: str | Path) -> Path:
+def run_local(
+    config: Config, output_dir: str | Path, pipeline_file: str | Path | None = None
+) -> Path:
     """Run the pipeline for ``config`` with kfp.local; copy the report files into ``output_dir``.
 
     Every stage runs as a subprocess of this Python (``SubprocessRunner(use_venv=False)``), the
     same component code a cluster runs in containers. Per-stage artifacts stay under
-    ``output_dir/artifacts``.
+    ``output_dir/artifacts``. With ``pipeline_file``, the compiled spec is loaded and run instead
+    of the Python DAG (what a cluster runs), with every parameter taken from ``config``.
     """
-    from kfp import local
+    import warnings
+
+    from kfp import components, local
 
     from pipelines.tgap_pipeline import build_pipeline, pipeline_arguments
 
@@ -92,8 +97,17 @@ def run_local(config: Config, output_dir: str | Path) -> Path:
         # (same inputs in every branch of a seed) is trained once; across runs nothing is reused.
         enable_caching=True,
     )
+    # Expected here, and said once instead: the tasks name the project's images, and resource
+    # and accelerator requests only mean something on a cluster.
+    warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
+    log.info("kfp.local: running every task in this Python; images and GPU requests are ignored")
+    if pipeline_file is None:
+        pipeline = build_pipeline(config)
+    else:
+        pipeline = components.load_component_from_file(str(pipeline_file))
     started = time.perf_counter()
-    build_pipeline(config)(**pipeline_arguments(config))
+    pipeline(**pipeline_arguments(config))
     elapsed = time.perf_counter() - started
 
     report_dir = find_report_folder(pipeline_root)
