@@ -208,3 +208,17 @@ def test_cell_runs_supplementation_when_ratios_are_set(world, tmp_path):
     assert cell["supplementation"]["ratios"] == [0.0, 0.5]
     assert len(cell["supplementation"]["auroc"]) == 2
     assert (tmp_path / "b" / cell["assets"]["supplementation.json"]).is_file()
+
+
+def test_one_class_synthetic_set_gives_null_fter_with_a_reason(world, tmp_path):
+    tuning = world["tuning"]
+    unhealthy = np.flatnonzero(tuning.label_indices == 1)
+    one_class = write_set(
+        tmp_path / "one", tuning.load_many(unhealthy), tuning.label_indices[unhealthy]
+    )
+    evaluate_classifier(world["root"] / "clf_real", one_class, tmp_path / "r2s", resamples=50)
+    cell = compute_cell(**cell_args(world, r2s_dir=tmp_path / "r2s"), out_dir=tmp_path / "cell")
+    assert np.isnan(cell["r2s_auroc"]) and np.isnan(cell["fter"]) and np.isnan(cell["fter_ci_low"])
+    assert "only one class" in cell["notes"]["r2s_auroc"] and "undefined" in cell["notes"]["fter"]
+    saved = no_nan((tmp_path / "cell" / "cell.json").read_text())
+    assert saved["fter"] is None and saved["s2r_auroc"] == pytest.approx(cell["s2r_auroc"])
