@@ -290,17 +290,9 @@ def _connection_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", default=None, help="preset YAML, e.g. pipelines/configs/thesis.yaml"
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set grid.seeds=[0,1] (repeatable)",
-    )
+    from tgap.cli import add_config_arguments
+
+    add_config_arguments(parser)
     parser.add_argument("--experiment", required=True, help="KFP experiment (created if missing)")
 
 
