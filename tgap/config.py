@@ -167,6 +167,10 @@ class GenerateConfig:
     scheduler: Literal["ddim", "ddpm", "dpm-solver++", "euler", "pndm"] = "ddim"
     steps: int = 50
     guidance_scale: float = 1.0
+    # Prompt of the "unconditional" half of classifier-free guidance. "" is the usual choice for
+    # Stable Diffusion; the DreamBooth class prompt (e.g. "an image of chest X-ray") steers away
+    # from the label-free prior, which prior preservation keeps trained. Unused at guidance 1.
+    negative_prompt: str = ""
     grid_images: int = 16
 
 

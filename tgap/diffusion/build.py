@@ -227,7 +227,9 @@ def _fetch(base_model: str) -> Path:
         try:
             return Path(download_to_cache(base_model))
         except (OSError, ValueError) as exc:  # StorageError is a ValueError
-            raise ModelError(f"diffusion.base_model {base_model}: could not be fetched: {exc}") from None
+            raise ModelError(
+                f"diffusion.base_model {base_model}: could not be fetched: {exc}"
+            ) from None
     path = Path(base_model)
     if path.exists() or base_model.startswith((".", "/", "~")):
         if not path.is_dir():

@@ -191,7 +191,7 @@ def generate_image_set(
     model = load_model(model_dir, device)
     out_dir = Path(out_dir)
     embeds = encode_prompts(model, [prompt_for(label, prompt) for label in labels], device)
-    uncond = encode_prompts(model, [""], device)
+    uncond = encode_prompts(model, [generate.negative_prompt], device)
     jobs = [
         (k, i, derive_seed(seed, label, i))
         for k, label in enumerate(labels)
@@ -205,6 +205,7 @@ def generate_image_set(
             "scheduler": generate.scheduler,
             "steps": generate.steps,
             "guidance_scale": generate.guidance_scale,
+            "negative_prompt": generate.negative_prompt,
             "seed": seed,
             "prompts": {label: prompt_for(label, prompt) for label in labels},
         }
