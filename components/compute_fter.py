@@ -34,7 +34,7 @@ def compute_fter(
     )
     from tgap.embed import get_embedder
     from tgap.evaluation import compute_cell
-    from tgap.imageset import ImageSet
+    from tgap.imageset import ImageSet, write_label_grids
 
     evaluation_cfg = section(EvaluationConfig, evaluation, "evaluation")
     embedder = get_embedder(
@@ -63,6 +63,13 @@ def compute_fter(
         real_train=ImageSet(real_train.path),
         classifier=section(ClassifierConfig, classifier, "classifier"),
         size_per_label=section(GenerateConfig, generate, "generate").n_per_label,
+    )
+    # Real test images beside the synthetic grids in the report.
+    write_label_grids(
+        ImageSet(real_test.path),
+        Path(cell.path) / "assets",
+        "real_grid",
+        section(GenerateConfig, generate, "generate").grid_images,
     )
     for key, value in result.items():
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):

@@ -3,12 +3,18 @@
 from kfp.dsl import Dataset, Input, Model, Output
 
 
-def prepare_base_model(diffusion: dict, pool: Input[Dataset], base_model: Output[Model]) -> None:
-    """Build the configured preset or fetch pretrained weights; the pool is its pretraining set."""
-    from tgap.config import DiffusionConfig, section
+def prepare_base_model(
+    diffusion: dict, prompt: dict, pool: Input[Dataset], base_model: Output[Model]
+) -> None:
+    """Build the configured preset or fetch pretrained weights; the pool is its pretraining set
+    (tiny preset with `diffusion.pretrain_steps` > 0: class prompt only, labels unused)."""
+    from tgap.config import DiffusionConfig, PromptConfig, section
     from tgap.diffusion.build import prepare_base_model as run_prepare
     from tgap.imageset import ImageSet
 
     run_prepare(
-        section(DiffusionConfig, diffusion, "diffusion"), base_model.path, ImageSet(pool.path)
+        section(DiffusionConfig, diffusion, "diffusion"),
+        base_model.path,
+        pretrain_set=ImageSet(pool.path),
+        prompt=section(PromptConfig, prompt, "prompt"),
     )

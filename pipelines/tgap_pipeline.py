@@ -107,7 +107,7 @@ def build_pipeline(config: Config):
         )
         # Builds or downloads the base model: the GPU image, but no GPU request.
         base = cpu(
-            c.prepare_base_model(diffusion=diffusion, pool=pool).set_display_name(
+            c.prepare_base_model(diffusion=diffusion, prompt=prompt, pool=pool).set_display_name(
                 "prepare-base-model"
             )
         )

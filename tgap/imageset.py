@@ -17,6 +17,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -233,3 +234,40 @@ class ImageSet:
         for start in range(0, len(self), batch_size):
             idx = np.arange(start, min(start + batch_size, len(self)))
             yield self.load_many(idx), labels[idx]
+
+
+def slug(label: str) -> str:
+    """``No Finding`` -> ``no-finding``: labels in file names (sample grids)."""
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "label"
+
+
+def save_grid(images: np.ndarray, path: str | Path, columns: int = 4, scale: int = 2) -> None:
+    """A PNG grid of uint8 (n, r, r) images, upscaled ``scale``x (nearest) for viewing."""
+    n, side = len(images), images.shape[1]
+    rows = max(1, -(-n // columns))
+    canvas = np.zeros((rows * (side + 2), columns * (side + 2)), dtype=np.uint8)
+    for k, image in enumerate(images):
+        r, c = divmod(k, columns)
+        top, left = r * (side + 2) + 1, c * (side + 2) + 1
+        canvas[top : top + side, left : left + side] = image
+    grid = Image.fromarray(canvas, mode="L")
+    grid.resize((grid.width * scale, grid.height * scale), Image.Resampling.NEAREST).save(path)
+
+
+def write_label_grids(
+    images: ImageSet, out_dir: str | Path, prefix: str, n_per_label: int
+) -> dict[str, str]:
+    """``<prefix>_<label-slug>.png`` of each label's first ``n_per_label`` images (manifest order).
+
+    Returns label -> file name. Generation writes ``grid_*`` of a synthetic set; the FTER cell
+    writes ``real_grid_*`` of the real test set, so the report shows them side by side.
+    """
+    labels = images.label_indices
+    names = {}
+    for k, label in enumerate(images.labels):
+        first = np.flatnonzero(labels == k)[:n_per_label]
+        if len(first) == 0:
+            continue
+        names[label] = f"{prefix}_{slug(label)}.png"
+        save_grid(images.load_many(first), Path(out_dir) / names[label])
+    return names

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import inspect
 import logging
-import re
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
 from tgap.config import DiffusionConfig, GenerateConfig, PromptConfig
 from tgap.device import pick_device, torch_dtype
 from tgap.diffusion.build import DiffusionModel, load_model
-from tgap.imageset import ImageSetWriter
+from tgap.imageset import ImageSet, ImageSetWriter, write_label_grids
 from tgap.seeding import derive_seed, torch_generator
 
 log = logging.getLogger(__name__)
@@ -37,11 +35,6 @@ def prompt_for(label: str, prompt: PromptConfig) -> str:
     if prompt.identifier:
         word = f"{prompt.identifier} {word}"
     return prompt.template.format(label=word)
-
-
-def slug(label: str) -> str:
-    """``No Finding`` -> ``no-finding`` (file names of the sample grids)."""
-    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "label"
 
 
 @torch.no_grad()
@@ -149,20 +142,6 @@ def sample(
     return to_uint8(model, x)
 
 
-def save_grid(images: np.ndarray, path: Path, columns: int = 4, scale: int = 2) -> None:
-    """A PNG grid of uint8 (n, r, r) images, upscaled ``scale``x (nearest) for viewing."""
-    n, side = len(images), images.shape[1]
-    rows = max(1, -(-n // columns))
-    canvas = np.zeros((rows * (side + 2), columns * (side + 2)), dtype=np.uint8)
-    for k, image in enumerate(images):
-        r, c = divmod(k, columns)
-        canvas[r * (side + 2) + 1 : r * (side + 2) + 1 + side, c * (side + 2) + 1 :][:, :side] = (
-            image
-        )
-    grid = Image.fromarray(canvas, mode="L")
-    grid.resize((grid.width * scale, grid.height * scale), Image.Resampling.NEAREST).save(path)
-
-
 def generate_image_set(
     model_dir: str | Path,
     labels: list[str],
@@ -197,7 +176,6 @@ def generate_image_set(
         for k, label in enumerate(labels)
         for i in range(n_per_label)
     ]
-    first = {label: [] for label in labels}
     info = {
         "generator": {
             "model": str(model_dir),
@@ -227,15 +205,10 @@ def generate_image_set(
             )
             for (k, _, s), image in zip(batch, images, strict=True):
                 writer.add(image, labels[k], source="synthetic", original_id=str(s))
-                if len(first[labels[k]]) < generate.grid_images:
-                    first[labels[k]].append(image)
             bar.update(len(batch))
         bar.close()
     seconds = time.perf_counter() - start
-    grids = {}
-    for label in labels:
-        grids[label] = f"grid_{slug(label)}.png"
-        save_grid(np.stack(first[label]), out_dir / grids[label])
+    grids = write_label_grids(ImageSet(out_dir), out_dir, "grid", generate.grid_images)
     stats = {
         "n_images": len(jobs),
         "n_per_label": n_per_label,
