@@ -326,7 +326,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return _coerce(value, arg, where)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {tp}")
+        raise ConfigError(
+            errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {tp}"
+        )
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
@@ -339,9 +341,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return {
-            _coerce(k if not isinstance(k, int | float) else str(k), args[0], f"{where} key"): _coerce(
-                v, args[1], f"{where}.{k}"
-            )
+            _coerce(
+                k if not isinstance(k, int | float) else str(k), args[0], f"{where} key"
+            ): _coerce(v, args[1], f"{where}.{k}")
             for k, v in value.items()
         }
     if tp is float:
@@ -456,16 +458,23 @@ def validate(config: Config) -> None:
             raise ConfigError(f"grid.methods[{i}]: {exc}") from None
     for i, size in enumerate(grid.sizes):
         if size <= 0:
-            raise ConfigError(f"grid.sizes[{i}]: {size} is not a positive number of images per label")
+            raise ConfigError(
+                f"grid.sizes[{i}]: {size} is not a positive number of images per label"
+            )
     split = config.data.split
     total = split.pool_fraction + split.train_fraction + split.test_fraction
-    if abs(total - 1.0) > 1e-6 or min(split.pool_fraction, split.train_fraction, split.test_fraction) <= 0:
+    if (
+        abs(total - 1.0) > 1e-6
+        or min(split.pool_fraction, split.train_fraction, split.test_fraction) <= 0
+    ):
         raise ConfigError(
             "data.split: pool_fraction, train_fraction and test_fraction must be positive and sum "
             f"to 1 (got {split.pool_fraction} + {split.train_fraction} + {split.test_fraction})"
         )
     if len(set(config.data.labels)) != len(config.data.labels) or len(config.data.labels) < 2:
-        raise ConfigError(f"data.labels: need at least two distinct labels, got {config.data.labels}")
+        raise ConfigError(
+            f"data.labels: need at least two distinct labels, got {config.data.labels}"
+        )
 
 
 def section(cls: type[T], values: dict[str, Any], where: str) -> T:
@@ -485,4 +494,3 @@ def config_from_json(text: str) -> Config:
 
 def config_to_json(config: Config) -> str:
     return json.dumps(config.to_dict(), sort_keys=True)
-
