@@ -59,8 +59,12 @@ def pipeline_arguments(config: Config) -> dict[str, Any]:
     return arguments
 
 
-def build_pipeline(config: Config):
-    """The @dsl.pipeline for ``config``: its values become the parameters' defaults."""
+def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
+    """The @dsl.pipeline for ``config``: its values become the parameters' defaults.
+
+    ``loop_task_env`` is set on every task inside the loop (local runs use it to give each of the
+    concurrently running branches its share of the cores).
+    """
     cpu_image, gpu_image = component_images(config.cluster)
     c = build_components(cpu_image, gpu_image)
     defaults = pipeline_arguments(config)
@@ -73,6 +77,16 @@ def build_pipeline(config: Config):
     def gpu(task):
         configure_task(task, cluster, gpu=True)
         return task
+
+    def loop_cpu(task):
+        for name, value in (loop_task_env or {}).items():
+            task.set_env_variable(name, value)
+        return cpu(task)
+
+    def loop_gpu(task):
+        for name, value in (loop_task_env or {}).items():
+            task.set_env_variable(name, value)
+        return gpu(task)
 
     def tgap(
         run_name: str = defaults["run_name"],
@@ -113,7 +127,7 @@ def build_pipeline(config: Config):
         )
 
         with dsl.ParallelFor(grid, parallelism=cluster.parallelism) as row:
-            selected = cpu(
+            selected = loop_cpu(
                 c.select_tuning_set(
                     pool=pool,
                     embeddings=embed.outputs["embeddings"],
@@ -123,7 +137,7 @@ def build_pipeline(config: Config):
                     generate=generate,
                 ).set_display_name("select")
             )
-            tuned = gpu(
+            tuned = loop_gpu(
                 c.finetune(
                     base_model=base.outputs["base_model"],
                     tuning_set=selected.outputs["tuning_set"],
@@ -135,7 +149,7 @@ def build_pipeline(config: Config):
                     finetune=finetune,
                 ).set_display_name("fine-tune")
             )
-            synthetic = gpu(
+            synthetic = loop_gpu(
                 c.generate(
                     model=tuned.outputs["model"],
                     retrieved=selected.outputs["retrieved"],
@@ -148,7 +162,7 @@ def build_pipeline(config: Config):
             ).outputs["synthetic"]
             # The real-trained classifier depends on neither method nor size: identical inputs
             # in every branch, so KFP's cache trains it once per seed.
-            real_clf = cpu(
+            real_clf = loop_cpu(
                 c.train_classifier(
                     train_set=real_train,
                     classifier=classifier,
@@ -157,7 +171,7 @@ def build_pipeline(config: Config):
                     subsample="match-synthetic",
                 ).set_display_name("train-real-classifier")
             )
-            synth_clf = cpu(
+            synth_clf = loop_cpu(
                 c.train_classifier(
                     train_set=synthetic,
                     classifier=classifier,
@@ -166,22 +180,22 @@ def build_pipeline(config: Config):
                     subsample="all",
                 ).set_display_name("train-synthetic-classifier")
             )
-            s2r = cpu(
+            s2r = loop_cpu(
                 c.evaluate_classifier(
                     model=synth_clf.outputs["model"], test_set=real_test, evaluation=evaluation
                 ).set_display_name("evaluate-S2R")
             )
-            r2s = cpu(
+            r2s = loop_cpu(
                 c.evaluate_classifier(
                     model=real_clf.outputs["model"], test_set=synthetic, evaluation=evaluation
                 ).set_display_name("evaluate-R2S")
             )
-            r2r = cpu(
+            r2r = loop_cpu(
                 c.evaluate_classifier(
                     model=real_clf.outputs["model"], test_set=real_test, evaluation=evaluation
                 ).set_display_name("evaluate-R2R")
             )
-            cell = cpu(
+            cell = loop_cpu(
                 c.compute_fter(
                     row=row,
                     s2r=s2r.outputs["result"],

@@ -113,3 +113,23 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "data.source" in err and "does not exist" in err
     assert not (tmp_path / "o" / "results.csv").exists()
+
+
+def test_real_micro_report_renders_in_chromium_with_the_csv_values(micro_run):
+    from browser import check_report_in_chromium, chromium_missing_reason, problems
+
+    missing = chromium_missing_reason()
+    if missing:
+        pytest.skip(missing)
+    result = check_report_in_chromium(micro_run / "report.html", micro_run / "screenshot.png")
+    assert problems(result) == []
+    page = result["page"]
+    assert page["images"] and all(im["naturalWidth"] > 0 for im in page["images"])
+    shown = page["tables"]["cells"][1:]
+    rows = _rows(micro_run)
+    assert len(shown) == len(rows)
+    for row, tr in zip(rows, shown, strict=True):
+        for td in tr["cells"]:
+            column = td["attrs"]["data-col"]
+            if column in ("s2r_auroc", "r2s_auroc", "fter") and row[column] != "":
+                assert float(td["attrs"]["data-value"]) == float(row[column]), column
