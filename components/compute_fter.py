@@ -22,7 +22,9 @@ def compute_fter(
     metrics: Output[Metrics],
 ) -> None:
     """Combine the two-way evaluation of one (method, size, seed) into its results row."""
+    import json
     import math
+    import time
     from pathlib import Path
 
     from tgap.config import (
@@ -35,7 +37,9 @@ def compute_fter(
     from tgap.embed import get_embedder
     from tgap.evaluation import compute_cell
     from tgap.imageset import ImageSet, write_label_grids
+    from tgap.provenance import STAGE_SECONDS, STAGE_TIME, read_stage_times
 
+    started = time.perf_counter()
     evaluation_cfg = section(EvaluationConfig, evaluation, "evaluation")
     embedder = get_embedder(
         evaluation_cfg.distribution_embedder,
@@ -46,7 +50,7 @@ def compute_fter(
         p.name: p
         for folder in (Path(model.path), Path(synthetic.path), Path(tuning_set.path))
         for p in sorted(folder.glob("*"))
-        if p.suffix in (".json", ".png") and p.name not in ("dataset.json",)
+        if p.suffix in (".json", ".png") and p.name not in ("dataset.json", STAGE_TIME)
     }
     result = compute_cell(
         {"method": row["method"], "size": int(row["size"]), "seed": int(row["seed"])},
@@ -71,6 +75,19 @@ def compute_fter(
         "real_grid",
         section(GenerateConfig, generate, "generate").grid_images,
     )
+    # This branch's stage times, for the report's provenance.
+    stage_seconds = read_stage_times(
+        {
+            "select": tuning_set.path,
+            "fine-tune": model.path,
+            "generate": synthetic.path,
+            "evaluate-S2R": s2r.path,
+            "evaluate-R2S": r2s.path,
+            "evaluate-R2R": r2r.path,
+        }
+    )
+    stage_seconds["compute-FTER"] = round(time.perf_counter() - started, 2)
+    (Path(cell.path) / "assets" / STAGE_SECONDS).write_text(json.dumps(stage_seconds) + "\n")
     for key, value in result.items():
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             metrics.log_metric(key, float(value))

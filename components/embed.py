@@ -13,10 +13,12 @@ def embed(
     from tgap.config import SelectConfig, section
     from tgap.embed import embed_pool
     from tgap.imageset import ImageSet
+    from tgap.provenance import timed_stage
 
-    embed_pool(
-        ImageSet(pool.path),
-        section(SelectConfig, select, "select"),
-        reference_classifier.path,
-        embeddings.path,
-    )
+    with timed_stage("embed", embeddings.path):
+        embed_pool(
+            ImageSet(pool.path),
+            section(SelectConfig, select, "select"),
+            reference_classifier.path,
+            embeddings.path,
+        )

@@ -17,15 +17,17 @@ def evaluate_classifier(
     from tgap.classify import evaluate_classifier as run_evaluate
     from tgap.config import EvaluationConfig, section
     from tgap.imageset import ImageSet
+    from tgap.provenance import timed_stage
 
     settings = section(EvaluationConfig, evaluation, "evaluation")
-    out = run_evaluate(
-        model.path,
-        ImageSet(test_set.path),
-        result.path,
-        resamples=settings.bootstrap_resamples,
-        confidence=settings.confidence,
-    )
+    with timed_stage("evaluate", result.path):
+        out = run_evaluate(
+            model.path,
+            ImageSet(test_set.path),
+            result.path,
+            resamples=settings.bootstrap_resamples,
+            confidence=settings.confidence,
+        )
     for key, value in out.items():
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             metrics.log_metric(key, float(value))

@@ -24,6 +24,7 @@ def finetune(
     from tgap.embed import get_embedder
     from tgap.imageset import ImageSet
     from tgap.methods import parse_method
+    from tgap.provenance import timed_stage
 
     select_cfg = section(SelectConfig, select, "select")
     finetune_cfg = section(FinetuneConfig, finetune, "finetune")
@@ -31,14 +32,15 @@ def finetune(
     embedder = None
     if method.generator == "dreambooth-active":
         embedder = get_embedder(finetune_cfg.active.embedder, select_cfg, reference_classifier.path)
-    run_finetune(
-        base_model.path,
-        ImageSet(tuning_set.path),
-        method,
-        seed=int(row["seed"]),
-        finetune=finetune_cfg,
-        prompt=section(PromptConfig, prompt, "prompt"),
-        diffusion=section(DiffusionConfig, diffusion, "diffusion"),
-        out_dir=model.path,
-        embedder=embedder,
-    )
+    with timed_stage("fine-tune", model.path):
+        run_finetune(
+            base_model.path,
+            ImageSet(tuning_set.path),
+            method,
+            seed=int(row["seed"]),
+            finetune=finetune_cfg,
+            prompt=section(PromptConfig, prompt, "prompt"),
+            diffusion=section(DiffusionConfig, diffusion, "diffusion"),
+            out_dir=model.path,
+            embedder=embedder,
+        )

@@ -19,6 +19,7 @@ def generate(
 
     from tgap.config import DataConfig, DiffusionConfig, GenerateConfig, PromptConfig, section
     from tgap.diffusion.generate import generate_image_set
+    from tgap.provenance import timed_stage
 
     if row["method"] == "retrieval":
         logging.getLogger("tgap").warning(
@@ -26,13 +27,14 @@ def generate(
         )
         shutil.copytree(retrieved.path, synthetic.path, dirs_exist_ok=True)
         return
-    generate_image_set(
-        model.path,
-        section(DataConfig, data, "data").labels,
-        section(GenerateConfig, generate, "generate").n_per_label,
-        prompt=section(PromptConfig, prompt, "prompt"),
-        generate=section(GenerateConfig, generate, "generate"),
-        diffusion=section(DiffusionConfig, diffusion, "diffusion"),
-        seed=int(row["seed"]),
-        out_dir=synthetic.path,
-    )
+    with timed_stage("generate", synthetic.path):
+        generate_image_set(
+            model.path,
+            section(DataConfig, data, "data").labels,
+            section(GenerateConfig, generate, "generate").n_per_label,
+            prompt=section(PromptConfig, prompt, "prompt"),
+            generate=section(GenerateConfig, generate, "generate"),
+            diffusion=section(DiffusionConfig, diffusion, "diffusion"),
+            seed=int(row["seed"]),
+            out_dir=synthetic.path,
+        )

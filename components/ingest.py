@@ -15,9 +15,11 @@ def ingest(
 
     from tgap.config import DataConfig, section
     from tgap.ingest import ingest as run_ingest
+    from tgap.provenance import timed_stage
 
-    result = run_ingest(
-        section(DataConfig, data, "data"), pool.path, real_train.path, real_test.path
-    )
+    with timed_stage("ingest", pool.path):
+        result = run_ingest(
+            section(DataConfig, data, "data"), pool.path, real_train.path, real_test.path
+        )
     with open(summary.path, "w") as fh:
         fh.write("# Ingest summary\n\n```json\n" + json.dumps(result, indent=2) + "\n```\n")

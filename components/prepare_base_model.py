@@ -11,10 +11,12 @@ def prepare_base_model(
     from tgap.config import DiffusionConfig, PromptConfig, section
     from tgap.diffusion.build import prepare_base_model as run_prepare
     from tgap.imageset import ImageSet
+    from tgap.provenance import timed_stage
 
-    run_prepare(
-        section(DiffusionConfig, diffusion, "diffusion"),
-        base_model.path,
-        pretrain_set=ImageSet(pool.path),
-        prompt=section(PromptConfig, prompt, "prompt"),
-    )
+    with timed_stage("prepare-base-model", base_model.path):
+        run_prepare(
+            section(DiffusionConfig, diffusion, "diffusion"),
+            base_model.path,
+            pretrain_set=ImageSet(pool.path),
+            prompt=section(PromptConfig, prompt, "prompt"),
+        )

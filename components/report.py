@@ -1,10 +1,14 @@
 """report: every grid cell into report.html, summary.md, results.csv/json and flat run metrics."""
 
-from kfp.dsl import HTML, Artifact, Input, Markdown, Metrics, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
 def report(
     cells: Input[list[Artifact]],
+    pool: Input[Dataset],
+    embeddings: Input[Artifact],
+    base_model: Input[Model],
+    reference_classifier: Input[Model],
     run_name: str,
     data: dict,
     grid: list,
@@ -25,7 +29,7 @@ def report(
     from pathlib import Path
 
     from tgap.config import Config, section
-    from tgap.provenance import collect_provenance
+    from tgap.provenance import collect_provenance, read_stage_times
     from tgap.report import build_report
 
     sections = {
@@ -47,7 +51,17 @@ def report(
     }
     config = section(Config, sections, "config")
     cell_dirs = sorted(Path(c.path) for c in cells)
-    out = build_report(cell_dirs, config, collect_provenance(config, grid, cell_dirs), results.path)
+    provenance = collect_provenance(config, grid, cell_dirs)
+    # The stages that run once per run (the per-branch ones come from the cells).
+    provenance["run_stage_seconds"] = read_stage_times(
+        {
+            "ingest": pool.path,
+            "train-reference-classifier": reference_classifier.path,
+            "embed": embeddings.path,
+            "prepare-base-model": base_model.path,
+        }
+    )
+    out = build_report(cell_dirs, config, provenance, results.path)
     shutil.copyfile(Path(results.path) / "report.html", html.path)
     shutil.copyfile(Path(results.path) / "summary.md", summary.path)
     for key, value in out["metrics"].items():

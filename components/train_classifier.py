@@ -21,16 +21,18 @@ def train_classifier(
     from tgap.classify import train_classifier as run_train
     from tgap.config import ClassifierConfig, GenerateConfig, section
     from tgap.imageset import ImageSet
+    from tgap.provenance import timed_stage
 
     if subsample not in ("all", "match-synthetic"):
         raise ValueError(f"subsample {subsample!r}: expected 'all' or 'match-synthetic'")
     size_per_label = None
     if subsample == "match-synthetic":
         size_per_label = section(GenerateConfig, generate, "generate").n_per_label
-    run_train(
-        ImageSet(train_set.path),
-        section(ClassifierConfig, classifier, "classifier"),
-        seed=seed,
-        size_per_label=size_per_label,
-        out_dir=model.path,
-    )
+    with timed_stage("train-classifier", model.path):
+        run_train(
+            ImageSet(train_set.path),
+            section(ClassifierConfig, classifier, "classifier"),
+            seed=seed,
+            size_per_label=size_per_label,
+            out_dir=model.path,
+        )

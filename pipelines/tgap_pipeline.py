@@ -217,6 +217,10 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
         cpu(
             c.report(
                 cells=dsl.Collected(cell.outputs["cell"]),
+                pool=pool,
+                embeddings=embed.outputs["embeddings"],
+                base_model=base.outputs["base_model"],
+                reference_classifier=reference.outputs["model"],
                 run_name=run_name,
                 data=data,
                 grid=grid,

@@ -77,6 +77,21 @@ def test_report_says_the_models_were_randomly_initialised(micro_run):
     assert "random" in html.lower() and "initiali" in html.lower()
 
 
+def test_every_stage_time_reaches_the_report(micro_run):
+    report = json.loads((micro_run / "results.json").read_text())
+    text = json.dumps(report) + (micro_run / "report.html").read_text()
+    for stage in ("ingest", "prepare-base-model", "select", "fine-tune", "evaluate-S2R"):
+        assert stage in text, stage
+    for cell_json in (micro_run / "artifacts").glob(
+        "**/compute-fter*/cell/assets/stage_seconds.json"
+    ):
+        seconds = json.loads(cell_json.read_text())
+        assert {"select", "fine-tune", "evaluate-S2R", "evaluate-R2S", "compute-FTER"} <= set(
+            seconds
+        )
+        assert all(value > 0 for value in seconds.values())
+
+
 def test_compiled_spec_reruns_to_the_same_tuning_set_and_metrics(micro_run, tmp_path):
     """Two checks in one run: the compiled spec (not just the Python DAG) runs end to end, and
     the same config and seed give the same tuning set and the same numbers."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import platform
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,45 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+STAGE_TIME = "stage_time.json"
+STAGE_SECONDS = "stage_seconds.json"
+
+
+@contextmanager
+def timed_stage(stage: str, out_dir: str | Path) -> Iterator[None]:
+    """Time a stage and leave ``stage_time.json`` in its output folder (for the report)."""
+    started = time.perf_counter()
+    yield
+    seconds = round(time.perf_counter() - started, 2)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / STAGE_TIME).write_text(json.dumps({"stage": stage, "seconds": seconds}) + "\n")
+
+
+def read_stage_times(folders: dict[str, str | Path]) -> dict[str, float]:
+    """``{name: seconds}`` from the ``stage_time.json`` of each folder that has one."""
+    times = {}
+    for name, folder in folders.items():
+        path = Path(folder) / STAGE_TIME
+        if path.is_file():
+            times[name] = json.loads(path.read_text())["seconds"]
+    return times
+
+
+def _stage_seconds(cell_dirs: list[Path]) -> dict[str, dict[str, float]]:
+    """Per stage of a grid cell: mean and total seconds over the cells that recorded it."""
+    per_stage: dict[str, list[float]] = {}
+    for cell in cell_dirs:
+        path = cell / "assets" / STAGE_SECONDS
+        if path.is_file():
+            for stage, seconds in json.loads(path.read_text()).items():
+                per_stage.setdefault(stage, []).append(float(seconds))
+    return {
+        stage: {"mean_s": round(sum(v) / len(v), 1), "total_s": round(sum(v), 1), "cells": len(v)}
+        for stage, v in per_stage.items()
+    }
 
 
 def _model_sources(cell_dirs: list[Path]) -> dict[str, Any]:
@@ -61,4 +103,5 @@ def collect_provenance(config: Config, grid_rows: list[dict], cell_dirs: list[Pa
         "machine": f"{platform.system()} {platform.machine()}",
         "seeds": sorted({int(r["seed"]) for r in grid_rows}),
         "grid_rows": len(grid_rows),
+        "stage_seconds": _stage_seconds(cell_dirs),
     }
