@@ -41,6 +41,7 @@ def compute_fter(
 
     started = time.perf_counter()
     evaluation_cfg = section(EvaluationConfig, evaluation, "evaluation")
+    generate_cfg = section(GenerateConfig, generate, "generate")
     embedder = get_embedder(
         evaluation_cfg.distribution_embedder,
         section(SelectConfig, select, "select"),
@@ -66,14 +67,14 @@ def compute_fter(
         cell.path,
         real_train=ImageSet(real_train.path),
         classifier=section(ClassifierConfig, classifier, "classifier"),
-        size_per_label=section(GenerateConfig, generate, "generate").n_per_label,
+        size_per_label=generate_cfg.n_per_label,
     )
     # Real test images beside the synthetic grids in the report.
     write_label_grids(
         ImageSet(real_test.path),
         Path(cell.path) / "assets",
         "real_grid",
-        section(GenerateConfig, generate, "generate").grid_images,
+        generate_cfg.grid_images,
     )
     # This branch's stage times, for the report's provenance.
     stage_seconds = read_stage_times(

@@ -19,21 +19,26 @@ def generate(
 
     from tgap.config import DataConfig, DiffusionConfig, GenerateConfig, PromptConfig, section
     from tgap.diffusion.generate import generate_image_set
+    from tgap.imageset import ImageSet, write_label_grids
     from tgap.provenance import timed_stage
 
+    generate_cfg = section(GenerateConfig, generate, "generate")
     if row["method"] == "retrieval":
         logging.getLogger("tgap").warning(
             "method retrieval: no images generated; the synthetic side is the retrieved real set"
         )
         shutil.copytree(retrieved.path, synthetic.path, dirs_exist_ok=True)
+        write_label_grids(
+            ImageSet(synthetic.path), synthetic.path, "grid", generate_cfg.grid_images
+        )
         return
     with timed_stage("generate", synthetic.path):
         generate_image_set(
             model.path,
             section(DataConfig, data, "data").labels,
-            section(GenerateConfig, generate, "generate").n_per_label,
+            generate_cfg.n_per_label,
             prompt=section(PromptConfig, prompt, "prompt"),
-            generate=section(GenerateConfig, generate, "generate"),
+            generate=generate_cfg,
             diffusion=section(DiffusionConfig, diffusion, "diffusion"),
             seed=int(row["seed"]),
             out_dir=synthetic.path,

@@ -70,23 +70,19 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
     defaults = pipeline_arguments(config)
     cluster = config.cluster
 
-    def cpu(task):
-        configure_task(task, cluster, gpu=False)
-        return task
+    def configured(gpu: bool, env: dict[str, str]):
+        def apply(task):
+            for name, value in env.items():
+                task.set_env_variable(name, value)
+            configure_task(task, cluster, gpu=gpu)
+            return task
 
-    def gpu(task):
-        configure_task(task, cluster, gpu=True)
-        return task
+        return apply
 
-    def loop_cpu(task):
-        for name, value in (loop_task_env or {}).items():
-            task.set_env_variable(name, value)
-        return cpu(task)
-
-    def loop_gpu(task):
-        for name, value in (loop_task_env or {}).items():
-            task.set_env_variable(name, value)
-        return gpu(task)
+    # Only fine-tune and generate (inside the loop) ask for a GPU.
+    env = loop_task_env or {}
+    cpu = configured(False, {})
+    loop_cpu, loop_gpu = configured(False, env), configured(True, env)
 
     def tgap(
         run_name: str = defaults["run_name"],

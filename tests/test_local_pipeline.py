@@ -57,17 +57,17 @@ def test_report_numbers_equal_the_per_stage_metrics(micro_run):
         cell = json.loads(cell_json.read_text())
         cells[(cell["method"], int(cell["size"]), int(cell["seed"]))] = cell
     assert len(cells) == len(_rows(micro_run))
-    evaluations = [
-        json.loads(p.read_text())
-        for p in (micro_run / "artifacts").glob("**/evaluate-classifier*/result/metrics.json")
-    ]
-    s2r_values = {round(e["auroc"], 10) for e in evaluations if "auroc" in e}
     for row in _rows(micro_run):
         cell = cells[(row["method"], int(row["size"]), int(row["seed"]))]
         for key in ("s2r_auroc", "r2s_auroc", "fter", "s2r_accuracy", "r2s_accuracy"):
             assert float(row[key]) == pytest.approx(cell[key], nan_ok=True), key
-        assert round(cell["s2r_auroc"], 10) in s2r_values
-        assert round(cell["r2s_auroc"], 10) in s2r_values
+        # Each direction's number is the one its own evaluate task wrote.
+        for direction in ("s2r", "r2s", "r2r"):
+            task_dir = Path(cell["provenance"]["evaluations"][direction])
+            assert task_dir.is_relative_to(micro_run / "artifacts")
+            measured = json.loads((task_dir / "metrics.json").read_text())
+            assert cell[f"{direction}_auroc"] == pytest.approx(measured["auroc"], nan_ok=True)
+            assert cell[f"{direction}_accuracy"] == pytest.approx(measured["accuracy"])
         if cell["r2s_auroc"] > 0:
             assert cell["fter"] == pytest.approx(cell["s2r_auroc"] / cell["r2s_auroc"])
 

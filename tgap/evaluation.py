@@ -29,7 +29,7 @@ from tgap.classify import (
     subsample_per_label,
 )
 from tgap.config import ClassifierConfig, EvaluationConfig
-from tgap.imageset import ImageSet, ImageSetError
+from tgap.imageset import ImageSet, ImageSetError, check_same_labels
 from tgap.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -164,13 +164,8 @@ def compute_cell(
         raise ImageSetError(f"{synthetic.root}: empty synthetic set, nothing to evaluate")
     if len(tuning) == 0:
         raise ImageSetError(f"{tuning.root}: empty tuning set")
+    check_same_labels(real_test, {"synthetic": synthetic, "tuning": tuning}, EvaluationError)
     labels = list(real_test.labels)
-    for name, image_set in (("synthetic", synthetic), ("tuning", tuning)):
-        if list(image_set.labels) != labels:
-            raise EvaluationError(
-                f"label names differ: {name} set {image_set.root} has {image_set.labels}, "
-                f"real test set {real_test.root} has {labels}"
-            )
     seed = int(row["seed"])
     out_dir = Path(out_dir)
     assets = out_dir / ASSETS
@@ -333,13 +328,8 @@ def supplementation_curve(
     the result says so in ``note``. For each r, round(r × real) synthetic images per label are
     added (seeded, without replacement).
     """
+    check_same_labels(real_train, {"synthetic": synthetic, "real test": real_test}, EvaluationError)
     labels = list(real_train.labels)
-    for name, image_set in (("synthetic", synthetic), ("real test", real_test)):
-        if list(image_set.labels) != labels:
-            raise EvaluationError(
-                f"label names differ: {name} set {image_set.root} has {image_set.labels}, "
-                f"real-train {real_train.root} has {labels}"
-            )
     if not ratios:
         raise EvaluationError("supplementation_curve: no ratios given")
     if any(r < 0 for r in ratios):

@@ -236,6 +236,18 @@ class ImageSet:
             yield self.load_many(idx), labels[idx]
 
 
+def check_same_labels(
+    reference: ImageSet, others: dict[str, ImageSet], error=ImageSetError
+) -> None:
+    """Raise ``error`` naming the set whose label names differ from ``reference``'s."""
+    for name, image_set in others.items():
+        if image_set.labels != reference.labels:
+            raise error(
+                f"label names differ: {name} set {image_set.root} has {image_set.labels}, "
+                f"{reference.root} has {reference.labels}"
+            )
+
+
 def slug(label: str) -> str:
     """``No Finding`` -> ``no-finding``: labels in file names (sample grids)."""
     return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "label"

@@ -25,7 +25,7 @@ def resolve_local_paths(config: Config) -> Config:
     """
 
     def local(value: str, key: str, must_exist: bool) -> str:
-        if not value or "://" in value and not value.startswith("file://"):
+        if not value or ("://" in value and not value.startswith("file://")):
             return value
         path = Path(value.removeprefix("file://")).expanduser()
         if not path.exists():
