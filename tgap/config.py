@@ -23,6 +23,86 @@ class ConfigError(ValueError):
     """A config file, key or value is wrong; the message names which."""
 
 
+# --------------------------------------------------------------------------- constraints
+#
+# sklearn-style: a field's constraint is declared beside it, ``steps: int = param(800, ge=1)``,
+# and one walk (``check_constraints``) checks every field of every section when a config loads.
+# Relations between keys live in ``validate`` below.
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """What a field's value must satisfy; ``describe()`` says it in words for the error."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    # For lists and strings: at least this many elements / characters.
+    min_len: int | None = None
+    # For lists: the bounds apply to every element.
+
+    def describe(self) -> str:
+        parts = []
+        for name, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            bound = getattr(self, name)
+            if bound is not None:
+                parts.append(f"{symbol} {bound:g}")
+        if self.min_len is not None:
+            parts.append(f"at least {self.min_len} element(s)")
+        return " and ".join(parts)
+
+    def check(self, value: Any, where: str) -> None:
+        if value is None:
+            return
+        if isinstance(value, list | str):
+            if self.min_len is not None and len(value) < self.min_len:
+                raise ConfigError(f"{where}: {value!r} is too short (expected {self.describe()})")
+            if isinstance(value, list):
+                for i, item in enumerate(value):
+                    self._check_number(item, f"{where}[{i}]")
+            return
+        self._check_number(value, where)
+
+    def _check_number(self, value: Any, where: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return
+        ok = (
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+            and (self.lt is None or value < self.lt)
+        )
+        if not ok:
+            raise ConfigError(f"{where}: {value!r} is out of range (expected {self.describe()})")
+
+
+def param(
+    default: Any = dataclasses.MISSING,
+    *,
+    default_factory: Any = dataclasses.MISSING,
+    **constraint: Any,
+) -> Any:
+    """A dataclass field with its constraint declared beside it: ``param(800, ge=1)``."""
+    metadata = {"constraint": Constraint(**constraint)} if constraint else {}
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def check_constraints(obj: Any, where: str = "") -> None:
+    """Walk every field of a config (or one section) and check its declared constraint."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        path = f"{where}.{f.name}" if where else f.name
+        if dataclasses.is_dataclass(value):
+            check_constraints(value, path)
+            continue
+        constraint = f.metadata.get("constraint")
+        if constraint is not None:
+            constraint.check(value, path)
+
+
 # --------------------------------------------------------------------------- sections
 
 
@@ -130,7 +210,7 @@ class PromptConfig:
 class ActiveConfig:
     """Active data selection inside DreamBooth (the thesis's Algorithm 1)."""
 
-    threshold: float = 0.3
+    threshold: float = param(0.3, ge=-1.0, le=1.0)
     n_generate: int = 4
     sampler_steps: int = 10
     embedder: Literal["pixel", "clip", "classifier"] = "pixel"
@@ -141,7 +221,7 @@ class ActiveConfig:
 class FinetuneConfig:
     """DreamBooth fine-tuning."""
 
-    steps: int = 800
+    steps: int = param(800, ge=1)
     batch_size: int = 32
     learning_rate: float = 1e-3
     lr_warmup_steps: int = 50
@@ -162,10 +242,10 @@ class FinetuneConfig:
 class GenerateConfig:
     """Sampling the synthetic set."""
 
-    n_per_label: int = 500
+    n_per_label: int = param(500, ge=1)
     batch_size: int = 64
     scheduler: Literal["ddim", "ddpm", "dpm-solver++", "euler", "pndm"] = "ddim"
-    steps: int = 50
+    steps: int = param(50, ge=1)
     guidance_scale: float = 1.0
     # Prompt of the "unconditional" half of classifier-free guidance. "" is the usual choice for
     # Stable Diffusion; the DreamBooth class prompt (e.g. "an image of chest X-ray") steers away
@@ -195,7 +275,7 @@ class ClassifierConfig:
 class EvaluationConfig:
     """Statistics around the two-way evaluation."""
 
-    bootstrap_resamples: int = 1000
+    bootstrap_resamples: int = param(1000, ge=1)
     confidence: float = 0.95
     supplementation_ratios: list[float] = field(default_factory=list)
     distribution_embedder: Literal["pixel", "clip", "classifier"] = "classifier"
@@ -444,8 +524,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def validate(config: Config) -> None:
-    """Checks across keys that types alone cannot express."""
+    """Every field's declared constraint, then the relations between keys."""
     from tgap.methods import parse_method
+
+    check_constraints(config)
 
     grid = config.grid
     for key in ("methods", "sizes", "seeds"):
