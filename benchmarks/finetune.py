@@ -22,7 +22,7 @@ import numpy as np
 
 from tgap.config import load_config
 from tgap.device import peak_memory_mb, pick_device
-from tgap.diffusion.build import prepare_base_model
+from tgap.diffusion.base_model import prepare_base_model
 from tgap.diffusion.dreambooth import finetune
 from tgap.embed import get_embedder
 from tgap.imageset import ImageSet, ImageSetWriter, to_grey_square

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from tgap.config import load_config
 from tgap.device import pick_device
-from tgap.diffusion.build import load_model, prepare_base_model
+from tgap.diffusion.base_model import prepare_base_model
+from tgap.diffusion.build import load_model
 from tgap.diffusion.generate import encode_prompts, prompt_for, sample
 
 

@@ -9,7 +9,7 @@ def prepare_base_model(
     """Build the configured preset or fetch pretrained weights; the pool is its pretraining set
     (tiny preset with `diffusion.pretrain_steps` > 0: class prompt only, labels unused)."""
     from tgap.config import DiffusionConfig, PromptConfig, section
-    from tgap.diffusion.build import prepare_base_model as run_prepare
+    from tgap.diffusion.base_model import prepare_base_model as run_prepare
     from tgap.imageset import ImageSet
     from tgap.provenance import timed_stage
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from tgap.config import DiffusionConfig
-from tgap.diffusion.build import ModelError, load_model, prepare_base_model
+from tgap.diffusion.base_model import prepare_base_model
+from tgap.diffusion.build import ModelError, load_model
 from tgap.imageset import ImageSet, ImageSetWriter, to_grey_square
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

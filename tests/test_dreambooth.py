@@ -18,15 +18,11 @@ from safetensors.torch import load_file
 from test_diffusion_build import real_image_set, tiny_diffusion
 
 from tgap.config import ActiveConfig, FinetuneConfig, PromptConfig
-from tgap.diffusion.build import ModelError, prepare_base_model
-from tgap.diffusion.dreambooth import (
-    TrainData,
-    batch_plan,
-    cosine_similarity,
-    dreambooth_loss,
-    finetune,
-    make_batch,
-)
+from tgap.diffusion.active import cosine_similarity
+from tgap.diffusion.base_model import prepare_base_model
+from tgap.diffusion.build import ModelError
+from tgap.diffusion.dreambooth import finetune
+from tgap.diffusion.training import TrainData, batch_plan, dreambooth_loss, make_batch
 from tgap.methods import parse_method
 
 ROOT = Path(__file__).resolve().parents[1]

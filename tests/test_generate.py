@@ -7,7 +7,8 @@ import pytest
 from test_diffusion_build import tiny_diffusion
 
 from tgap.config import GenerateConfig, PromptConfig
-from tgap.diffusion.build import load_model, prepare_base_model
+from tgap.diffusion.base_model import prepare_base_model
+from tgap.diffusion.build import load_model
 from tgap.diffusion.generate import (
     SCHEDULERS,
     encode_prompts,

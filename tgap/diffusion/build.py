@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from tgap.config import DiffusionConfig, PromptConfig
-from tgap.imageset import ImageSet
+from tgap.config import DiffusionConfig
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +217,7 @@ def load_model(
     return DiffusionModel(unet, text_encoder, tokenizer, scheduler_config, vae, info)
 
 
-def _fetch(base_model: str) -> Path:
+def fetch_model_dir(base_model: str) -> Path:
     """A local folder for ``base_model``: a path, an s3:// / gs:// URI, or a hub id."""
     if base_model.startswith(("s3://", "gs://", "file://")):
         from tgap.storage import download_to_cache  # written alongside; import only when used
@@ -250,92 +248,3 @@ def _fetch(base_model: str) -> Path:
         f"diffusion.base_model {base_model!r}: expected 'tiny-pixel', a local folder, an s3:// or "
         "gs:// URI, or a hub id"
     )
-
-
-def prepare_base_model(
-    diffusion: DiffusionConfig,
-    out_dir: str | Path,
-    pretrain_set: ImageSet | None = None,
-    prompt: PromptConfig | None = None,
-) -> dict:
-    """Stage: write the base model folder ``out_dir`` and return its ``tgap_model.json``.
-
-    ``tiny-pixel`` builds the preset from config with random weights; when
-    ``diffusion.pretrain_steps > 0`` and ``pretrain_set`` is given, it then trains it on those
-    images with the class prompt only (labels unused) -- a small stand-in for Stable Diffusion's
-    pretraining, so the DreamBooth stage is a real fine-tune and ``no-finetune`` a real control.
-    The class prompt is ``prompt.class_prompt`` (default ``PromptConfig()``). Anything else is fetched, validated and copied.
-    """
-    out_dir = Path(out_dir)
-    if (out_dir / MODEL_INFO).is_file():
-        log.info("base model %s already complete; reusing it", out_dir)
-        return json.loads((out_dir / MODEL_INFO).read_text())
-    if diffusion.base_model == "tiny-pixel":
-        unet, text_encoder, tokenizer, scheduler = build_tiny_pixel(diffusion)
-        info: dict[str, Any] = {
-            "kind": "tiny-pixel",
-            "pretrained": False,
-            "source": "built from config (tgap.diffusion.build.build_tiny_pixel)",
-            "pixel_space": True,
-            "resolution": diffusion.sample_size,
-            "parameters": {
-                "unet": count_parameters(unet),
-                "text_encoder": count_parameters(text_encoder),
-            },
-            "pretrain": None,
-            "description": "randomly initialised, not pretrained",
-        }
-        if diffusion.pretrain_steps > 0 and pretrain_set is not None:
-            from tgap.diffusion.dreambooth import pretrain
-
-            class_prompt = (prompt or PromptConfig()).class_prompt
-            summary = pretrain(
-                unet,
-                text_encoder,
-                tokenizer,
-                scheduler.config,
-                pretrain_set,
-                diffusion,
-                out_dir,
-                class_prompt,
-            )
-            info["pretrain"] = summary
-            info["description"] = (
-                f"randomly initialised (no external pretrained weights), then trained here for "
-                f"{summary['steps']} steps on {summary['images']} real pool images with the class "
-                f"prompt only ({summary['prompt']!r}, labels unused)"
-            )
-        elif diffusion.pretrain_steps > 0:
-            log.warning(
-                "diffusion.pretrain_steps=%d but no pretrain set given: not pretraining",
-                diffusion.pretrain_steps,
-            )
-        save_model(out_dir, unet, text_encoder, tokenizer, dict(scheduler.config), info)
-        shutil.rmtree(out_dir / "pretrain-checkpoints", ignore_errors=True)
-        log.info("base model: %s (%s)", out_dir, info["description"])
-        return info
-
-    source = _fetch(diffusion.base_model)
-    validate_model_dir(source, pixel_space=False)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in REQUIRED:
-        shutil.copytree(source / name, out_dir / name, dirs_exist_ok=True)
-    if (source / "model_index.json").is_file():
-        shutil.copy2(source / "model_index.json", out_dir / "model_index.json")
-    model_info = {"kind": "stable-diffusion", "pixel_space": False, "source": diffusion.base_model}
-    model = load_model(out_dir, info=model_info)
-    vae_scale = 2 ** (len(model.vae.config.block_out_channels) - 1)
-    info = {
-        **model_info,
-        "pretrained": True,
-        "resolution": int(model.unet.config.sample_size) * vae_scale,
-        "parameters": {
-            "unet": count_parameters(model.unet),
-            "text_encoder": count_parameters(model.text_encoder),
-            "vae": count_parameters(model.vae),
-        },
-        "pretrain": None,
-        "description": f"pretrained Stable Diffusion weights from {diffusion.base_model}",
-    }
-    (out_dir / MODEL_INFO).write_text(json.dumps(info, indent=2) + "\n")  # last: marks complete
-    return info

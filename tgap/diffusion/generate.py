@@ -37,17 +37,21 @@ def prompt_for(label: str, prompt: PromptConfig) -> str:
     return prompt.template.format(label=word)
 
 
-@torch.no_grad()
-def encode_prompts(model: DiffusionModel, prompts: list[str], device) -> torch.Tensor:
-    """Text-encoder hidden states (n, tokens, d) for ``prompts`` (padded to the model's length)."""
-    ids = model.tokenizer(
+def tokenize(model: DiffusionModel, prompts: list[str], device) -> torch.Tensor:
+    """Token ids (n, tokens) of ``prompts``, padded to the model's length (the one tokenizer call)."""
+    return model.tokenizer(
         prompts,
         padding="max_length",
         max_length=model.tokenizer.model_max_length,
         truncation=True,
         return_tensors="pt",
     ).input_ids.to(device)
-    return model.text_encoder(ids)[0]
+
+
+@torch.no_grad()
+def encode_prompts(model: DiffusionModel, prompts: list[str], device) -> torch.Tensor:
+    """Text-encoder hidden states (n, tokens, d) for ``prompts`` (padded to the model's length)."""
+    return model.text_encoder(tokenize(model, prompts, device))[0]
 
 
 def make_scheduler(name: str, scheduler_config: dict, pixel_space: bool):

@@ -1,0 +1,412 @@
+"""The diffusion training loop, shared by DreamBooth fine-tuning and base-model pretraining.
+
+``train_loop`` runs one iteration per batch (``settings.steps`` iterations): noise the batch at
+random timesteps, predict the noise (or v) from the prompts, MSE -- with prior preservation the
+batch also holds as many class examples, whose loss is added with ``prior_loss_weight``. An
+optional probe (active data selection, ``tgap.diffusion.active``) may skip a batch first.
+
+Every ``checkpoint_every`` iterations: weights, optimizer, LR schedule, the noise generator and
+the global RNG states go to ``ckpt_dir/step-NNNNNN``; a rerun with the same ``ckpt_dir`` resumes
+from the latest one and ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from tgap.device import peak_memory_mb, torch_dtype
+from tgap.diffusion.build import DiffusionModel, ModelError
+from tgap.diffusion.generate import encode_prompts, tokenize
+from tgap.seeding import derive_seed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopSettings:
+    """What ``train_loop`` needs from the config sections (one place, so pretrain can share it)."""
+
+    steps: int
+    batch_size: int
+    learning_rate: float
+    lr_warmup_steps: int = 0
+    lr_scheduler: str = "constant_with_warmup"
+    prior_loss_weight: float = 1.0
+    train_text_encoder: bool = False
+    lora_rank: int = 0
+    checkpoint_every: int = 100
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
+    attention: str = "sdpa"
+    seed: int = 0
+
+
+@dataclass
+class TrainData:
+    """Training examples in model space (pixels in [-1, 1], or VAE latents) and their prompts."""
+
+    x: torch.Tensor  # (n, c, h, w) instance examples
+    prompt_index: np.ndarray  # (n,) index into prompts
+    prompts: list[str]
+    images: np.ndarray  # (n, r, r) uint8, what the active-selection embedder sees
+    class_x: torch.Tensor | None = None  # (m, c, h, w) prior-preservation examples
+    class_prompt_index: int = -1
+    labels: list[str] = field(default_factory=list)  # per instance example (for logging)
+
+
+class BatchProbe(Protocol):
+    """Scores a batch before it is trained on; the loop skips it when the score is above
+    ``threshold`` (active data selection implements this)."""
+
+    threshold: float
+
+    def similarity(
+        self, model: DiffusionModel, data: TrainData, idx: np.ndarray, step: int
+    ) -> float: ...
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def batch_plan(n: int, batch_size: int, steps: int, seed: int) -> list[tuple[int, np.ndarray]]:
+    """``(epoch, instance indices)`` for every iteration: a fresh permutation per epoch.
+
+    An epoch is ``max(1, n // batch_size)`` batches of ``min(batch_size, n)`` images; the few
+    left over by the division are reached in later epochs through the new permutations.
+    """
+    per_epoch, size = max(1, n // batch_size), min(batch_size, n)
+    plan: list[tuple[int, np.ndarray]] = []
+    epoch = 0
+    while len(plan) < steps:
+        perm = np.random.default_rng(derive_seed(seed, "epoch", epoch)).permutation(n)
+        for j in range(per_epoch):
+            plan.append((epoch, perm[j * size : (j + 1) * size]))
+        epoch += 1
+    return plan[:steps]
+
+
+def make_batch(data: TrainData, instance_idx: np.ndarray, step: int):
+    """Instance examples, then (with prior preservation) as many class examples.
+
+    Returns ``(x, prompt indices, is_prior mask)``. Class examples cycle through the class
+    images in order, ``len(instance_idx)`` per iteration.
+    """
+    x = data.x[instance_idx]
+    prompt_index = data.prompt_index[instance_idx]
+    is_prior = np.zeros(len(instance_idx), dtype=bool)
+    if data.class_x is not None:
+        m, k = len(data.class_x), len(instance_idx)
+        class_idx = (np.arange(k) + step * k) % m
+        x = torch.cat([x, data.class_x[class_idx]])
+        prompt_index = np.concatenate([prompt_index, np.full(k, data.class_prompt_index)])
+        is_prior = np.concatenate([is_prior, np.ones(k, dtype=bool)])
+    return x, prompt_index, is_prior
+
+
+def dreambooth_loss(
+    pred: torch.Tensor, target: torch.Tensor, is_prior: np.ndarray, prior_loss_weight: float
+) -> tuple[torch.Tensor, float, float]:
+    """MSE on instance examples + ``prior_loss_weight`` x MSE on class examples.
+
+    Returns (loss, instance loss, prior loss) -- the last two as floats for the log (nan if absent).
+    """
+    prior = torch.as_tensor(is_prior, device=pred.device)
+    instance_loss = F.mse_loss(pred[~prior].float(), target[~prior].float())
+    if not prior.any():
+        return instance_loss, instance_loss.item(), float("nan")
+    prior_loss = F.mse_loss(pred[prior].float(), target[prior].float())
+    return instance_loss + prior_loss_weight * prior_loss, instance_loss.item(), prior_loss.item()
+
+
+def loss_summary(losses: list[float | None]) -> dict[str, float]:
+    """Mean loss of the first and last tenth of the trained steps (what logs and reports show)."""
+    trained = [v for v in losses if v is not None]
+    if not trained:
+        return {}
+    k = max(1, len(trained) // 10)
+    return {
+        "loss_first": round(float(np.mean(trained[:k])), 5),
+        "loss_last": round(float(np.mean(trained[-k:])), 5),
+    }
+
+
+# --------------------------------------------------------------------------- data
+
+
+def to_model_space(model: DiffusionModel, images: np.ndarray, seed: int) -> torch.Tensor:
+    """uint8 (n, r, r) -> pixels in [-1, 1] (n, 1, r, r), or VAE latents for latent models."""
+    x = torch.from_numpy(images).float().div(127.5).sub(1).unsqueeze(1)
+    if model.vae is None:
+        return x
+    gen = torch.Generator(device=model.vae.device).manual_seed(derive_seed(seed, "vae"))
+    out = []
+    with torch.no_grad():
+        for chunk in x.split(16):
+            rgb = chunk.repeat(1, 3, 1, 1).to(model.vae.device)
+            latents = model.vae.encode(rgb).latent_dist.sample(generator=gen)
+            out.append(latents * model.vae.config.scaling_factor)
+    return torch.cat(out)
+
+
+def check_resolution(model: DiffusionModel, resolution: int, where: str) -> None:
+    if resolution % model.size_factor or (model.vae is None and resolution != model.resolution):
+        raise ModelError(
+            f"{where}: resolution {resolution} cannot be used with model "
+            f"{model.info.get('kind')} (generates {model.resolution} px; sides must be multiples "
+            f"of {model.size_factor}{'' if model.vae else f' and equal {model.resolution}'})"
+        )
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": json.dumps(random.getstate()),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    version, internal, gauss = json.loads(state["python"])
+    random.setstate((version, tuple(internal), gauss))
+
+
+def latest_checkpoint(ckpt_dir: Path) -> Path | None:
+    done = sorted(p for p in ckpt_dir.glob("step-*") if (p / "state.pt").is_file())
+    return done[-1] if done else None
+
+
+def save_checkpoint(ckpt_dir, step, unet, text_encoder, optimizer, lr_sched, noise_gen, log_so_far):
+    """Write ``step-NNNNNN`` through a temp folder + rename; keep the latest two."""
+    final = ckpt_dir / f"step-{step:06d}"
+    tmp = ckpt_dir / f".tmp-step-{step:06d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, tmp / "unet.safetensors")
+    if text_encoder is not None:
+        state = {k: v.contiguous() for k, v in text_encoder.state_dict().items()}
+        save_file(state, tmp / "text_encoder.safetensors")
+    (tmp / "log.json").write_text(json.dumps(log_so_far))
+    torch.save(
+        {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "lr_scheduler": lr_sched.state_dict(),
+            "noise_generator": noise_gen.get_state(),
+            "rng": _rng_state(),
+        },
+        tmp / "state.pt",
+    )
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for old in sorted(ckpt_dir.glob("step-*"))[:-2]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(path, unet, text_encoder, optimizer, lr_sched, noise_gen) -> tuple[int, dict]:
+    unet.load_state_dict(load_file(path / "unet.safetensors"))
+    if text_encoder is not None:
+        text_encoder.load_state_dict(load_file(path / "text_encoder.safetensors"))
+    state = torch.load(path / "state.pt", weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    lr_sched.load_state_dict(state["lr_scheduler"])
+    noise_gen.set_state(state["noise_generator"])
+    _set_rng_state(state["rng"])
+    return int(state["step"]), json.loads((path / "log.json").read_text())
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _configure(model: DiffusionModel, settings: LoopSettings) -> list[torch.nn.Parameter]:
+    """Attention kernel, LoRA, gradient checkpointing; return the parameters to train."""
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    unet, text_encoder = model.unet, model.text_encoder
+    unet.set_attn_processor(AttnProcessor2_0() if settings.attention == "sdpa" else AttnProcessor())
+    if settings.lora_rank > 0:
+        from peft import LoraConfig
+
+        unet.requires_grad_(False)
+        unet.add_adapter(
+            LoraConfig(
+                r=settings.lora_rank,
+                lora_alpha=settings.lora_rank,
+                init_lora_weights="gaussian",
+                target_modules=["to_k", "to_q", "to_v", "to_out.0"],
+            )
+        )
+    else:
+        unet.requires_grad_(True)
+    unet.train()
+    params = [p for p in unet.parameters() if p.requires_grad]
+    if settings.train_text_encoder:
+        text_encoder.requires_grad_(True).train()
+        params += list(text_encoder.parameters())
+    if settings.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+        if settings.train_text_encoder:
+            text_encoder.gradient_checkpointing_enable()
+    return params
+
+
+def train_loop(
+    model: DiffusionModel,
+    data: TrainData,
+    settings: LoopSettings,
+    ckpt_dir: Path,
+    probe: BatchProbe | None = None,
+    desc: str = "dreambooth",
+) -> dict[str, Any]:
+    """Train ``model`` in place on ``data``; resume from ``ckpt_dir``; return the training log.
+
+    With a ``probe`` (active data selection), each batch is first scored by ``probe.similarity``
+    and skipped when the score is above ``probe.threshold``: a skipped iteration changes no
+    weights and does not advance the learning-rate schedule.
+    """
+    from diffusers import DDPMScheduler
+    from diffusers.optimization import get_scheduler
+
+    device = model.unet.device
+    dtype = torch_dtype(settings.mixed_precision, device)
+    noise_scheduler = DDPMScheduler.from_config(model.scheduler_config)
+    params = _configure(model, settings)
+    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=1e-2)
+    lr_sched = get_scheduler(
+        settings.lr_scheduler,
+        optimizer,
+        num_warmup_steps=settings.lr_warmup_steps,
+        num_training_steps=settings.steps,
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    noise_gen = torch.Generator(device=device).manual_seed(derive_seed(settings.seed, "noise"))
+    plan = batch_plan(len(data.x), settings.batch_size, settings.steps, settings.seed)
+    text_encoder = model.text_encoder if settings.train_text_encoder else None
+    prompt_ids = tokenize(model, data.prompts, device)
+    frozen_embeds = (
+        None if text_encoder is not None else encode_prompts(model, data.prompts, device)
+    )
+
+    record: dict[str, Any] = {
+        "loss": [],
+        "instance_loss": [],
+        "prior_loss": [],
+        "active": [],
+        "resumed_from": [],
+        "wall_time_s": 0.0,
+    }
+    start_step = 0
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    latest = latest_checkpoint(ckpt_dir)
+    if latest is not None:
+        start_step, record = load_checkpoint(
+            latest, model.unet, text_encoder, optimizer, lr_sched, noise_gen
+        )
+        record["resumed_from"].append(start_step)
+        log.info("resuming %s from %s (step %d of %d)", desc, latest, start_step, settings.steps)
+    else:
+        torch.manual_seed(derive_seed(settings.seed, "torch"))
+
+    t0 = time.perf_counter() - record["wall_time_s"]
+
+    def checkpoint_after(step: int) -> None:
+        """Every ``checkpoint_every`` iterations (not after the last: the model is saved then)."""
+        if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps:
+            record["wall_time_s"] = time.perf_counter() - t0
+            save_checkpoint(
+                ckpt_dir, step + 1, model.unet, text_encoder, optimizer, lr_sched, noise_gen, record
+            )
+
+    bar = tqdm(
+        range(start_step, settings.steps),
+        desc=desc,
+        unit="step",
+        initial=start_step,
+        total=settings.steps,
+    )
+    for step in bar:
+        epoch, idx = plan[step]
+        if probe is not None:
+            sim = probe.similarity(model, data, idx, step)
+            skipped = sim > probe.threshold
+            record["active"].append(
+                {
+                    "step": step,
+                    "epoch": epoch,
+                    "similarity": round(sim, 6),
+                    "skipped": bool(skipped),
+                }
+            )
+            if skipped:
+                for key in ("loss", "instance_loss", "prior_loss"):
+                    record[key].append(None)
+                bar.set_postfix(sim=f"{sim:.3f}", skipped=True)
+                checkpoint_after(step)
+                continue
+
+        x, p_idx, is_prior = make_batch(data, idx, step)
+        x = x.to(device)
+        noise = torch.randn(x.shape, generator=noise_gen, device=device)
+        t = torch.randint(
+            0,
+            noise_scheduler.config.num_train_timesteps,
+            (len(x),),
+            generator=noise_gen,
+            device=device,
+        )
+        noisy = noise_scheduler.add_noise(x, noise, t)
+        if noise_scheduler.config.prediction_type == "v_prediction":
+            target = noise_scheduler.get_velocity(x, noise, t)
+        else:
+            target = noise
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            if text_encoder is not None:
+                cond = text_encoder(prompt_ids[torch.as_tensor(p_idx, device=device)])[0]
+            else:
+                cond = frozen_embeds[torch.as_tensor(p_idx, device=device)]
+            pred = model.unet(noisy, t, encoder_hidden_states=cond).sample
+        loss, inst, prior = dreambooth_loss(pred, target, is_prior, settings.prior_loss_weight)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        scaler.step(optimizer)
+        scaler.update()
+        lr_sched.step()
+        record["loss"].append(round(loss.item(), 6))
+        record["instance_loss"].append(round(inst, 6))
+        record["prior_loss"].append(None if np.isnan(prior) else round(prior, 6))
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        checkpoint_after(step)
+    bar.close()
+    record["wall_time_s"] = round(time.perf_counter() - t0, 2)
+    record["peak_memory_mb"] = round(peak_memory_mb(device), 1)
+    if settings.lora_rank > 0:
+        model.unet.fuse_lora()  # merge the adapters so the output is a plain diffusers UNet
+        model.unet.unload_lora()
+    model.unet.eval().requires_grad_(False)
+    model.text_encoder.eval().requires_grad_(False)
+    return record
