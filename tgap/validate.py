@@ -120,7 +120,7 @@ def check_rows(
         available = pool.get(smallest, 0)
         if size > available:
             problems.append(
-                f"{where}: size {size} per label but the pool has only {available} {smallest!r} "
+                f"{where}: grid.sizes: {size} per label but the pool has only {available} {smallest!r} "
                 f"images (expected size <= {available})"
             )
             continue
