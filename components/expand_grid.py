@@ -17,7 +17,8 @@ def expand_grid(
 ) -> list:
     """The `{method, size, seed}` rows the fan-out runs, after the same validation a config file
     gets: a value edited in the run form that is wrong fails here, before any work."""
-    from tgap.config import config_from_parameters, expand_grid as run_expand
+    from tgap.config import config_from_parameters
+    from tgap.config import expand_grid as run_expand
 
     config = config_from_parameters(
         {
@@ -36,5 +37,8 @@ def expand_grid(
         }
     )
     rows = run_expand(config.grid.methods, config.grid.sizes, config.grid.seeds, config)
-    print(f"grid: {len(rows)} rows: " + ", ".join(f"{r['method']}/{r['size']}/{r['seed']}" for r in rows))
+    print(
+        f"grid: {len(rows)} rows: "
+        + ", ".join(f"{r['method']}/{r['size']}/{r['seed']}" for r in rows)
+    )
     return rows

@@ -207,9 +207,7 @@ def test_data_mistakes_stop_before_any_select_or_finetune(
     print(f"{case}: {seconds:.1f} s")
 
 
-def test_a_failed_run_names_task_and_log_and_its_folder_takes_the_next_try(
-    tmp_path, capsys
-):
+def test_a_failed_run_names_task_and_log_and_its_folder_takes_the_next_try(tmp_path, capsys):
     output = tmp_path / "run"
     code = main(_run([*FAST, "grid.sizes=[500]"], output))
     err = capsys.readouterr().err.strip().splitlines()

@@ -213,7 +213,9 @@ def test_runs_lists_newest_first_with_state_and_says_where_fter_is(server, capsy
             "state": "RUNNING",
             "created_at": "2026-11-16T03:00:00Z",
             "finished_at": "1970-01-01T00:00:00Z",
-            "runtime_config": {"parameters": {"methods": ["random", "active"], "sizes": [1, 2, 3], "seeds": [0]}},
+            "runtime_config": {
+                "parameters": {"methods": ["random", "active"], "sizes": [1, 2, 3], "seeds": [0]}
+            },
         },
         {
             "run_id": "r-old",

@@ -85,7 +85,9 @@ class Constraint:
 
     def _check_one(self, value: Any, where: str) -> None:
         if self.choices is not None and value not in self.choices:
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, self.choices))}")
+            raise ConfigError(
+                f"{where}: {value!r} is not one of {', '.join(map(str, self.choices))}"
+            )
         if self.check is not None:
             expected = self.check(value)
             if expected:
@@ -148,7 +150,6 @@ LR_SCHEDULERS = (
     "constant_with_warmup",
     "piecewise_constant",
 )
-
 
 
 @dataclass

@@ -67,7 +67,9 @@ def find_failure(
     if match and int(match.group(1)) < len(rows):
         row = rows[int(match.group(1))]
     log = task_dir / TASK_LOG
-    return TaskFailed(task_dir.name, row, message, log if log.is_file() else run_dir.parent.parent / RUN_LOG)
+    return TaskFailed(
+        task_dir.name, row, message, log if log.is_file() else run_dir.parent.parent / RUN_LOG
+    )
 
 
 class _Tee:
@@ -233,7 +235,11 @@ def run_local(
             shutil.copyfile(report_dir / name, output_dir / name)
     run_json.write_text(
         json.dumps(
-            {"status": "succeeded", "seconds": round(elapsed, 1), "report_artifact": str(report_dir)},
+            {
+                "status": "succeeded",
+                "seconds": round(elapsed, 1),
+                "report_artifact": str(report_dir),
+            },
             indent=2,
         )
         + "\n"
