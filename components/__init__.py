@@ -15,6 +15,7 @@ from kfp import dsl
 from components.compute_fter import compute_fter
 from components.embed import embed
 from components.evaluate_classifier import evaluate_classifier
+from components.expand_grid import expand_grid
 from components.finetune import finetune
 from components.generate import generate
 from components.ingest import ingest
@@ -22,6 +23,7 @@ from components.prepare_base_model import prepare_base_model
 from components.report import report
 from components.select_tuning_set import select_tuning_set
 from components.train_classifier import train_classifier
+from components.validate_run import validate_run
 
 CPU_STAGES = (
     ingest,
@@ -31,6 +33,8 @@ CPU_STAGES = (
     select_tuning_set,
     compute_fter,
     report,
+    expand_grid,
+    validate_run,
 )
 GPU_STAGES = (prepare_base_model, finetune, generate)
 

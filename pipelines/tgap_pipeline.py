@@ -20,7 +20,9 @@ from tgap.config import Config
 PARAMETER_HELP = {
     "run_name": "A name for this run, shown in the report.",
     "data": "Real data: source URI, format, resolution, label policy, patient-level split.",
-    "grid": "The fan-out: a list of {method, size, seed} rows, one branch each.",
+    "methods": "Tuning-set selection methods, e.g. [random, active]; one branch per method x size x seed.",
+    "sizes": "Tuning-set sizes (images per label), e.g. [500, 1000].",
+    "seeds": "Seeds, e.g. [0, 1, 2].",
     "select": "Tuning-set selection: embedders, k clusters, curated source, CLIP weights URI.",
     "diffusion": "Base generator: Stable Diffusion URI or the tiny preset, precision, device.",
     "prompt": "Prompt template, prompt word per label, identifier token, class prompt.",
@@ -54,7 +56,13 @@ def _without_nulls(value: Any) -> Any:
 def pipeline_arguments(config: Config) -> dict[str, Any]:
     """Every pipeline parameter for ``config``, explicitly (what the UI's compare view shows)."""
     values = _without_nulls(config.to_dict())
-    arguments: dict[str, Any] = {"run_name": config.name, "grid": config.grid_rows()}
+    grid = config.grid
+    arguments: dict[str, Any] = {
+        "run_name": config.name,
+        "methods": list(grid.methods),
+        "sizes": list(grid.sizes),
+        "seeds": list(grid.seeds),
+    }
     arguments.update({name: values[name] for name in SECTIONS})
     return arguments
 
@@ -87,7 +95,9 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
     def tgap(
         run_name: str = defaults["run_name"],
         data: dict = defaults["data"],
-        grid: list = defaults["grid"],
+        methods: list = defaults["methods"],
+        sizes: list = defaults["sizes"],
+        seeds: list = defaults["seeds"],
         select: dict = defaults["select"],
         diffusion: dict = defaults["diffusion"],
         prompt: dict = defaults["prompt"],
@@ -96,7 +106,26 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
         classifier: dict = defaults["classifier"],
         evaluation: dict = defaults["evaluation"],
     ):
-        ingest = cpu(c.ingest(data=data).set_display_name("ingest"))
+        # First: the same validation a config file gets, on the values this run was started
+        # with (a method typed in the UI's run form), then the grid rows the loop runs.
+        expanded = cpu(
+            c.expand_grid(
+                run_name=run_name,
+                methods=methods,
+                sizes=sizes,
+                seeds=seeds,
+                data=data,
+                select=select,
+                diffusion=diffusion,
+                prompt=prompt,
+                finetune=finetune,
+                generate=generate,
+                classifier=classifier,
+                evaluation=evaluation,
+            ).set_display_name("expand-grid")
+        )
+        grid = expanded.output
+        ingest = cpu(c.ingest(data=data).set_display_name("ingest").after(expanded))
         pool = ingest.outputs["pool"]
         real_train = ingest.outputs["real_train"]
         real_test = ingest.outputs["real_test"]
@@ -121,6 +150,20 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
                 "prepare-base-model"
             )
         )
+        # The data-dependent checks of every row; nothing below starts when one fails.
+        validated = cpu(
+            c.validate_run(
+                rows=grid,
+                pool=pool,
+                real_train=real_train,
+                base_model=base.outputs["base_model"],
+                data=data,
+                select=select,
+                generate=generate,
+            ).set_display_name("validate-run")
+        )
+        reference.after(validated)
+        embed.after(validated)
 
         with dsl.ParallelFor(grid, parallelism=cluster.parallelism) as row:
             selected = loop_cpu(
@@ -131,7 +174,9 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
                     row=row,
                     select=select,
                     generate=generate,
-                ).set_display_name("select")
+                )
+                .set_display_name("select")
+                .after(validated)
             )
             tuned = loop_gpu(
                 c.finetune(

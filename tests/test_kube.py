@@ -121,7 +121,7 @@ def test_submit_sends_every_pipeline_parameter_with_the_bearer_token(server, cap
     # ...which is every root parameter of the pipeline spec sent in the same request.
     spec_params = body["pipeline_spec"]["root"]["inputDefinitions"]["parameters"]
     assert set(params) == set(spec_params)
-    assert {row["seed"] for row in params["grid"]} == {0, 1}  # the override reached the run
+    assert params["seeds"] == [0, 1]  # the override reached the run
     for call in server.calls:
         assert call["headers"].get("authorization") == f"Bearer {TOKEN}"
     out = capsys.readouterr().out
@@ -213,7 +213,9 @@ def test_runs_lists_newest_first_with_state_and_says_where_fter_is(server, capsy
             "state": "RUNNING",
             "created_at": "2026-11-16T03:00:00Z",
             "finished_at": "1970-01-01T00:00:00Z",
-            "runtime_config": {"parameters": {"grid": [{"method": "random"}] * 6}},
+            "runtime_config": {
+                "parameters": {"methods": ["random", "active"], "sizes": [1, 2, 3], "seeds": [0]}
+            },
         },
         {
             "run_id": "r-old",
@@ -296,7 +298,7 @@ def test_compiled_spec_loads_with_kfps_own_loader(compiled):
     path, _, _ = compiled
     component = kfp.components.load_component_from_file(str(path))
     assert component.name == "tgap"
-    assert "grid" in component.component_spec.inputs
+    assert {"methods", "sizes", "seeds"} <= set(component.component_spec.inputs)
 
 
 def test_gpu_tasks_carry_accelerator_node_pool_toleration_and_retries(compiled):

@@ -7,7 +7,7 @@ import yaml
 from kfp import components
 
 from pipelines.tgap_pipeline import PARAMETER_HELP, compile_pipeline, pipeline_arguments
-from tgap.config import Config, load_config, section
+from tgap.config import Config, config_from_parameters, load_config, section
 
 COMMITTED = Path("pipelines/compiled/tgap.yaml")
 
@@ -67,7 +67,12 @@ def test_arguments_round_trip_to_the_same_config():
     # Nulls are dropped (KFP parameters cannot carry them) and numbers may come back as floats.
     config = load_config("pipelines/configs/thesis.yaml", ["data.age_min=20"])
     args = pipeline_arguments(config)
-    assert len(args["grid"]) == 105
+    assert (args["methods"], args["sizes"], args["seeds"]) == (
+        config.grid.methods,
+        config.grid.sizes,
+        config.grid.seeds,
+    )
+    assert len(config_from_parameters(args, config).grid_rows()) == 105
     for name in ("data", "select", "finetune", "generate", "classifier", "evaluation"):
         floats = yaml.safe_load(yaml.safe_dump(args[name]).replace(": 1\n", ": 1.0\n"))
         rebuilt = section(type(getattr(config, name)), floats, name)

@@ -124,8 +124,17 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from tgap.local_run import TaskFailed
+
     try:
         return args.func(args)
+    except TaskFailed as exc:
+        # Last, where it is seen: which task and row failed, its own message, its full log.
+        lines = exc.lines()
+        print(f"tgap: {lines[0]}", file=sys.stderr)
+        for line in lines[1:]:
+            print(f"tgap: error: {line}", file=sys.stderr)
+        return 1
     except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"tgap: error: {exc}", file=sys.stderr)
         return 2

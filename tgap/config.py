@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,7 +34,11 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Constraint:
-    """What a field's value must satisfy; ``describe()`` says it in words for the error."""
+    """What a field's value must satisfy; ``describe()`` says it in words for the error.
+
+    For lists, the bounds, ``choices``, ``multiple_of`` and ``check`` apply to every element;
+    ``min_len`` and ``unique`` to the list itself.
+    """
 
     ge: float | None = None
     gt: float | None = None
@@ -40,7 +46,12 @@ class Constraint:
     lt: float | None = None
     # For lists and strings: at least this many elements / characters.
     min_len: int | None = None
-    # For lists: the bounds apply to every element.
+    choices: tuple[Any, ...] | None = None
+    multiple_of: int | None = None
+    # For lists: no value twice (a repeated grid size would run the same branch twice).
+    unique: bool = False
+    # A custom check: ``check(value)`` returns None when fine, else what was expected (words).
+    check: Callable[[Any], str | None] | None = None
 
     def describe(self) -> str:
         parts = []
@@ -48,23 +59,39 @@ class Constraint:
             bound = getattr(self, name)
             if bound is not None:
                 parts.append(f"{symbol} {bound:g}")
+        if self.multiple_of is not None:
+            parts.append(f"a multiple of {self.multiple_of}")
+        if self.choices is not None:
+            parts.append(f"one of {', '.join(map(str, self.choices))}")
         if self.min_len is not None:
             parts.append(f"at least {self.min_len} element(s)")
+        if self.unique:
+            parts.append("no value twice")
         return " and ".join(parts)
 
-    def check(self, value: Any, where: str) -> None:
+    def check_value(self, value: Any, where: str) -> None:
         if value is None:
             return
         if isinstance(value, list | str):
             if self.min_len is not None and len(value) < self.min_len:
                 raise ConfigError(f"{where}: {value!r} is too short (expected {self.describe()})")
-            if isinstance(value, list):
-                for i, item in enumerate(value):
-                    self._check_number(item, f"{where}[{i}]")
+        if isinstance(value, list):
+            if self.unique and len(set(map(repr, value))) != len(value):
+                raise ConfigError(f"{where}: {value!r} repeats a value (expected no value twice)")
+            for i, item in enumerate(value):
+                self._check_one(item, f"{where}[{i}]")
             return
-        self._check_number(value, where)
+        self._check_one(value, where)
 
-    def _check_number(self, value: Any, where: str) -> None:
+    def _check_one(self, value: Any, where: str) -> None:
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(
+                f"{where}: {value!r} is not one of {', '.join(map(str, self.choices))}"
+            )
+        if self.check is not None:
+            expected = self.check(value)
+            if expected:
+                raise ConfigError(f"{where}: {value!r} is not valid (expected {expected})")
         if isinstance(value, bool) or not isinstance(value, int | float):
             return
         ok = (
@@ -72,6 +99,7 @@ class Constraint:
             and (self.gt is None or value > self.gt)
             and (self.le is None or value <= self.le)
             and (self.lt is None or value < self.lt)
+            and (self.multiple_of is None or value % self.multiple_of == 0)
         )
         if not ok:
             raise ConfigError(f"{where}: {value!r} is out of range (expected {self.describe()})")
@@ -100,10 +128,28 @@ def check_constraints(obj: Any, where: str = "") -> None:
             continue
         constraint = f.metadata.get("constraint")
         if constraint is not None:
-            constraint.check(value, path)
+            constraint.check_value(value, path)
 
 
 # --------------------------------------------------------------------------- sections
+def _names_label(template: str) -> str | None:
+    return None if "{label}" in template else "a template containing {label}"
+
+
+def _seconds(value: str) -> str | None:
+    return None if re.fullmatch(r"\d+s", value) else "a duration in seconds such as '60s'"
+
+
+# diffusers.optimization.get_scheduler names.
+LR_SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "piecewise_constant",
+)
 
 
 @dataclass
@@ -113,30 +159,32 @@ class SplitConfig:
     Fractions are of patients where the source has patient IDs, else of images; stratified by label.
     """
 
-    pool_fraction: float = 0.5
-    train_fraction: float = 0.3
-    test_fraction: float = 0.2
-    seed: int = 0
+    pool_fraction: float = param(0.5, gt=0, lt=1)
+    train_fraction: float = param(0.3, gt=0, lt=1)
+    test_fraction: float = param(0.2, gt=0, lt=1)
+    seed: int = param(0, ge=0)
 
 
 @dataclass
 class DataConfig:
     """Where the real images come from and how their labels map onto the run's labels."""
 
-    source: str = "../shared/data/pneumoniamnist"
+    source: str = param("../shared/data/pneumoniamnist", min_len=1)
     format: Literal["medmnist-npz", "nih-csv", "image-folder"] = "medmnist-npz"
     # nih-csv: metadata CSV and images folder, relative to `source` unless absolute / URIs.
     csv: str = ""
     images_dir: str = "images"
-    resolution: int = 32
-    labels: list[str] = field(default_factory=lambda: ["No Finding", "Unhealthy"])
+    resolution: int = param(32, ge=8)
+    labels: list[str] = param(
+        default_factory=lambda: ["No Finding", "Unhealthy"], min_len=2, unique=True
+    )
     # Source label -> run label. `default_label` takes every source label not listed ("" = error).
     label_policy: dict[str, str] = field(default_factory=lambda: {"No Finding": "No Finding"})
     default_label: str = "Unhealthy"
     view_positions: list[str] = field(default_factory=list)
-    age_min: int | None = None
-    age_max: int | None = None
-    max_images: int | None = None
+    age_min: int | None = param(None, ge=0)
+    age_max: int | None = param(None, ge=0)
+    max_images: int | None = param(None, ge=1)
     on_missing: Literal["fail", "skip"] = "fail"
     split: SplitConfig = field(default_factory=SplitConfig)
 
@@ -145,25 +193,26 @@ class DataConfig:
 class GridConfig:
     """The fan-out: one pipeline branch per (method, size, seed)."""
 
-    methods: list[str] = field(default_factory=lambda: ["random"])
-    sizes: list[int] = field(default_factory=lambda: [100])
-    seeds: list[int] = field(default_factory=lambda: [0])
+    # Method names are checked in `validate` (they depend on select.default_embedder).
+    methods: list[str] = param(default_factory=lambda: ["random"], min_len=1, unique=True)
+    sizes: list[int] = param(default_factory=lambda: [100], min_len=1, ge=1, unique=True)
+    seeds: list[int] = param(default_factory=lambda: [0], min_len=1, ge=0, unique=True)
 
 
 @dataclass
 class SelectConfig:
     """Tuning-set selection: embedders and clustering."""
 
-    k: int = 10
-    pixel_side: int = 16
-    n_neighbors: int = 10
+    k: int = param(10, ge=1)
+    pixel_side: int = param(16, ge=1)
+    n_neighbors: int = param(10, ge=1)
     # Embedding used by the methods that name none (`active`, `curated` pseudo-labels, retrieval).
     default_embedder: Literal["pixel", "clip", "classifier"] = "classifier"
     clip_model: str = "ViT-B-32"
     clip_weights: str = ""
     curated_source: str = ""
     curated_format: Literal["image-folder", "medmnist-npz", "nih-csv"] = "image-folder"
-    curated_threshold: float = 0.8
+    curated_threshold: float = param(0.8, ge=0, le=1)
 
 
 @dataclass
@@ -172,12 +221,12 @@ class DiffusionConfig:
 
     base_model: str = "tiny-pixel"
     tokenizer: str = "../shared/data/clip-tokenizer"
-    sample_size: int = 32
-    block_out_channels: list[int] = field(default_factory=lambda: [32, 64, 64])
-    layers_per_block: int = 1
-    cross_attention_dim: int = 64
-    text_hidden_size: int = 64
-    text_layers: int = 2
+    sample_size: int = param(32, ge=8)
+    block_out_channels: list[int] = param(default_factory=lambda: [32, 64, 64], min_len=1, ge=1)
+    layers_per_block: int = param(1, ge=1)
+    cross_attention_dim: int = param(64, ge=1)
+    text_hidden_size: int = param(64, ge=1)
+    text_layers: int = param(2, ge=1)
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     gradient_checkpointing: bool = False
     attention: Literal["sdpa", "default"] = "sdpa"
@@ -187,19 +236,19 @@ class DiffusionConfig:
     prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear"
     # Seed of the random initial weights and of the pretraining run.
-    seed: int = 0
+    seed: int = param(0, ge=0)
     # tiny-pixel only: pretrain on the real pool with the class prompt alone (label-free), a
     # stand-in for Stable Diffusion's pretraining, so DreamBooth is a real fine-tune. 0 = off.
-    pretrain_steps: int = 0
-    pretrain_batch_size: int = 32
-    pretrain_learning_rate: float = 1e-3
+    pretrain_steps: int = param(0, ge=0)
+    pretrain_batch_size: int = param(32, ge=1)
+    pretrain_learning_rate: float = param(1e-3, gt=0)
 
 
 @dataclass
 class PromptConfig:
     """Prompts shared by fine-tuning and generation."""
 
-    template: str = "an image of {label} chest X-ray"
+    template: str = param("an image of {label} chest X-ray", check=_names_label)
     # Run label -> word used in prompts (the thesis prompts `Healthy` for `No Finding`).
     words: dict[str, str] = field(default_factory=lambda: {"No Finding": "Healthy"})
     identifier: str = ""
@@ -211,8 +260,8 @@ class ActiveConfig:
     """Active data selection inside DreamBooth (the thesis's Algorithm 1)."""
 
     threshold: float = param(0.3, ge=-1.0, le=1.0)
-    n_generate: int = 4
-    sampler_steps: int = 10
+    n_generate: int = param(4, ge=1)
+    sampler_steps: int = param(10, ge=1)
     embedder: Literal["pixel", "clip", "classifier"] = "pixel"
     similarity: Literal["mean-embedding", "mean-pairwise"] = "mean-embedding"
 
@@ -222,19 +271,19 @@ class FinetuneConfig:
     """DreamBooth fine-tuning."""
 
     steps: int = param(800, ge=1)
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    lr_warmup_steps: int = 50
+    batch_size: int = param(32, ge=1)
+    learning_rate: float = param(1e-3, gt=0)
+    lr_warmup_steps: int = param(50, ge=0)
     with_prior_preservation: bool = False
-    num_class_images: int = 100
-    prior_loss_weight: float = 1.0
+    num_class_images: int = param(100, ge=1)
+    prior_loss_weight: float = param(1.0, ge=0)
     train_text_encoder: bool = False
-    lora_rank: int = 0
-    checkpoint_every: int = 100
+    lora_rank: int = param(0, ge=0)
+    checkpoint_every: int = param(100, ge=1)
     # diffusers.optimization.get_scheduler name (constant_with_warmup, cosine, linear, ...).
-    lr_scheduler: str = "constant_with_warmup"
+    lr_scheduler: str = param("constant_with_warmup", choices=LR_SCHEDULERS)
     # Sampler steps (DDIM) for the class images of prior preservation.
-    class_sampler_steps: int = 25
+    class_sampler_steps: int = param(25, ge=1)
     active: ActiveConfig = field(default_factory=ActiveConfig)
 
 
@@ -242,16 +291,17 @@ class FinetuneConfig:
 class GenerateConfig:
     """Sampling the synthetic set."""
 
-    n_per_label: int = param(500, ge=1)
-    batch_size: int = 64
+    # At least 2: the synthetic-trained classifier keeps one image per label to validate on.
+    n_per_label: int = param(500, ge=2)
+    batch_size: int = param(64, ge=1)
     scheduler: Literal["ddim", "ddpm", "dpm-solver++", "euler", "pndm"] = "ddim"
     steps: int = param(50, ge=1)
-    guidance_scale: float = 1.0
+    guidance_scale: float = param(1.0, ge=0)
     # Prompt of the "unconditional" half of classifier-free guidance. "" is the usual choice for
     # Stable Diffusion; the DreamBooth class prompt (e.g. "an image of chest X-ray") steers away
     # from the label-free prior, which prior preservation keeps trained. Unused at guidance 1.
     negative_prompt: str = ""
-    grid_images: int = 16
+    grid_images: int = param(16, ge=0)
 
 
 @dataclass
@@ -260,13 +310,13 @@ class ClassifierConfig:
 
     arch: Literal["small-cnn", "densenet121"] = "small-cnn"
     weights: str = ""
-    resolution: int = 32
-    epochs: int = 15
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    val_fraction: float = 0.15
+    resolution: int = param(32, ge=8)
+    epochs: int = param(15, ge=1)
+    batch_size: int = param(64, ge=1)
+    learning_rate: float = param(1e-3, gt=0)
+    val_fraction: float = param(0.15, gt=0, lt=1)
     augment: bool = True
-    patience: int = 4
+    patience: int = param(4, ge=1)
     # Training device: auto = CUDA when present (seeded runs are bit-identical on the CPU only).
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
@@ -276,19 +326,19 @@ class EvaluationConfig:
     """Statistics around the two-way evaluation."""
 
     bootstrap_resamples: int = param(1000, ge=1)
-    confidence: float = 0.95
-    supplementation_ratios: list[float] = field(default_factory=list)
+    confidence: float = param(0.95, gt=0, lt=1)
+    supplementation_ratios: list[float] = param(default_factory=list, ge=0)
     distribution_embedder: Literal["pixel", "clip", "classifier"] = "classifier"
-    near_copy_quantile: float = 0.01
+    near_copy_quantile: float = param(0.01, gt=0, lt=1)
     # k of the k-nearest-neighbour balls of precision/recall/density/coverage (Naeem et al. use 5).
-    prdc_k: int = 5
+    prdc_k: int = param(5, ge=1)
     # KID: mean of the unbiased MMD² over this many random subsets of at most kid_subset_size.
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
+    kid_subsets: int = param(100, ge=1)
+    kid_subset_size: int = param(1000, ge=2)
     # Memorisation distances: "pixels" (images at min(resolutions, 64) px, scaled to [0, 1]; what
     # "a copy" means to a reader) or "embedder" (the distribution embedder's space).
     memorisation_space: Literal["pixels", "embedder"] = "pixels"
-    closest_pairs: int = 8
+    closest_pairs: int = param(8, ge=0)
 
 
 @dataclass
@@ -297,7 +347,7 @@ class GpuConfig:
 
     accelerator: str = "nvidia.com/gpu"
     accelerator_type: str = ""
-    limit: int = 1
+    limit: int = param(1, ge=0)
     cpu_request: str = "4"
     memory_request: str = "16G"
     node_selector: dict[str, str] = field(default_factory=dict)
@@ -315,8 +365,8 @@ class ClusterConfig:
     gpu_image: str = "ghcr.io/tgap/tgap-cuda:0.1.0"
     gpu: GpuConfig = field(default_factory=GpuConfig)
     object_store_secret: str = ""
-    retries: int = 2
-    parallelism: int = 4
+    retries: int = param(2, ge=0)
+    parallelism: int = param(4, ge=1)
     model_cache_pvc: str = ""
     # Object-store secret: secret data key -> environment variable (the names tgap.storage reads).
     # Drop keys your secret lacks: a missing key stops the pod from starting.
@@ -332,9 +382,9 @@ class ClusterConfig:
     # mounted read-only, GOOGLE_APPLICATION_CREDENTIALS points at it.
     gcs_credentials_secret: str = ""
     # Retry backoff for the GPU stages (preemptible nodes): first wait, growth factor, give-up time.
-    retry_backoff: str = "60s"
-    retry_backoff_factor: float = 2.0
-    retry_backoff_max: str = "3600s"
+    retry_backoff: str = param("60s", check=_seconds)
+    retry_backoff_factor: float = param(2.0, ge=1)
+    retry_backoff_max: str = param("3600s", check=_seconds)
     # Model cache of the GPU stages, exported as TGAP_CACHE; "" = no cache volume. Backed by the
     # PVC `model_cache_pvc` when set, else by an emptyDir of at most `model_cache_size` ("" = no cap).
     model_cache_path: str = ""
@@ -369,12 +419,7 @@ class Config:
 
     def grid_rows(self) -> list[dict[str, Any]]:
         """The flat fan-out: one dict per (method, size, seed), in a stable order."""
-        return [
-            {"method": m, "size": int(n), "seed": int(s)}
-            for m in self.grid.methods
-            for n in self.grid.sizes
-            for s in self.grid.seeds
-        ]
+        return expand_grid(self.grid.methods, self.grid.sizes, self.grid.seeds, self)
 
 
 # --------------------------------------------------------------------------- loading
@@ -485,11 +530,20 @@ def parse_override(assignment: str) -> dict[str, Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({exc})") from None
+        raise ConfigError(
+            f"--set {key}: value {raw!r} is not valid YAML ({_yaml_problem(exc)})"
+        ) from None
     out: dict[str, Any] = value
     for part in reversed(key.strip().split(".")):
         out = {part: out}
     return out
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: where and what (PyYAML's own message spans several)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -506,7 +560,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         try:
             loaded = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -524,39 +578,127 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def validate(config: Config) -> None:
-    """Every field's declared constraint, then the relations between keys."""
+    """Every field's declared constraint, then the relations between keys.
+
+    The one static check of a run: ``load_config`` calls it, and so does the pipeline's first
+    task on the parameters a run was started with (``config_from_parameters``).
+    """
     from tgap.methods import parse_method
 
     check_constraints(config)
 
-    grid = config.grid
-    for key in ("methods", "sizes", "seeds"):
-        if not getattr(grid, key):
-            raise ConfigError(f"grid.{key}: empty; the grid needs at least one value")
-    for i, name in enumerate(grid.methods):
+    methods = []
+    for i, name in enumerate(config.grid.methods):
         try:
-            parse_method(name, config.select.default_embedder)
+            methods.append(parse_method(name, config.select.default_embedder))
         except ValueError as exc:
             raise ConfigError(f"grid.methods[{i}]: {exc}") from None
-    for i, size in enumerate(grid.sizes):
-        if size <= 0:
-            raise ConfigError(
-                f"grid.sizes[{i}]: {size} is not a positive number of images per label"
-            )
+    clustered = [m for m in methods if m.selection in ("spectral", "kmeans")]
+    if clustered and min(config.grid.sizes) < config.select.k:
+        raise ConfigError(
+            f"grid.sizes: {min(config.grid.sizes)} is smaller than select.k={config.select.k} "
+            f"clusters, which {clustered[0].name} needs at least one pick from each"
+        )
+    if any(m.selection == "curated" for m in methods) and not config.select.curated_source:
+        raise ConfigError(
+            "select.curated_source: '' but grid.methods has 'curated' (expected a folder, .npz "
+            "or URI of unlabelled images)"
+        )
+    clip_users = [m.name for m in methods if m.embedder == "clip"]
+    if "active" in config.grid.methods and config.finetune.active.embedder == "clip":
+        clip_users.append("finetune.active.embedder")
+    if config.evaluation.distribution_embedder == "clip":
+        clip_users.append("evaluation.distribution_embedder")
+    if clip_users and not config.select.clip_weights:
+        raise ConfigError(
+            f"select.clip_weights: '' but {clip_users[0]} uses the clip embedder (expected "
+            "open_clip weights, a path or URI; tgap never uses random weights as CLIP)"
+        )
+
     split = config.data.split
     total = split.pool_fraction + split.train_fraction + split.test_fraction
-    if (
-        abs(total - 1.0) > 1e-6
-        or min(split.pool_fraction, split.train_fraction, split.test_fraction) <= 0
-    ):
+    if abs(total - 1.0) > 1e-6:
         raise ConfigError(
-            "data.split: pool_fraction, train_fraction and test_fraction must be positive and sum "
-            f"to 1 (got {split.pool_fraction} + {split.train_fraction} + {split.test_fraction})"
+            "data.split: pool_fraction, train_fraction and test_fraction must sum to 1 "
+            f"(got {split.pool_fraction} + {split.train_fraction} + {split.test_fraction})"
         )
-    if len(set(config.data.labels)) != len(config.data.labels) or len(config.data.labels) < 2:
+    data = config.data
+    if data.age_min is not None and data.age_max is not None and data.age_min > data.age_max:
         raise ConfigError(
-            f"data.labels: need at least two distinct labels, got {config.data.labels}"
+            f"data.age_min: {data.age_min} is above data.age_max={data.age_max} (expected <=)"
         )
+    if data.format == "nih-csv" and not data.csv:
+        raise ConfigError("data.csv: '' but data.format is nih-csv (expected the metadata CSV)")
+
+    diffusion = config.diffusion
+    if diffusion.base_model == "tiny-pixel":
+        # The pixel-space preset generates at sample_size and halves it at every level but the last.
+        factor = 2 ** (len(diffusion.block_out_channels) - 1)
+        if diffusion.sample_size % factor:
+            raise ConfigError(
+                f"diffusion.sample_size: {diffusion.sample_size} is not a multiple of {factor} "
+                f"(expected one: {len(diffusion.block_out_channels)} UNet levels halve it)"
+            )
+        if data.resolution != diffusion.sample_size:
+            raise ConfigError(
+                f"data.resolution: {data.resolution} but the tiny-pixel model generates "
+                f"{diffusion.sample_size} px (expected data.resolution == diffusion.sample_size)"
+            )
+    if config.classifier.weights and config.classifier.arch != "densenet121":
+        raise ConfigError(
+            f"classifier.weights: set but classifier.arch is {config.classifier.arch!r} "
+            "(expected densenet121, the only arch with pretrained weights)"
+        )
+    ratios = config.evaluation.supplementation_ratios
+    n = config.generate.n_per_label
+    if ratios and max(ratios) > 0 and int(n / max(ratios)) < 2:
+        raise ConfigError(
+            f"evaluation.supplementation_ratios: ratio {max(ratios):g} leaves "
+            f"{int(n / max(ratios))} real images per label with generate.n_per_label={n} "
+            f"(expected n_per_label >= {2 * max(ratios):g})"
+        )
+
+
+def expand_grid(
+    methods: list[str], sizes: list[int], seeds: list[int], config: Config | None = None
+) -> list[dict[str, Any]]:
+    """The flat fan-out, one ``{method, size, seed}`` dict per branch in a stable order.
+
+    The same validation as a config file (with ``config``'s other sections): the pipeline's
+    first task calls this on the ``methods``, ``sizes`` and ``seeds`` a run was started with
+    (numbers may arrive as integral floats from KFP).
+    """
+    grid = section(
+        GridConfig, {"methods": list(methods), "sizes": list(sizes), "seeds": list(seeds)}, "grid"
+    )
+    validate(dataclasses.replace(config or Config(), grid=grid))
+    return [
+        {"method": m, "size": int(n), "seed": int(s)}
+        for m in grid.methods
+        for n in grid.sizes
+        for s in grid.seeds
+    ]
+
+
+def config_from_parameters(parameters: dict[str, Any], base: Config | None = None) -> Config:
+    """A whole config from pipeline parameters (``run_name``, ``methods``, ``sizes``, ``seeds``
+    and one dict per section), validated like a config file; ``base`` gives what a run does not
+    pass (``cluster``, ``description``)."""
+    base = base or Config()
+    values = dict(parameters)
+    kwargs: dict[str, Any] = {}
+    if "run_name" in values:
+        kwargs["name"] = values.pop("run_name")
+    grid = {k: values.pop(k) for k in ("methods", "sizes", "seeds") if k in values}
+    kwargs["grid"] = section(GridConfig, {**dataclasses.asdict(base.grid), **grid}, "grid")
+    hints = typing.get_type_hints(Config)
+    for name, value in values.items():
+        if name not in hints or not dataclasses.is_dataclass(hints[name]):
+            raise ConfigError(f"{name}: not a pipeline parameter of tgap")
+        kwargs[name] = section(hints[name], value, name)
+    config = dataclasses.replace(base, **kwargs)
+    validate(config)
+    return config
 
 
 def section(cls: type[T], values: dict[str, Any], where: str) -> T:

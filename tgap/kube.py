@@ -169,7 +169,10 @@ def _duration(run: Any) -> str:
 
 def _grid_size(run: Any) -> str:
     params = (run.runtime_config.parameters or {}) if run.runtime_config else {}
-    grid = params.get("grid")
+    axes = [params.get(name) for name in ("methods", "sizes", "seeds")]
+    if all(isinstance(axis, list) for axis in axes):
+        return str(len(axes[0]) * len(axes[1]) * len(axes[2]))
+    grid = params.get("grid")  # runs from before the grid was three parameters
     return str(len(grid)) if isinstance(grid, list) else "?"
 
 

@@ -3,18 +3,91 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import logging
 import os
+import re
 import shutil
+import sys
 import time
 from pathlib import Path
 
 from tgap.config import Config, ConfigError
+from tgap.provenance import FAILURE, TASK_LOG, TASK_LOG_ENV
 
 log = logging.getLogger("tgap")
 
 REPORT_FILES = ("results.csv", "results.json", "report.html", "summary.md", "metrics.json")
+RUN_LOG = "run.log"
+
+
+class TaskFailed(RuntimeError):
+    """A pipeline task failed; the message is the task's own, ``lines()`` what the CLI ends with."""
+
+    def __init__(self, task: str, row: dict | None, message: str, log: Path | None):
+        self.task, self.row, self.message, self.log = task, row, message, log
+        super().__init__(message)
+
+    def where(self) -> str:
+        if not self.row:
+            return f"task {self.task}"
+        return f"task {self.task} (grid row {self.row['method']}/{self.row['size']}/{self.row['seed']})"
+
+    def lines(self) -> list[str]:
+        log = f"; its full log: {self.log}" if self.log else ""
+        return [f"{self.where()} failed{log}", *self.message.splitlines()]
+
+
+def find_failure(
+    run_dir: Path, rows: list[dict], kfp_message: str = "", run_log: str = ""
+) -> TaskFailed:
+    """The failed task of a kfp.local run folder: its name, grid row, own message and log.
+
+    Stages leave ``failure.json`` in their task folder (``tgap.provenance.timed_stage``); a task
+    that failed before its stage began is the one folder without kfp's ``executor_output.json``.
+    """
+    records = sorted(run_dir.glob(f"**/{FAILURE}"), key=lambda p: p.stat().st_mtime)
+    if records:
+        task_dir = records[-1].parent
+        message = json.loads(records[-1].read_text())["message"]
+    else:
+        tasks = [d for d in run_dir.iterdir() if d.is_dir() and not d.name.startswith("for-loop-")]
+        tasks += [d for it in run_dir.glob("for-loop-*") for d in it.iterdir() if d.is_dir()]
+        unfinished = [d for d in tasks if not (d / "executor_output.json").exists()]
+        task_dir = max(unfinished, key=lambda p: p.stat().st_mtime) if unfinished else None
+        # The last exception line the task printed (its traceback is in the run's log).
+        raised = re.findall(r"^\s*[\w.]*(?:Error|Exception): (.+)$", run_log, re.MULTILINE)
+        message = raised[-1] if raised else "no message recorded; the task's error is in the log"
+        if task_dir is None:  # kfp.local's own words: "Inner task failed: 'name' inside ..."
+            named = re.search(r"Inner task failed: '([^']+)'", kfp_message)
+            return TaskFailed(named.group(1) if named else "?", None, message, None)
+    row = None
+    match = re.fullmatch(r"for-loop-\d+-iteration-(\d+)", task_dir.parent.name)
+    if match and int(match.group(1)) < len(rows):
+        row = rows[int(match.group(1))]
+    log = task_dir / TASK_LOG
+    return TaskFailed(
+        task_dir.name, row, message, log if log.is_file() else run_dir.parent.parent / RUN_LOG
+    )
+
+
+class _Tee:
+    """sys.stdout that also writes to a file: kfp.local prints every task's output there."""
+
+    def __init__(self, stream, path: Path):
+        self.stream, self.file = stream, open(path, "a")
+
+    def write(self, text: str) -> int:
+        self.file.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.file.flush()
+        self.stream.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
 
 
 def resolve_local_paths(config: Config) -> Config:
@@ -120,15 +193,55 @@ def run_local(
     else:
         pipeline = components.load_component_from_file(str(pipeline_file))
     started = time.perf_counter()
-    pipeline(**pipeline_arguments(config))
+    before = set(pipeline_root.iterdir())
+    run_json = output_dir / "run.json"
+    stdout, env = sys.stdout, os.environ.get(TASK_LOG_ENV)
+    sys.stdout = _Tee(stdout, output_dir / RUN_LOG)
+    os.environ[TASK_LOG_ENV] = "1"
+    try:
+        pipeline(**pipeline_arguments(config))
+    except RuntimeError as exc:
+        new = [d for d in pipeline_root.iterdir() if d.is_dir() and d not in before]
+        run_dir = max(new, key=lambda p: p.stat().st_mtime) if new else pipeline_root
+        kfp_message = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+        sys.stdout.flush()
+        run_log = (output_dir / RUN_LOG).read_text(errors="replace")
+        failure = find_failure(run_dir, config.grid_rows(), kfp_message, run_log)
+        record = {
+            "status": "failed",
+            "task": failure.task,
+            "row": failure.row,
+            "message": failure.message,
+            "log": str(failure.log) if failure.log else str(output_dir / RUN_LOG),
+            "kfp": kfp_message,
+            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        run_json.write_text(json.dumps(record, indent=2) + "\n")
+        raise failure from None
+    finally:
+        sys.stdout.flush()
+        sys.stdout.file.close()
+        sys.stdout = stdout
+        if env is None:
+            os.environ.pop(TASK_LOG_ENV, None)
+        else:
+            os.environ[TASK_LOG_ENV] = env
     elapsed = time.perf_counter() - started
 
     report_dir = find_report_folder(pipeline_root)
     for name in REPORT_FILES:
         if (report_dir / name).exists():
             shutil.copyfile(report_dir / name, output_dir / name)
-    (output_dir / "run.json").write_text(
-        json.dumps({"seconds": round(elapsed, 1), "report_artifact": str(report_dir)}, indent=2)
+    run_json.write_text(
+        json.dumps(
+            {
+                "status": "succeeded",
+                "seconds": round(elapsed, 1),
+                "report_artifact": str(report_dir),
+            },
+            indent=2,
+        )
         + "\n"
     )
     log.info("pipeline finished in %.0f s; report in %s", elapsed, output_dir / "report.html")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
+import sys
+import threading
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
@@ -40,15 +44,86 @@ STAGE_TIME = "stage_time.json"
 STAGE_SECONDS = "stage_seconds.json"
 
 
+FAILURE = "failure.json"
+TASK_LOG = "task.log"
+# Set by local runs: each stage then also writes its whole output to <task folder>/task.log.
+TASK_LOG_ENV = "TGAP_TASK_LOGS"
+
+
+@contextmanager
+def _tee_output(path: Path | None) -> Iterator[None]:
+    """Copy everything written to file descriptors 1 and 2 (Python, C, subprocesses) to ``path``."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    saved = os.dup(1), os.dup(2)
+    os.dup2(write_end, 1)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump() -> None:
+        with open(path, "ab") as log:
+            while chunk := os.read(read_end, 65536):
+                os.write(saved[0], chunk)
+                log.write(chunk)
+                log.flush()
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        if sys.exc_info()[1] is not None:  # the traceback belongs in the task's log too
+            print(traceback.format_exc(), file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)  # closes the pipe's last write ends: the pump sees EOF
+        os.dup2(saved[1], 2)
+        thread.join()
+        os.close(read_end)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
 @contextmanager
 def timed_stage(stage: str, out_dir: str | Path) -> Iterator[None]:
-    """Time a stage and leave ``stage_time.json`` in its output folder (for the report)."""
+    """Time a stage and leave ``stage_time.json`` in its output folder (for the report).
+
+    When the stage raises, ``failure.json`` (stage, exception type, message, traceback) goes into
+    the task's folder, the parent of ``out_dir``: a local run reads it to end with the task's own
+    message instead of kfp.local's "Inner task failed".
+    """
     started = time.perf_counter()
-    yield
+    task_dir = Path(out_dir).parent
+    log_path = task_dir / TASK_LOG if os.environ.get(TASK_LOG_ENV) else None
+    with _tee_output(log_path):
+        try:
+            yield
+        except Exception as exc:
+            _record_failure(stage, exc, task_dir)
+            raise
     seconds = round(time.perf_counter() - started, 2)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / STAGE_TIME).write_text(json.dumps({"stage": stage, "seconds": seconds}) + "\n")
+
+
+def _record_failure(stage: str, exc: Exception, task_dir: Path) -> None:
+    record = {
+        "stage": stage,
+        "type": type(exc).__name__,
+        "message": str(exc) or type(exc).__name__,
+        "traceback": traceback.format_exc(),
+    }
+    try:  # never let the record hide the stage's own error
+        task_dir.mkdir(parents=True, exist_ok=True)
+        (task_dir / FAILURE).write_text(json.dumps(record, indent=2) + "\n")
+    except OSError:
+        pass
 
 
 def read_stage_times(folders: dict[str, str | Path]) -> dict[str, float]:

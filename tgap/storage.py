@@ -19,6 +19,7 @@ Environment (on a cluster from a Kubernetes secret; never in pipeline parameters
     ``TGAP_STORAGE_RETRIES``    attempts on transient errors (default 5)
     ``TGAP_STORAGE_BACKOFF``    first backoff in seconds, doubled per attempt (default 0.5)
     ``TGAP_STORAGE_TIMEOUT``    connect/read timeout in seconds (default 30)
+    ``TGAP_STORAGE_DEADLINE``   no retry starts after this many seconds of one call (default 120)
     ``TGAP_CACHE``              download cache folder (default ``~/.cache/tgap``)
 
 Writes are atomic: local files go through a temp file + ``os.replace``; an S3 or GCS object is
@@ -113,6 +114,8 @@ def _retrying(
     """Run ``call``; retry transient failures with exponential backoff, then fail clearly."""
     attempts = max(1, int(_env_float("TGAP_STORAGE_RETRIES", 5)))
     backoff = _env_float("TGAP_STORAGE_BACKOFF", 0.5)
+    # Bounded in time too: a blackholed endpoint costs a timeout per attempt.
+    deadline = time.monotonic() + _env_float("TGAP_STORAGE_DEADLINE", 120.0)
     for attempt in range(1, attempts + 1):
         try:
             return call()
@@ -121,12 +124,12 @@ def _retrying(
         except Exception as exc:
             if not transient(exc):
                 raise
-            if attempt == attempts:
+            wait = backoff * 2 ** (attempt - 1)
+            if attempt == attempts or time.monotonic() + wait > deadline:
                 raise StorageError(
-                    f"{uri}: {what} failed after {attempts} attempts: endpoint unreachable or "
+                    f"{uri}: {what} failed after {attempt} attempts: endpoint unreachable or "
                     f"unavailable ({type(exc).__name__}: {_short(exc)})"
                 ) from None
-            wait = backoff * 2 ** (attempt - 1)
             log.warning(
                 "%s: %s failed (%s), retry %d/%d in %.1fs",
                 uri,
