@@ -431,7 +431,7 @@ def _split_of(mapping: dict[str, str]) -> dict[str, str]:
     return {key: ("" if key == "pool_and_train" else key) for key in mapping}
 
 
-def _folder_rows(data: DataConfig) -> tuple[list[Row], dict[str, Any]]:
+def _folder_rows(data: DataConfig, label: bool = True) -> tuple[list[Row], dict[str, Any]]:
     """``<source>/[<split folder>/]<label>/**/<image>``; a missing split folder is an error."""
     prefix = data.source.rstrip("/") + "/"
     uris = [u for u in _list(data.source, "data.source") if is_image_name(u)]
@@ -470,7 +470,8 @@ def _folder_rows(data: DataConfig) -> tuple[list[Row], dict[str, Any]]:
         raise IngestError(
             f"{data.source}: no images ({', '.join(IMAGE_SUFFIXES)}) in label folders"
         )
-    map_labels(rows, data, data.source)
+    if label:
+        map_labels(rows, data, data.source)
     return rows, {"rows_read": len(rows), "filtered_out": 0, "outside_split_folders": outside}
 
 
@@ -530,7 +531,7 @@ def _one_hot(value: str, where: str) -> str:
     raise IngestError(f"{where}: {value!r} is not 1, 0, -1 or blank")
 
 
-def _csv_rows(data: DataConfig) -> tuple[list[Row], dict[str, Any]]:
+def _csv_rows(data: DataConfig, label: bool = True) -> tuple[list[Row], dict[str, Any]]:
     """Rows of a CheXpert/MIMIC-style manifest: views filtered, labels and splits mapped."""
     fmt = data.csv_format
     csv_uri, base = _csv_uri(data)
@@ -618,7 +619,8 @@ def _csv_rows(data: DataConfig) -> tuple[list[Row], dict[str, Any]]:
         raise IngestError(
             f"{csv_uri}: all {counts['read']} rows removed by the filters ({dict(counts)})"
         )
-    map_labels(rows, data, csv_uri)
+    if label:
+        map_labels(rows, data, csv_uri)
     info = {
         "csv": csv_uri,
         "rows_read": counts["read"],
@@ -1085,14 +1087,16 @@ def read_external_set(
     if is_csv:
         data.csv_format.path_column, data.csv_format.label_column = "path", "label"
     try:
-        rows, _ = _csv_rows(data) if is_csv else _folder_rows(data)
+        rows, _ = _csv_rows(data, label=False) if is_csv else _folder_rows(data, label=False)
     except IngestError as exc:
         raise IngestError(f"{key}: {exc}") from None
     found = sorted({r.source_label for r in rows})
-    if set(found) != set(labels) or any(r.label != r.source_label for r in rows):
+    if set(found) != set(labels):
         raise IngestError(
             f"{key}: {uri} has labels {found}, which differ from data.labels {list(labels)}"
         )
+    for row in rows:
+        row.label = row.source_label
     rows.sort(key=lambda r: r.source)
     digests: dict[str, str] = {}
 
