@@ -40,6 +40,7 @@ def finetune(
         logging.getLogger("tgap").warning(message)
         with timed_stage("fine-tune", model.path):
             log = {"method": method.name, "fine_tuned": False, "message": message}
+            Path(model.path).mkdir(parents=True, exist_ok=True)
             (Path(model.path) / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
         return
     embedder = None
