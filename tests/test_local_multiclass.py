@@ -149,7 +149,11 @@ def test_external_cell_has_its_file_hash_and_no_fine_tune_or_generation(run):
         assert cell[key] is not None and math.isfinite(cell[key]), key
     # fine-tune copied no base model for it: its model folder holds the log only.
     models = [p.parent for p in (out / "artifacts").glob("**/finetune*/model/training_log.json")]
-    external_models = [m for m in models if "external" in (m / "training_log.json").read_text()]
+    external_models = [
+        m
+        for m in models
+        if json.loads((m / "training_log.json").read_text()).get("method") == "external:mine"
+    ]
     assert external_models and all(
         sorted(p.name for p in m.iterdir()) == ["stage_time.json", "training_log.json"]
         for m in external_models
