@@ -18,6 +18,7 @@ def finetune(
 
     Methods that do not fine-tune (no-finetune, retrieval) pass the base model through and say
     so in training_log.json: kfp.local cannot branch on loop items, so the stage dispatches.
+    `external:<name>` writes only that log.
     """
     from tgap.config import DiffusionConfig, FinetuneConfig, PromptConfig, SelectConfig, section
     from tgap.diffusion.dreambooth import finetune as run_finetune
@@ -29,6 +30,19 @@ def finetune(
     select_cfg = section(SelectConfig, select, "select")
     finetune_cfg = section(FinetuneConfig, finetune, "finetune")
     method = parse_method(row["method"], select_cfg.default_embedder)
+    if method.generator == "external":
+        import json
+        import logging
+        from pathlib import Path
+
+        # An external set was generated elsewhere: nothing to fine-tune, and no model to copy.
+        message = f"not fine-tuned: method {method.name} evaluates select.external_sets"
+        logging.getLogger("tgap").warning(message)
+        with timed_stage("fine-tune", model.path):
+            log = {"method": method.name, "fine_tuned": False, "message": message}
+            Path(model.path).mkdir(parents=True, exist_ok=True)
+            (Path(model.path) / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
+        return
     embedder = None
     if method.generator == "dreambooth-active":
         embedder = get_embedder(finetune_cfg.active.embedder, select_cfg, reference_classifier.path)

@@ -13,19 +13,25 @@ def generate(
     generate: dict,
     synthetic: Output[Dataset],
 ) -> None:
-    """Generate n images per label; for the `retrieval` method, the retrieved real images stand in."""
+    """Generate n images per label; for `retrieval` the retrieved real images stand in, for
+    `external:<name>` the external set (select wrote both into `retrieved`)."""
     import logging
     import shutil
 
     from tgap.config import DataConfig, DiffusionConfig, GenerateConfig, PromptConfig, section
     from tgap.diffusion.generate import generate_image_set
     from tgap.imageset import ImageSet, write_label_grids
+    from tgap.methods import parse_method
     from tgap.provenance import timed_stage
 
     generate_cfg = section(GenerateConfig, generate, "generate")
-    if row["method"] == "retrieval":
+    stand_in = {
+        "retrieval": "the retrieved real set",
+        "external": "the external set (select.external_sets), read by select",
+    }.get(parse_method(row["method"]).generator)
+    if stand_in:
         logging.getLogger("tgap").warning(
-            "method retrieval: no images generated; the synthetic side is the retrieved real set"
+            "method %s: no images generated; the synthetic side is %s", row["method"], stand_in
         )
         shutil.copytree(retrieved.path, synthetic.path, dirs_exist_ok=True)
         write_label_grids(

@@ -11,10 +11,9 @@ def ingest(
     summary: Output[Markdown],
 ) -> None:
     """Read the source in `data`, map labels, split by patient, write three image sets."""
-    import json
-
     from tgap.config import DataConfig, section
     from tgap.ingest import ingest as run_ingest
+    from tgap.ingest import summary_markdown
     from tgap.provenance import timed_stage
 
     with timed_stage("ingest", pool.path):
@@ -22,4 +21,4 @@ def ingest(
             section(DataConfig, data, "data"), pool.path, real_train.path, real_test.path
         )
     with open(summary.path, "w") as fh:
-        fh.write("# Ingest summary\n\n```json\n" + json.dumps(result, indent=2) + "\n```\n")
+        fh.write(summary_markdown(result))

@@ -29,6 +29,7 @@ def report(
     from pathlib import Path
 
     from tgap.config import Config, section
+    from tgap.imageset import ImageSet
     from tgap.provenance import collect_provenance, read_stage_times
     from tgap.report import build_report
 
@@ -61,6 +62,8 @@ def report(
             "prepare-base-model": base_model.path,
         }
     )
+    # How ingest split the data (patients known or not, official splits, skipped files).
+    provenance["ingest"] = ImageSet(pool.path).info.get("ingest", {})
     out = build_report(cell_dirs, config, provenance, results.path)
     shutil.copyfile(Path(results.path) / "report.html", html.path)
     shutil.copyfile(Path(results.path) / "summary.md", summary.path)

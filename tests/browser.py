@@ -66,6 +66,13 @@ return {
   resources: performance.getEntriesByType('resource').map(e => e.name),
   tables: {cells: table('cells'), s2r: table('table-s2r'), r2s: table('table-r2s')},
   scripts: document.scripts.length,
+  // Layout: does each table fit the width its container gives it (no sideways scrolling)?
+  layout: {viewport: window.innerWidth, page: document.documentElement.scrollWidth,
+    tables: Object.fromEntries(Array.from(document.querySelectorAll('table[id]')).map(t => {
+      const box = t.parentElement;
+      return [t.id, {right: t.getBoundingClientRect().right, width: t.scrollWidth,
+                     room: box.clientWidth}];
+    }))},
 };
 """
 

@@ -221,7 +221,9 @@ def test_medmnist_keeps_the_official_test_split_and_maps_class_numbers(tmp_path)
     i = int(record.original_id.split("/")[1])
     assert np.array_equal(test.load(0), npz["test_images"][i])
     assert record.label == ("No Finding", "Unhealthy")[int(npz["test_labels"][i, 0])]
-    assert summary["shared_patients_total"] == 0
+    # MedMNIST has no patient IDs: the summary says so, never "0 patients shared".
+    assert summary["shared_patients_total"] is None and summary["patients_known"] is False
+    assert "leakage is possible" in summary["leakage_warning"]
 
 
 def test_image_folder_labels_come_from_the_first_folder_level(tmp_path) -> None:

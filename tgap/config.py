@@ -166,11 +166,39 @@ class SplitConfig:
 
 
 @dataclass
+class CsvFormatConfig:
+    """``data.format: csv``: which columns of the manifest (``data.csv``) hold what.
+
+    Labels come from one column (``label_column``) or from one-hot finding columns
+    (``label_columns``, CheXpert: 1 positive, 0 negative, -1 uncertain, blank not mentioned);
+    the positive findings, joined by ``|`` in column order, are the source label that
+    ``data.label_policy`` maps (as NIH's ``Finding Labels``).
+    """
+
+    path_column: str = param("Path", min_len=1)
+    # Folder the paths are relative to, relative to `data.source` ("" = source itself).
+    root: str = ""
+    label_column: str = ""
+    label_columns: list[str] = field(default_factory=list)
+    # "" = patient IDs from data.patient_id_pattern on the path (or none).
+    patient_column: str = ""
+    # Official splits: run split -> value in split_column, keys as data.split_folders.
+    split_column: str = ""
+    split_values: dict[str, str] = field(default_factory=dict)
+    # Rows whose view_column is not in data.view_positions are left out ("" = no filter).
+    view_column: str = ""
+    # One-hot cells: -1 (uncertain) counts as positive, negative, or drops the row; blank
+    # counts as negative or drops the row.
+    uncertain: Literal["positive", "negative", "drop"] = "drop"
+    blank: Literal["negative", "drop"] = "negative"
+
+
+@dataclass
 class DataConfig:
     """Where the real images come from and how their labels map onto the run's labels."""
 
     source: str = param("../shared/data/pneumoniamnist", min_len=1)
-    format: Literal["medmnist-npz", "nih-csv", "image-folder"] = "medmnist-npz"
+    format: Literal["medmnist-npz", "nih-csv", "image-folder", "csv"] = "medmnist-npz"
     # nih-csv: metadata CSV and images folder, relative to `source` unless absolute / URIs.
     csv: str = ""
     images_dir: str = "images"
@@ -187,6 +215,19 @@ class DataConfig:
     max_images: int | None = param(None, ge=1)
     on_missing: Literal["fail", "skip"] = "fail"
     split: SplitConfig = field(default_factory=SplitConfig)
+    # Patient IDs: a regex with one group, searched in each image's path relative to `source`
+    # (image-folder; csv without patient_column), e.g. person(\d+)_. "" = none known: the split
+    # is by image and the summary says leakage is possible.
+    patient_id_pattern: str = ""
+    # A path the pattern does not match: an error, or its own patient (counted in the summary).
+    on_unmatched: Literal["fail", "own-patient"] = "fail"
+    # Official splits (image-folder): run split -> subfolder of `source`, e.g.
+    # {test: test, pool_and_train: train}; keys test + pool_and_train, or test + pool + train.
+    split_folders: dict[str, str] = field(default_factory=dict)
+    # An image that does not decode: stop, or leave it out and list it (summary, dataset.json, report).
+    on_corrupt: Literal["fail", "skip"] = "fail"
+    # format csv: a manifest with one row per image (CheXpert / MIMIC-CXR style).
+    csv_format: CsvFormatConfig = field(default_factory=CsvFormatConfig)
 
 
 @dataclass
@@ -213,6 +254,9 @@ class SelectConfig:
     curated_source: str = ""
     curated_format: Literal["image-folder", "medmnist-npz", "nih-csv"] = "image-folder"
     curated_threshold: float = param(0.8, ge=0, le=1)
+    # Bring your own synthetic sets: grid method `external:<name>` evaluates this image folder
+    # (<label>/...) or CSV (path, label columns) of generated images, with no fine-tune or generate.
+    external_sets: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -658,6 +702,9 @@ def validate(config: Config) -> None:
             f"(expected n_per_label >= {2 * max(ratios):g})"
         )
 
+    _validate_data_layout(config.data)
+    _validate_external_sets(config)
+
 
 def expand_grid(
     methods: list[str], sizes: list[int], seeds: list[int], config: Config | None = None
@@ -699,6 +746,88 @@ def config_from_parameters(parameters: dict[str, Any], base: Config | None = Non
     config = dataclasses.replace(base, **kwargs)
     validate(config)
     return config
+
+
+SPLIT_KEYS = ("test", "pool_and_train", "pool", "train")
+
+
+def _validate_split_map(mapping: dict[str, str], key: str) -> None:
+    """``{test: ..., pool_and_train: ...}`` or ``{test, pool, train}``: run split -> folder/value."""
+    if not mapping:
+        return
+    unknown = sorted(set(mapping) - set(SPLIT_KEYS))
+    if unknown:
+        raise ConfigError(f"{key}: unknown split(s) {unknown} (known: {', '.join(SPLIT_KEYS)})")
+    keys = set(mapping)
+    if keys not in ({"test", "pool_and_train"}, {"test", "pool", "train"}):
+        raise ConfigError(
+            f"{key}: {sorted(keys)} must be test + pool_and_train, or test + pool + train"
+        )
+    if any(not str(v).strip() for v in mapping.values()):
+        raise ConfigError(f"{key}: empty folder/value in {mapping}")
+
+
+def _validate_data_layout(data: DataConfig) -> None:
+    """Relations between the data keys of patient IDs, official splits and the csv format."""
+    import re
+
+    if data.patient_id_pattern:
+        try:
+            groups = re.compile(data.patient_id_pattern).groups
+        except re.error as exc:
+            raise ConfigError(
+                f"data.patient_id_pattern: {data.patient_id_pattern!r} is not a valid regex ({exc})"
+            ) from None
+        if groups != 1:
+            raise ConfigError(
+                f"data.patient_id_pattern: {data.patient_id_pattern!r} has {groups} groups; "
+                r"expected exactly one, around the patient ID, e.g. person(\d+)_"
+            )
+    if data.patient_id_pattern and data.format in ("nih-csv", "medmnist-npz"):
+        raise ConfigError(
+            f"data.patient_id_pattern: not used by format {data.format} "
+            "(nih-csv has Patient ID; medmnist-npz has no paths)"
+        )
+    _validate_split_map(data.split_folders, "data.split_folders")
+    if data.split_folders and data.format != "image-folder":
+        raise ConfigError(
+            f"data.split_folders: only for format image-folder (got {data.format}; "
+            "csv uses data.csv_format.split_column)"
+        )
+    if data.format != "csv":
+        return
+    fmt = data.csv_format
+    _validate_split_map(fmt.split_values, "data.csv_format.split_values")
+    if bool(fmt.label_column) == bool(fmt.label_columns):
+        raise ConfigError(
+            "data.csv_format: set exactly one of label_column (one column holding the label) "
+            "and label_columns (one-hot finding columns)"
+        )
+    if bool(fmt.split_column) != bool(fmt.split_values):
+        raise ConfigError(
+            "data.csv_format: split_column and split_values go together (the column, and which "
+            "of its values is test / pool_and_train)"
+        )
+    if fmt.patient_column and data.patient_id_pattern:
+        raise ConfigError(
+            "data.csv_format.patient_column and data.patient_id_pattern: set one, not both"
+        )
+
+
+def _validate_external_sets(config: Config) -> None:
+    """Every ``external:<name>`` grid method names a set in ``select.external_sets``."""
+    sets = config.select.external_sets
+    for name, uri in sets.items():
+        if not name or ":" in name or not str(uri).strip():
+            raise ConfigError(
+                f"select.external_sets.{name}: expected a name without ':' and a URI, got {uri!r}"
+            )
+    for i, method in enumerate(config.grid.methods):
+        if method.startswith("external:") and method.removeprefix("external:") not in sets:
+            raise ConfigError(
+                f"grid.methods[{i}]: {method!r} names no set in select.external_sets "
+                f"(known: {', '.join(sorted(sets)) or 'none'})"
+            )
 
 
 def section(cls: type[T], values: dict[str, Any], where: str) -> T:

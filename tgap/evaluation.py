@@ -287,6 +287,8 @@ def compute_cell(
             "sets": {name: {"path": str(s.root), "content_hash": s.info.get("content_hash", "")}
                      for name, s in (("synthetic", synthetic), ("real_test", real_test),
                                      ("tuning", tuning))},
+            # external:<name>: which files were evaluated (name, URI, sha256 of path + bytes).
+            **({"external_set": synthetic.info["external"]} if "external" in synthetic.info else {}),
             "bootstrap": {"resamples": evaluation.bootstrap_resamples,
                           "confidence": evaluation.confidence,
                           "resampled": "test images of both directions, independently"},

@@ -50,6 +50,36 @@ class ImageRecord:
     original_id: str = ""
 
 
+def grey_image(image: Image.Image) -> Image.Image:
+    """One grey ("L") image for any mode, so the same picture gives the same grey.
+
+    RGB uses Pillow's ITU-R 601-2 luma; transparency (RGBA, LA, palette with alpha) is composited
+    over black; 16-bit grey (``I;16*``, and 32-bit ``I``, read as 16-bit values) is scaled by
+    255/65535; float images are clipped to [0, 255]; CMYK, YCbCr and the rest go through RGB.
+    """
+    mode = image.mode
+    if mode == "L":
+        return image
+    if mode.startswith("I"):
+        values = np.asarray(image, dtype=np.float64)
+        return Image.fromarray(np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8))
+    if mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))
+    if mode in ("1",):
+        return image.convert("L")
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(black, rgba).convert("L")
+    if mode == "RGB":
+        return image.convert("L")
+    return image.convert("RGB").convert("L")
+
+
 def to_grey_square(image: Image.Image | np.ndarray, resolution: int) -> np.ndarray:
     """Convert any PIL image or array to a ``resolution``² uint8 grey array (bilinear resize)."""
     if isinstance(image, np.ndarray):
@@ -57,7 +87,7 @@ def to_grey_square(image: Image.Image | np.ndarray, resolution: int) -> np.ndarr
         if array.dtype != np.uint8:
             raise ImageSetError(f"expected a uint8 image array, got {array.dtype}")
         image = Image.fromarray(array.squeeze())
-    grey = image.convert("L")
+    grey = grey_image(image)
     if grey.size != (resolution, resolution):
         grey = grey.resize((resolution, resolution), Image.Resampling.BILINEAR)
     return np.asarray(grey, dtype=np.uint8)

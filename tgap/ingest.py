@@ -8,9 +8,16 @@ Formats (``data.format``)
     ``image-folder``  one subfolder per source label, any nesting below it.
     ``medmnist-npz``  a MedMNIST ``.npz`` (``{train,val,test}_{images,labels}``); source labels are
                       the class numbers as strings ("0", "1").
+    ``csv``           a manifest with one row per image (CheXpert / MIMIC-CXR style): path, label
+                      column or one-hot finding columns, optional patient, split and view columns.
 
-Splits are by patient (NIH has ``Patient ID``; the other formats have none, so each image is its
-own patient), stratified by label, seeded by ``data.split.seed``. For ``medmnist-npz`` the
+Splits are by patient, stratified by label, seeded by ``data.split.seed``. NIH has ``Patient ID``;
+image folders and CSVs get patient IDs from ``data.patient_id_pattern`` (a regex with one group on
+the path) or a patient column. Without patient IDs each image is its own patient, and the summary
+says in words that the split is by image and leakage is possible. Official splits are kept:
+``data.split_folders`` (image folders) and ``data.csv_format.split_column`` (CSVs) fix real-test
+(and optionally pool and real-train); a patient found in two official splits is reported, as a
+leak of the dataset itself. For ``medmnist-npz`` the
 official test split is kept as the real-test set and train+val are divided into pool and
 real-train by ``pool_fraction : train_fraction``: MedMNIST ships no patient IDs, and
 PneumoniaMNIST's official test split comes from the source dataset's own patient-disjoint test
@@ -27,8 +34,11 @@ import csv
 import gzip
 import hashlib
 import io
+import json
 import logging
+import math
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -56,12 +66,27 @@ SPLITS = ("pool", "train", "test")
 NIH_REQUIRED = ("Image Index", "Finding Labels", "Patient ID")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+# Operating-system litter beside images (macOS, Windows), never images: ignored silently.
+IGNORED_NAMES = (".DS_Store", "Thumbs.db", "desktop.ini")
+LISTED_MAX = 100  # skipped / unmatched files listed by name in the summary and dataset.json
 REMOTE_WORKERS = 16  # object GETs are latency-bound: overlap many
 LOCAL_WORKERS = 4  # local reads are CPU-bound (PNG decode): about the core count
 
 
 class IngestError(ValueError):
     """The source data cannot be ingested as configured; the message names what and where."""
+
+
+class CorruptImageError(IngestError):
+    """One image does not decode (``data.on_corrupt: skip`` leaves it out and lists it)."""
+
+
+def is_image_name(path: str) -> bool:
+    """An image file by name: a known suffix, not OS litter (``.DS_Store``, ``._x.png``)."""
+    name = PurePosixPath(path).name
+    if name in IGNORED_NAMES or name.startswith("._"):
+        return False
+    return name.lower().endswith(IMAGE_SUFFIXES)
 
 
 @dataclass
@@ -81,7 +106,17 @@ class Row:
 
 
 def map_labels(rows: list[Row], data: DataConfig, where: str) -> None:
-    """Set ``row.label`` from ``data.label_policy`` / ``data.default_label``; unknown -> error."""
+    """Set ``row.label`` from ``data.label_policy`` / ``data.default_label``; unknown -> error.
+
+    Identity: when the source labels are exactly ``data.labels`` and the policy maps none of them
+    elsewhere (an empty policy, say), each maps to itself; ``default_label`` is not used.
+    """
+    sources = {row.source_label for row in rows}
+    if sources == set(data.labels) and all(data.label_policy.get(s, s) == s for s in sources):
+        for row in rows:
+            row.label = row.source_label
+        log.info("%s: source labels are data.labels; each maps to itself", where)
+        return
     unknown: Counter[str] = Counter()
     for row in rows:
         label = data.label_policy.get(row.source_label, data.default_label)
@@ -390,25 +425,244 @@ def _nih_rows(data: DataConfig, cache_dir: Path | None) -> tuple[list[Row], dict
 # --------------------------------------------------------------------------- image folder, MedMNIST
 
 
-def _folder_rows(data: DataConfig) -> tuple[list[Row], dict[str, Any]]:
+def _split_of(mapping: dict[str, str]) -> dict[str, str]:
+    """Run split keys of ``data.split_folders`` / ``split_values`` -> the row's fixed split."""
+    # pool_and_train is divided later, by patient, into pool and real-train.
+    return {key: ("" if key == "pool_and_train" else key) for key in mapping}
+
+
+def _folder_rows(data: DataConfig, label: bool = True) -> tuple[list[Row], dict[str, Any]]:
+    """``<source>/[<split folder>/]<label>/**/<image>``; a missing split folder is an error."""
     prefix = data.source.rstrip("/") + "/"
+    uris = [u for u in _list(data.source, "data.source") if is_image_name(u)]
+    folders = {key: folder.strip("/") for key, folder in data.split_folders.items()}
+    splits = _split_of(folders)
     rows = []
-    for uri in _list(data.source, "data.source"):
-        rel = uri[len(prefix) :]
-        if not rel.lower().endswith(IMAGE_SUFFIXES):
-            continue
-        parts = PurePosixPath(rel).parts
-        if len(parts) < 2:
-            raise IngestError(
-                f"{uri}: image is not inside a label folder (expected <label>/.../file)"
+    outside = 0
+    for key, folder in folders.items() if folders else [("", "")]:
+        base = f"{folder}/" if folder else ""
+        found = 0
+        for uri in uris:
+            rel = uri[len(prefix) :]
+            if not rel.startswith(base):
+                continue
+            parts = PurePosixPath(rel[len(base) :]).parts
+            if len(parts) < 2:
+                raise IngestError(
+                    f"{uri}: image is not inside a label folder (expected {base}<label>/.../file)"
+                )
+            row = Row(uri, rel, parts[0], rel, rel)
+            row.split = splits.get(key, "")
+            rows.append(row)
+            found += 1
+        if folders and found == 0:
+            present = sorted(
+                {u[len(prefix) :].split("/", 1)[0] for u in uris if "/" in u[len(prefix) :]}
             )
-        rows.append(Row(uri, rel, parts[0], rel, rel))
+            raise IngestError(
+                f"data.split_folders.{key}: folder {folder!r} is missing or holds no images "
+                f"under {data.source} (top-level folders with images: {present})"
+            )
+    if folders:
+        inside = tuple(f"{f}/" for f in folders.values())
+        outside = sum(not u[len(prefix) :].startswith(inside) for u in uris)
     if not rows:
         raise IngestError(
             f"{data.source}: no images ({', '.join(IMAGE_SUFFIXES)}) in label folders"
         )
-    map_labels(rows, data, data.source)
-    return rows, {"rows_read": len(rows), "filtered_out": 0}
+    if label:
+        map_labels(rows, data, data.source)
+    return rows, {"rows_read": len(rows), "filtered_out": 0, "outside_split_folders": outside}
+
+
+def _csv_uri(data: DataConfig) -> tuple[str, str]:
+    """``(manifest URI, folder its paths are relative to)`` for ``format: csv``."""
+    if data.csv:
+        uri = storage.join(data.source, data.csv)
+        base = data.source
+    elif data.source.endswith((".csv", ".csv.gz")):
+        uri, base = data.source, data.source.rsplit("/", 1)[0] if "/" in data.source else "."
+    else:
+        found = [
+            u
+            for u in _list(data.source, "data.source")
+            if u.endswith((".csv", ".csv.gz"))
+            and storage.join(data.source, PurePosixPath(u).name) == u
+        ]
+        if len(found) != 1:
+            raise IngestError(
+                f"{data.source}: expected one .csv manifest, found {len(found)} "
+                f"({[PurePosixPath(u).name for u in found]}); set data.csv"
+            )
+        uri, base = found[0], data.source
+    fmt = data.csv_format
+    return uri, storage.join(base, fmt.root) if fmt.root else base
+
+
+def _read_text_csv(uri: str, what: str) -> csv.DictReader:
+    raw = _read(uri, what)
+    if uri.endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise IngestError(f"{uri}: not a readable gzip file ({exc})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{uri}: not UTF-8 text ({exc})") from None
+    return csv.DictReader(io.StringIO(text))
+
+
+def _one_hot(value: str, where: str) -> str:
+    """A CheXpert cell: ``1``/``1.0`` positive, ``0`` negative, ``-1`` uncertain, blank."""
+    text = value.strip()
+    if not text:
+        return "blank"
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if number == 1:
+        return "positive"
+    if number == 0:
+        return "negative"
+    if number == -1:
+        return "uncertain"
+    raise IngestError(f"{where}: {value!r} is not 1, 0, -1 or blank")
+
+
+def _csv_rows(data: DataConfig, label: bool = True) -> tuple[list[Row], dict[str, Any]]:
+    """Rows of a CheXpert/MIMIC-style manifest: views filtered, labels and splits mapped."""
+    fmt = data.csv_format
+    csv_uri, base = _csv_uri(data)
+    reader = _read_text_csv(csv_uri, "data.csv")
+    columns = reader.fieldnames or []
+    wanted = {
+        "data.csv_format.path_column": fmt.path_column,
+        "data.csv_format.label_column": fmt.label_column,
+        "data.csv_format.patient_column": fmt.patient_column,
+        "data.csv_format.split_column": fmt.split_column,
+        "data.csv_format.view_column": fmt.view_column,
+    }
+    wanted.update(
+        {f"data.csv_format.label_columns[{i}]": c for i, c in enumerate(fmt.label_columns)}
+    )
+    for key, column in wanted.items():
+        if column and column not in columns:
+            raise IngestError(f"{csv_uri}: no column {column!r} ({key}); found: {columns}")
+    if data.view_positions and not fmt.view_column:
+        raise IngestError("data.view_positions: set data.csv_format.view_column to filter views")
+    split_by_value = {
+        v: s
+        for s, v in zip(
+            _split_of(fmt.split_values).values(), fmt.split_values.values(), strict=True
+        )
+    }
+    views = set(data.view_positions)
+    counts: Counter[str] = Counter()
+    rows: list[Row] = []
+    seen: set[str] = set()
+    for line, rec in enumerate(reader, start=2):
+        counts["read"] += 1
+        where = f"{csv_uri} line {line}"
+        path = (rec[fmt.path_column] or "").strip()
+        if not path:
+            raise IngestError(f"{where}: empty {fmt.path_column!r}")
+        if path in seen:
+            raise IngestError(f"{where}: path {path!r} is listed twice")
+        seen.add(path)
+        if views and (rec[fmt.view_column] or "").strip() not in views:
+            counts["filtered_view"] += 1
+            continue
+        split = ""
+        if fmt.split_column:
+            value = (rec[fmt.split_column] or "").strip()
+            if value not in split_by_value:
+                counts["outside_split_values"] += 1
+                continue
+            split = split_by_value[value]
+        if fmt.label_column:
+            source_label = (rec[fmt.label_column] or "").strip()
+            if not source_label:
+                raise IngestError(f"{where}: empty {fmt.label_column!r}")
+        else:
+            positives, drop = [], ""
+            for column in fmt.label_columns:
+                state = _one_hot(rec[column] or "", f"{where} column {column!r}")
+                if state == "uncertain":
+                    state = fmt.uncertain if fmt.uncertain != "drop" else "drop-uncertain"
+                elif state == "blank":
+                    state = fmt.blank if fmt.blank != "drop" else "drop-blank"
+                if state.startswith("drop"):
+                    drop = state
+                    break
+                if state == "positive":
+                    positives.append(column)
+            if drop:
+                counts["dropped_uncertain" if drop == "drop-uncertain" else "dropped_blank"] += 1
+                continue
+            if not positives:
+                counts["dropped_no_positive"] += 1
+                continue
+            source_label = "|".join(positives)
+        patient = ""
+        if fmt.patient_column:
+            patient = (rec[fmt.patient_column] or "").strip()
+            if not patient:
+                raise IngestError(f"{where}: empty {fmt.patient_column!r}")
+        row = Row(storage.join(base, path), path, source_label, patient or path, path)
+        row.split = split
+        rows.append(row)
+    if counts["read"] == 0:
+        raise IngestError(f"{csv_uri}: no data rows")
+    if not rows:
+        raise IngestError(
+            f"{csv_uri}: all {counts['read']} rows removed by the filters ({dict(counts)})"
+        )
+    if label:
+        map_labels(rows, data, csv_uri)
+    info = {
+        "csv": csv_uri,
+        "rows_read": counts["read"],
+        "filtered_out": counts["read"] - len(rows),
+        "csv_rows_left_out": {k: v for k, v in counts.items() if k != "read"},
+    }
+    if fmt.label_columns:
+        info["uncertain_policy"] = f"-1 cells: {fmt.uncertain}; blank cells: {fmt.blank}"
+    return rows, info
+
+
+def assign_patients(rows: list[Row], data: DataConfig) -> dict[str, Any]:
+    """Patient IDs from ``data.patient_id_pattern`` (group 1, searched in the relative path).
+
+    A path it does not match is an error, or with ``on_unmatched: own-patient`` its own patient
+    (counted and listed). Returns what the summary says about patients.
+    """
+    if data.format == "csv" and data.csv_format.patient_column:
+        return {"patients_known": True, "patient_ids": f"column {data.csv_format.patient_column!r}"}
+    if not data.patient_id_pattern:
+        return {"patients_known": False, "patient_ids": "none (each image is its own patient)"}
+    pattern = re.compile(data.patient_id_pattern)
+    unmatched = []
+    for row in rows:
+        found = pattern.search(row.source)
+        if found is None or not found.group(1):
+            unmatched.append(row)
+            row.patient_id = f"unmatched:{row.source}"
+        else:
+            row.patient_id = found.group(1)
+    if unmatched and data.on_unmatched == "fail":
+        raise IngestError(
+            f"data.patient_id_pattern {data.patient_id_pattern!r} does not match "
+            f"{len(unmatched)} of {len(rows)} paths, first {[r.source for r in unmatched[:5]]} "
+            "(fix the pattern, or set data.on_unmatched: own-patient)"
+        )
+    return {
+        "patients_known": True,
+        "patient_ids": f"data.patient_id_pattern {data.patient_id_pattern!r} on the path",
+        "unmatched_own_patient": len(unmatched),
+        "unmatched_files": [r.source for r in unmatched[:LISTED_MAX]],
+    }
 
 
 def _medmnist_rows(data: DataConfig) -> tuple[list[Row], dict[str, Any], dict[str, np.ndarray]]:
@@ -491,7 +745,7 @@ def _file_loader(resolution: int) -> Callable[[Row], np.ndarray]:
         try:
             return to_grey_square(decode_png(data, row.ref), resolution)
         except ImageSetError as exc:
-            raise IngestError(str(exc)) from None
+            raise CorruptImageError(str(exc)) from None
 
     return load
 
@@ -512,6 +766,39 @@ def _check_outputs(dirs: list[Path]) -> list[bool]:
 # --------------------------------------------------------------------------- the stage
 
 
+def _skipping(load: Callable[[Row], np.ndarray], on_corrupt: str):
+    """``load`` that, with ``on_corrupt: skip``, returns the reason instead of failing."""
+    if on_corrupt == "fail":
+        return load
+
+    def tolerant(row: Row) -> np.ndarray | str:
+        try:
+            return load(row)
+        except CorruptImageError as exc:
+            return str(exc).removeprefix(f"{row.ref}: ")
+
+    return tolerant
+
+
+def _split_statement(data: DataConfig, patients: dict[str, Any], fixed: str) -> dict[str, str]:
+    """How the split was made, in words, and the leakage warning when patients are unknown."""
+    if patients["patients_known"]:
+        how = f"by patient ({patients['patient_ids']}), stratified by label"
+        warning = ""
+    else:
+        how = "by image, stratified by label: no patient IDs"
+        hint = (
+            "set data.patient_id_pattern"
+            if data.format in ("image-folder", "csv")
+            else "this format has none"
+        )
+        warning = (
+            "Patients are not known, so the split is by image and leakage is possible: images of "
+            f"one patient may be in more than one of pool, real-train and real-test ({hint})."
+        )
+    return {"split": f"{fixed}; {how}" if fixed else how, "leakage_warning": warning}
+
+
 def ingest(
     data: DataConfig,
     pool_dir: str | Path,
@@ -521,8 +808,10 @@ def ingest(
 ) -> dict:
     """Read ``data.source`` and write the pool, real-train and real-test image sets.
 
-    Returns the summary: counts per split and label, patients per split, patients shared
-    between splits (always 0), skipped and filtered rows, the source URI and timing.
+    Returns the summary: counts per split and label, how the split was made and whether
+    patients are known (``shared_patients`` is None when not: never "0 shared" for unknown
+    patients), patients found in two official splits, skipped and filtered rows, the source URI
+    and timing. The same facts go into each set's ``dataset.json`` under ``ingest``.
     """
     start = time.perf_counter()
     outs = [Path(pool_dir), Path(train_dir), Path(test_dir)]
@@ -530,55 +819,55 @@ def ingest(
     _fractions(data.split)
     cache = Path(cache_dir) if cache_dir is not None else None
     arrays: dict[str, np.ndarray] = {}
-    fixed: tuple[str, ...] = ()
-    split_fractions = data.split
+    official = ""  # which splits come from the dataset itself
     if data.format == "nih-csv":
         rows, info = _nih_rows(data, cache)
-        split_note = "by Patient ID, stratified by label"
-    elif data.format == "image-folder":
-        rows, info = _folder_rows(data)
-        split_note = "by image (no patient IDs), stratified by label"
+        patients_info = {"patients_known": True, "patient_ids": "NIH Patient ID"}
+    elif data.format in ("image-folder", "csv"):
+        rows, info = _folder_rows(data) if data.format == "image-folder" else _csv_rows(data)
+        patients_info = assign_patients(rows, data)
+        mapping = (
+            data.split_folders if data.format == "image-folder" else data.csv_format.split_values
+        )
+        if mapping:
+            what = "split_folders" if data.format == "image-folder" else "csv_format.split_values"
+            official = "official splits kept (data.{}: {})".format(
+                what, ", ".join(f"{k}={v}" for k, v in mapping.items())
+            )
     elif data.format == "medmnist-npz":
         rows, info, arrays = _medmnist_rows(data)
-        fixed = ("test",)
+        patients_info = {"patients_known": False, "patient_ids": "none (MedMNIST ships none)"}
+        official = "official test split kept as test"
+    else:
+        raise IngestError(
+            f"data.format {data.format!r} is not one of nih-csv, image-folder, csv, medmnist-npz"
+        )
+
+    rows = _limit(rows, data.max_images, data.split.seed)
+    fixed = sorted({r.split for r in rows if r.split})
+    split_fractions = data.split
+    if fixed:
+        if "test" not in fixed:
+            raise IngestError(f"{data.source}: no image falls in the official test split")
         total = data.split.pool_fraction + data.split.train_fraction
-        if total <= 0:
-            raise IngestError("data.split: pool_fraction + train_fraction must be > 0")
         split_fractions = SplitConfig(
             data.split.pool_fraction / total,
             data.split.train_fraction / total,
             0.0,
             data.split.seed,
         )
-        split_note = "official test split kept as test; train+val split by image into pool/train"
-    else:
-        raise IngestError(
-            f"data.format {data.format!r} is not one of nih-csv, image-folder, medmnist-npz"
-        )
-
-    rows = _limit(rows, data.max_images, data.split.seed)
-    split_by_patient(rows, split_fractions, data.labels, fixed)
-    counts = {s: {label: 0 for label in data.labels} for s in SPLITS}
-    patients: dict[str, set[str]] = {s: set() for s in SPLITS}
-    for row in rows:
-        counts[row.split][row.label] += 1
-        patients[row.split].add(row.patient_id)
-    wanted = dict(zip(SPLITS, _fractions(data.split), strict=True))
+    if any(not r.split for r in rows):
+        split_by_patient(rows, split_fractions, data.labels, fixed)
+    planned = {s: Counter(r.label for r in rows if r.split == s) for s in SPLITS}
     for s in SPLITS:
         for label in data.labels:
-            if wanted[s] > 0 and counts[s][label] == 0:
+            if planned[s][label] == 0:
                 raise IngestError(
-                    f"label {label!r} has no images in the {s} split ({sum(c[label] for c in counts.values())} "
-                    f"in total): too few for the requested split; raise data.max_images or change "
-                    f"the split fractions or the label policy"
+                    f"label {label!r} has no images in the {s} split "
+                    f"({sum(c[label] for c in planned.values())} in total): too few for the "
+                    f"requested split; raise data.max_images or change the split fractions, the "
+                    f"split folders or the label policy"
                 )
-    shared = {
-        f"{a}-{b}": len(patients[a] & patients[b])
-        for i, a in enumerate(SPLITS)
-        for b in SPLITS[i + 1 :]
-    }
-    if any(shared.values()):  # split_by_patient guarantees this; a bug if not
-        raise AssertionError(f"patients shared between splits: {shared}")
 
     if data.format == "medmnist-npz":
 
@@ -591,6 +880,10 @@ def ingest(
         load = _file_loader(data.resolution)
         workers = REMOTE_WORKERS if storage.is_remote(data.source) else LOCAL_WORKERS
 
+    counts = {s: {label: 0 for label in data.labels} for s in SPLITS}
+    patients: dict[str, set[str]] = {s: set() for s in SPLITS}
+    corrupt: list[dict[str, str]] = []
+    n_corrupt = 0
     base_info = {"format": data.format, "split_seed": data.split.seed}
     try:
         with ExitStack() as stack:
@@ -605,11 +898,30 @@ def ingest(
             bar = stack.enter_context(
                 tqdm(total=len(rows), desc="ingest", unit="img", mininterval=2)
             )
-            for row, image in _stream(rows, load, workers):
+            for row, image in _stream(rows, _skipping(load, data.on_corrupt), workers):
+                bar.update()
+                if isinstance(image, str):
+                    n_corrupt += 1
+                    if len(corrupt) < LISTED_MAX:
+                        corrupt.append({"file": row.source, "reason": image})
+                    continue
                 writers[row.split].add(
                     image, row.label, row.patient_id, row.source, row.split, row.original_id
                 )
-                bar.update()
+                counts[row.split][row.label] += 1
+                patients[row.split].add(row.patient_id)
+            for s in SPLITS:
+                for label in data.labels:
+                    if counts[s][label] == 0:
+                        raise IngestError(
+                            f"label {label!r} has no readable images left in the {s} split "
+                            f"after skipping {n_corrupt} unreadable file(s): {corrupt[:5]}"
+                        )
+            summary = _summary(
+                data, info, patients_info, official, counts, patients, corrupt, n_corrupt, fixed
+            )
+            for writer in writers.values():
+                writer.info["ingest"] = {k: summary[k] for k in DATASET_KEYS if k in summary}
     except BaseException:
         # A writer that already renamed its set into place must not survive a later failure.
         for out, was_there in zip(outs, existed, strict=True):
@@ -619,31 +931,198 @@ def ingest(
                     out.mkdir(parents=True, exist_ok=True)
         raise
 
-    summary = {
-        "source": data.source,
-        "format": data.format,
-        "resolution": data.resolution,
-        "split": split_note,
-        "split_seed": data.split.seed,
-        "counts": counts,
-        "totals": {s: sum(counts[s].values()) for s in SPLITS},
-        "patients": {s: len(patients[s]) for s in SPLITS},
-        "shared_patients": shared,
-        "shared_patients_total": sum(shared.values()),
-        "rows_read": info.get("rows_read", len(rows)),
-        "filtered_out": info.get("filtered_out", 0),
-        "skipped_missing": info.get("skipped_missing", 0),
-        "skipped_files": info.get("skipped_files", []),
-        "seconds": round(time.perf_counter() - start, 3),
-    }
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    if summary["leakage_warning"]:
+        log.warning("ingest: %s", summary["leakage_warning"])
+    if summary.get("cross_split_patients_total"):
+        log.warning(
+            "ingest: %d patients are in more than one official split (a leak in the dataset "
+            "itself): %s",
+            summary["cross_split_patients_total"],
+            summary["cross_split_patients"],
+        )
     log.info(
-        "ingest %s (%s): %s images, pool/train/test %s, %d patients shared, %d skipped, %.1fs",
+        "ingest %s (%s): %s images, pool/train/test %s, patients shared %s, %d skipped, %.1fs",
         data.source,
         data.format,
-        len(rows),
+        sum(summary["totals"].values()),
         "/".join(str(summary["totals"][s]) for s in SPLITS),
-        summary["shared_patients_total"],
-        summary["skipped_missing"],
+        "unknown" if summary["shared_patients_total"] is None else summary["shared_patients_total"],
+        summary["skipped_missing"] + summary["skipped_corrupt"],
         summary["seconds"],
     )
     return summary
+
+
+# What each image set's dataset.json carries of the summary (under "ingest"): the report reads it.
+DATASET_KEYS = (
+    "split",
+    "leakage_warning",
+    "patients_known",
+    "patient_ids",
+    "patients",
+    "shared_patients",
+    "shared_patients_total",
+    "cross_split_patients",
+    "cross_split_patients_total",
+    "unmatched_own_patient",
+    "unmatched_files",
+    "skipped_missing",
+    "skipped_files",
+    "skipped_corrupt",
+    "corrupt_files",
+    "on_corrupt",
+    "csv_rows_left_out",
+    "uncertain_policy",
+    "outside_split_folders",
+)
+
+
+def _summary(
+    data: DataConfig,
+    info: dict[str, Any],
+    patients_info: dict[str, Any],
+    official: str,
+    counts: dict[str, dict[str, int]],
+    patients: dict[str, set[str]],
+    corrupt: list[dict[str, str]],
+    n_corrupt: int,
+    fixed: list[str],
+) -> dict[str, Any]:
+    known = patients_info["patients_known"]
+    pairs = [(a, b) for i, a in enumerate(SPLITS) for b in SPLITS[i + 1 :]]
+    shared = {f"{a}-{b}": len(patients[a] & patients[b]) for a, b in pairs} if known else None
+    summary: dict[str, Any] = {
+        "source": data.source,
+        "format": data.format,
+        "resolution": data.resolution,
+        **_split_statement(data, patients_info, official),
+        "split_seed": data.split.seed,
+        "counts": counts,
+        "totals": {s: sum(counts[s].values()) for s in SPLITS},
+        **patients_info,
+        "patients": {s: len(patients[s]) for s in SPLITS} if known else None,
+        "shared_patients": shared,
+        "shared_patients_total": sum(shared.values()) if known else None,
+        "rows_read": info.get("rows_read", 0),
+        "filtered_out": info.get("filtered_out", 0),
+        "skipped_missing": info.get("skipped_missing", 0),
+        "skipped_files": info.get("skipped_files", []),
+        "on_corrupt": data.on_corrupt,
+        "skipped_corrupt": n_corrupt,
+        "corrupt_files": corrupt,
+    }
+    for key in ("csv_rows_left_out", "uncertain_policy", "outside_split_folders"):
+        if key in info:
+            summary[key] = info[key]
+    if known:
+        # Pairs the split made itself share no patient (split_by_patient); pairs fixed by the
+        # dataset's own folders or split column may, and that is the dataset's leak, reported.
+        cross = {
+            f"{a}-{b}": n
+            for (a, b), n in zip(pairs, shared.values(), strict=True)
+            if n and (a in fixed or b in fixed)
+        }
+        made = {k: n for k, n in shared.items() if n and k not in cross}
+        if made:  # split_by_patient guarantees this; a bug if not
+            raise AssertionError(f"patients shared between splits: {made}")
+        summary["cross_split_patients"] = cross
+        summary["cross_split_patients_total"] = len(
+            {p for a, b in pairs if f"{a}-{b}" in cross for p in patients[a] & patients[b]}
+        )
+    return summary
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The ingest summary for KFP's Markdown viewer: the split in words, then the numbers."""
+    lines = ["# Ingest summary", "", f"**Split:** {summary['split']}.", ""]
+    if summary.get("leakage_warning"):
+        lines += [f"**Warning:** {summary['leakage_warning']}", ""]
+    elif summary.get("shared_patients_total") is not None:
+        lines += [f"Patients shared between splits: {summary['shared_patients_total']}.", ""]
+    if summary.get("cross_split_patients_total"):
+        lines += [
+            f"**Leak in the dataset itself:** {summary['cross_split_patients_total']} patients "
+            f"are in more than one official split ({summary['cross_split_patients']}).",
+            "",
+        ]
+    if summary.get("unmatched_own_patient"):
+        lines += [
+            f"{summary['unmatched_own_patient']} paths did not match data.patient_id_pattern; "
+            "each is its own patient.",
+            "",
+        ]
+    if summary.get("corrupt_files"):
+        lines += [f"Skipped {summary['skipped_corrupt']} unreadable file(s):", ""]
+        lines += [f"- `{c['file']}`: {c['reason']}" for c in summary["corrupt_files"]]
+        lines.append("")
+    lines += ["```json", json.dumps(summary, indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- external sets
+
+
+def read_external_set(
+    name: str, uri: str, labels: list[str], resolution: int, out_dir: str | Path
+) -> dict[str, Any]:
+    """An already generated, labelled set (``select.external_sets[name]``) as an image set.
+
+    ``uri`` is an image folder (``<label>/**/<image>``) or a CSV with ``path`` and ``label``
+    columns (paths relative to the CSV's folder), read through the same readers as the real
+    data. Its labels must be exactly ``labels``. ``dataset.json`` records ``external``: the
+    name, URI and ``files_sha256``, a hash of every file's path and bytes (sha256 over
+    ``"<path>\\t<sha256 of the file>\\n"`` in path order), so a cell names the exact files.
+    """
+    key = f"select.external_sets.{name}"
+    is_csv = uri.endswith((".csv", ".csv.gz"))
+    data = DataConfig(
+        source=uri,
+        format="csv" if is_csv else "image-folder",
+        resolution=resolution,
+        labels=list(labels),
+        label_policy={},
+        default_label="",
+    )
+    if is_csv:
+        data.csv_format.path_column, data.csv_format.label_column = "path", "label"
+    try:
+        rows, _ = _csv_rows(data, label=False) if is_csv else _folder_rows(data, label=False)
+    except IngestError as exc:
+        raise IngestError(f"{key}: {exc}") from None
+    found = sorted({r.source_label for r in rows})
+    if set(found) != set(labels):
+        raise IngestError(
+            f"{key}: {uri} has labels {found}, which differ from data.labels {list(labels)}"
+        )
+    for row in rows:
+        row.label = row.source_label
+    rows.sort(key=lambda r: r.source)
+    digests: dict[str, str] = {}
+
+    def load(row: Row) -> np.ndarray:
+        raw = _read(row.ref, key)
+        digests[row.source] = hashlib.sha256(raw).hexdigest()
+        try:
+            return to_grey_square(decode_png(raw, row.ref), resolution)
+        except ImageSetError as exc:
+            raise IngestError(f"{key}: {exc}") from None
+
+    workers = REMOTE_WORKERS if storage.is_remote(uri) else LOCAL_WORKERS
+    external: dict[str, Any] = {"name": name, "uri": uri, "n_files": len(rows)}
+    with ImageSetWriter(out_dir, labels, resolution, uri, {"external": external}) as writer:
+        for row, image in _stream(rows, load, workers):
+            writer.add(image, row.label, "", row.source, "external", row.original_id)
+        total = hashlib.sha256()
+        for row in rows:
+            total.update(f"{row.source}\t{digests[row.source]}\n".encode())
+        external["files_sha256"] = total.hexdigest()
+    counts = Counter(r.label for r in rows)
+    log.info(
+        "external set %s (%s): %s, files sha256 %s",
+        name,
+        uri,
+        dict(counts),
+        external["files_sha256"][:12],
+    )
+    return {**external, "counts": {label: counts[label] for label in labels}}

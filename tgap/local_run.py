@@ -117,6 +117,10 @@ def resolve_local_paths(config: Config) -> Config:
         config.select,
         clip_weights=local(config.select.clip_weights, "select.clip_weights", True),
         curated_source=local(config.select.curated_source, "select.curated_source", True),
+        external_sets={
+            name: local(uri, f"select.external_sets.{name}", True)
+            for name, uri in config.select.external_sets.items()
+        },
     )
     classifier = dataclasses.replace(
         config.classifier, weights=local(config.classifier.weights, "classifier.weights", True)

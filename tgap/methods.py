@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Selection = Literal["random", "spectral", "kmeans", "curated"]
-Generator = Literal["dreambooth", "dreambooth-active", "base", "retrieval"]
+Selection = Literal["random", "spectral", "kmeans", "curated", "external"]
+Generator = Literal["dreambooth", "dreambooth-active", "base", "retrieval", "external"]
+EXTERNAL = "external:"
 EMBEDDERS = ("pixel", "clip", "classifier")
 
 
@@ -26,11 +27,24 @@ class Method:
     def fine_tunes(self) -> bool:
         return self.generator in ("dreambooth", "dreambooth-active")
 
+    @property
+    def external_name(self) -> str | None:
+        """``external:<name>`` -> ``<name>``: the key of ``select.external_sets``; else None."""
+        return self.name.removeprefix(EXTERNAL) if self.generator == "external" else None
+
 
 def method_names() -> list[str]:
     """Every valid grid method name."""
     clustered = [f"{c}-{e}" for c in ("spectral", "kmeans") for e in EMBEDDERS]
-    return ["random", *clustered, "curated", "active", "no-finetune", "retrieval"]
+    return [
+        "random",
+        *clustered,
+        "curated",
+        "active",
+        "no-finetune",
+        "retrieval",
+        "external:<name>",
+    ]
 
 
 def parse_method(name: str, default_embedder: str = "classifier") -> Method:
@@ -38,7 +52,9 @@ def parse_method(name: str, default_embedder: str = "classifier") -> Method:
 
     ``active`` is the thesis's spectral selection followed by DreamBooth with active data
     selection; ``no-finetune`` generates with the base model; ``retrieval`` replaces generation
-    with real pool images retrieved as nearest neighbours of a random tuning set.
+    with real pool images retrieved as nearest neighbours of a random tuning set;
+    ``external:<name>`` evaluates an already generated set (``select.external_sets[name]``) with
+    no selection, fine-tune or generation.
     """
     if default_embedder not in EMBEDDERS:
         raise ValueError(f"embedder {default_embedder!r}: expected one of {', '.join(EMBEDDERS)}")
@@ -50,6 +66,8 @@ def parse_method(name: str, default_embedder: str = "classifier") -> Method:
         return Method(name, "spectral", default_embedder, "dreambooth-active")
     if name == "no-finetune":
         return Method(name, "random", None, "base")
+    if name.startswith(EXTERNAL) and len(name) > len(EXTERNAL):
+        return Method(name, "external", None, "external")
     if name == "retrieval":
         return Method(name, "random", default_embedder, "retrieval")
     for clustering in ("spectral", "kmeans"):

@@ -145,20 +145,44 @@ def classification_metrics(
     out["auroc_ci_low"], out["auroc_ci_high"] = low, high
     out["bootstrap"] = {"resamples": bootstrap_resamples, "confidence": confidence, "seed": seed}
     out["confusion_matrix"] = confusion_matrix(y, predicted, labels=range(len(labels))).tolist()
-    out["roc"] = roc_points(y, scores)
+    out["roc"] = roc_points(y, scores, labels)
     return out
 
 
-def roc_points(y: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
-    """ROC curve of the positive class (binary) as JSON-safe lists; empty when undefined."""
-    y, scores = _check_scores(y, scores)
-    if scores.shape[1] != 2 or auroc_undefined_reason(y, 2):
-        return {"fpr": [], "tpr": [], "thresholds": []}
-    fpr, tpr, thresholds = roc_curve(y == 1, scores[:, 1])
+def _curve(positives: np.ndarray, score: np.ndarray) -> dict[str, list[float]]:
+    fpr, tpr, thresholds = roc_curve(positives, score)
     # The first threshold is +inf ("nothing positive"); store the next float above 1 instead,
     # which classifies the same way for probabilities and is valid JSON.
     thresholds = np.where(np.isinf(thresholds), np.nextafter(1.0, 2.0), thresholds)
     return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds.tolist()}
+
+
+def roc_points(
+    y: np.ndarray, scores: np.ndarray, labels: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """ROC curves as JSON-safe lists.
+
+    Binary: ``{"fpr", "tpr", "thresholds"}`` of the positive class (empty when undefined). More
+    labels: one-vs-rest per class, ``{label: {"fpr", "tpr", "thresholds"}}`` for every class
+    present and absent from the rest, plus ``"macro"``: the mean TPR of those curves on a common
+    FPR grid (the union of their FPRs), whose area is close to the macro AUROC.
+    """
+    y, scores = _check_scores(y, scores)
+    if scores.shape[1] == 2:
+        if auroc_undefined_reason(y, 2):
+            return {"fpr": [], "tpr": [], "thresholds": []}
+        return _curve(y == 1, scores[:, 1])
+    names = list(labels) if labels is not None else [str(c) for c in range(scores.shape[1])]
+    out: dict[str, Any] = {}
+    for c, name in enumerate(names):
+        positives = y == c
+        if positives.any() and not positives.all():
+            out[name] = _curve(positives, scores[:, c])
+    if out:
+        grid = np.unique(np.concatenate([np.asarray(v["fpr"]) for v in out.values()]))
+        tpr = np.mean([np.interp(grid, v["fpr"], v["tpr"]) for v in out.values()], axis=0)
+        out["macro"] = {"fpr": grid.tolist(), "tpr": tpr.tolist()}
+    return out
 
 
 # --------------------------------------------------------------------------- FTER and bootstrap

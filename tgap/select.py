@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -261,8 +262,11 @@ def select_tuning_set(
     ``selection``) and the retrieved set to ``retrieved_dir``. Returns the full report.
 
     Seeds derive from ``(seed, selection, label)``, so ``random``, ``no-finetune`` and
-    ``retrieval`` share their tuning set under one seed.
+    ``retrieval`` share their tuning set under one seed. ``external:<name>`` selects nothing: see
+    ``select_external``.
     """
+    if method.generator == "external":
+        return select_external(pool, method, select, tuning_dir, retrieved_dir)
     labels = pool.labels
     pool_labels = pool.label_indices
     retrieval_embedder = method.embedder or select.default_embedder
@@ -470,3 +474,58 @@ def _copy_from_pool(pool: ImageSet, indices: np.ndarray, writer: ImageSetWriter)
     for i in indices:
         r = pool.records[int(i)]
         writer.add(pool.load(int(i)), r.label, r.patient_id, r.source, r.split, r.original_id)
+
+
+def select_external(
+    pool: ImageSet,
+    method: Method,
+    select: SelectConfig,
+    tuning_dir: str | Path,
+    retrieved_dir: str | Path,
+) -> dict[str, Any]:
+    """``external:<name>``: no selection. The external set is read into ``retrieved_dir`` (the
+    stand-in slot generation copies, as for ``retrieval``), and the tuning set is the whole pool,
+    so memorisation is measured against every real image the generator could have copied.
+
+    The pool is hard-linked where the file system allows (no copy of its images).
+    """
+    from tgap.ingest import read_external_set
+
+    name = method.external_name
+    if name not in select.external_sets:
+        raise SelectionError(
+            f"method {method.name!r}: no set {name!r} in select.external_sets "
+            f"(known: {', '.join(sorted(select.external_sets)) or 'none'})"
+        )
+    uri = select.external_sets[name]
+    external = read_external_set(name, uri, pool.labels, pool.resolution, retrieved_dir)
+    tuning_dir = Path(tuning_dir)
+    if tuning_dir.exists() and any(tuning_dir.iterdir()):
+        raise SelectionError(f"{tuning_dir}: output already exists and is not empty")
+    tmp = tuning_dir.parent / f".{tuning_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(pool.root, tmp, copy_function=_link_or_copy)
+    report = {
+        "method": method.name,
+        "selection": "external",
+        "embedder": None,
+        "external": external,
+        "message": f"no selection: the external set {name!r} ({uri}) is the synthetic set; "
+        "the tuning set is the whole pool (memorisation against the pool)",
+        "labels": {
+            label: {"picked": n, "unique": n, "duplicates": 0} for label, n in pool.counts().items()
+        },
+    }
+    (tmp / SELECTION_JSON).write_text(json.dumps(report, indent=2) + "\n")
+    if tuning_dir.exists():
+        tuning_dir.rmdir()
+    os.replace(tmp, tuning_dir)
+    log.info("%s: %s", method.name, report["message"])
+    return report
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)

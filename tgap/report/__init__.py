@@ -199,10 +199,14 @@ def build_report(
         "Tables show mean ± sd over seeds. FTER = AUROC(S→R) / AUROC(R→S): below 1 is a "
         "trainability gap.</p>",
         statements,
+        "<h2>Real data and its split</h2>",
+        h.data_section(provenance.get("ingest")),
         "<h2>S→R: train on synthetic, test on real</h2>",
         h.results_table("s2r", groups, cells, labels, best["s2r_auroc"], reference),
+        h.per_class_table("s2r", groups, cells, labels, reference),
         "<h2>R→S: train on real, test on synthetic</h2>",
         h.results_table("r2s", groups, cells, labels, best["r2s_auroc"], reference),
+        h.per_class_table("r2s", groups, cells, labels, reference),
         f'<p class="note">{h.esc(ci_note)}</p>',
         h.run_notes(cells),
         "<h2>Distribution and memorisation metrics</h2>",
@@ -231,6 +235,15 @@ def build_report(
             "No ROC curves: no cell has roc_s2r.json or roc_r2s.json.",
             budget,
         ),
+        _plot_section(
+            "ROC curves per class",
+            plots.roc_per_class(cells, methods, labels),
+            "One-vs-rest ROC of each class and their macro average (dashed), mean over seeds.",
+            "No per-class ROC curves: the run is binary, or no cell has per-class curves.",
+            budget,
+        )
+        if len(labels) > 2
+        else "",
         _plot_section(
             "Supplementation",
             plots.supplementation(cells, methods),

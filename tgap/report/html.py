@@ -37,6 +37,7 @@ img{max-width:100%;height:auto}img.grid{image-rendering:pixelated;width:160px}
 .gallery{display:flex;flex-wrap:wrap;gap:1em}.gallery figure{margin:0}
 pre{background:#f7f7f7;padding:.6em;font-size:.8em;overflow:auto;max-height:40em}
 details>summary{cursor:pointer;font-weight:600;margin:.4em 0}
+table.per-class th.label{max-width:7em;word-break:break-word}
 """
 
 
@@ -87,9 +88,15 @@ def results_table(
     best: dict[int, list[str]],
     reference: dict[str, dict[int, Stat]],
 ) -> str:
-    """The thesis-form table for one direction: a row per method × size, R→R per size."""
+    """The thesis-form table for one direction: a row per method × size, R→R per size.
+
+    With more than ``INLINE_CLASSES`` labels the per-class columns move to ``per_class_table``,
+    so ten labels do not push the table off the page.
+    """
     acc_classes = class_keys(cells, direction, "accuracy", labels)
     auc_classes = class_keys(cells, direction, "auroc", labels)
+    if len(labels) > INLINE_CLASSES:
+        acc_classes, auc_classes = [], []
     ref_acc_classes = dict(class_keys(cells, "r2r", "accuracy", labels))
     ref_auc_classes = dict(class_keys(cells, "r2r", "auroc", labels))
     head = (
@@ -136,6 +143,112 @@ def results_table(
                 + "<td>—</td></tr>"
             )
     return f'<div class="scroll"><table id="table-{direction}">{head}{"".join(rows)}</table></div>'
+
+
+INLINE_CLASSES = 3  # per-class columns inside the main table up to this many labels
+
+
+def per_class_table(
+    direction: str,
+    groups: list[Group],
+    cells: list[Cell],
+    labels: list[str],
+    reference: dict[str, dict[int, Stat]],
+) -> str:
+    """Many labels: per-class accuracy and AUROC, labels as columns, two rows per method × size
+    (means over seeds; sd and intervals in results.csv). Empty with few labels."""
+    if len(labels) <= INLINE_CLASSES:
+        return ""
+    metrics = [("accuracy", "accuracy"), ("auroc", "AUROC")]
+    keys = {m: dict(class_keys(cells, direction, m, labels)) for m, _ in metrics}
+    ref_keys = {m: dict(class_keys(cells, "r2r", m, labels)) for m, _ in metrics}
+    names = [lab for lab in labels if any(lab in keys[m] for m, _ in metrics)]
+    if not names:
+        return ""
+
+    def td(stat: Stat | None, metric: str) -> str:
+        value = "—" if stat is None else fmt(stat.mean)
+        return f'<td data-metric="{esc(metric)}">{esc(value)}</td>'
+
+    head = (
+        '<tr><th class="text">method</th><th>size</th><th>metric</th>'
+        + "".join(f'<th class="label">{esc(lab)}</th>' for lab in names)
+        + "</tr>"
+    )
+    rows = []
+    for size in sorted({g.size for g in groups}):
+        entries = [(g.method, g.stats.get, "") for g in groups if g.size == size]
+        entries.append(("R→R (real → real)", None, "ref"))
+        for method, get, cls in entries:
+            for m, title in metrics:
+                source = keys[m] if get else ref_keys[m]
+                if not get and not source:
+                    continue
+                cells_html = "".join(
+                    td(
+                        get(source[lab]) if get and lab in source
+                        else reference.get(source[lab], {}).get(size) if lab in source
+                        else None,
+                        source.get(lab, ""),
+                    )
+                    for lab in names
+                )  # fmt: skip
+                rows.append(
+                    f'<tr class="{cls}" data-method="{esc(method)}" data-size="{size}">'
+                    f'<td class="text">{esc(method)}</td><td>{size}</td><td class="text">{title}</td>'
+                    f"{cells_html}</tr>"
+                )
+    return (
+        f"<h3>Per class ({len(names)} labels, one-vs-rest AUROC)</h3>"
+        f'<div class="scroll"><table class="per-class" id="table-{direction}-per-class">'
+        f"{head}{''.join(rows)}</table></div>"
+        '<p class="note">Means over seeds; sd and intervals per class are in results.csv.</p>'
+    )
+
+
+def data_section(ingest: dict[str, Any] | None) -> str:
+    """How the real data was split (patients known or not, official splits) and what ingest
+    left out (unreadable files, with the reason), from the pool's dataset.json."""
+    if not ingest:
+        return absent("No ingest facts: the pool's dataset.json has no `ingest` entry.")
+    parts = [f"<p>Split: {esc(ingest.get('split', ''))}.</p>"]
+    if ingest.get("leakage_warning"):
+        parts.append(f'<div class="warn">{esc(ingest["leakage_warning"])}</div>')
+    elif ingest.get("shared_patients_total") is not None:
+        parts.append(
+            f'<div class="ok">Patients ({esc(ingest.get("patient_ids", ""))}) shared between '
+            f"pool, real-train and real-test: {esc(ingest['shared_patients_total'])}.</div>"
+        )
+    if ingest.get("cross_split_patients_total"):
+        parts.append(
+            f'<div class="warn">Leak in the dataset itself: {esc(ingest["cross_split_patients_total"])} '
+            f"patients are in more than one official split ({esc(ingest.get('cross_split_patients'))}).</div>"
+        )
+    if ingest.get("unmatched_own_patient"):
+        parts.append(
+            f"<p>{esc(ingest['unmatched_own_patient'])} paths did not match "
+            "data.patient_id_pattern; each is its own patient.</p>"
+        )
+    corrupt = ingest.get("corrupt_files") or []
+    n = ingest.get("skipped_corrupt", 0)
+    if corrupt:
+        items = "".join(
+            f'<tr><td class="text">{esc(c.get("file"))}</td><td class="text">{esc(c.get("reason"))}</td></tr>'
+            for c in corrupt
+        )
+        parts.append(
+            f"<details><summary>{esc(n)} unreadable file(s) skipped (data.on_corrupt: skip)"
+            f'</summary><table id="skipped-files"><tr><th class="text">file</th>'
+            f'<th class="text">reason</th></tr>{items}</table>'
+            + (f'<p class="note">first {len(corrupt)} listed</p>' if n > len(corrupt) else "")
+            + "</details>"
+        )
+    missing = ingest.get("skipped_missing", 0)
+    if missing:
+        parts.append(
+            f"<p>{esc(missing)} listed images were missing and skipped (data.on_missing).</p>"
+        )
+    return "".join(parts)
 
 
 def fmt_auto(stat: Stat | None) -> str:

@@ -34,6 +34,18 @@ def summary_markdown(
     ]
     for ok, text in model_statements(provenance, cells):
         lines.append(f"- {'' if ok else '**'}{text}{'' if ok else '**'}")
+    ingest = provenance.get("ingest") or {}
+    if ingest.get("leakage_warning"):
+        lines.append(f"- **{ingest['leakage_warning']}**")
+    if ingest.get("cross_split_patients_total"):
+        lines.append(
+            f"- **Leak in the dataset itself: {ingest['cross_split_patients_total']} patients "
+            "are in more than one official split.**"
+        )
+    if ingest.get("skipped_corrupt"):
+        lines.append(
+            f"- {ingest['skipped_corrupt']} unreadable real image(s) skipped (listed in the report)."
+        )
     lines += [
         "",
         "| method | size | seeds | S→R accuracy | S→R AUROC | R→S accuracy | R→S AUROC | FTER |",

@@ -140,7 +140,7 @@ def pick_curve(roc: Any, labels: list[str]) -> tuple[np.ndarray, np.ndarray, str
 
     if valid(roc):
         return np.asarray(roc["fpr"], float), np.asarray(roc["tpr"], float), "overall"
-    for name in ("overall", "micro", *reversed(labels), *sorted(roc)):
+    for name in ("overall", "macro", "micro", *reversed(labels), *sorted(roc)):
         if valid(roc.get(name)):
             return np.asarray(roc[name]["fpr"], float), np.asarray(roc[name]["tpr"], float), name
     return None
@@ -202,6 +202,52 @@ def roc_curves(
     fig.legend(handles, legend_labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return figure_png(fig), ", ".join(sorted(names))
+
+
+def roc_per_class(cells: list[Cell], methods: list[str], labels: list[str]) -> bytes | None:
+    """Multi-class runs: one-vs-rest ROC per class and the macro average (dashed), one panel per
+    direction × method at the largest size, mean over seeds. None for binary runs."""
+    if len(labels) <= 2:
+        return None
+    size = max((c.size for c in cells), default=0)
+    directions = [("s2r", "S→R"), ("r2s", "R→S")]
+    curves: dict[tuple[str, str, str], list] = {}
+    for c in cells:
+        if c.size != size:
+            continue
+        for d, _ in directions:
+            roc = _read_json(c.assets.get(f"roc_{d}.json"))
+            if not isinstance(roc, dict):
+                continue
+            for name in (*labels, "macro"):
+                entry = roc.get(name)
+                if isinstance(entry, dict) and len(entry.get("fpr") or []) > 1:
+                    curve = (np.asarray(entry["fpr"], float), np.asarray(entry["tpr"], float))
+                    curves.setdefault((d, c.method, name), []).append(curve)
+    panels = [(d, t, m) for d, t in directions for m in methods if (d, m, "macro") in curves]
+    if not panels:
+        return None
+    per_row = len({m for _, _, m in panels})
+    fig, axes = _subplots(len(panels), width=3.4, height=3.3, rows=math.ceil(len(panels) / per_row))
+    colours = [f"C{i}" for i in range(10)]
+    for ax, (d, title, method) in zip(axes, panels, strict=False):
+        for k, name in enumerate(labels):
+            if (d, method, name) in curves:
+                x, y = _mean_roc(curves[(d, method, name)])
+                ax.plot(x, y, color=colours[k % 10], lw=1.0, label=name)
+        x, y = _mean_roc(curves[(d, method, "macro")])
+        ax.plot(x, y, color="k", ls="--", lw=1.6, label="macro average")
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.6)
+        ax.set_title(f"{title}, {method}, size {size}", fontsize=9)
+        ax.set_xlabel("false positive rate", fontsize=8)
+        ax.set_ylabel("true positive rate", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return figure_png(fig)
 
 
 def supplementation_points(cell: Cell) -> list[tuple[float, float]]:
