@@ -18,6 +18,7 @@ can call it as well as the pipeline builder does.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tgap.methods import parse_method
@@ -82,3 +83,12 @@ def size_folder(size: int) -> str:
 def seed_folder(seed: int) -> str:
     """Sub-folder of the class-images artifact that holds one seed's images."""
     return f"seed-{int(seed)}"
+
+
+def cell_folders(item: dict[str, Any], root: str | Path) -> list[tuple[dict[str, Any], Path]]:
+    """``(row, folder)`` per grid row of ``item`` inside an artifact folder ``root``: the folder
+    itself for a row, ``root/size-<n>`` for each size of a per-seed item."""
+    root = Path(root)
+    if "sizes" not in item:
+        return [(_row(item), root)]
+    return [(row, root / size_folder(row["size"])) for row in item_rows(item)]
