@@ -121,7 +121,8 @@ def test_submit_sends_every_pipeline_parameter_with_the_bearer_token(server, cap
     # ...which is every root parameter of the pipeline spec sent in the same request.
     spec_params = body["pipeline_spec"]["root"]["inputDefinitions"]["parameters"]
     assert set(params) == set(spec_params)
-    assert {row["seed"] for row in params["grid"]} == {0, 1}  # the override reached the run
+    # The override reached the run.
+    assert {row["seed"] for row in params["grid_finetune"] + params["grid_retrieval"]} == {0, 1}
     for call in server.calls:
         assert call["headers"].get("authorization") == f"Bearer {TOKEN}"
     out = capsys.readouterr().out
@@ -296,7 +297,7 @@ def test_compiled_spec_loads_with_kfps_own_loader(compiled):
     path, _, _ = compiled
     component = kfp.components.load_component_from_file(str(path))
     assert component.name == "tgap"
-    assert "grid" in component.component_spec.inputs
+    assert "grid_finetune" in component.component_spec.inputs
 
 
 def test_gpu_tasks_carry_accelerator_node_pool_toleration_and_retries(compiled):
@@ -334,7 +335,8 @@ def test_gpu_tasks_carry_accelerator_node_pool_toleration_and_retries(compiled):
 def test_cpu_tasks_get_no_gpu_node_pool_or_accelerator(compiled):
     _, spec, platform = compiled
     gpu_labels = {
-        spec["components"][f"comp-{n}"]["executorLabel"] for n in ("finetune", "generate")
+        spec["components"][f"comp-{n}"]["executorLabel"]
+        for n in ("finetune", "generate", "class-images")
     }
     cpu_labels = set(spec["deploymentSpec"]["executors"]) - gpu_labels
     assert len(cpu_labels) >= 5
