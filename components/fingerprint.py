@@ -3,9 +3,7 @@
 from typing import NamedTuple
 
 
-def fingerprint(
-    data: dict, select: dict, diffusion: dict, classifier: dict
-) -> NamedTuple(
+def fingerprint(data: dict, select: dict, diffusion: dict, classifier: dict) -> NamedTuple(
     "Fingerprints",
     [
         ("data", str),

@@ -104,7 +104,7 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
 
     def tgap(*args, **kwargs):
         # KFP passes the parameters positionally, in the signature's order (set below).
-        p = {**dict(zip(defaults, args)), **kwargs}
+        p = {**dict(zip(defaults, args, strict=False)), **kwargs}
         sections = {name: p[name] for name in SECTIONS}
         data, select, diffusion, classifier = (
             p["data"], p["select"], p["diffusion"], p["classifier"]
@@ -218,7 +218,10 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
     tgap.__signature__ = inspect.Signature(
         [
             inspect.Parameter(
-                name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=value, annotation=annotations[name]
+                name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=value,
+                annotation=annotations[name],
             )
             for name, value in defaults.items()
         ]

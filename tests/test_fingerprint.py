@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
-from tgap.fingerprint import fingerprint, fingerprints, source_uris
-from tgap.config import load_config
 from tgap import storage
+from tgap.config import load_config
+from tgap.fingerprint import fingerprint, fingerprints, source_uris
 
 try:
     from servers import loopback_only, s3, s3_server  # noqa: F401

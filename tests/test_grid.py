@@ -12,7 +12,11 @@ def test_thesis_rows_split_into_per_row_per_seed_and_retrieval_work():
         "random", "spectral-pixel", "spectral-clip", "curated", "active"
     }  # fmt: skip
     # no-finetune: one item per seed, holding every size; together they are the original rows.
-    assert kinds["no-finetune"][0] == {"method": "no-finetune", "seed": 0, "sizes": [500, 1000, 10000]}
+    assert kinds["no-finetune"][0] == {
+        "method": "no-finetune",
+        "seed": 0,
+        "sizes": [500, 1000, 10000],
+    }
     expanded = [r for kind in kinds.values() for item in kind for r in item_rows(item)]
     assert sorted(map(str, expanded)) == sorted(map(str, rows))
     assert class_image_seeds(rows) == [0, 1, 2, 3, 4]

@@ -9,7 +9,6 @@ import yaml
 from kfp import components
 
 from components import STAGES as STAGE_FUNCTIONS
-
 from pipelines.tgap_pipeline import (
     GRID_PARAMETERS,
     PARAMETER_HELP,
@@ -57,7 +56,9 @@ def _loops(spec: dict) -> dict[str, set[str]]:
 
 
 def test_every_stage_is_a_task_and_each_row_kind_is_a_flat_loop(tmp_path):
-    config = load_config("pipelines/configs/micro.yaml", ["grid.methods=[random,no-finetune,retrieval]"])
+    config = load_config(
+        "pipelines/configs/micro.yaml", ["grid.methods=[random,no-finetune,retrieval]"]
+    )
     spec = _spec(compile_pipeline(config, tmp_path / "p.yaml"))
     loops = _loops(spec)
     evaluation = {
@@ -189,7 +190,9 @@ def test_a_cuda_stage_outside_gpu_stages_fails_at_compile_time_naming_both_keys(
     with pytest.raises(ConfigError, match=r"diffusion.device.*cluster.gpu_stages"):
         compile_pipeline(config, tmp_path / "p.yaml")
     config = load_config(None, ["classifier.device=cuda"])
-    with pytest.raises(ConfigError, match=r"classifier.device.*'train-classifier'.*cluster.gpu_stages"):
+    with pytest.raises(
+        ConfigError, match=r"classifier.device.*'train-classifier'.*cluster.gpu_stages"
+    ):
         compile_pipeline(config, tmp_path / "p.yaml")
     with pytest.raises(ConfigError, match=r"cluster.gpu_stages\[0\]: unknown stage 'gpu'"):
         load_config(None, ["cluster.gpu_stages=[gpu]"])

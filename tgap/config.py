@@ -410,9 +410,7 @@ class ClusterConfig:
     gpu: GpuConfig = field(default_factory=GpuConfig)
     # Stages placed on the GPU pool (CUDA image, `gpu` accelerator, node selector, tolerations,
     # requests); every other stage runs on the CPU image with `cpu`'s requests. Names: STAGES.
-    gpu_stages: list[str] = field(
-        default_factory=lambda: ["class-images", "fine-tune", "generate"]
-    )
+    gpu_stages: list[str] = field(default_factory=lambda: ["class-images", "fine-tune", "generate"])
     cpu: CpuConfig = field(default_factory=CpuConfig)
     # `tgap plan`'s cost model: device name -> throughputs. `gpu.device` and `cpu.device` pick
     # the rows; a preset or --set changes single figures (merged into these defaults).

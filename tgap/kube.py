@@ -175,7 +175,9 @@ def _grid_size(run: Any) -> str:
     lists = [v for k, v in params.items() if k.startswith("grid") and isinstance(v, list)]
     if not lists:
         return "?"
-    return str(sum(len(item_rows(item)) if isinstance(item, dict) else 1 for v in lists for item in v))
+    return str(
+        sum(len(item_rows(item)) if isinstance(item, dict) else 1 for v in lists for item in v)
+    )
 
 
 def format_runs(runs: list[Any]) -> str:

@@ -87,7 +87,9 @@ def model_bytes(config: Config, shapes: Model) -> int:
     ft = config.finetune
     if ft.lora_rank > 0:
         return 4 * ft.lora_rank * shapes.lora_per_rank
-    trained = shapes.params["unet"] + (shapes.params["text_encoder"] if ft.train_text_encoder else 0)
+    trained = shapes.params["unet"] + (
+        shapes.params["text_encoder"] if ft.train_text_encoder else 0
+    )
     return DTYPE_BYTES[config.diffusion.mixed_precision] * trained
 
 
@@ -320,7 +322,7 @@ def format_plan(stages: list[Stage], parallelism: int) -> str:
         ))  # fmt: skip
     widths = [max(len(r[i]) for r in lines) for i in range(len(header) - 1)]
     text = [
-        "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
+        "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=False)))
         + "  " + r[-1]
         for r in lines
     ]  # fmt: skip
