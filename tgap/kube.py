@@ -168,16 +168,13 @@ def _duration(run: Any) -> str:
 
 
 def _grid_size(run: Any) -> str:
-    """Grid cells of a run: the rows of its `grid_*` parameters (or of an older `grid`)."""
-    from tgap.grid import item_rows
-
+    """Grid cells of a run: the rows of its `grid_*` parameters (or of an older `grid`); a
+    per-seed item stands for one cell per size."""
     params = (run.runtime_config.parameters or {}) if run.runtime_config else {}
     lists = [v for k, v in params.items() if k.startswith("grid") and isinstance(v, list)]
     if not lists:
         return "?"
-    return str(
-        sum(len(item_rows(item)) if isinstance(item, dict) else 1 for v in lists for item in v)
-    )
+    return str(sum(len(item.get("sizes", [0])) for v in lists for item in v))
 
 
 def format_runs(runs: list[Any]) -> str:
