@@ -12,39 +12,56 @@ from types import SimpleNamespace
 
 from kfp import dsl
 
+from components.class_images import class_images
 from components.compute_fter import compute_fter
 from components.embed import embed
 from components.evaluate_classifier import evaluate_classifier
 from components.expand_grid import expand_grid
 from components.finetune import finetune
+from components.fingerprint import fingerprint
 from components.generate import generate
 from components.ingest import ingest
 from components.prepare_base_model import prepare_base_model
 from components.report import report
 from components.select_tuning_set import select_tuning_set
+from components.supplementation import supplementation
 from components.train_classifier import train_classifier
 from components.validate_run import validate_run
 
-CPU_STAGES = (
-    ingest,
-    train_classifier,
-    evaluate_classifier,
-    embed,
-    select_tuning_set,
-    compute_fter,
-    report,
-    expand_grid,
-    validate_run,
-)
-GPU_STAGES = (prepare_base_model, finetune, generate)
+# Stage name (tgap.config.STAGES, what `cluster.gpu_stages` lists) -> stage function.
+STAGES = {
+    "expand-grid": expand_grid,
+    "fingerprint": fingerprint,
+    "ingest": ingest,
+    "prepare-base-model": prepare_base_model,
+    "train-classifier": train_classifier,
+    "embed": embed,
+    "select": select_tuning_set,
+    "class-images": class_images,
+    "fine-tune": finetune,
+    "generate": generate,
+    "evaluate-classifier": evaluate_classifier,
+    "supplementation": supplementation,
+    "compute-fter": compute_fter,
+    "validate-run": validate_run,
+    "report": report,
+}
+# Stages on the GPU image even when they ask for no GPU: preparing the base model loads it.
+GPU_IMAGE = {"prepare-base-model"}
 
 
-def build_components(cpu_image: str, gpu_image: str) -> SimpleNamespace:
-    """Wrap every stage function as a KFP component on the right image."""
+def build_components(cpu_image: str, gpu_image: str, gpu_stages=()) -> SimpleNamespace:
+    """Wrap every stage function as a KFP component on its image: the GPU image for the
+    stages in ``gpu_stages`` (and ``GPU_IMAGE``), the CPU image for the rest."""
 
     def wrap(func, image):
         return dsl.component(func, base_image=image, install_kfp_package=False)
 
-    stages = {f.__name__: wrap(f, cpu_image) for f in CPU_STAGES}
-    stages.update({f.__name__: wrap(f, gpu_image) for f in GPU_STAGES})
-    return SimpleNamespace(**stages)
+    return SimpleNamespace(
+        **{
+            func.__name__: wrap(
+                func, gpu_image if name in gpu_stages or name in GPU_IMAGE else cpu_image
+            )
+            for name, func in STAGES.items()
+        }
+    )

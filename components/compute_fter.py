@@ -1,41 +1,44 @@
-"""compute-FTER: one grid cell's row: FTER, intervals, distribution and memorisation metrics."""
+"""compute-FTER: one work item's cells: FTER, intervals, distribution and memorisation metrics.
+
+A cheap CPU stage: it reads the evaluations and the supplementation curve, and trains nothing.
+"""
 
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
 
 def compute_fter(
-    row: dict,
+    item: dict,
     s2r: Input[Artifact],
     r2s: Input[Artifact],
     r2r: Input[Artifact],
+    supplementation: Input[Artifact],
     synthetic: Input[Dataset],
     real_test: Input[Dataset],
-    real_train: Input[Dataset],
     tuning_set: Input[Dataset],
     model: Input[Model],
     reference_classifier: Input[Model],
     select: dict,
-    classifier: dict,
     generate: dict,
     evaluation: dict,
     cell: Output[Artifact],
     metrics: Output[Metrics],
+    clip_fingerprint: str = "",
 ) -> None:
-    """Combine the two-way evaluation of one (method, size, seed) into its results row."""
+    """Combine the two-way evaluation of a grid row into its results row (`cell/cell.json`).
+
+    A per-seed item (`no-finetune`) gives one cell per size, in `size-<n>/` sub-folders.
+    `model` is the generator (the base model for `no-finetune`; unused for `retrieval`).
+    `clip_fingerprint` is the CLIP weights' hash (the distribution embedder may be CLIP).
+    """
     import json
     import math
     import time
     from pathlib import Path
 
-    from tgap.config import (
-        ClassifierConfig,
-        EvaluationConfig,
-        GenerateConfig,
-        SelectConfig,
-        section,
-    )
+    from tgap.config import EvaluationConfig, GenerateConfig, SelectConfig, section
     from tgap.embed import get_embedder
-    from tgap.evaluation import compute_cell
+    from tgap.evaluation import compute_cell, read_supplementation
+    from tgap.grid import cell_folders, row_kind
     from tgap.imageset import ImageSet, write_label_grids
     from tgap.provenance import STAGE_SECONDS, STAGE_TIME, read_stage_times
 
@@ -47,48 +50,55 @@ def compute_fter(
         section(SelectConfig, select, "select"),
         reference_classifier.path,
     )
-    extras = {
-        p.name: p
-        for folder in (Path(model.path), Path(synthetic.path), Path(tuning_set.path))
-        for p in sorted(folder.glob("*"))
-        if p.suffix in (".json", ".png") and p.name not in ("dataset.json", STAGE_TIME)
+    kind = row_kind({"size": 0, **item})
+    stage_folders = {
+        "fine-tune": model.path,
+        "generate": synthetic.path,
+        "evaluate-S2R": s2r.path,
+        "evaluate-R2S": r2s.path,
+        "evaluate-R2R": r2r.path,
+        "supplementation": supplementation.path,
     }
-    result = compute_cell(
-        {"method": row["method"], "size": int(row["size"]), "seed": int(row["seed"])},
-        s2r.path,
-        r2s.path,
-        r2r.path,
-        ImageSet(synthetic.path),
-        ImageSet(real_test.path),
-        ImageSet(tuning_set.path),
-        evaluation_cfg,
-        embedder,
-        extras,
-        cell.path,
-        real_train=ImageSet(real_train.path),
-        classifier=section(ClassifierConfig, classifier, "classifier"),
-        size_per_label=generate_cfg.n_per_label,
-    )
-    # Real test images beside the synthetic grids in the report.
-    write_label_grids(
-        ImageSet(real_test.path),
-        Path(cell.path) / "assets",
-        "real_grid",
-        generate_cfg.grid_images,
-    )
-    # This branch's stage times, for the report's provenance.
-    stage_seconds = read_stage_times(
-        {
-            "select": tuning_set.path,
-            "fine-tune": model.path,
-            "generate": synthetic.path,
-            "evaluate-S2R": s2r.path,
-            "evaluate-R2S": r2s.path,
-            "evaluate-R2R": r2r.path,
+    if kind != "finetune":  # no fine-tune ran for this item; `model` is the base model
+        del stage_folders["fine-tune"]
+    if kind == "retrieval":  # the synthetic side is select's retrieved set
+        del stage_folders["generate"]
+    sources = [Path(synthetic.path)] + ([Path(model.path)] if kind != "retrieval" else [])
+    curve = read_supplementation(supplementation.path)
+    cells = cell_folders(item, cell.path)
+    for (row, tuning_dir), (_, cell_dir) in zip(
+        cell_folders(item, tuning_set.path), cells, strict=True
+    ):
+        extras = {
+            p.name: p
+            for folder in (*sources, tuning_dir)
+            for p in sorted(folder.glob("*"))
+            if p.suffix in (".json", ".png") and p.name not in ("dataset.json", STAGE_TIME)
         }
-    )
-    stage_seconds["compute-FTER"] = round(time.perf_counter() - started, 2)
-    (Path(cell.path) / "assets" / STAGE_SECONDS).write_text(json.dumps(stage_seconds) + "\n")
-    for key, value in result.items():
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            metrics.log_metric(key, float(value))
+        result = compute_cell(
+            row,
+            s2r.path,
+            r2s.path,
+            r2r.path,
+            ImageSet(synthetic.path),
+            ImageSet(real_test.path),
+            ImageSet(tuning_dir),
+            evaluation_cfg,
+            embedder,
+            extras,
+            cell_dir,
+            supplementation=curve,
+        )
+        # Real test images beside the synthetic grids in the report.
+        write_label_grids(
+            ImageSet(real_test.path), cell_dir / "assets", "real_grid", generate_cfg.grid_images
+        )
+        # This cell's stage times, for the report's provenance.
+        seconds = read_stage_times({"select": tuning_set.path, **stage_folders})
+        seconds["compute-FTER"] = round(time.perf_counter() - started, 2)
+        (cell_dir / "assets" / STAGE_SECONDS).write_text(json.dumps(seconds) + "\n")
+        prefix = f"{row['size']}." if len(cells) > 1 else ""
+        for key, value in result.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                if math.isfinite(value):
+                    metrics.log_metric(prefix + key, float(value))

@@ -8,8 +8,10 @@ def embed(
     reference_classifier: Input[Model],
     select: dict,
     embeddings: Output[Artifact],
+    clip_fingerprint: str = "",
 ) -> None:
-    """Embed the pool with pixels, the reference classifier's features and (given weights) CLIP."""
+    """Embed the pool with pixels, the reference classifier's features and (given weights) CLIP.
+    `clip_fingerprint` is the CLIP weights' hash (a new cache key when they change)."""
     from tgap.config import SelectConfig, section
     from tgap.embed import embed_pool
     from tgap.imageset import ImageSet

@@ -1,4 +1,7 @@
-"""expand-grid: the run's first task; validates every parameter and expands the grid rows."""
+"""expand-grid: the run's first task; validates every parameter and splits the grid into the
+work items of each loop."""
+
+from typing import NamedTuple
 
 
 def expand_grid(
@@ -6,6 +9,7 @@ def expand_grid(
     methods: list,
     sizes: list,
     seeds: list,
+    compiled_kinds: list,
     data: dict,
     select: dict,
     diffusion: dict,
@@ -14,11 +18,15 @@ def expand_grid(
     generate: dict,
     classifier: dict,
     evaluation: dict,
-) -> list:
-    """The `{method, size, seed}` rows the fan-out runs, after the same validation a config file
-    gets: a value edited in the run form that is wrong fails here, before any work."""
+) -> NamedTuple(
+    "Grid", [("rows", list), ("finetune", list), ("no_finetune", list), ("retrieval", list)]
+):
+    """The `{method, size, seed}` rows after the same validation a config file gets (a value
+    edited in the run form that is wrong fails here, before any work), and each loop's items."""
+    from collections import namedtuple
+
     from tgap.config import config_from_parameters
-    from tgap.config import expand_grid as run_expand
+    from tgap.grid import loop_items
 
     config = config_from_parameters(
         {
@@ -36,9 +44,11 @@ def expand_grid(
             "evaluation": evaluation,
         }
     )
-    rows = run_expand(config.grid.methods, config.grid.sizes, config.grid.seeds, config)
+    rows = config.grid_rows()
+    items = loop_items(rows, compiled_kinds)
     print(
         f"grid: {len(rows)} rows: "
         + ", ".join(f"{r['method']}/{r['size']}/{r['seed']}" for r in rows)
     )
-    return rows
+    grid = namedtuple("Grid", ["rows", "finetune", "no_finetune", "retrieval"])
+    return grid(rows, items["finetune"], items["no-finetune"], items["retrieval"])

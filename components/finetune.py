@@ -1,28 +1,32 @@
 """fine-tune: DreamBooth on one tuning set (GPU node pool on a cluster)."""
 
-from kfp.dsl import Dataset, Input, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 
 def finetune(
     base_model: Input[Model],
     tuning_set: Input[Dataset],
     reference_classifier: Input[Model],
+    class_images: Input[Artifact],
     row: dict,
     select: dict,
     diffusion: dict,
     prompt: dict,
     finetune: dict,
     model: Output[Model],
+    clip_fingerprint: str = "",
 ) -> None:
     """Fine-tune the base model on the tuning set; resumes from checkpoints when retried.
 
-    Methods that do not fine-tune (no-finetune, retrieval) pass the base model through and say
-    so in training_log.json: kfp.local cannot branch on loop items, so the stage dispatches.
-    `external:<name>` writes only that log.
+    Prior-preservation images come from the class-images stage (one folder per seed).
+    `clip_fingerprint` is the CLIP weights' hash (active selection may embed with CLIP).
     """
+    from pathlib import Path
+
     from tgap.config import DiffusionConfig, FinetuneConfig, PromptConfig, SelectConfig, section
     from tgap.diffusion.dreambooth import finetune as run_finetune
     from tgap.embed import get_embedder
+    from tgap.grid import seed_folder
     from tgap.imageset import ImageSet
     from tgap.methods import parse_method
     from tgap.provenance import timed_stage
@@ -30,19 +34,6 @@ def finetune(
     select_cfg = section(SelectConfig, select, "select")
     finetune_cfg = section(FinetuneConfig, finetune, "finetune")
     method = parse_method(row["method"], select_cfg.default_embedder)
-    if method.generator == "external":
-        import json
-        import logging
-        from pathlib import Path
-
-        # An external set was generated elsewhere: nothing to fine-tune, and no model to copy.
-        message = f"not fine-tuned: method {method.name} evaluates select.external_sets"
-        logging.getLogger("tgap").warning(message)
-        with timed_stage("fine-tune", model.path):
-            log = {"method": method.name, "fine_tuned": False, "message": message}
-            Path(model.path).mkdir(parents=True, exist_ok=True)
-            (Path(model.path) / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
-        return
     embedder = None
     if method.generator == "dreambooth-active":
         embedder = get_embedder(finetune_cfg.active.embedder, select_cfg, reference_classifier.path)
@@ -57,4 +48,5 @@ def finetune(
             diffusion=section(DiffusionConfig, diffusion, "diffusion"),
             out_dir=model.path,
             embedder=embedder,
+            class_images_dir=Path(class_images.path) / seed_folder(int(row["seed"])),
         )

@@ -9,8 +9,11 @@ def ingest(
     real_train: Output[Dataset],
     real_test: Output[Dataset],
     summary: Output[Markdown],
+    fingerprint: str = "",
 ) -> None:
-    """Read the source in `data`, map labels, split by patient, write three image sets."""
+    """Read the source in `data`, map labels, split by patient, write three image sets.
+
+    `fingerprint` is the hash of the source's listing: a changed bucket is a new cache key."""
     from tgap.config import DataConfig, section
     from tgap.ingest import ingest as run_ingest
     from tgap.ingest import summary_markdown
@@ -20,5 +23,6 @@ def ingest(
         result = run_ingest(
             section(DataConfig, data, "data"), pool.path, real_train.path, real_test.path
         )
+    result["source_fingerprint"] = fingerprint
     with open(summary.path, "w") as fh:
         fh.write(summary_markdown(result))

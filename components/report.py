@@ -4,14 +4,12 @@ from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Ou
 
 
 def report(
-    cells: Input[list[Artifact]],
     pool: Input[Dataset],
     embeddings: Input[Artifact],
     base_model: Input[Model],
     reference_classifier: Input[Model],
     run_name: str,
     data: dict,
-    grid: list,
     select: dict,
     diffusion: dict,
     prompt: dict,
@@ -23,16 +21,32 @@ def report(
     html: Output[HTML],
     summary: Output[Markdown],
     metrics: Output[Metrics],
+    fingerprints: str = "{}",
+    cells_finetune: Input[list[Artifact]] = None,
+    cells_no_finetune: Input[list[Artifact]] = None,
+    cells_retrieval: Input[list[Artifact]] = None,
+    rows_finetune: list = [],  # noqa: B006 (KFP reads the literal default)
+    rows_no_finetune: list = [],  # noqa: B006
+    rows_retrieval: list = [],  # noqa: B006
 ) -> None:
-    """Build the report from the collected cells; `results` holds every file, the rest are views."""
+    """Build the report from the cells collected from each kind's loop (`tgap.grid`); `results`
+    holds every file, the rest are views. `fingerprints` (JSON) goes into the provenance."""
+    import json
     import shutil
     from pathlib import Path
 
     from tgap.config import Config, section
+    from tgap.grid import item_rows
     from tgap.imageset import ImageSet
     from tgap.provenance import collect_provenance, read_stage_times
     from tgap.report import build_report
 
+    grid = [
+        row
+        for items in (rows_finetune, rows_no_finetune, rows_retrieval)
+        for item in items
+        for row in item_rows(item)
+    ]
     sections = {
         "name": run_name,
         # The grid arrives as its flat rows; rebuild the section for the provenance table.
@@ -51,8 +65,15 @@ def report(
         "evaluation": evaluation,
     }
     config = section(Config, sections, "config")
-    cell_dirs = sorted(Path(c.path) for c in cells)
+    # A per-seed item's artifact holds one cell per size, in sub-folders.
+    cell_dirs = sorted(
+        p.parent
+        for cells in (cells_finetune, cells_no_finetune, cells_retrieval)
+        for c in cells or []
+        for p in Path(c.path).glob("**/cell.json")
+    )
     provenance = collect_provenance(config, grid, cell_dirs)
+    provenance["fingerprints"] = json.loads(fingerprints)
     # The stages that run once per run (the per-branch ones come from the cells).
     provenance["run_stage_seconds"] = read_stage_times(
         {

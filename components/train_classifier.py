@@ -10,8 +10,10 @@ def train_classifier(
     generate: dict,
     subsample: str,
     model: Output[Model],
+    weights_fingerprint: str = "",
 ) -> None:
-    """Train the configured classifier on `train_set`.
+    """Train the configured classifier on `train_set`; `weights_fingerprint` is the hash of
+    `classifier.weights` (a new cache key when they change).
 
     `subsample` is "all" (every image) or "match-synthetic" (generate.n_per_label images per
     label: R→S trains on as many real images per class as the synthetic set has, as in the thesis).

@@ -15,7 +15,7 @@ from __future__ import annotations
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
-from tgap.config import ClusterConfig, ConfigError
+from tgap.config import STAGES, ClusterConfig, ConfigError
 
 # Where a GCS service-account key secret is mounted (it must hold the key file as `key.json`).
 GCS_KEY_DIR = "/var/secrets/tgap-gcs"
@@ -31,9 +31,17 @@ def component_images(cluster: ClusterConfig) -> tuple[str, str]:
     return cluster.cpu_image, cluster.gpu_image
 
 
+def on_gpu(stage: str, cluster: ClusterConfig) -> bool:
+    """Whether ``stage`` (a name in ``tgap.config.STAGES``) runs on the GPU pool."""
+    if stage not in STAGES:
+        raise ValueError(f"stage {stage!r}: not one of {', '.join(STAGES)}")
+    return stage in cluster.gpu_stages
+
+
 def configure_task(task: PipelineTask, cluster: ClusterConfig, gpu: bool) -> None:
-    """Apply the cluster section to one task: pull secret, object-store secret, and for GPU stages
-    accelerator, requests, node pool, retries and model cache.
+    """Apply the cluster section to one task: pull secret, object-store secret; for GPU stages
+    accelerator, requests, node pool, retries and model cache; for the others `cluster.cpu`'s
+    CPU and memory requests.
 
     The image is not set here: the components are built on ``component_images(cluster)`` (some
     CPU-only stages, like preparing the base model, deliberately use the GPU image)."""
@@ -43,9 +51,15 @@ def configure_task(task: PipelineTask, cluster: ClusterConfig, gpu: bool) -> Non
     if gpu:
         _use_gpu_node_pool(task, cluster)
         _use_model_cache(task, cluster)
-    elif cluster.model_cache_pvc and not cluster.model_cache_path:
+        return
+    if cluster.model_cache_pvc and not cluster.model_cache_path:
         # Checked here too so a bad config fails at compile time even without GPU tasks.
         raise ConfigError("cluster.model_cache_pvc is set but cluster.model_cache_path is empty")
+    # Explicit requests: without them the scheduler packs heavy CPU stages onto one node.
+    if cluster.cpu.cpu_request:
+        task.set_cpu_request(cluster.cpu.cpu_request)
+    if cluster.cpu.memory_request:
+        task.set_memory_request(cluster.cpu.memory_request)
 
 
 def _use_object_store_secrets(task: PipelineTask, cluster: ClusterConfig) -> None:

@@ -1,22 +1,43 @@
 """The tgap pipeline: ingest -> select -> fine-tune -> generate -> two-way evaluation -> report.
 
-One flat ``dsl.ParallelFor`` over the grid rows ``{method, size, seed}`` (kfp.local mis-binds
-nested loops over pipeline parameters) and ``dsl.Collected`` into the report. Every config
-section except ``cluster`` is a pipeline parameter (a dict), so the Kubeflow UI shows and compares
-them; ``cluster`` decides images and resources at compile time.
+The grid is three run parameters, ``methods``, ``sizes`` and ``seeds`` (what a person edits in
+the run form). The first task, ``expand-grid``, validates them like a config file and splits the
+rows by the work they need (``tgap.grid.split_rows``) into sibling flat ``dsl.ParallelFor``
+loops, one per kind present in the compiled config (kfp.local mis-binds nested loops and cannot
+collect from an empty loop), each ``dsl.Collected`` into the report:
+
+- ``finetune``: select -> fine-tune -> generate -> classifiers -> evaluations -> cell;
+- ``no-finetune``: one item per seed: the base model generates once for all sizes;
+- ``retrieval`` (and ``external:<name>``): a real or external set stands in for the synthetic
+  one; no GPU stage.
+
+``validate-run`` checks every row against the ingested data and the base model before any loop
+starts.
+
+Work shared across rows runs once, outside the loops: ingest, the reference classifier, embed,
+the base model, and the prior-preservation class images of every seed. The ``fingerprint`` task
+(never cached) hashes every source, and its outputs are inputs of the stages that read them.
+
+Every config section except ``cluster`` is a pipeline parameter (a dict), so the Kubeflow UI
+shows and compares them; ``cluster`` decides images, placement and resources at compile time.
 """
 
 # No `from __future__ import annotations`: KFP reads the pipeline signature's real types.
 
+import inspect
 from pathlib import Path
 from typing import Any
 
 from kfp import compiler, dsl
 
 from components import build_components
-from pipelines.cluster import component_images, configure_task
-from tgap.config import Config
+from pipelines.cluster import component_images, configure_task, on_gpu
+from tgap.config import Config, check_placement
+from tgap.grid import split_rows
 
+GRID_PARAMETERS = ("methods", "sizes", "seeds")
+# Loop kind (tgap.grid.KINDS) -> the expand-grid output that feeds its loop.
+KIND_OUTPUTS = {"finetune": "finetune", "no-finetune": "no_finetune", "retrieval": "retrieval"}
 PARAMETER_HELP = {
     "run_name": "A name for this run, shown in the report.",
     "data": "Real data: source URI, format, resolution, label policy, patient-level split.",
@@ -70,213 +91,171 @@ def pipeline_arguments(config: Config) -> dict[str, Any]:
 def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
     """The @dsl.pipeline for ``config``: its values become the parameters' defaults.
 
-    ``loop_task_env`` is set on every task inside the loop (local runs use it to give each of the
-    concurrently running branches its share of the cores).
+    ``loop_task_env`` is set on every task inside the loops (local runs use it to give each of
+    the concurrently running branches its share of the cores).
     """
-    cpu_image, gpu_image = component_images(config.cluster)
-    c = build_components(cpu_image, gpu_image)
-    defaults = pipeline_arguments(config)
     cluster = config.cluster
-
-    def configured(gpu: bool, env: dict[str, str]):
-        def apply(task):
-            for name, value in env.items():
-                task.set_env_variable(name, value)
-            configure_task(task, cluster, gpu=gpu)
-            return task
-
-        return apply
-
-    # Only fine-tune and generate (inside the loop) ask for a GPU.
+    cpu_image, gpu_image = component_images(cluster)
+    c = build_components(cpu_image, gpu_image, cluster.gpu_stages)
+    defaults = pipeline_arguments(config)
+    # One loop per kind of work the compiled config's grid has (kfp.local cannot collect from an
+    # empty loop, so a kind without rows gets no loop; expand-grid refuses a run that would
+    # leave a compiled loop empty or need a loop this spec lacks).
+    kinds = split_rows(config.grid_rows())
+    compiled_kinds = [kind for kind in KIND_OUTPUTS if kinds[kind]]
     env = loop_task_env or {}
-    cpu = configured(False, {})
-    loop_cpu, loop_gpu = configured(False, env), configured(True, env)
 
-    def tgap(
-        run_name: str = defaults["run_name"],
-        data: dict = defaults["data"],
-        methods: list = defaults["methods"],
-        sizes: list = defaults["sizes"],
-        seeds: list = defaults["seeds"],
-        select: dict = defaults["select"],
-        diffusion: dict = defaults["diffusion"],
-        prompt: dict = defaults["prompt"],
-        finetune: dict = defaults["finetune"],
-        generate: dict = defaults["generate"],
-        classifier: dict = defaults["classifier"],
-        evaluation: dict = defaults["evaluation"],
-    ):
+    def place(stage: str, task, in_loop: bool = False):
+        """Put ``task`` where ``cluster.gpu_stages`` says ``stage`` runs."""
+        for name, value in (env if in_loop else {}).items():
+            task.set_env_variable(name, value)
+        configure_task(task, cluster, gpu=on_gpu(stage, cluster))
+        return task
+
+    def tgap(*args, **kwargs):
+        # KFP passes the parameters positionally, in the signature's order (set below).
+        p = {**dict(zip(defaults, args, strict=False)), **kwargs}
+        sections = {name: p[name] for name in SECTIONS}
+        data, select, diffusion, classifier = (
+            p["data"], p["select"], p["diffusion"], p["classifier"]
+        )  # fmt: skip
+        generate, evaluation, prompt = p["generate"], p["evaluation"], p["prompt"]
+
         # First: the same validation a config file gets, on the values this run was started
-        # with (a method typed in the UI's run form), then the grid rows the loop runs.
-        expanded = cpu(
-            c.expand_grid(
-                run_name=run_name,
-                methods=methods,
-                sizes=sizes,
-                seeds=seeds,
-                data=data,
-                select=select,
-                diffusion=diffusion,
-                prompt=prompt,
-                finetune=finetune,
-                generate=generate,
-                classifier=classifier,
-                evaluation=evaluation,
-            ).set_display_name("expand-grid")
-        )
-        grid = expanded.output
-        ingest = cpu(c.ingest(data=data).set_display_name("ingest").after(expanded))
+        # with (a method typed in the UI's run form), then the work items of each loop.
+        expanded = place("expand-grid", c.expand_grid(
+            run_name=p["run_name"], methods=p["methods"], sizes=p["sizes"], seeds=p["seeds"],
+            compiled_kinds=compiled_kinds, **sections,
+        ).set_display_name("expand-grid"))  # fmt: skip
+
+        # Never cached: a rerun with the same parameters still sees a changed bucket or model.
+        prints = place("fingerprint", c.fingerprint(
+            data=data, select=select, diffusion=diffusion, classifier=classifier
+        ).set_display_name("fingerprint")).set_caching_options(False)  # fmt: skip
+        ingest = place("ingest", c.ingest(
+            data=data, fingerprint=prints.outputs["data"]
+        ).set_display_name("ingest").after(expanded))  # fmt: skip
         pool = ingest.outputs["pool"]
         real_train = ingest.outputs["real_train"]
         real_test = ingest.outputs["real_test"]
+        weights = prints.outputs["classifier_weights"]
+        clip = prints.outputs["clip_weights"]
 
-        reference = cpu(
-            c.train_classifier(
-                train_set=real_train,
-                classifier=classifier,
-                seed=0,
-                generate=generate,
-                subsample="all",
-            ).set_display_name("train-reference-classifier")
-        )
-        embed = cpu(
-            c.embed(
-                pool=pool, reference_classifier=reference.outputs["model"], select=select
-            ).set_display_name("embed")
-        )
-        # Builds or downloads the base model: the GPU image, but no GPU request.
-        base = cpu(
-            c.prepare_base_model(diffusion=diffusion, prompt=prompt, pool=pool).set_display_name(
-                "prepare-base-model"
-            )
-        )
-        # The data-dependent checks of every row; nothing below starts when one fails.
-        validated = cpu(
-            c.validate_run(
-                rows=grid,
-                pool=pool,
-                real_train=real_train,
-                base_model=base.outputs["base_model"],
-                data=data,
-                select=select,
-                generate=generate,
-            ).set_display_name("validate-run")
-        )
+        def train(stage_name: str, train_set, seed, subsample: str, in_loop: bool = True):
+            return place("train-classifier", c.train_classifier(
+                train_set=train_set, classifier=classifier, seed=seed, generate=generate,
+                subsample=subsample, weights_fingerprint=weights,
+            ).set_display_name(stage_name), in_loop)  # fmt: skip
+
+        def evaluate(stage_name: str, model, test_set):
+            return place("evaluate-classifier", c.evaluate_classifier(
+                model=model, test_set=test_set, evaluation=evaluation
+            ).set_display_name(stage_name), True)  # fmt: skip
+
+        reference = train("train-reference-classifier", real_train, 0, "all", in_loop=False)
+        reference_model = reference.outputs["model"]
+        embed = place("embed", c.embed(
+            pool=pool, reference_classifier=reference_model, select=select,
+            clip_fingerprint=clip,
+        ).set_display_name("embed"))  # fmt: skip
+        base = place("prepare-base-model", c.prepare_base_model(
+            diffusion=diffusion, prompt=prompt, pool=pool,
+            fingerprint=prints.outputs["base_model"],
+        ).set_display_name("prepare-base-model"))  # fmt: skip
+        base_model = base.outputs["base_model"]
+
+        def branch(item, kind: str):
+            """One work item's tasks, from its tuning set to its cell(s)."""
+            selected = place("select", c.select_tuning_set(
+                pool=pool, embeddings=embed.outputs["embeddings"],
+                reference_classifier=reference_model, item=item, select=select,
+                generate=generate, curated_fingerprint=prints.outputs["curated"],
+            ).set_display_name("select"), True)  # fmt: skip
+            model = base_model
+            if kind == "finetune":
+                model = place("fine-tune", c.finetune(
+                    base_model=base_model, tuning_set=selected.outputs["tuning_set"],
+                    reference_classifier=reference_model,
+                    class_images=class_images.outputs["images"], row=item, select=select,
+                    diffusion=diffusion, prompt=prompt, finetune=p["finetune"],
+                    clip_fingerprint=clip,
+                ).set_display_name("fine-tune"), True).outputs["model"]  # fmt: skip
+            if kind == "retrieval":
+                synthetic = selected.outputs["retrieved"]
+            else:
+                synthetic = place("generate", c.generate(
+                    model=model, item=item, data=data, diffusion=diffusion, prompt=prompt,
+                    generate=generate,
+                ).set_display_name("generate"), True).outputs["synthetic"]  # fmt: skip
+            # The real-trained classifier depends on the seed alone: identical inputs in every
+            # branch of a seed, so KFP's cache trains it once per seed.
+            real_clf = train("train-real-classifier", real_train, item.seed, "match-synthetic")
+            synth_clf = train("train-synthetic-classifier", synthetic, item.seed, "all")
+            real_model, synth_model = real_clf.outputs["model"], synth_clf.outputs["model"]
+            s2r = evaluate("evaluate-S2R", synth_model, real_test)
+            r2s = evaluate("evaluate-R2S", real_model, synthetic)
+            r2r = evaluate("evaluate-R2R", real_model, real_test)
+            curve = place("supplementation", c.supplementation(
+                item=item, real_train=real_train, synthetic=synthetic, real_test=real_test,
+                classifier=classifier, generate=generate, evaluation=evaluation,
+            ).set_display_name("supplementation"), True)  # fmt: skip
+            return place("compute-fter", c.compute_fter(
+                item=item, s2r=s2r.outputs["result"], r2s=r2s.outputs["result"],
+                r2r=r2r.outputs["result"], supplementation=curve.outputs["curve"],
+                synthetic=synthetic, real_test=real_test,
+                tuning_set=selected.outputs["tuning_set"], model=model,
+                reference_classifier=reference_model, select=select, generate=generate,
+                evaluation=evaluation, clip_fingerprint=clip,
+            ).set_display_name("compute-FTER"), True)  # fmt: skip
+
+        # The data-dependent checks of every row; no select, fine-tune or generate task starts
+        # when one fails.
+        validated = place("validate-run", c.validate_run(
+            rows=expanded.outputs["rows"], pool=pool, real_train=real_train,
+            base_model=base_model, data=data, select=select, generate=generate,
+        ).set_display_name("validate-run"))  # fmt: skip
         reference.after(validated)
         embed.after(validated)
 
-        with dsl.ParallelFor(grid, parallelism=cluster.parallelism) as row:
-            selected = loop_cpu(
-                c.select_tuning_set(
-                    pool=pool,
-                    embeddings=embed.outputs["embeddings"],
-                    reference_classifier=reference.outputs["model"],
-                    row=row,
-                    select=select,
-                    generate=generate,
-                )
-                .set_display_name("select")
-                .after(validated)
-            )
-            tuned = loop_gpu(
-                c.finetune(
-                    base_model=base.outputs["base_model"],
-                    tuning_set=selected.outputs["tuning_set"],
-                    reference_classifier=reference.outputs["model"],
-                    row=row,
-                    select=select,
-                    diffusion=diffusion,
-                    prompt=prompt,
-                    finetune=finetune,
-                ).set_display_name("fine-tune")
-            )
-            synthetic = loop_gpu(
-                c.generate(
-                    model=tuned.outputs["model"],
-                    retrieved=selected.outputs["retrieved"],
-                    row=row,
-                    data=data,
-                    diffusion=diffusion,
-                    prompt=prompt,
-                    generate=generate,
-                ).set_display_name("generate")
-            ).outputs["synthetic"]
-            # The real-trained classifier depends on neither method nor size: identical inputs
-            # in every branch, so KFP's cache trains it once per seed.
-            real_clf = loop_cpu(
-                c.train_classifier(
-                    train_set=real_train,
-                    classifier=classifier,
-                    seed=row.seed,
-                    generate=generate,
-                    subsample="match-synthetic",
-                ).set_display_name("train-real-classifier")
-            )
-            synth_clf = loop_cpu(
-                c.train_classifier(
-                    train_set=synthetic,
-                    classifier=classifier,
-                    seed=row.seed,
-                    generate=generate,
-                    subsample="all",
-                ).set_display_name("train-synthetic-classifier")
-            )
-            s2r = loop_cpu(
-                c.evaluate_classifier(
-                    model=synth_clf.outputs["model"], test_set=real_test, evaluation=evaluation
-                ).set_display_name("evaluate-S2R")
-            )
-            r2s = loop_cpu(
-                c.evaluate_classifier(
-                    model=real_clf.outputs["model"], test_set=synthetic, evaluation=evaluation
-                ).set_display_name("evaluate-R2S")
-            )
-            r2r = loop_cpu(
-                c.evaluate_classifier(
-                    model=real_clf.outputs["model"], test_set=real_test, evaluation=evaluation
-                ).set_display_name("evaluate-R2R")
-            )
-            cell = loop_cpu(
-                c.compute_fter(
-                    row=row,
-                    s2r=s2r.outputs["result"],
-                    r2s=r2s.outputs["result"],
-                    r2r=r2r.outputs["result"],
-                    synthetic=synthetic,
-                    real_test=real_test,
-                    real_train=real_train,
-                    tuning_set=selected.outputs["tuning_set"],
-                    model=tuned.outputs["model"],
-                    reference_classifier=reference.outputs["model"],
-                    select=select,
-                    classifier=classifier,
-                    generate=generate,
-                    evaluation=evaluation,
-                ).set_display_name("compute-FTER")
-            )
+        if "finetune" in compiled_kinds:
+            # Prior-preservation images of every seed, once, shared by all its fine-tunes.
+            class_images = place("class-images", c.class_images(
+                base_model=base_model, rows=expanded.outputs["finetune"], diffusion=diffusion,
+                prompt=prompt, finetune=p["finetune"],
+            ).set_display_name("class-images").after(validated))  # fmt: skip
+        cells = {}
+        for kind in compiled_kinds:
+            items = expanded.outputs[KIND_OUTPUTS[kind]]
+            with dsl.ParallelFor(items, parallelism=cluster.parallelism) as item:
+                cells[kind] = branch(item, kind)
 
-        cpu(
-            c.report(
-                cells=dsl.Collected(cell.outputs["cell"]),
-                pool=pool,
-                embeddings=embed.outputs["embeddings"],
-                base_model=base.outputs["base_model"],
-                reference_classifier=reference.outputs["model"],
-                run_name=run_name,
-                data=data,
-                grid=grid,
-                select=select,
-                diffusion=diffusion,
-                prompt=prompt,
-                finetune=finetune,
-                generate=generate,
-                classifier=classifier,
-                evaluation=evaluation,
-            ).set_display_name("report")
-        )
+        place("report", c.report(
+            pool=pool, embeddings=embed.outputs["embeddings"], base_model=base_model,
+            reference_classifier=reference_model, run_name=p["run_name"],
+            fingerprints=prints.outputs["all"],
+            **{f"cells_{kind.replace('-', '_')}": dsl.Collected(cell.outputs["cell"])
+               for kind, cell in cells.items()},
+            **{f"rows_{KIND_OUTPUTS[kind]}": expanded.outputs[KIND_OUTPUTS[kind]]
+               for kind in compiled_kinds},
+            **sections,
+        ).set_display_name("report"))  # fmt: skip
 
+    annotations = {name: (list if name in GRID_PARAMETERS else dict) for name in defaults}
+    annotations["run_name"] = str
+    tgap.__signature__ = inspect.Signature(
+        [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=value,
+                annotation=annotations[name],
+            )
+            for name, value in defaults.items()
+        ]
+    )
+    tgap.__annotations__ = annotations
     tgap.__doc__ = "tgap: can this synthetic dataset train a model?\n\nArgs:\n" + "".join(
-        f"    {name}: {text}\n" for name, text in PARAMETER_HELP.items()
+        f"    {name}: {PARAMETER_HELP[name]}\n" for name in defaults
     )
     return dsl.pipeline(
         name="tgap", description=config.description or tgap.__doc__.splitlines()[0]
@@ -285,6 +264,7 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
 
 def compile_pipeline(config: Config, output_path: str | Path) -> Path:
     """Compile the pipeline for ``config`` into a KFP pipeline spec YAML at ``output_path``."""
+    check_placement(config)
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(build_pipeline(config), str(output_path))

@@ -11,7 +11,13 @@ import pytest
 
 from tgap.classify import evaluate_classifier, train_classifier
 from tgap.config import ClassifierConfig, EvaluationConfig
-from tgap.evaluation import EvaluationError, compute_cell, supplementation_curve
+from tgap.evaluation import (
+    EvaluationError,
+    compute_cell,
+    read_supplementation,
+    supplementation_curve,
+    supplementation_stage,
+)
 from tgap.imageset import ImageSet, ImageSetError, ImageSetWriter
 
 NPZ = Path(__file__).resolve().parents[1] / "../shared/data/pneumoniamnist/pneumoniamnist.npz"
@@ -197,17 +203,31 @@ def test_supplementation_shrinks_the_real_part_when_synthetic_is_too_small(world
     assert curve["points"][1]["n_synthetic"] == 96
 
 
-def test_cell_runs_supplementation_when_ratios_are_set(world, tmp_path):
+def test_cell_reads_the_supplementation_stage_and_never_trains(world, tmp_path, monkeypatch):
     evaluation = EvaluationConfig(bootstrap_resamples=50, supplementation_ratios=[0.0, 0.5])
-    with pytest.raises(EvaluationError, match="no real_train"):
+    curve = supplementation_stage(
+        world["real_train"], world["synthetic"], world["real_test"], FAST, evaluation, 30, 0,
+        tmp_path / "supplementation",
+    )  # fmt: skip
+    assert read_supplementation(tmp_path / "supplementation") == json.loads(json.dumps(curve))
+    # The cell stage only reads: training anything there is a bug.
+    monkeypatch.setattr("tgap.evaluation.fit", lambda *a, **k: pytest.fail("cell trained"))
+    with pytest.raises(EvaluationError, match="supplementation_ratios"):
         compute_cell(**cell_args(world, evaluation=evaluation), out_dir=tmp_path / "a")
     cell = compute_cell(
         **cell_args(world, evaluation=evaluation), out_dir=tmp_path / "b",
-        real_train=world["real_train"], classifier=FAST, size_per_label=30,
+        supplementation=read_supplementation(tmp_path / "supplementation"),
     )  # fmt: skip
     assert cell["supplementation"]["ratios"] == [0.0, 0.5]
     assert len(cell["supplementation"]["auroc"]) == 2
     assert (tmp_path / "b" / cell["assets"]["supplementation.json"]).is_file()
+
+
+def test_supplementation_stage_without_ratios_writes_an_empty_curve(world, tmp_path):
+    curve = supplementation_stage(
+        world["real_train"], world["synthetic"], world["real_test"], FAST, EVAL, 30, 0, tmp_path
+    )
+    assert curve["ratios"] == [] and read_supplementation(tmp_path)["ratios"] == []
 
 
 def test_one_class_synthetic_set_gives_null_fter_with_a_reason(world, tmp_path):

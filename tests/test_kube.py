@@ -336,7 +336,8 @@ def test_gpu_tasks_carry_accelerator_node_pool_toleration_and_retries(compiled):
 def test_cpu_tasks_get_no_gpu_node_pool_or_accelerator(compiled):
     _, spec, platform = compiled
     gpu_labels = {
-        spec["components"][f"comp-{n}"]["executorLabel"] for n in ("finetune", "generate")
+        spec["components"][f"comp-{n}"]["executorLabel"]
+        for n in ("finetune", "generate", "class-images")
     }
     cpu_labels = set(spec["deploymentSpec"]["executors"]) - gpu_labels
     assert len(cpu_labels) >= 5

@@ -82,14 +82,17 @@ def test_every_stage_time_reaches_the_report(micro_run):
     text = json.dumps(report) + (micro_run / "report.html").read_text()
     for stage in ("ingest", "prepare-base-model", "select", "fine-tune", "evaluate-S2R"):
         assert stage in text, stage
-    for cell_json in (micro_run / "artifacts").glob(
-        "**/compute-fter*/cell/assets/stage_seconds.json"
-    ):
-        seconds = json.loads(cell_json.read_text())
-        assert {"select", "fine-tune", "evaluate-S2R", "evaluate-R2S", "compute-FTER"} <= set(
-            seconds
-        )
-        assert all(value > 0 for value in seconds.values())
+    for cell_json in (micro_run / "artifacts").glob("**/compute-fter*/cell/**/cell.json"):
+        seconds = json.loads((cell_json.parent / "assets" / "stage_seconds.json").read_text())
+        expected = {"select", "evaluate-S2R", "evaluate-R2S", "supplementation", "compute-FTER"}
+        method = json.loads(cell_json.read_text())["method"]
+        if method != "retrieval":  # retrieval neither fine-tunes nor generates
+            expected.add("generate")
+        if method not in ("retrieval", "no-finetune"):
+            expected.add("fine-tune")
+        assert expected <= set(seconds)
+        # Supplementation without ratios (micro) does nothing: 0.0 s after rounding.
+        assert all(value >= 0 for value in seconds.values()) and seconds["compute-FTER"] > 0
 
 
 def test_compiled_spec_reruns_to_the_same_tuning_set_and_metrics(micro_run, tmp_path):
@@ -148,3 +151,39 @@ def test_real_micro_report_renders_in_chromium_with_the_csv_values(micro_run):
             column = td["attrs"]["data-col"]
             if column in ("s2r_auroc", "r2s_auroc", "fter") and row[column] != "":
                 assert float(td["attrs"]["data-value"]) == float(row[column]), column
+
+
+def test_shared_work_runs_once_per_seed_and_a_second_run_reuses_it(tmp_path):
+    """Class images once per seed for every fine-tune; no-finetune generates once per seed
+    for all its sizes; retrieval has no GPU stage; a second run with the same cache reuses it."""
+    overrides = [
+        "grid.methods=[random,no-finetune,retrieval]", "grid.sizes=[12,16]", "grid.seeds=[0,1]",
+        "finetune.steps=2", "classifier.epochs=1", "generate.n_per_label=8",
+        "evaluation.bootstrap_resamples=20", "cluster.parallelism=2",
+    ]  # fmt: skip
+    config = load_config(MICRO, overrides)
+    cache = tmp_path / "cache"
+    first = run_local(config, tmp_path / "first", cache_dir=cache)
+    artifacts = first / "artifacts"
+    [class_images] = _task_outputs(first, "class-images", "images")
+    assert sorted(p.name for p in class_images.iterdir() if p.is_dir()) == ["seed-0", "seed-1"]
+    # One generate task per fine-tune row (2 sizes x 2 seeds) and one per no-finetune seed.
+    generated = _task_outputs(first, "generate", "synthetic")
+    assert len(generated) == 4 + 2
+    # Every fine-tune read the shared class images; none made its own.
+    assert not list(artifacts.glob("**/finetune*/model/class_images.npy"))
+    rows = _rows(first)
+    assert len(rows) == 3 * 2 * 2
+    no_finetune = [r for r in rows if r["method"] == "no-finetune"]
+    # Sizes of a seed share one synthetic set: identical S→R/R→S numbers.
+    for seed in ("0", "1"):
+        same = {(r["s2r_auroc"], r["r2s_auroc"]) for r in no_finetune if r["seed"] == seed}
+        assert len(same) == 1
+    report = json.loads((first / "results.json").read_text())
+    assert set(report["provenance"]["fingerprints"]) >= {"data", "base_model"}
+
+    second = run_local(config, tmp_path / "second", cache_dir=cache)
+    # Cached: no task wrote new artifacts but the uncached fingerprint (and nothing else ran).
+    assert not _task_outputs(second, "class-images", "images")
+    assert not _task_outputs(second, "generate", "synthetic")
+    assert _rows(second) == rows

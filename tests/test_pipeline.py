@@ -1,13 +1,16 @@
 """The compiled pipeline: parses back, carries every parameter with a default and description,
 and the committed spec is what the code compiles today."""
 
+import re
 from pathlib import Path
 
+import pytest
 import yaml
 from kfp import components
 
+from components import STAGES as STAGE_FUNCTIONS
 from pipelines.tgap_pipeline import PARAMETER_HELP, compile_pipeline, pipeline_arguments
-from tgap.config import Config, config_from_parameters, load_config, section
+from tgap.config import Config, ConfigError, config_from_parameters, load_config, section
 
 COMMITTED = Path("pipelines/compiled/tgap.yaml")
 
@@ -28,39 +31,55 @@ def test_compiled_spec_parses_with_kfp_loader(tmp_path):
     assert loaded.name == "tgap"
     spec = _spec(path)
     params = spec["root"]["inputDefinitions"]["parameters"]
-    assert set(params) == set(PARAMETER_HELP)
+    assert set(params) <= set(PARAMETER_HELP)
     for name, definition in params.items():
         assert definition.get("description"), name
         assert "defaultValue" in definition, name
 
 
-def test_every_stage_is_a_task_and_the_loop_is_flat(tmp_path):
-    spec = _spec(compile_pipeline(load_config("pipelines/configs/micro.yaml"), tmp_path / "p.yaml"))
-    root_tasks = spec["root"]["dag"]["tasks"]
-    loops = [t for t in root_tasks.values() if "parameterIterator" in t]
-    assert len(loops) == 1
-    loop_component = spec["components"][loops[0]["componentRef"]["name"]]
-    inner = {t["taskInfo"]["name"] for t in loop_component["dag"]["tasks"].values()}
-    assert not any("parameterIterator" in t for t in loop_component["dag"]["tasks"].values())
-    assert inner == {
-        "select",
-        "fine-tune",
-        "generate",
-        "train-real-classifier",
-        "train-synthetic-classifier",
-        "evaluate-S2R",
-        "evaluate-R2S",
-        "evaluate-R2R",
-        "compute-FTER",
+def _loops(spec: dict) -> dict[str, set[str]]:
+    """Loop parameter name -> display names of the tasks inside it."""
+    out = {}
+    for task in spec["root"]["dag"]["tasks"].values():
+        if "parameterIterator" in task:
+            component = spec["components"][task["componentRef"]["name"]]
+            inner = component["dag"]["tasks"].values()
+            assert not any("parameterIterator" in t for t in inner), "nested loop"
+            items = task["parameterIterator"]["items"]["inputParameter"]
+            # The loops iterate over expand-grid's outputs, one per kind of work.
+            name = items.removeprefix("pipelinechannel--").removeprefix("expand-grid-")
+            out[name] = {t["taskInfo"]["name"] for t in inner}
+    return out
+
+
+def test_every_stage_is_a_task_and_each_row_kind_is_a_flat_loop(tmp_path):
+    config = load_config(
+        "pipelines/configs/micro.yaml", ["grid.methods=[random,no-finetune,retrieval]"]
+    )
+    spec = _spec(compile_pipeline(config, tmp_path / "p.yaml"))
+    loops = _loops(spec)
+    evaluation = {
+        "train-real-classifier", "train-synthetic-classifier", "evaluate-S2R", "evaluate-R2S",
+        "evaluate-R2R", "supplementation", "compute-FTER",
+    }  # fmt: skip
+    assert loops == {
+        "finetune": {"select", "fine-tune", "generate"} | evaluation,
+        # The base model generates once per seed; nothing fine-tunes.
+        "no_finetune": {"select", "generate"} | evaluation,
+        # Nothing on a GPU: no fine-tune, no generation.
+        "retrieval": {"select"} | evaluation,
     }
-    outer = {t["taskInfo"]["name"] for t in root_tasks.values()}
+    outer = {t["taskInfo"]["name"] for t in spec["root"]["dag"]["tasks"].values()}
     assert {
-        "ingest",
-        "train-reference-classifier",
-        "embed",
-        "prepare-base-model",
-        "report",
-    } <= outer
+        "fingerprint", "ingest", "train-reference-classifier", "embed", "prepare-base-model",
+        "class-images", "report", "expand-grid", "validate-run",
+    } <= outer  # fmt: skip
+
+
+def test_a_kind_absent_from_the_grid_has_no_loop(tmp_path):
+    config = load_config("pipelines/configs/micro.yaml", ["grid.methods=[random,retrieval]"])
+    spec = _spec(compile_pipeline(config, tmp_path / "p.yaml"))
+    assert set(_loops(spec)) == {"finetune", "retrieval"}
 
 
 def test_arguments_round_trip_to_the_same_config():
@@ -86,3 +105,96 @@ def test_committed_spec_is_up_to_date(tmp_path):
     assert _documents(COMMITTED) == _documents(fresh), (
         "out of date: run `make compile` and commit it"
     )
+
+
+# --------------------------------------------------------------------------- the thesis spec
+
+
+@pytest.fixture(scope="module")
+def thesis():
+    config = load_config("pipelines/configs/thesis.yaml")
+    docs = _documents(COMMITTED)
+    return config, docs[0], docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def _stage_of(component: str) -> str:
+    """The stage name (`tgap.config.STAGES`) of a compiled component `comp-<function>`."""
+    # Components used in several loops compile to comp-<function>-2, -3, ...
+    function = re.sub(r"-\d+$", "", component.removeprefix("comp-")).replace("-", "_")
+    [name] = [n for n, f in STAGE_FUNCTIONS.items() if f.__name__ == function]
+    return name
+
+
+def _executors_by_stage(spec: dict) -> list[tuple[str, str]]:
+    """(stage, executor label) of every executor of the spec."""
+    return [
+        (_stage_of(name), comp["executorLabel"])
+        for name, comp in spec["components"].items()
+        if "executorLabel" in comp
+    ]
+
+
+def test_thesis_gpu_stages_have_accelerator_toleration_and_node_selector(thesis):
+    config, spec, platform = thesis
+    executors = _executors_by_stage(spec)
+    assert set(config.cluster.gpu_stages) <= {stage for stage, _ in executors}
+    for stage, label in executors:
+        if stage not in config.cluster.gpu_stages:
+            continue
+        container = spec["deploymentSpec"]["executors"][label]["container"]
+        assert container["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu", stage
+        assert container["image"] == config.cluster.gpu_image, stage
+        assert platform[label]["nodeSelector"]["labels"], stage
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in (
+            platform[label]["tolerations"]
+        ), stage
+
+
+def test_thesis_other_stages_have_cpu_and_memory_requests(thesis):
+    config, spec, platform = thesis
+    for stage, label in _executors_by_stage(spec):
+        if stage in config.cluster.gpu_stages:
+            continue
+        resources = spec["deploymentSpec"]["executors"][label]["container"]["resources"]
+        assert resources["resourceCpuRequest"] == config.cluster.cpu.cpu_request, stage
+        assert resources["resourceMemoryRequest"] == config.cluster.cpu.memory_request, stage
+        assert "accelerator" not in resources, stage
+        assert "tolerations" not in platform.get(label, {}), stage
+
+
+def test_thesis_trains_no_classifier_on_a_cpu_only_executor(thesis):
+    _, spec, _ = thesis
+    trainings = ("train-classifier", "supplementation", "fine-tune", "class-images")
+    executors = [(s, label) for s, label in _executors_by_stage(spec) if s in trainings]
+    assert {s for s, _ in executors} == set(trainings)
+    for stage, label in executors:
+        container = spec["deploymentSpec"]["executors"][label]["container"]
+        assert "accelerator" in container["resources"], stage
+
+
+def test_fingerprint_is_never_cached_and_feeds_ingest_and_the_base_model(thesis):
+    _, spec, _ = thesis
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["fingerprint"]["cachingOptions"].get("enableCache", False) is False
+    for task, parameter, output in (
+        ("ingest", "fingerprint", "data"),
+        ("prepare-base-model", "fingerprint", "base_model"),
+        ("embed", "clip_fingerprint", "clip_weights"),
+        ("train-classifier", "weights_fingerprint", "classifier_weights"),
+    ):
+        source = tasks[task]["inputs"]["parameters"][parameter]["taskOutputParameter"]
+        assert source == {"producerTask": "fingerprint", "outputParameterKey": output}, task
+    assert tasks["ingest"]["cachingOptions"]["enableCache"] is True
+
+
+def test_a_cuda_stage_outside_gpu_stages_fails_at_compile_time_naming_both_keys(tmp_path):
+    config = load_config("pipelines/configs/thesis.yaml", ["cluster.gpu_stages=[fine-tune]"])
+    with pytest.raises(ConfigError, match=r"diffusion.device.*cluster.gpu_stages"):
+        compile_pipeline(config, tmp_path / "p.yaml")
+    config = load_config(None, ["classifier.device=cuda"])
+    with pytest.raises(
+        ConfigError, match=r"classifier.device.*'train-classifier'.*cluster.gpu_stages"
+    ):
+        compile_pipeline(config, tmp_path / "p.yaml")
+    with pytest.raises(ConfigError, match=r"cluster.gpu_stages\[0\]: unknown stage 'gpu'"):
+        load_config(None, ["cluster.gpu_stages=[gpu]"])

@@ -73,6 +73,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from tgap.plan import format_plan, plan
+
+    config = load_config(args.config, args.overrides)
+    print(format_plan(plan(config, legacy=args.legacy), config.cluster.parallelism))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tgap",
@@ -110,6 +118,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", type=Path, default=Path("pipelines/compiled/tgap.yaml"), help="spec path"
     )
     comp.set_defaults(func=cmd_compile)
+
+    plan = sub.add_parser(
+        "plan",
+        help="what a run will cost, before it runs: tasks, GPU-hours, bytes per stage",
+        description="Per stage: tasks (on GPUs), units of work, artifact bytes, GPU-hours, "
+        "CPU-hours and wall time at cluster.parallelism, from the throughputs in "
+        "cluster.throughput. The last line is the total.",
+    )
+    add_config_arguments(plan)
+    plan.add_argument(
+        "--legacy",
+        action="store_true",
+        help="model the pipeline as it was before per-stage placement and shared work "
+        "(only fine-tune and generate on GPUs, full model copies, work repeated per row)",
+    )
+    plan.set_defaults(func=cmd_plan)
 
     from tgap import kube
 

@@ -109,10 +109,16 @@ def param(
     default: Any = dataclasses.MISSING,
     *,
     default_factory: Any = dataclasses.MISSING,
+    merge: bool = False,
     **constraint: Any,
 ) -> Any:
-    """A dataclass field with its constraint declared beside it: ``param(800, ge=1)``."""
-    metadata = {"constraint": Constraint(**constraint)} if constraint else {}
+    """A dataclass field with its constraint declared beside it: ``param(800, ge=1)``.
+
+    ``merge=True`` (mapping fields): a given mapping is merged into the default one, so a preset
+    or ``--set`` changes single entries instead of replacing the whole table."""
+    metadata: dict[str, Any] = {"constraint": Constraint(**constraint)} if constraint else {}
+    if merge:
+        metadata["merge"] = True
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -387,7 +393,7 @@ class EvaluationConfig:
 
 @dataclass
 class GpuConfig:
-    """Resources for the GPU stages (fine-tune, generate) on a cluster."""
+    """Resources for the stages in `cluster.gpu_stages` on a cluster."""
 
     accelerator: str = "nvidia.com/gpu"
     accelerator_type: str = ""
@@ -399,6 +405,96 @@ class GpuConfig:
     # Node label that `accelerator_type` selects on (GKE's; e.g. `nvidia.com/gpu.product` with
     # NVIDIA's GPU feature discovery). Only used when `accelerator_type` is set.
     accelerator_node_label: str = "cloud.google.com/gke-accelerator"
+    # The row of `cluster.throughput` that `tgap plan` prices GPU stages with.
+    device: str = "nvidia-a100"
+
+
+# Every stage (component) of the pipeline, by the name `cluster.gpu_stages` uses.
+STAGES = (
+    "fingerprint",
+    "ingest",
+    "prepare-base-model",
+    "train-classifier",
+    "embed",
+    "select",
+    "class-images",
+    "fine-tune",
+    "generate",
+    "evaluate-classifier",
+    "supplementation",
+    "compute-fter",
+    "report",
+    "expand-grid",
+    "validate-run",
+)
+# The stages that compute with a configured `device` key, and which key: a stage that says
+# `cuda` there must be placed on the GPU pool (checked by `check_placement`).
+STAGE_DEVICE_KEYS = {
+    "class-images": "diffusion.device",
+    "fine-tune": "diffusion.device",
+    "generate": "diffusion.device",
+    "train-classifier": "classifier.device",
+    "evaluate-classifier": "classifier.device",
+    "supplementation": "classifier.device",
+}
+
+
+@dataclass
+class CpuConfig:
+    """Requests of every stage not in `cluster.gpu_stages` (the CPU pool)."""
+
+    cpu_request: str = "2"
+    memory_request: str = "8G"
+    # The row of `cluster.throughput` that `tgap plan` prices CPU stages with.
+    device: str = "cpu-2-cores"
+
+
+@dataclass
+class DeviceThroughput:
+    """What one device does per second: `tgap plan`'s cost model (0 = not known).
+
+    Figures are at the thesis's reference sizes (Stable Diffusion 1.5 at 512 px, DenseNet-121 and
+    CLIP ViT-B/32 at 224 px); `tgap plan` scales them by pixel count for other resolutions.
+    """
+
+    # DreamBooth: images through one UNet forward + backward per second (instance + class).
+    finetune_images_per_s: float = param(0.0, ge=0)
+    # Sampling: UNet evaluations per second, one per image per sampler step (guidance: two).
+    sample_unet_evals_per_s: float = param(0.0, ge=0)
+    # Classifier training: image-epochs per second.
+    classifier_train_images_per_s: float = param(0.0, ge=0)
+    # Classifier / embedder inference: images per second.
+    classifier_eval_images_per_s: float = param(0.0, ge=0)
+    embed_images_per_s: float = param(0.0, ge=0)
+    # Ingest: images read, decoded, resized and written per second.
+    ingest_images_per_s: float = param(0.0, ge=0)
+    # Where the figures come from (a published benchmark, or the benchmark that measured them).
+    source: str = ""
+
+
+def _default_throughput() -> dict[str, DeviceThroughput]:
+    # Published figures, and how each number is derived from one, so a reader can check them.
+    # Override any entry with what `benchmarks/*.py` measured on your own nodes.
+    a100_note = (
+        "sampling: fal-ai/stable-diffusion-benchmarks, SD 1.5 on an A100 80G, diffusers + torch "
+        "2.1 SDPA, batch 1 with guidance: 31.19 it/s = 62 UNet evaluations/s. fine-tune: that "
+        "figure / 3 (forward + backward = 3 forwards, Kaplan et al. 2020) = 20 images/s. "
+        "classifier: NVIDIA DeepLearningExamples ResNet-50 v1.5 AMP training on one A100 "
+        "(about 2,700 img/s), halved for DenseNet-121 (concatenations are memory-bound) = 1,350; "
+        "inference 3x training. CLIP ViT-B/32: 4.4 GFLOPs per image against ResNet-50's 4.1 "
+        "GFLOPs, taken at ResNet-50's training rate (a conservative stand-in for inference). ingest: docs/ingest.md (S3, measured)."
+    )
+    cpu_note = (
+        "measured on this project's 2-core machine: DenseNet-121 at 224 px trains at 3.2 img/s "
+        "per core (docs/evaluation.md, benchmarks/classify.py) = 7 img/s on 2 cores; inference "
+        "3x that; CLIP ViT-B/32 at the same FLOPs rate; ingest 1,015 img/s from S3 "
+        "(docs/ingest.md). Stable Diffusion on a CPU: 0.5 UNet evaluations/s at 512 px (the "
+        "UNet's ~0.8 TFLOPs per evaluation at ~0.4 TFLOP/s), fine-tune a third of that."
+    )
+    return {
+        "nvidia-a100": DeviceThroughput(20.0, 62.0, 1350.0, 4000.0, 2700.0, 1015.0, a100_note),
+        "cpu-2-cores": DeviceThroughput(0.17, 0.5, 7.0, 21.0, 20.0, 1015.0, cpu_note),
+    }
 
 
 @dataclass
@@ -408,6 +504,15 @@ class ClusterConfig:
     cpu_image: str = "ghcr.io/tgap/tgap-cpu:0.1.0"
     gpu_image: str = "ghcr.io/tgap/tgap-cuda:0.1.0"
     gpu: GpuConfig = field(default_factory=GpuConfig)
+    # Stages placed on the GPU pool (CUDA image, `gpu` accelerator, node selector, tolerations,
+    # requests); every other stage runs on the CPU image with `cpu`'s requests. Names: STAGES.
+    gpu_stages: list[str] = field(default_factory=lambda: ["class-images", "fine-tune", "generate"])
+    cpu: CpuConfig = field(default_factory=CpuConfig)
+    # `tgap plan`'s cost model: device name -> throughputs. `gpu.device` and `cpu.device` pick
+    # the rows; a preset or --set changes single figures (merged into these defaults).
+    throughput: dict[str, DeviceThroughput] = param(default_factory=_default_throughput, merge=True)
+    # `tgap plan`: images in `data.source` (0 = `data.max_images`); NIH ChestX-ray14 has 112,120.
+    source_images: int = param(0, ge=0)
     object_store_secret: str = ""
     retries: int = param(2, ge=0)
     parallelism: int = param(4, ge=1)
@@ -544,14 +649,22 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str = "") -> T:
     if not isinstance(values, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {values!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = list(fields)
     kwargs = {}
     for key, value in values.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in names:
             raise ConfigError(f"{path}: unknown key (known: {', '.join(names)})")
+        if fields[key].metadata.get("merge") and isinstance(value, dict):
+            default = json.loads(json.dumps(fields[key].default_factory(), default=_plain))
+            value = _merge(default, value)
         kwargs[key] = _coerce(value, hints[key], path)
     return cls(**kwargs)
+
+
+def _plain(value: Any) -> Any:
+    return dataclasses.asdict(value)
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -666,6 +779,13 @@ def validate(config: Config) -> None:
             "data.split: pool_fraction, train_fraction and test_fraction must sum to 1 "
             f"(got {split.pool_fraction} + {split.train_fraction} + {split.test_fraction})"
         )
+    for device, figures in config.cluster.throughput.items():
+        check_constraints(figures, f"cluster.throughput.{device}")
+    for i, stage in enumerate(config.cluster.gpu_stages):
+        if stage not in STAGES:
+            raise ConfigError(
+                f"cluster.gpu_stages[{i}]: unknown stage {stage!r} (known: {', '.join(STAGES)})"
+            )
     data = config.data
     if data.age_min is not None and data.age_max is not None and data.age_min > data.age_max:
         raise ConfigError(
@@ -827,6 +947,22 @@ def _validate_external_sets(config: Config) -> None:
             raise ConfigError(
                 f"grid.methods[{i}]: {method!r} names no set in select.external_sets "
                 f"(known: {', '.join(sorted(sets)) or 'none'})"
+            )
+
+
+def check_placement(config: Config) -> None:
+    """Compile-time check: a stage whose device key says ``cuda`` runs on the GPU pool.
+
+    Only for compiling a cluster spec: local runs ignore placement.
+    """
+    for stage, key in STAGE_DEVICE_KEYS.items():
+        section_name, name = key.split(".")
+        if getattr(getattr(config, section_name), name) == "cuda" and (
+            stage not in config.cluster.gpu_stages
+        ):
+            raise ConfigError(
+                f"{key} is 'cuda' but stage {stage!r} is not in cluster.gpu_stages "
+                f"({config.cluster.gpu_stages}): add it there, or set {key} to auto or cpu"
             )
 
 

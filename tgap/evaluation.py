@@ -2,8 +2,9 @@
 metrics, and the supplementation curve, gathered into the cell artifact the report reads.
 
 ``compute_cell`` reads the three evaluation folders written by ``tgap.classify.evaluate_classifier``
-(S→R, R→S, R→R), so it never retrains anything; ``supplementation_curve`` does train (one small
-classifier per ratio) and runs inside the cell stage only when ratios are configured.
+(S→R, R→S, R→R) and the supplementation curve, so it never trains anything: it is a cheap CPU
+stage. ``supplementation_curve`` does train (one classifier per ratio) and is its own stage
+(``supplementation``), placed on the GPU pool like the other classifier trainings.
 """
 
 from __future__ import annotations
@@ -145,17 +146,16 @@ def compute_cell(
     embedder: Embedder,
     extras: dict[str, Path],
     out_dir: str | Path,
-    real_train: ImageSet | None = None,
-    classifier: ClassifierConfig | None = None,
-    size_per_label: int | None = None,
+    supplementation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Compute one grid cell and write ``out_dir/cell.json`` + ``out_dir/assets/``.
 
     FTER = AUROC(S→R) / AUROC(R→S) with a bootstrap CI that resamples both test sets; Fréchet
     distance, KID and precision/recall/density/coverage between ``synthetic`` and ``real_test``
     in ``embedder``'s space; memorisation of ``tuning`` by ``synthetic``; the supplementation
-    curve when ``evaluation.supplementation_ratios`` is non-empty (needs ``real_train`` and
-    ``classifier``; ``size_per_label`` real images per label as for the R→S classifier, None = all). Undefined numbers are ``null`` in ``cell.json``, with the reason in ``notes``.
+    curve ``supplementation`` (what ``supplementation_curve`` wrote; needed when
+    ``evaluation.supplementation_ratios`` is non-empty). Undefined numbers are ``null`` in
+    ``cell.json``, with the reason in ``notes``.
     """
     for key in ("method", "size", "seed"):
         if key not in row:
@@ -244,16 +244,15 @@ def compute_cell(
 
     # Supplementation curve (optional).
     if evaluation.supplementation_ratios:
-        if real_train is None or classifier is None:
+        curve = supplementation or {}
+        if [float(r) for r in curve.get("ratios", [])] != [
+            float(r) for r in evaluation.supplementation_ratios
+        ]:
             raise EvaluationError(
-                "evaluation.supplementation_ratios is set but compute_cell got no real_train "
-                "image set or classifier config"
+                f"evaluation.supplementation_ratios {evaluation.supplementation_ratios}: the "
+                f"supplementation curve given has ratios {curve.get('ratios')}"
             )
-        curve = supplementation_curve(
-            real_train, synthetic, real_test, classifier, evaluation.supplementation_ratios,
-            size_per_label, seed, assets, bootstrap_resamples=evaluation.bootstrap_resamples,
-            confidence=evaluation.confidence,
-        )  # fmt: skip
+        _write_json(assets / SUPPLEMENTATION, curve)
         cell["supplementation"] = {
             "ratios": curve["ratios"], "auroc": [p["auroc"] for p in curve["points"]],
             "accuracy": [p["accuracy"] for p in curve["points"]],
@@ -407,3 +406,36 @@ def supplementation_curve(
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_json(out_dir / SUPPLEMENTATION, curve)
     return curve
+
+
+def supplementation_stage(
+    real_train: ImageSet,
+    synthetic: ImageSet,
+    real_test: ImageSet,
+    classifier: ClassifierConfig,
+    evaluation: EvaluationConfig,
+    size_per_label: int | None,
+    seed: int,
+    out_dir: str | Path,
+) -> dict[str, Any]:
+    """Stage: the supplementation curve of one cell, or an empty one when no ratios are set
+    (the stage always runs: kfp.local cannot skip a task on a parameter's value)."""
+    if not evaluation.supplementation_ratios:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        curve: dict[str, Any] = {"ratios": [], "points": [], "note": "no ratios configured"}
+        _write_json(out_dir / SUPPLEMENTATION, curve)
+        return curve
+    return supplementation_curve(
+        real_train, synthetic, real_test, classifier, evaluation.supplementation_ratios,
+        size_per_label, seed, out_dir, bootstrap_resamples=evaluation.bootstrap_resamples,
+        confidence=evaluation.confidence,
+    )  # fmt: skip
+
+
+def read_supplementation(folder: str | Path) -> dict[str, Any]:
+    """The curve a ``supplementation`` stage wrote into ``folder``."""
+    path = Path(folder) / SUPPLEMENTATION
+    if not path.is_file():
+        raise EvaluationError(f"{folder}: not a supplementation folder ({SUPPLEMENTATION} missing)")
+    return json.loads(path.read_text())

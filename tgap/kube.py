@@ -168,6 +168,7 @@ def _duration(run: Any) -> str:
 
 
 def _grid_size(run: Any) -> str:
+    """Grid cells of a run: methods x sizes x seeds (or the rows of an older `grid`)."""
     params = (run.runtime_config.parameters or {}) if run.runtime_config else {}
     axes = [params.get(name) for name in ("methods", "sizes", "seeds")]
     if all(isinstance(axis, list) for axis in axes):

@@ -142,18 +142,28 @@ def loop_task_env(parallelism: int) -> dict[str, str]:
     return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallelism))}
 
 
-def find_report_folder(pipeline_root: Path) -> Path:
-    """The report task's `results` artifact inside a kfp.local pipeline root."""
+def find_report_folder(pipeline_root: Path, cache_dir: Path | None = None) -> Path:
+    """The report task's `results` artifact inside a kfp.local pipeline root, or (when the
+    report was a cache hit) the one a cache entry in ``cache_dir`` points at."""
     found = sorted(
         pipeline_root.glob("**/report/results"), key=lambda p: p.stat().st_mtime, reverse=True
     )
+    if not found and cache_dir is not None:
+        entries = sorted(Path(cache_dir).glob("*.json"), key=lambda p: p.stat().st_mtime)
+        for entry in reversed(entries):
+            for uri in re.findall(r'"([^"]*/report/results)"', entry.read_text()):
+                if Path(uri).is_dir():
+                    found.append(Path(uri))
     if not found:
         raise RuntimeError(f"{pipeline_root}: the pipeline finished but wrote no report artifact")
     return found[0]
 
 
 def run_local(
-    config: Config, output_dir: str | Path, pipeline_file: str | Path | None = None
+    config: Config,
+    output_dir: str | Path,
+    pipeline_file: str | Path | None = None,
+    cache_dir: str | Path | None = None,
 ) -> Path:
     """Run the pipeline for ``config`` with kfp.local; copy the report files into ``output_dir``.
 
@@ -161,6 +171,8 @@ def run_local(
     same component code a cluster runs in containers. Per-stage artifacts stay under
     ``output_dir/artifacts``. With ``pipeline_file``, the compiled spec is loaded and run instead
     of the Python DAG (what a cluster runs), with every parameter taken from ``config``.
+    ``cache_dir``: kfp.local's task cache (default: inside this run's folder, so nothing is
+    reused across runs); give two runs the same one and the second reuses unchanged tasks.
     """
     import warnings
 
@@ -186,6 +198,7 @@ def run_local(
         # The cache lives inside this run's folder: within a run, the real-trained classifier
         # (same inputs in every branch of a seed) is trained once; across runs nothing is reused.
         enable_caching=True,
+        cache_root=str(Path(cache_dir).resolve()) if cache_dir else None,
     )
     # Expected here, and said once instead: the tasks name the project's images, and resource
     # and accelerator requests only mean something on a cluster.
@@ -233,7 +246,7 @@ def run_local(
             os.environ[TASK_LOG_ENV] = env
     elapsed = time.perf_counter() - started
 
-    report_dir = find_report_folder(pipeline_root)
+    report_dir = find_report_folder(pipeline_root, Path(cache_dir) if cache_dir else None)
     for name in REPORT_FILES:
         if (report_dir / name).exists():
             shutil.copyfile(report_dir / name, output_dir / name)

@@ -536,6 +536,22 @@ def list_sizes(uri_prefix: str | Path) -> dict[str, int]:
     return {o.key[len(prefix) :]: o.size for o in objects}
 
 
+def listing(uri: str | Path) -> list[tuple[str, int, str]]:
+    """``(name, size, etag or mtime)`` of the file/object ``uri``, or of every object below the
+    folder/prefix ``uri`` (names relative to it, sorted): what a content fingerprint hashes.
+
+    A missing file, folder or bucket is a StorageError naming it.
+    """
+    uri = str(uri)
+    found = _stat(uri)
+    if found is not None:
+        return [(Path(found.key).name, found.size, found.etag)]
+    prefix, objects = _list(uri)
+    if not objects:
+        raise StorageError(f"{uri}: no such file, or an empty folder")
+    return [(o.key[len(prefix) :], o.size, o.etag) for o in objects]
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("TGAP_CACHE") or Path.home() / ".cache" / "tgap")
 

@@ -45,11 +45,12 @@ log = logging.getLogger(__name__)
 
 COMPLETE = "complete"
 TRAINING_LOG = "training_log.json"
+CLASS_IMAGES = "class_images.npy"
 
 
 def prior_class_images(model, out_dir: Path, class_prompt: str, n: int, steps: int, seed: int):
     """Prior-preservation images from the base model, cached in ``class_images.npy``."""
-    path = out_dir / "class_images.npy"
+    path = out_dir / CLASS_IMAGES
     if path.is_file():
         images = np.load(path)
         if len(images) == n:
@@ -79,8 +80,12 @@ def finetune(
     diffusion: DiffusionConfig,
     out_dir: str | Path,
     embedder=None,
+    class_images_dir: str | Path | None = None,
 ) -> dict:
     """Stage: DreamBooth-fine-tune the base model on ``tuning``; write the model to ``out_dir``.
+
+    ``class_images_dir``: prior-preservation images made once for this seed by the
+    ``class-images`` stage (``prior_class_images``); None = generate them here.
 
     Methods that do not fine-tune (``no-finetune``, ``retrieval``) copy the base model and say so
     in ``training_log.json``. Returns the training log (without the per-step lists).
@@ -130,9 +135,12 @@ def finetune(
         labels=labels,
     )
     if finetune.with_prior_preservation:
+        class_dir = out_dir if class_images_dir is None else Path(class_images_dir)
+        if class_images_dir is not None and not (class_dir / CLASS_IMAGES).is_file():
+            raise ValueError(f"class images {class_dir / CLASS_IMAGES}: no such file")
         class_images = prior_class_images(
             model,
-            out_dir,
+            class_dir,
             prompt.class_prompt,
             finetune.num_class_images,
             finetune.class_sampler_steps,

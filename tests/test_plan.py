@@ -1,0 +1,52 @@
+"""`tgap plan`: the cost of a run, before it runs."""
+
+import re
+
+from tgap.cli import main
+from tgap.config import load_config
+from tgap.plan import plan, sd15_lora_params
+
+THESIS = "pipelines/configs/thesis.yaml"
+
+
+def _total(capsys, *args: str) -> dict[str, float]:
+    assert main(["plan", "--config", THESIS, *args]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("total ")
+    return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", last)}
+
+
+def test_plan_prints_a_table_and_a_total_line(capsys):
+    total = _total(capsys)
+    for key in ("tasks", "gpu_tasks", "gpu_hours", "cpu_hours", "artifact_gb", "model_gb"):
+        assert key in total
+    assert 0 < total["gpu_tasks"] < total["tasks"]
+
+
+def test_lora_rank_8_keeps_the_thesis_models_under_a_twentieth_of_full_copies(capsys):
+    before = _total(capsys, "--legacy")
+    after = _total(capsys, "--set", "finetune.lora_rank=8")
+    assert before["model_gb"] >= 105 * 4.2  # a full fp32 SD 1.5 copy per cell
+    assert after["model_gb"] <= 25
+    assert after["gpu_hours"] < before["gpu_hours"]
+    assert after["cpu_hours"] < before["cpu_hours"] / 10  # classifier training moved to GPUs
+
+
+def test_lora_size_from_sd15_attention_shapes():
+    # diffusers' SD 1.5 UNet attention LoRA at rank 4 has 797,184 parameters (3.2 MB in fp32).
+    assert sd15_lora_params(4) == 797_184
+
+
+def test_work_done_once_is_counted_once():
+    stages = {s.name: s for s in plan(load_config(THESIS))}
+    assert stages["class-images"].tasks == 1
+    assert stages["class-images"].units["images_generated"] == 5 * 200  # 5 seeds x 200
+    assert stages["fine-tune"].tasks == 75  # 5 fine-tuning methods x 3 sizes x 5 seeds
+    assert stages["generate"].tasks == 75 + 5  # + no-finetune once per seed
+
+
+def test_a_throughput_override_changes_the_estimate():
+    base = {s.name: s for s in plan(load_config(THESIS))}
+    slow = {s.name: s for s in plan(load_config(
+        THESIS, ["cluster.throughput.nvidia-a100.sample_unet_evals_per_s=31"]))}  # fmt: skip
+    assert slow["generate"].hours == base["generate"].hours * 2

@@ -1,0 +1,338 @@
+"""``tgap plan``: what a run will cost, before anything runs.
+
+One row per stage: tasks (and how many on GPUs), units of work, artifact bytes, GPU-hours,
+CPU-hours (pod-hours of CPU-pool tasks) and wall time at ``cluster.parallelism``. Throughputs
+come from ``cluster.throughput`` (``cluster.gpu.device`` and ``cluster.cpu.device`` pick the
+rows); their defaults in ``tgap.config`` say where each figure comes from.
+
+Model artifacts are counted in the format a run writes: a LoRA fine-tune stores only its adapter
+(``lora_params`` from the rank and the UNet's attention projection shapes), a full fine-tune only
+the components it trained, in the storage dtype of its training precision; both reference the
+base model, which is stored once. ``legacy=True`` models the pipeline as it was before per-stage
+placement and shared work: only fine-tune and generate on GPUs, class images in every
+fine-tune, one generation per no-finetune row, a fine-tune (a full fp32 copy of the base model)
+and a generate task for every row, supplementation inside compute-FTER, and a retrieved set for
+every row.
+
+Assumptions: KFP's cache shares identical tasks (the real-trained classifier once per seed, R→R
+once per seed); classifier training runs every epoch (early stopping only shortens it);
+throughputs scale with pixel count away from their reference resolutions; stored PNGs take
+``PNG_BYTES_PER_PIXEL``; wall time adds each stage's work spread over ``parallelism`` tasks (an
+upper bound: sibling loops overlap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tgap.config import Config, ConfigError, DeviceThroughput
+from tgap.grid import class_image_seeds, item_rows, split_rows
+
+# NIH ChestX-ray14 is about 42 GB of 1024x1024 8-bit PNGs for 112,120 images: 0.36 bytes/pixel.
+PNG_BYTES_PER_PIXEL = 0.36
+DTYPE_BYTES = {"no": 4, "fp16": 2, "bf16": 2}
+GB = 1e9
+
+# Stable Diffusion 1.5 (runwayml/stable-diffusion-v1-5, diffusers): parameters per component,
+# and the UNet's transformer blocks by channel width (down 320/640/1280 x2, mid 1280 x1, up
+# 1280/640/320 x3), each with self-attention (q, k, v, out: C -> C) and cross-attention (q, out:
+# C -> C; k, v: 768 -> C). LoRA of rank r on a C_in -> C_out projection: r * (C_in + C_out).
+SD15_PARAMS = {"unet": 859_520_964, "text_encoder": 123_060_480, "vae": 83_653_863}
+SD15_BLOCKS = {320: 5, 640: 5, 1280: 6}
+SD15_CROSS_DIM = 768
+SD15_RESOLUTION = 512  # throughputs of the diffusion stages are quoted at this size
+CLASSIFIER_RESOLUTION = 224  # and of classifier and embedder stages at this one
+CLASSIFIER_PARAMS = {"densenet121": 6_955_906, "small-cnn": 100_000}
+EMBED_DIMS = {"pixel": 256, "classifier": 1024, "clip": 512}
+
+
+def sd15_lora_params(rank: int) -> int:
+    """LoRA parameters on every attention projection of SD 1.5's UNet (797,184 at rank 4)."""
+    per_block = {c: 8 * c + 6 * c + 2 * SD15_CROSS_DIM for c in SD15_BLOCKS}
+    return rank * sum(per_block[c] * n for c, n in SD15_BLOCKS.items())
+
+
+@dataclass
+class Model:
+    """Parameter counts of the generator, and its LoRA adapter size per rank."""
+
+    params: dict[str, int]
+    lora_per_rank: int
+    description: str
+
+
+def generator_shapes(config: Config) -> Model:
+    """SD 1.5's stated sizes for a Stable Diffusion URI; the tiny preset is built and counted."""
+    if config.diffusion.base_model != "tiny-pixel":
+        return Model(dict(SD15_PARAMS), sd15_lora_params(1), "Stable Diffusion 1.5 sizes")
+    import torch
+
+    from tgap.diffusion.build import build_tiny_pixel, count_parameters
+
+    unet, text_encoder, _, _ = build_tiny_pixel(config.diffusion)
+    per_rank = sum(
+        m.in_features + m.out_features
+        for name, m in unet.named_modules()
+        if isinstance(m, torch.nn.Linear)
+        and name.rsplit(".", 1)[-1] in ("to_q", "to_k", "to_v")
+        or (isinstance(m, torch.nn.Linear) and name.endswith("to_out.0"))
+    )
+    params = {"unet": count_parameters(unet), "text_encoder": count_parameters(text_encoder)}
+    return Model(params, per_rank, "tiny-pixel, built from config and counted")
+
+
+def model_bytes(config: Config, shapes: Model) -> int:
+    """Bytes of one fine-tuned model artifact: the LoRA adapter (fp32), or the trained
+    components in the training precision's storage dtype."""
+    ft = config.finetune
+    if ft.lora_rank > 0:
+        return 4 * ft.lora_rank * shapes.lora_per_rank
+    trained = shapes.params["unet"] + (
+        shapes.params["text_encoder"] if ft.train_text_encoder else 0
+    )
+    return DTYPE_BYTES[config.diffusion.mixed_precision] * trained
+
+
+@dataclass
+class Stage:
+    name: str
+    gpu: bool
+    tasks: int = 0
+    units: dict[str, float] = field(default_factory=dict)
+    artifact_bytes: float = 0.0
+    model_bytes: float = 0.0
+    hours: float = 0.0  # device-hours of all its tasks
+
+    def add(self, tasks: int, seconds: float = 0.0, artifact: float = 0.0, model: float = 0.0,
+            **units: float) -> None:  # fmt: skip
+        self.tasks += tasks
+        self.hours += seconds / 3600
+        self.artifact_bytes += artifact + model
+        self.model_bytes += model
+        for key, value in units.items():
+            self.units[key] = self.units.get(key, 0) + value
+
+
+def _rate(figures: DeviceThroughput, key: str, device: str) -> float:
+    value = getattr(figures, key)
+    if value <= 0:
+        raise ConfigError(f"cluster.throughput.{device}.{key}: not set (needed by tgap plan)")
+    return value
+
+
+def plan(config: Config, legacy: bool = False) -> list[Stage]:
+    """The cost of ``config``'s run, per stage (``legacy``: as the pipeline was before)."""
+    cluster, data, ft, gen, clf = (
+        config.cluster, config.data, config.finetune, config.generate, config.classifier
+    )  # fmt: skip
+    gpu_stages = {"fine-tune", "generate"} if legacy else set(cluster.gpu_stages)
+    for key in ("gpu", "cpu"):
+        device = getattr(cluster, key).device
+        if device not in cluster.throughput:
+            raise ConfigError(
+                f"cluster.{key}.device: {device!r} has no row in cluster.throughput "
+                f"(known: {', '.join(cluster.throughput)})"
+            )
+    n_source = cluster.source_images or data.max_images or 0
+    if n_source <= 0:
+        raise ConfigError(
+            "cluster.source_images: 0 and data.max_images is unset: say how many images "
+            "data.source holds"
+        )
+    labels = len(data.labels)
+    split = data.split
+    n_pool, n_train, n_test = (round(n_source * f) for f in (
+        split.pool_fraction, split.train_fraction, split.test_fraction))  # fmt: skip
+    png = PNG_BYTES_PER_PIXEL * data.resolution**2
+    gen_png = PNG_BYTES_PER_PIXEL * config.diffusion.sample_size**2
+    diffusion_scale = (config.diffusion.sample_size / SD15_RESOLUTION) ** 2
+    clf_scale = (clf.resolution / CLASSIFIER_RESOLUTION) ** 2
+    shapes = generator_shapes(config)
+    base_bytes = 4 * sum(shapes.params.values())
+    clf_bytes = 4 * CLASSIFIER_PARAMS[clf.arch]
+
+    stages: dict[str, Stage] = {}
+
+    def stage(name: str) -> Stage:
+        if name not in stages:
+            stages[name] = Stage(name, name in gpu_stages)
+        return stages[name]
+
+    def seconds(name: str, rate_key: str, work: float, scale: float = 1.0) -> float:
+        key = "gpu" if name in gpu_stages else "cpu"
+        device = getattr(cluster, key).device
+        return work * scale / _rate(cluster.throughput[device], rate_key, device)
+
+    rows = config.grid_rows()
+    kinds = split_rows(rows)
+    seeds = sorted({int(r["seed"]) for r in rows})
+    n_syn = gen.n_per_label * labels
+    guidance = 2 if gen.guidance_scale != 1 else 1
+    images_per_step = ft.batch_size * (2 if ft.with_prior_preservation else 1)
+
+    def train(name: str, n: float) -> None:
+        work = n * clf.epochs
+        stage("train-classifier").add(
+            1, seconds("train-classifier", "classifier_train_images_per_s", work, clf_scale),
+            model=clf_bytes, image_epochs=work,
+        )  # fmt: skip
+
+    def evaluate(n: float) -> None:
+        stage("evaluate-classifier").add(
+            1, seconds("evaluate-classifier", "classifier_eval_images_per_s", n, clf_scale),
+            artifact=40 * n, images_evaluated=n,
+        )  # fmt: skip
+
+    def class_image_work(count: int) -> tuple[float, float]:
+        evals = count * ft.class_sampler_steps
+        return evals, float(count * config.diffusion.sample_size**2)
+
+    # Once per run.
+    if not legacy:
+        stage("fingerprint").add(1, sources_listed=5)
+    stage("ingest").add(
+        1, seconds("ingest", "ingest_images_per_s", n_source), artifact=n_source * png,
+        images_read=n_source,
+    )  # fmt: skip
+    prepare = stage("prepare-base-model")
+    pretrain = 0.0
+    if config.diffusion.base_model == "tiny-pixel" and config.diffusion.pretrain_steps:
+        pretrain = config.diffusion.pretrain_steps * config.diffusion.pretrain_batch_size
+    prepare.add(
+        1, seconds("prepare-base-model", "finetune_images_per_s", pretrain, diffusion_scale),
+        model=base_bytes, pretrain_image_steps=pretrain,
+    )  # fmt: skip
+    train("train-reference-classifier", n_train)
+    embedders = 1 + (1 if config.select.clip_weights else 0)
+    embed_s = seconds("embed", "classifier_eval_images_per_s", n_pool, clf_scale)
+    if config.select.clip_weights:
+        embed_s += seconds("embed", "embed_images_per_s", n_pool)
+    dims = EMBED_DIMS["pixel"] + EMBED_DIMS["classifier"] + (EMBED_DIMS["clip"] * (embedders - 1))
+    stage("embed").add(1, embed_s, artifact=4 * dims * n_pool, images_embedded=n_pool * embedders)
+    class_seeds = class_image_seeds(rows)
+    if not legacy and ft.with_prior_preservation and class_seeds:
+        evals, size = class_image_work(ft.num_class_images * len(class_seeds))
+        stage("class-images").add(
+            1, seconds("class-images", "sample_unet_evals_per_s", evals, diffusion_scale),
+            artifact=size, images_generated=ft.num_class_images * len(class_seeds),
+        )  # fmt: skip
+
+    # Per work item.
+    fine_tune_steps = ft.steps * images_per_step
+    gen_evals = n_syn * gen.steps * guidance
+    n_real_supp = gen.n_per_label
+    ratios = config.evaluation.supplementation_ratios
+    if ratios and max(ratios) > 0:
+        n_real_supp = min(n_real_supp, int(gen.n_per_label / max(ratios)))
+    supp_images = sum(labels * (n_real_supp + round(r * n_real_supp)) for r in ratios)
+    distribution = seconds(
+        "compute-fter",
+        "embed_images_per_s" if config.evaluation.distribution_embedder == "clip"
+        else "classifier_eval_images_per_s", n_syn + n_test,
+    )  # fmt: skip
+    items = (
+        [dict(r, kind=k) for k in ("finetune", "retrieval") for r in kinds[k]]
+        + [dict(r, kind="no-finetune") for r in kinds["no-finetune"]]
+        if not legacy
+        else [dict(r, kind="legacy") for r in rows]
+    )
+    for item in items:
+        kind = item["kind"]
+        cells = item_rows(item)
+        size_images = sum(r["size"] * labels for r in cells)
+        retrieved = n_syn if kind == "retrieval" or legacy else 0
+        stage("select").add(
+            1, seconds("select", "ingest_images_per_s", size_images + retrieved),
+            artifact=(size_images + retrieved) * png, images_selected=size_images + retrieved,
+        )  # fmt: skip
+        fine_tunes = kind == "finetune" or (
+            legacy and split_rows([item])["finetune"]
+        )  # fmt: skip
+        if fine_tunes:
+            work = seconds("fine-tune", "finetune_images_per_s", fine_tune_steps, diffusion_scale)
+            units = {"steps": ft.steps}
+            if legacy and ft.with_prior_preservation:
+                evals, _ = class_image_work(ft.num_class_images)
+                work += seconds("fine-tune", "sample_unet_evals_per_s", evals, diffusion_scale)
+                units["class_images_generated"] = ft.num_class_images
+            full = base_bytes if legacy else model_bytes(config, shapes)
+            stage("fine-tune").add(1, work, model=full, **units)
+        elif legacy:  # the old fine-tune task copied the base model for every other method
+            stage("fine-tune").add(1, model=base_bytes, steps=0)
+        generates = kind in ("finetune", "no-finetune") or (
+            legacy and item["method"] != "retrieval"
+        )
+        if generates:
+            stage("generate").add(
+                1, seconds("generate", "sample_unet_evals_per_s", gen_evals, diffusion_scale),
+                artifact=n_syn * gen_png, images_generated=n_syn,
+            )  # fmt: skip
+        elif legacy:  # retrieval's generate task copied the retrieved set, on a GPU node
+            stage("generate").add(1, artifact=n_syn * png, images_generated=0)
+        train("train-synthetic-classifier", n_syn)
+        evaluate(n_test)  # S→R
+        evaluate(n_syn)  # R→S
+        supp_work = supp_images * clf.epochs
+        supp_s = seconds(
+            "compute-fter" if legacy else "supplementation", "classifier_train_images_per_s",
+            supp_work, clf_scale,
+        ) + seconds(
+            "compute-fter" if legacy else "supplementation", "classifier_eval_images_per_s",
+            len(ratios) * n_test, clf_scale,
+        )  # fmt: skip
+        if not legacy:
+            stage("supplementation").add(1, supp_s, image_epochs=supp_work)
+        fter = stage("compute-fter")
+        fter.add(
+            1, distribution * len(cells) + (supp_s if legacy else 0),
+            artifact=len(cells) * 2e6, cells=len(cells), images_embedded=(n_syn + n_test) * len(cells),
+            **({"image_epochs": supp_work} if legacy else {}),
+        )  # fmt: skip
+    # Shared through KFP's cache: the real-trained classifier and R→R once per seed.
+    for _ in seeds:
+        train("train-real-classifier", min(gen.n_per_label * labels, n_train))
+        evaluate(n_test)
+    stage("report").add(1, 60, artifact=20e6, cells=len(rows))
+    return [stages[name] for name in _ORDER if name in stages]
+
+
+_ORDER = (
+    "fingerprint", "ingest", "prepare-base-model", "train-classifier", "embed", "select",
+    "class-images", "fine-tune", "generate", "evaluate-classifier", "supplementation",
+    "compute-fter", "report",
+)  # fmt: skip
+
+
+def _units(units: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:,.0f}" for k, v in units.items()) or "-"
+
+
+def format_plan(stages: list[Stage], parallelism: int) -> str:
+    """The table, then one total line: ``total tasks=... gpu_tasks=... gpu_hours=... ...``."""
+    header = ("stage", "tasks", "gpu", "artifact_gb", "gpu_h", "cpu_h", "wall_h", "units")
+    lines = [header]
+    wall_total = 0.0
+    for s in stages:
+        wall = s.hours / max(1, min(parallelism, s.tasks))
+        wall_total += wall
+        lines.append((
+            s.name, str(s.tasks), str(s.tasks if s.gpu else 0), f"{s.artifact_bytes / GB:.2f}",
+            f"{s.hours if s.gpu else 0:.1f}", f"{0 if s.gpu else s.hours:.1f}", f"{wall:.1f}",
+            _units(s.units),
+        ))  # fmt: skip
+    widths = [max(len(r[i]) for r in lines) for i in range(len(header) - 1)]
+    text = [
+        "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=False)))
+        + "  " + r[-1]
+        for r in lines
+    ]  # fmt: skip
+    total = (
+        f"total tasks={sum(s.tasks for s in stages)} "
+        f"gpu_tasks={sum(s.tasks for s in stages if s.gpu)} "
+        f"gpu_hours={sum(s.hours for s in stages if s.gpu):.1f} "
+        f"cpu_hours={sum(s.hours for s in stages if not s.gpu):.1f} "
+        f"wall_hours={wall_total:.1f} "
+        f"artifact_gb={sum(s.artifact_bytes for s in stages) / GB:.1f} "
+        f"model_gb={sum(s.model_bytes for s in stages) / GB:.2f}"
+    )
+    return "\n".join([*text, total])
