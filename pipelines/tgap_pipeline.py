@@ -59,11 +59,26 @@ def pipeline_arguments(config: Config) -> dict[str, Any]:
     return arguments
 
 
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """Environment that fixes torch's intra-op thread count (0 = leave it to torch).
+
+    Fixed per task in config, not derived from ``cluster.parallelism``: float reductions depend
+    on the thread count, so a share of the cores gave other numbers for the same seed when more
+    or fewer branches ran at once (micro, active R->S AUROC: 0.5547 at parallelism 1, 0.5586 at
+    2). Measured on the 2-core demo: two fine-tunes side by side with a thread per core each
+    took 5.7 min each, with one thread each 2.2 min each.
+    """
+    return {name: str(threads) for name in THREAD_VARS} if threads > 0 else {}
+
+
 def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
     """The @dsl.pipeline for ``config``: its values become the parameters' defaults.
 
-    ``loop_task_env`` is set on every task inside the loop (local runs use it to give each of the
-    concurrently running branches its share of the cores).
+    Every task's thread count is fixed by ``cluster.threads_per_task`` (inside the loop) and
+    ``cluster.threads_per_stage`` (outside it); ``loop_task_env`` replaces the loop tasks' one.
     """
     cpu_image, gpu_image = component_images(config.cluster)
     c = build_components(cpu_image, gpu_image)
@@ -80,8 +95,8 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
         return apply
 
     # Only fine-tune and generate (inside the loop) ask for a GPU.
-    env = loop_task_env or {}
-    cpu = configured(False, {})
+    env = thread_env(cluster.threads_per_task) if loop_task_env is None else loop_task_env
+    cpu = configured(False, thread_env(cluster.threads_per_stage))
     loop_cpu, loop_gpu = configured(False, env), configured(True, env)
 
     def tgap(

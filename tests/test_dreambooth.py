@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from test_diffusion_build import real_image_set, tiny_diffusion
 
 from tgap.config import ActiveConfig, FinetuneConfig, PromptConfig
-from tgap.diffusion.active import cosine_similarity
+from tgap.diffusion.active import UntrainedError, cosine_similarity
 from tgap.diffusion.base_model import prepare_base_model
 from tgap.diffusion.build import ModelError
 from tgap.diffusion.dreambooth import finetune
@@ -180,7 +180,7 @@ def test_active_selection_skips_exactly_the_batches_above_threshold(setup, tmp_p
 def test_active_selection_warns_when_an_epoch_skips_everything(setup, tmp_path):
     base, tuning = setup
     embedder = StubEmbedder(tuning.load_all(), SIMS)
-    active = ActiveConfig(threshold=-1.0, n_generate=1, sampler_steps=1)
+    active = ActiveConfig(threshold=-1.0, n_generate=1, sampler_steps=1, on_untrained="flag")
     ft = tiny_finetune(steps=8, batch_size=1, active=active)
     finetune(
         base,
@@ -196,8 +196,63 @@ def test_active_selection_warns_when_an_epoch_skips_everything(setup, tmp_path):
     log = json.loads((tmp_path / "m" / "training_log.json").read_text())
     assert log["trained_steps"] == 0
     assert "skipped every batch" in log["active_summary"]["warnings"][0]
+    assert log["did_not_train"] is True
+    assert "trained 0 of 8 steps" in log["did_not_train_reason"]
     before, after = unet_weights(base), unet_weights(tmp_path / "m")
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_threshold_that_skips_every_batch_fails_in_one_line_naming_the_fix(setup, tmp_path):
+    base, tuning = setup
+    embedder = StubEmbedder(tuning.load_all(), SIMS)
+    active = ActiveConfig(threshold=-1.0, n_generate=1, sampler_steps=1)  # on_untrained: fail
+    ft = tiny_finetune(steps=8, batch_size=1, active=active)
+    with pytest.raises(UntrainedError) as caught:
+        finetune(base, tuning, parse_method("active"), 0, ft, PromptConfig(), tiny_diffusion(),
+                 tmp_path / "m", embedder)  # fmt: skip
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "threshold -1.0000 (fixed)" in message
+    assert f"similarities {min(SIMS):.4f}..{max(SIMS):.4f}" in message or "similarities" in message
+    assert "min_trained_fraction 0.1" in message and "threshold: auto" in message
+    assert not (tmp_path / "m" / "complete").exists()
+
+
+def test_auto_threshold_is_the_base_models_quantile_and_is_logged(setup, tmp_path):
+    base, tuning = setup
+    embedder = StubEmbedder(tuning.load_all(), SIMS)
+    active = ActiveConfig(threshold="auto", target_skip=0.25, calibration_batches=8,
+                          n_generate=1, sampler_steps=1)  # fmt: skip
+    ft = tiny_finetune(steps=8, batch_size=1, active=active)
+    finetune(base, tuning, parse_method("active"), 0, ft, PromptConfig(), tiny_diffusion(),
+             tmp_path / "m", embedder)  # fmt: skip
+    log = json.loads((tmp_path / "m" / "training_log.json").read_text())
+    # One epoch of batches of one image: the calibration saw exactly the SIMS.
+    assert sorted(log["active_config"]["calibration_similarities"]) == pytest.approx(sorted(SIMS))
+    assert log["active_config"]["threshold"] == pytest.approx(np.quantile(SIMS, 0.75))
+    assert log["active_config"]["threshold_setting"] == "auto"
+    assert sum(r["skipped"] for r in log["active"]) == 2 and log["did_not_train"] is False
+
+
+def test_auto_threshold_skips_about_target_skip_on_real_images(setup, tmp_path):
+    """Micro-scale data and model, the real pixel embedder: the skipped fraction over the whole
+    fine-tune stays within 0.15 of target_skip although the model changes while it trains."""
+    from tgap.config import SelectConfig
+    from tgap.embed import get_embedder
+
+    base, _ = setup
+    tuning = real_image_set(tmp_path / "tuning", 8)
+    embedder = get_embedder("pixel", SelectConfig(pixel_side=16))
+    for target in (0.3, 0.6):
+        active = ActiveConfig(threshold="auto", target_skip=target, calibration_batches=4,
+                              n_generate=2, sampler_steps=2, embedder="pixel",
+                              similarity="mean-pairwise")  # fmt: skip
+        ft = tiny_finetune(steps=16, batch_size=4, active=active)
+        finetune(base, tuning, parse_method("active"), 0, ft, PromptConfig(), tiny_diffusion(),
+                 tmp_path / f"m{target}", embedder)  # fmt: skip
+        log = json.loads((tmp_path / f"m{target}" / "training_log.json").read_text())
+        skipped = np.mean([r["skipped"] for r in log["active"]])
+        assert abs(skipped - target) <= 0.15, (target, skipped, log["active_config"]["threshold"])
 
 
 @pytest.mark.parametrize("threshold", [1.5, -1.01])
