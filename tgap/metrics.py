@@ -296,7 +296,7 @@ def paired_difference(
 ) -> dict[str, float]:
     """Mean of ``a - b`` over paired seeds, its t-interval and the paired t-test's two-sided
     p-value (``scipy.stats.ttest_rel``). ``nan`` bounds and p with fewer than 2 pairs or a
-    non-finite value; p is ``nan`` too when every difference is equal (no spread to test)."""
+    non-finite value; when every seed gives the same difference, p is 0 (``nan`` if it is 0)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape or a.ndim != 1:
         raise MetricsError(
@@ -305,8 +305,12 @@ def paired_difference(
     diff = a - b
     mean, low, high = seed_interval(diff, confidence) if len(diff) else (math.nan,) * 3
     p = math.nan
-    if len(diff) >= 2 and np.isfinite(diff).all() and np.ptp(diff) > 0:
-        p = float(stats.ttest_rel(a, b).pvalue)
+    if len(diff) >= 2 and np.isfinite(diff).all():
+        if np.ptp(diff) <= 1e-12 * max(1.0, abs(mean)):
+            # Every seed gives the same difference: certain if it is not 0, nothing if it is.
+            p = 0.0 if abs(mean) > 1e-12 else math.nan
+        else:
+            p = float(stats.ttest_rel(a, b).pvalue)
     return {"mean": mean, "ci_low": low, "ci_high": high, "p_value": p, "n": int(len(diff))}
 
 
