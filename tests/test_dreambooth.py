@@ -405,3 +405,67 @@ def test_a_finished_output_is_not_trained_again(setup, tmp_path):
     assert (
         tmp_path / "m" / "unet" / "diffusion_pytorch_model.safetensors"
     ).stat().st_mtime == mtime
+
+
+ACTIVE_WORKER = """
+import sys
+from pathlib import Path
+from test_diffusion_build import tiny_diffusion
+from test_dreambooth import tiny_finetune
+from tgap.config import ActiveConfig, PromptConfig, SelectConfig
+from tgap.diffusion.dreambooth import finetune
+from tgap.embed import get_embedder
+from tgap.imageset import ImageSet
+from tgap.methods import parse_method
+base, tuning, out = sys.argv[1:4]
+active = ActiveConfig(threshold="auto", target_skip=0.5, calibration_batches=4, n_generate=2,
+                      sampler_steps=2, similarity="mean-pairwise")
+finetune(base, ImageSet(tuning), parse_method("active"), 0,
+         tiny_finetune(steps=12, batch_size=4, active=active), PromptConfig(), tiny_diffusion(),
+         out, get_embedder("pixel", SelectConfig(pixel_side=16)))
+"""
+
+
+def _active_run(args, env_update):
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", **env_update}
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if name not in env_update:
+            env.pop(name, None)
+    return subprocess.Popen([sys.executable, "-c", ACTIVE_WORKER, *map(str, args)], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+
+
+def test_active_finetune_is_the_same_alone_at_parallelism_1_and_beside_a_branch_at_2(
+    setup, tmp_path
+):
+    """The loop task's environment comes from the config (``cluster.threads_per_task``), the
+    same at either parallelism; run alone, then beside another branch (a concurrent fine-tune
+    of another seed's data), the weights and the skip decisions are identical."""
+    from pipelines.tgap_pipeline import thread_env
+    from tgap.config import load_config
+
+    base, _ = setup
+    tuning = real_image_set(tmp_path / "tuning", 6)
+    other = real_image_set(tmp_path / "other", 8)
+    envs = {}
+    for parallelism in (1, 2):
+        config = load_config(
+            ROOT / "pipelines/configs/micro.yaml", [f"cluster.parallelism={parallelism}"]
+        )
+        envs[parallelism] = thread_env(config.cluster.threads_per_task)
+    assert envs[1] == envs[2] == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+    alone = _active_run([base, tuning.root, tmp_path / "alone"], envs[1])
+    assert alone.wait() == 0, alone.stderr.read().decode()
+    beside = _active_run([base, other.root, tmp_path / "beside"], envs[2])
+    pair = _active_run([base, tuning.root, tmp_path / "pair"], envs[2])
+    assert pair.wait() == 0, pair.stderr.read().decode()
+    assert beside.wait() == 0, beside.stderr.read().decode()
+
+    a, b = unet_weights(tmp_path / "alone"), unet_weights(tmp_path / "pair")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log_a = json.loads((tmp_path / "alone" / "training_log.json").read_text())
+    log_b = json.loads((tmp_path / "pair" / "training_log.json").read_text())
+    assert [r["skipped"] for r in log_a["active"]] == [r["skipped"] for r in log_b["active"]]
+    assert log_a["active"] == log_b["active"] and log_a["loss"] == log_b["loss"]
+    assert 0 < log_a["trained_steps"] < 12  # the probe did skip some batches, and trained others

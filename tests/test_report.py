@@ -660,3 +660,34 @@ def test_a_fine_tune_that_did_not_train_is_flagged_and_never_ranked(tmp_path):
             "random": "no",
             "active": "yes",
         }
+
+
+def test_readme_results_block_is_written_from_a_run_folder(tmp_path):
+    import subprocess
+    import sys
+
+    methods = ["random", "active", "no-finetune"]
+    dirs = [write_cell(tmp_path / "cells", m, 500, i) for m in methods for i in range(3)]
+    run = tmp_path / "run"
+    build_report(dirs, grid_config(methods, [500], [0, 1, 2]), PROVENANCE, run)
+    (run / "run.json").write_text(json.dumps({"seconds": 600.0}))
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "# x\n\nbefore\n<!-- results:begin -->\nold table\n<!-- results:end -->\nafter\n"
+    )
+    script = Path(__file__).resolve().parents[1] / "scripts" / "readme-results.py"
+    done = subprocess.run([sys.executable, script, run, "--readme", readme], capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    text = readme.read_text()
+    assert (
+        "old table" not in text and text.startswith("# x\n\nbefore\n") and text.endswith("after\n")
+    )
+    assert f"`python scripts/readme-results.py {run}`" in text and "wall time **10.0 min**" in text
+    results = json.loads((run / "results.json").read_text())
+    active = next(a for a in results["aggregate"] if a["method"] == "active")["metrics"]
+    m = active["s2r_auroc"]
+    assert f"| active ★ | 500 | {m['mean']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}] |" in text
+    assert (
+        "| no-finetune (control) | 500 |" in text and "Paired differences against `random`" in text
+    )
