@@ -88,11 +88,26 @@ def pipeline_arguments(config: Config) -> dict[str, Any]:
     return arguments
 
 
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """Environment that fixes torch's intra-op thread count (0 = leave it to torch).
+
+    Fixed per task in config, not derived from ``cluster.parallelism``: float reductions depend
+    on the thread count, so a share of the cores gave other numbers for the same seed when more
+    or fewer branches ran at once (micro, active R->S AUROC: 0.5547 at parallelism 1, 0.5586 at
+    2). Measured on the 2-core demo: two fine-tunes side by side with a thread per core each
+    took 5.7 min each, with one thread each 2.2 min each.
+    """
+    return {name: str(threads) for name in THREAD_VARS} if threads > 0 else {}
+
+
 def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
     """The @dsl.pipeline for ``config``: its values become the parameters' defaults.
 
-    ``loop_task_env`` is set on every task inside the loops (local runs use it to give each of
-    the concurrently running branches its share of the cores).
+    Every task's thread count is fixed by ``cluster.threads_per_task`` (inside the loop) and
+    ``cluster.threads_per_stage`` (outside it); ``loop_task_env`` replaces the loop tasks' one.
     """
     cluster = config.cluster
     cpu_image, gpu_image = component_images(cluster)
@@ -103,11 +118,13 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
     # leave a compiled loop empty or need a loop this spec lacks).
     kinds = split_rows(config.grid_rows())
     compiled_kinds = [kind for kind in KIND_OUTPUTS if kinds[kind]]
-    env = loop_task_env or {}
+    # Every task's thread count is fixed in config, never derived from the parallelism.
+    env = thread_env(cluster.threads_per_task) if loop_task_env is None else loop_task_env
+    stage_env = thread_env(cluster.threads_per_stage)
 
     def place(stage: str, task, in_loop: bool = False):
         """Put ``task`` where ``cluster.gpu_stages`` says ``stage`` runs."""
-        for name, value in (env if in_loop else {}).items():
+        for name, value in (env if in_loop else stage_env).items():
             task.set_env_variable(name, value)
         configure_task(task, cluster, gpu=on_gpu(stage, cluster))
         return task

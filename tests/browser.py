@@ -64,7 +64,11 @@ return {
     alt: im.alt, complete: im.complete, naturalWidth: im.naturalWidth,
     naturalHeight: im.naturalHeight, scheme: im.currentSrc.split(':')[0]})),
   resources: performance.getEntriesByType('resource').map(e => e.name),
-  tables: {cells: table('cells'), s2r: table('table-s2r'), r2s: table('table-r2s')},
+  tables: {cells: table('cells'), s2r: table('table-s2r'), r2s: table('table-r2s'),
+           paired: table('table-paired')},
+  flags: Array.from(document.querySelectorAll('.flag')).map(e => ({
+    text: e.innerText.trim(), title: e.title, visible: e.getBoundingClientRect().height > 0})),
+  separated: Array.from(document.querySelectorAll('[data-separated]')).map(e => e.innerText),
   scripts: document.scripts.length,
   // Layout: does each table fit the width its container gives it (no sideways scrolling)?
   layout: {viewport: window.innerWidth, page: document.documentElement.scrollWidth,

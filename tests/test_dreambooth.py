@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from test_diffusion_build import real_image_set, tiny_diffusion
 
 from tgap.config import ActiveConfig, FinetuneConfig, PromptConfig
-from tgap.diffusion.active import cosine_similarity
+from tgap.diffusion.active import UntrainedError, cosine_similarity
 from tgap.diffusion.base_model import prepare_base_model
 from tgap.diffusion.build import ModelError
 from tgap.diffusion.dreambooth import finetune
@@ -180,7 +180,7 @@ def test_active_selection_skips_exactly_the_batches_above_threshold(setup, tmp_p
 def test_active_selection_warns_when_an_epoch_skips_everything(setup, tmp_path):
     base, tuning = setup
     embedder = StubEmbedder(tuning.load_all(), SIMS)
-    active = ActiveConfig(threshold=-1.0, n_generate=1, sampler_steps=1)
+    active = ActiveConfig(threshold=-1.0, n_generate=1, sampler_steps=1, on_untrained="flag")
     ft = tiny_finetune(steps=8, batch_size=1, active=active)
     finetune(
         base,
@@ -196,8 +196,63 @@ def test_active_selection_warns_when_an_epoch_skips_everything(setup, tmp_path):
     log = json.loads((tmp_path / "m" / "training_log.json").read_text())
     assert log["trained_steps"] == 0
     assert "skipped every batch" in log["active_summary"]["warnings"][0]
+    assert log["did_not_train"] is True
+    assert "trained 0 of 8 steps" in log["did_not_train_reason"]
     before, after = unet_weights(base), unet_weights(tmp_path / "m")
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_threshold_that_skips_every_batch_fails_in_one_line_naming_the_fix(setup, tmp_path):
+    base, tuning = setup
+    embedder = StubEmbedder(tuning.load_all(), SIMS)
+    active = ActiveConfig(threshold=-1.0, n_generate=1, sampler_steps=1)  # on_untrained: fail
+    ft = tiny_finetune(steps=8, batch_size=1, active=active)
+    with pytest.raises(UntrainedError) as caught:
+        finetune(base, tuning, parse_method("active"), 0, ft, PromptConfig(), tiny_diffusion(),
+                 tmp_path / "m", embedder)  # fmt: skip
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "threshold -1.0000 (fixed)" in message
+    assert f"similarities {min(SIMS):.4f}..{max(SIMS):.4f}" in message or "similarities" in message
+    assert "min_trained_fraction 0.1" in message and "threshold: auto" in message
+    assert not (tmp_path / "m" / "complete").exists()
+
+
+def test_auto_threshold_is_the_base_models_quantile_and_is_logged(setup, tmp_path):
+    base, tuning = setup
+    embedder = StubEmbedder(tuning.load_all(), SIMS)
+    active = ActiveConfig(threshold="auto", target_skip=0.25, calibration_batches=8,
+                          n_generate=1, sampler_steps=1)  # fmt: skip
+    ft = tiny_finetune(steps=8, batch_size=1, active=active)
+    finetune(base, tuning, parse_method("active"), 0, ft, PromptConfig(), tiny_diffusion(),
+             tmp_path / "m", embedder)  # fmt: skip
+    log = json.loads((tmp_path / "m" / "training_log.json").read_text())
+    # One epoch of batches of one image: the calibration saw exactly the SIMS.
+    assert sorted(log["active_config"]["calibration_similarities"]) == pytest.approx(sorted(SIMS))
+    assert log["active_config"]["threshold"] == pytest.approx(np.quantile(SIMS, 0.75))
+    assert log["active_config"]["threshold_setting"] == "auto"
+    assert sum(r["skipped"] for r in log["active"]) == 2 and log["did_not_train"] is False
+
+
+def test_auto_threshold_skips_about_target_skip_on_real_images(setup, tmp_path):
+    """Micro-scale data and model (real PneumoniaMNIST images, the pixel embedder, micro's probe
+    settings): the skipped fraction over the whole fine-tune stays within 0.15 of target_skip,
+    although the model, and so the similarities, change while it trains."""
+    from tgap.config import SelectConfig
+    from tgap.embed import get_embedder
+
+    base, _ = setup
+    tuning = real_image_set(tmp_path / "tuning", 10)
+    embedder = get_embedder("pixel", SelectConfig(pixel_side=16))
+    active = ActiveConfig(threshold="auto", target_skip=0.5, calibration_batches=5, n_generate=2,
+                          sampler_steps=2, embedder="pixel", similarity="mean-pairwise")  # fmt: skip
+    ft = tiny_finetune(steps=10, batch_size=4, active=active)
+    finetune(base, tuning, parse_method("active"), 0, ft, PromptConfig(), tiny_diffusion(),
+             tmp_path / "m", embedder)  # fmt: skip
+    log = json.loads((tmp_path / "m" / "training_log.json").read_text())
+    skipped = np.mean([r["skipped"] for r in log["active"]])
+    assert abs(skipped - 0.5) <= 0.15, (skipped, log["active_config"]["threshold"])
+    assert len(log["active_config"]["calibration_similarities"]) == 5
 
 
 @pytest.mark.parametrize("threshold", [1.5, -1.01])
@@ -350,3 +405,67 @@ def test_a_finished_output_is_not_trained_again(setup, tmp_path):
     assert (
         tmp_path / "m" / "unet" / "diffusion_pytorch_model.safetensors"
     ).stat().st_mtime == mtime
+
+
+ACTIVE_WORKER = """
+import sys
+from pathlib import Path
+from test_diffusion_build import tiny_diffusion
+from test_dreambooth import tiny_finetune
+from tgap.config import ActiveConfig, PromptConfig, SelectConfig
+from tgap.diffusion.dreambooth import finetune
+from tgap.embed import get_embedder
+from tgap.imageset import ImageSet
+from tgap.methods import parse_method
+base, tuning, out = sys.argv[1:4]
+active = ActiveConfig(threshold="auto", target_skip=0.5, calibration_batches=4, n_generate=2,
+                      sampler_steps=2, similarity="mean-pairwise")
+finetune(base, ImageSet(tuning), parse_method("active"), 0,
+         tiny_finetune(steps=12, batch_size=4, active=active), PromptConfig(), tiny_diffusion(),
+         out, get_embedder("pixel", SelectConfig(pixel_side=16)))
+"""
+
+
+def _active_run(args, env_update):
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", **env_update}
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if name not in env_update:
+            env.pop(name, None)
+    return subprocess.Popen([sys.executable, "-c", ACTIVE_WORKER, *map(str, args)], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+
+
+def test_active_finetune_is_the_same_alone_at_parallelism_1_and_beside_a_branch_at_2(
+    setup, tmp_path
+):
+    """The loop task's environment comes from the config (``cluster.threads_per_task``), the
+    same at either parallelism; run alone, then beside another branch (a concurrent fine-tune
+    of another seed's data), the weights and the skip decisions are identical."""
+    from pipelines.tgap_pipeline import thread_env
+    from tgap.config import load_config
+
+    base, _ = setup
+    tuning = real_image_set(tmp_path / "tuning", 6)
+    other = real_image_set(tmp_path / "other", 8)
+    envs = {}
+    for parallelism in (1, 2):
+        config = load_config(
+            ROOT / "pipelines/configs/micro.yaml", [f"cluster.parallelism={parallelism}"]
+        )
+        envs[parallelism] = thread_env(config.cluster.threads_per_task)
+    assert envs[1] == envs[2] == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+    alone = _active_run([base, tuning.root, tmp_path / "alone"], envs[1])
+    assert alone.wait() == 0, alone.stderr.read().decode()
+    beside = _active_run([base, other.root, tmp_path / "beside"], envs[2])
+    pair = _active_run([base, tuning.root, tmp_path / "pair"], envs[2])
+    assert pair.wait() == 0, pair.stderr.read().decode()
+    assert beside.wait() == 0, beside.stderr.read().decode()
+
+    a, b = unet_weights(tmp_path / "alone"), unet_weights(tmp_path / "pair")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log_a = json.loads((tmp_path / "alone" / "training_log.json").read_text())
+    log_b = json.loads((tmp_path / "pair" / "training_log.json").read_text())
+    assert [r["skipped"] for r in log_a["active"]] == [r["skipped"] for r in log_b["active"]]
+    assert log_a["active"] == log_b["active"] and log_a["loss"] == log_b["loss"]
+    assert 0 < log_a["trained_steps"] < 12  # the probe did skip some batches, and trained others

@@ -16,7 +16,10 @@ pytestmark = pytest.mark.slow
 
 
 def _run_spec(tmp_path: Path, **changes):
-    config = resolve_local_paths(load_config(MICRO, ["diffusion.pretrain_steps=0"]))
+    # Compiled with the retrieval loop only (the cheapest loop; no diffusion stage runs).
+    config = resolve_local_paths(
+        load_config(MICRO, ["diffusion.pretrain_steps=0", "grid.methods=[retrieval]"])
+    )
     spec = compile_pipeline(config, tmp_path / "spec.yaml")
     root = tmp_path / "root"
     local.init(
@@ -31,7 +34,7 @@ def test_run_arguments_not_the_defaults_give_exactly_that_grid(tmp_path):
     root = _run_spec(tmp_path, methods=["retrieval"], sizes=[5, 6], seeds=[3])
     [run] = root.iterdir()
     rows = json.loads((run / "expand-grid" / "executor_output.json").read_text())
-    assert rows["parameterValues"]["Output"] == [
+    assert rows["parameterValues"]["rows"] == [
         {"method": "retrieval", "size": 5, "seed": 3},
         {"method": "retrieval", "size": 6, "seed": 3},
     ]
@@ -46,9 +49,18 @@ def test_run_arguments_not_the_defaults_give_exactly_that_grid(tmp_path):
 
 def test_a_method_typed_in_the_run_form_is_rejected_by_the_first_task(tmp_path, capfd):
     with pytest.raises(RuntimeError, match="expand-grid"):
-        _run_spec(tmp_path, methods=["random", "actve"])
+        _run_spec(tmp_path, methods=["retrieval", "actve"])
     out = capfd.readouterr().out
     assert "grid.methods[1]: unknown method 'actve'; known methods: random" in out
     # Nothing else started (a task without outputs leaves no folder when it fails).
+    started = {p.name for p in (tmp_path / "root").glob("*/*")}
+    assert started <= {"expand-grid"}, started
+
+
+def test_a_method_whose_loop_the_spec_lacks_is_rejected_by_the_first_task(tmp_path, capfd):
+    with pytest.raises(RuntimeError, match="expand-grid"):
+        _run_spec(tmp_path, methods=["retrieval", "random"])
+    out = capfd.readouterr().out
+    assert "methods: random need the finetune loop, which this compiled spec lacks" in out
     started = {p.name for p in (tmp_path / "root").glob("*/*")}
     assert started <= {"expand-grid"}, started

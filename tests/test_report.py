@@ -290,9 +290,12 @@ def test_aggregation_mean_sd_and_intervals_have_known_answers(thesis_report):
     assert s["mean"] == pytest.approx(0.71 + 0.01)
     assert s["sd"] == pytest.approx(SEED_SD)
     assert s["n"] == 5 and agg[("curated", 1000)]["seeds"] == SEEDS
-    # The cells carry bootstrap intervals: their bounds are averaged over seeds.
-    assert s["ci_kind"] == "bootstrap"
-    assert s["ci_low"] == pytest.approx(0.72 - 0.03) and s["ci_high"] == pytest.approx(0.72 + 0.03)
+    # The interval is a t interval over the 5 seeds; the cells' bootstrap intervals (test
+    # images only) are kept beside it, their bounds averaged over seeds.
+    assert s["ci_kind"] == "seeds"
+    assert s["ci_high"] - s["mean"] == pytest.approx(2.7764451 * SEED_SD / math.sqrt(5), rel=1e-6)
+    assert s["test_images_ci_low"] == pytest.approx(0.72 - 0.03)
+    assert s["test_images_ci_high"] == pytest.approx(0.72 + 0.03)
     # No interval in the cells for the accuracy: a t interval over the 5 seeds.
     a = agg[("curated", 1000)]["metrics"]["s2r_accuracy"]
     assert a["ci_kind"] == "seeds"
@@ -310,12 +313,13 @@ def test_summarise_known_answers():
     assert s.ci_high - s.mean == pytest.approx(4.3026527 * 0.1 / math.sqrt(3), rel=1e-6)
     one = summarise([0.8])
     assert one.mean == 0.8 and math.isnan(one.sd) and one.ci_kind == ""
-    boot = summarise([0.8, 0.9], lows=[0.7, 0.8], highs=[0.9, 1.0])
-    assert (boot.ci_low, boot.ci_high, boot.ci_kind) == (
+    two = summarise([0.8, 0.9], lows=[0.7, 0.8], highs=[0.9, 1.0])
+    assert two.ci_kind == "seeds" and (two.test_ci_low, two.test_ci_high) == (
         pytest.approx(0.75),
         pytest.approx(0.95),
-        "bootstrap",
     )
+    boot = summarise([0.8], lows=[0.7], highs=[0.9])  # one seed: test images only, labelled
+    assert (boot.ci_low, boot.ci_high, boot.ci_kind) == (0.7, 0.9, "bootstrap")
     assert math.isnan(summarise([0.5, float("nan")]).mean)  # an undefined seed stays visible
 
 
@@ -355,15 +359,17 @@ def test_html_tables_aggregate_over_seeds_and_mark_best_method(thesis_report):
     )
     auroc = next(c for c in row[1] if c[0].get("data-metric") == "s2r_auroc")
     assert float(auroc[0]["data-mean"]) == pytest.approx(0.74)
-    assert auroc[1] == f"0.740 ± {SEED_SD:.3f}[0.710, 0.770]"
-    assert auroc[2] == {"s2r_auroc": "[0.710, 0.770]"}
+    half = 2.7764451 * SEED_SD / math.sqrt(5)  # t interval over the 5 seeds
+    assert auroc[1] == f"0.740 ± {SEED_SD:.3f}[{0.74 - half:.3f}, {0.74 + half:.3f}]"
+    assert auroc[2] == {"s2r_auroc": f"[{0.74 - half:.3f}, {0.74 + half:.3f}]"}
     fter = next(c for c in row[1] if c[0].get("data-metric") == "fter")
-    assert fter[2] == {"fter": f"[{0.74 / R2S - 0.04:.3f}, {0.74 / R2S + 0.04:.3f}]"}
-    # R→R: no bootstrap bounds in these cells, so a t interval over the 5 seeds, marked †.
+    f_half = half / R2S
+    assert fter[2]["fter"] == f"[{0.74 / R2S - f_half:.3f}, {0.74 / R2S + f_half:.3f}]"
+    # R→S 0.85 is below R→R's interval (0.95 ± 0.020): every FTER carries the caveat flag.
+    assert fter[1].endswith("⚑ R→S below R→R")
     ref = next(r for r in body if r[0]["data-method"] == "R→R" and r[0]["data-size"] == "500")
     ref_auroc = next(c for c in ref[1] if c[0].get("data-metric") == "r2r_auroc")
-    half = 2.7764451 * SEED_SD / math.sqrt(5)
-    assert ref_auroc[2] == {"r2r_auroc": f"[{0.95 - half:.3f}, {0.95 + half:.3f}]†"}
+    assert ref_auroc[2] == {"r2r_auroc": f"[{0.95 - half:.3f}, {0.95 + half:.3f}]"}
     headers = [c[1] for c in s2r[0][1]]
     assert "accuracy No Finding" in headers and "AUROC Unhealthy" in headers
     assert "FTER(95% CI)" in headers
@@ -372,9 +378,11 @@ def test_html_tables_aggregate_over_seeds_and_mark_best_method(thesis_report):
         for c in r[1] if c[0].get("data-metric") == "s2r_auroc"
     )  # fmt: skip
     assert "★" in best_cell[1] and "metric-best" in best_cell[0]["class"]
-    # The R→S table marks by R→S AUROC: every method ties at the made-up 0.85, so all are best.
+    # The R→S table ranks by R→S AUROC: every method ties at the made-up 0.85, so no method
+    # is separated from its runner-up and none is marked.
     r2s_best = [r for r in page.tables["table-r2s"] if "best" in r[0].get("class", "")]
-    assert len(r2s_best) == 21
+    assert r2s_best == []
+    assert "size 500: no method separated:" in (out / "report.html").read_text()
     assert len([r for r in page.tables["cells"] if r[0] == {}]) == 106  # header + 105 cells
 
 
@@ -417,9 +425,10 @@ def test_provenance_states_randomly_initialised_models(thesis_report):
 def test_summary_markdown_has_one_row_per_method_and_size(thesis_report):
     _, out = thesis_report
     summary = (out / "summary.md").read_text()
+    main = summary.split("Paired differences")[0]
     rows = [
         line
-        for line in summary.splitlines()
+        for line in main.splitlines()
         if line.startswith("| ") and not line.startswith("| method")
     ]
     assert len([r for r in rows if "R→R" not in r]) == 21
@@ -559,3 +568,126 @@ def test_other_numbers_are_formatted_for_their_scale():
     assert fmt_auto(summarise([0.5, 0.6])) == "0.550 ± 0.071"
     assert fmt_auto(summarise([1.2e10, 1.4e10])) == "1.3e+10 ± 1.4e+09"  # KID on raw pixels
     assert fmt_auto(None) == "—"
+
+
+# --------------------------------------------------------------------------- comparisons, caveats
+
+
+def _set(d: Path, **values) -> None:
+    data = json.loads((d / "cell.json").read_text())
+    data.update(values)
+    (d / "cell.json").write_text(json.dumps(data))
+
+
+def test_paired_table_flags_and_separation_have_known_answers(tmp_path):
+    from scipy import stats as st
+
+    methods, seeds = ["random", "active", "spectral-pixel"], [0, 1, 2]
+    dirs = {(m, i): write_cell(tmp_path / "cells", m, 500, i) for m in methods for i in range(3)}
+    # Made up: active beats random by 0.05, 0.02, 0.08 (S→R); spectral-pixel equals random but for
+    # noise (+0.01 on average); active's R→S 0.60 is below R→R's bootstrap lower bound (0.90
+    # in its cells, 0.80 in the others, whose R→S 0.85 is above it): active's FTER is flagged.
+    random_s2r = [0.70, 0.72, 0.74]
+    for i, base in enumerate(random_s2r):
+        _set(
+            dirs[("random", i)],
+            s2r_auroc=base,
+            fter=base / R2S,
+            r2r_auroc_ci_low=0.80,
+            r2r_auroc_ci_high=0.99,
+        )
+        active = base + [0.05, 0.02, 0.08][i]
+        _set(dirs[("active", i)], s2r_auroc=active, r2s_auroc=0.60, fter=active / 0.60,
+             r2r_auroc_ci_low=0.90, r2r_auroc_ci_high=0.99)  # fmt: skip
+        _set(dirs[("spectral-pixel", i)], s2r_auroc=base + [0.02, 0.0, 0.01][i],
+             fter=(base + [0.02, 0.0, 0.01][i]) / R2S, r2r_auroc_ci_low=0.80, r2r_auroc_ci_high=0.99)  # fmt: skip
+    out = tmp_path / "out"
+    build_report(list(dirs.values()), grid_config(methods, [500], seeds), PROVENANCE, out)
+    results = json.loads((out / "results.json").read_text())
+    rows = {r["method"]: r for r in results["paired"]["rows"]}
+    assert results["paired"]["reference_method"] == "random" and set(rows) == {
+        "active",
+        "spectral-pixel",
+    }
+    a = [b + d for b, d in zip(random_s2r, [0.05, 0.02, 0.08], strict=True)]
+    ref = st.ttest_rel(a, random_s2r)
+    got = rows["active"]["s2r_auroc"]
+    assert got["mean"] == pytest.approx(0.05) and got["p_value"] == pytest.approx(ref.pvalue)
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx(tuple(ref.confidence_interval()))
+    assert rows["active"]["r2s_auroc"]["mean"] == pytest.approx(0.60 - R2S)
+    # S→R: active leads the runner-up spectral-pixel by 0.03, 0.02, 0.07 -> p = 0.12 at 3
+    # seeds: not separated, so no ★ and the report says so.
+    assert results["best"]["s2r_auroc"] == {}
+    assert (
+        "no method separated: active vs runner-up spectral-pixel"
+        in (results["not_separated"]["s2r_auroc"]["500"])
+    )
+    html = (out / "report.html").read_text()
+    assert 'id="table-paired"' in html and "size 500: no method separated" in html
+    page = parse(html)
+    paired = {r[0]["data-method"]: r[1] for r in page.tables["table-paired"] if r[0]}
+    assert paired["active"][3][1].startswith("+0.050")
+    # The FTER flag: results.csv column, summary.md and the HTML row of active only.
+    with open(out / "results.csv", newline="") as f:
+        flags = {(r["method"], r["seed"]): r["fter_flag"] for r in csv.DictReader(f)}
+    assert {k for k, v in flags.items() if v} == {("active", str(i)) for i in range(3)}
+    assert set(flags.values()) == {"", "r2s_below_r2r"}
+    summary = (out / "summary.md").read_text()
+    assert "FTER > 1 here does not mean it trains better" in summary
+    assert [line for line in summary.splitlines() if "⚑ |" in line][0].startswith("| active |")
+    assert html.count("⚑ R→S below R→R") == 2  # the active row of the S→R and R→S tables
+    assert results["fter_flags"] == [{"method": "active", "size": 500, "flag": "r2s_below_r2r"}]
+
+
+def test_a_fine_tune_that_did_not_train_is_flagged_and_never_ranked(tmp_path):
+    methods = ["random", "active"]
+    dirs = [write_cell(tmp_path / "cells", m, 500, i) for m in methods for i in range(3)]
+    for d in dirs:
+        if "active" in d.name:  # made up: far ahead on S→R, but its fine-tune did not train
+            log = json.loads((d / "assets" / "training_log.json").read_text())
+            log.update(did_not_train=True, did_not_train_reason="active selection trained 0 of 8")
+            (d / "assets" / "training_log.json").write_text(json.dumps(log))
+    out = tmp_path / "out"
+    build_report(dirs, grid_config(methods, [500], [0, 1, 2]), PROVENANCE, out)
+    results = json.loads((out / "results.json").read_text())
+    assert results["did_not_train"] == ["active"]
+    assert results["best"]["s2r_auroc"] == {"500": ["random"]}  # the only ranked method
+    html = (out / "report.html").read_text()
+    assert "did not train (not ranked)" in html
+    assert "| active (did not train) | 500 |" in (out / "summary.md").read_text()
+    with open(out / "results.csv", newline="") as f:
+        assert {r["method"]: r["did_not_train"] for r in csv.DictReader(f)} == {
+            "random": "no",
+            "active": "yes",
+        }
+
+
+def test_readme_results_block_is_written_from_a_run_folder(tmp_path):
+    import subprocess
+    import sys
+
+    methods = ["random", "active", "no-finetune"]
+    dirs = [write_cell(tmp_path / "cells", m, 500, i) for m in methods for i in range(3)]
+    run = tmp_path / "run"
+    build_report(dirs, grid_config(methods, [500], [0, 1, 2]), PROVENANCE, run)
+    (run / "run.json").write_text(json.dumps({"seconds": 600.0}))
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "# x\n\nbefore\n<!-- results:begin -->\nold table\n<!-- results:end -->\nafter\n"
+    )
+    script = Path(__file__).resolve().parents[1] / "scripts" / "readme-results.py"
+    done = subprocess.run([sys.executable, script, run, "--readme", readme], capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    text = readme.read_text()
+    assert (
+        "old table" not in text and text.startswith("# x\n\nbefore\n") and text.endswith("after\n")
+    )
+    assert f"`python scripts/readme-results.py {run}`" in text and "wall time **10.0 min**" in text
+    results = json.loads((run / "results.json").read_text())
+    active = next(a for a in results["aggregate"] if a["method"] == "active")["metrics"]
+    m = active["s2r_auroc"]
+    assert f"| active ★ | 500 | {m['mean']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}] |" in text
+    assert (
+        "| no-finetune (control) | 500 |" in text and "Paired differences against `random`" in text
+    )

@@ -79,7 +79,7 @@ def test_rendered_tables_equal_results_csv(rendered):
     for row, tr in zip(rows, shown, strict=True):
         for (col, value), td in zip(row.items(), tr["cells"], strict=True):
             assert td["attrs"]["data-col"] == col
-            if col in ("method", "size", "seed"):
+            if col in ("method", "size", "seed", "fter_flag", "did_not_train"):
                 assert td["text"] == value
             elif value == "":
                 assert td["text"] == "—"
@@ -98,6 +98,39 @@ def test_rendered_tables_equal_results_csv(rendered):
         mean = sum(values) / len(values)
         assert math.isclose(float(td["attrs"]["data-mean"]), mean, abs_tol=1e-12)
         assert td["text"].startswith(f"{mean:.3f} ± ")
+
+
+def test_paired_table_and_fter_flags_are_visible(rendered):
+    out, result = rendered
+    page = result["page"]
+    paired = page["tables"]["paired"]
+    # Made-up cells: active and no-finetune against random, at 2 sizes, on 2 seeds each.
+    body = [r for r in paired if r["attrs"].get("data-method")]
+    assert {(r["attrs"]["data-method"], r["attrs"]["data-size"]) for r in body} == {
+        (m, str(n)) for m in ("active", "no-finetune") for n in SIZES
+    }
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in body:
+        method, size = r["attrs"]["data-method"], r["attrs"]["data-size"]
+        td = next(c for c in r["cells"] if c["attrs"].get("data-metric") == "s2r_auroc")
+        diffs = [
+            float(a["s2r_auroc"]) - float(b["s2r_auroc"])
+            for a in rows
+            for b in rows
+            if a["method"] == method and b["method"] == "random"
+            and a["size"] == b["size"] == size and a["seed"] == b["seed"]
+        ]  # fmt: skip
+        assert td["text"].startswith(f"{sum(diffs) / len(diffs):+.3f}")
+    # R→S (made-up 0.85) is below R→R's interval in every row: the flag shows beside each FTER.
+    flags = [f for f in page["flags"] if f["text"] == "⚑ R→S below R→R"]
+    assert len(flags) == 2 * len(METHODS) * len(SIZES) and all(f["visible"] for f in flags)
+    assert "FTER > 1 here does not mean it trains better" in flags[0]["title"]
+    # R→S ties at the made-up 0.85 in every row: no method separated, said once per size; S→R
+    # (same made-up offsets on both seeds: a constant paired difference) separates its best.
+    assert len(page["separated"]) == len(SIZES)
+    assert all(t.startswith(f"size {n}: no method separated") for t, n in
+               zip(page["separated"], SIZES, strict=True))  # fmt: skip
 
 
 def test_checker_catches_broken_images_outside_requests_and_console_errors(tmp_path):

@@ -309,11 +309,20 @@ class PromptConfig:
 class ActiveConfig:
     """Active data selection inside DreamBooth (the thesis's Algorithm 1)."""
 
-    threshold: float = param(0.3, ge=-1.0, le=1.0)
+    # A cosine similarity in [-1, 1], or "auto": measured on the base model before training
+    # (``calibration_batches`` batches) and set at the quantile that skips ``target_skip``.
+    threshold: float | Literal["auto"] = param(0.3, ge=-1.0, le=1.0)
     n_generate: int = param(4, ge=1)
     sampler_steps: int = param(10, ge=1)
     embedder: Literal["pixel", "clip", "classifier"] = "pixel"
     similarity: Literal["mean-embedding", "mean-pairwise"] = "mean-embedding"
+    target_skip: float = param(0.5, ge=0.0, le=1.0)
+    calibration_batches: int = param(8, ge=1)
+    # A fine-tune that trained fewer than this fraction of its steps did not train: "fail" stops
+    # the stage with the threshold and similarities seen; "flag" goes on, and the report marks
+    # the cell "did not train" and never ranks it.
+    min_trained_fraction: float = param(0.1, ge=0.0, le=1.0)
+    on_untrained: Literal["fail", "flag"] = "fail"
 
 
 @dataclass
@@ -377,6 +386,9 @@ class EvaluationConfig:
 
     bootstrap_resamples: int = param(1000, ge=1)
     confidence: float = param(0.95, gt=0, lt=1)
+    # Paired comparisons: every method against this one on the same seeds and sizes (mean paired
+    # difference, t-interval, scipy's paired t-test). Absent from the grid = no paired table.
+    reference_method: str = "random"
     supplementation_ratios: list[float] = param(default_factory=list, ge=0)
     distribution_embedder: Literal["pixel", "clip", "classifier"] = "classifier"
     near_copy_quantile: float = param(0.01, gt=0, lt=1)
@@ -516,6 +528,14 @@ class ClusterConfig:
     object_store_secret: str = ""
     retries: int = param(2, ge=0)
     parallelism: int = param(4, ge=1)
+    # Threads of each task inside the loop, fixed so that results do not depend on how many
+    # branches run at once (float reductions depend on the thread count). Local runs set
+    # OMP_NUM_THREADS from it; 0 = leave the thread count to torch (every core: not reproducible
+    # across parallelism settings or machines).
+    threads_per_task: int = param(1, ge=0)
+    # Threads of the once-per-run stages (ingest, reference classifier, embed, base model,
+    # report); 0 = every core of the machine.
+    threads_per_stage: int = param(0, ge=0)
     model_cache_pvc: str = ""
     # Object-store secret: secret data key -> environment variable (the names tgap.storage reads).
     # Drop keys your secret lacks: a missing key stops the pod from starting.

@@ -130,18 +130,6 @@ def resolve_local_paths(config: Config) -> Config:
     )
 
 
-def loop_task_env(parallelism: int) -> dict[str, str]:
-    """Each concurrently running loop task's share of the cores, unless the user chose.
-
-    Measured on the 2-core demo: two fine-tunes side by side with torch's default (a thread per
-    core each) took 5.7 min each; with one thread each, 2.2 min each. The stages outside the
-    loop run alone and keep every core.
-    """
-    if "OMP_NUM_THREADS" in os.environ or parallelism <= 1:
-        return {}
-    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallelism))}
-
-
 def find_report_folder(pipeline_root: Path, cache_dir: Path | None = None) -> Path:
     """The report task's `results` artifact inside a kfp.local pipeline root, or (when the
     report was a cache hit) the one a cache entry in ``cache_dir`` points at."""
@@ -206,7 +194,7 @@ def run_local(
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
     log.info("kfp.local: running every task in this Python; images and GPU requests are ignored")
     if pipeline_file is None:
-        pipeline = build_pipeline(config, loop_task_env(config.cluster.parallelism))
+        pipeline = build_pipeline(config)
     else:
         pipeline = components.load_component_from_file(str(pipeline_file))
     started = time.perf_counter()

@@ -5,6 +5,12 @@ model, embed them and the batch's real images, take the cosine similarity (of th
 embeddings, or the mean over all pairs) and **skip the batch** when it is above
 ``active.threshold``: the model already makes images like these, learn the others. The training
 loop (``tgap.diffusion.training.train_loop``) asks an ``ActiveProbe`` for that score.
+
+A threshold suits one embedder and one similarity only (pixel cosines of X-rays sit near
+0.5-0.8, CLIP's elsewhere), so ``threshold: auto`` measures the similarities on the base model
+over the first ``calibration_batches`` batches and sets the threshold at their
+``1 - target_skip`` quantile. A fine-tune that trained fewer than ``min_trained_fraction`` of
+its steps fails (``on_untrained: fail``) or is marked ``did_not_train`` (``flag``).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import torch
 from tgap.config import ActiveConfig
 from tgap.diffusion.build import DiffusionModel
 from tgap.diffusion.generate import encode_prompts, sample
-from tgap.diffusion.training import TrainData
+from tgap.diffusion.training import TrainData, batch_plan
 from tgap.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -38,10 +44,20 @@ def cosine_similarity(real: np.ndarray, generated: np.ndarray, mode: str) -> flo
     )
 
 
+class UntrainedError(RuntimeError):
+    """Active selection skipped so many batches that the model did not train."""
+
+
 def check_active(active: ActiveConfig) -> None:
-    if not -1.0 <= active.threshold <= 1.0:
+    if active.threshold != "auto" and not -1.0 <= active.threshold <= 1.0:
         raise ValueError(
-            f"finetune.active.threshold {active.threshold}: expected a cosine similarity in [-1, 1]"
+            f"finetune.active.threshold {active.threshold}: expected a cosine similarity in "
+            "[-1, 1] or auto"
+        )
+    if not 0.0 <= active.target_skip <= 1.0 or not 0.0 <= active.min_trained_fraction <= 1.0:
+        raise ValueError(
+            f"finetune.active.target_skip ({active.target_skip}) and min_trained_fraction "
+            f"({active.min_trained_fraction}) must be fractions in [0, 1]"
         )
     if active.n_generate < 1 or active.sampler_steps < 1:
         raise ValueError(
@@ -55,13 +71,51 @@ class ActiveProbe:
     of its labels from the current model (``active.n_generate`` images, ``sampler_steps`` DDIM
     steps, no gradients), both embedded by ``embedder``."""
 
-    def __init__(self, active: ActiveConfig, embedder, seed: int):
+    def __init__(self, active: ActiveConfig, embedder, seed: int, steps: int):
         if embedder is None:
             raise ValueError("active data selection needs an embedder")
         self.active = active
-        self.threshold = active.threshold
+        # None until ``calibrate`` when the config says auto.
+        self.threshold: float | None = None if active.threshold == "auto" else active.threshold
+        self.calibration: list[float] = []
         self.embedder = embedder
         self.seed = seed
+        self.steps = steps
+        self.seen: list[float] = []
+
+    def calibrate(self, model: DiffusionModel, data: TrainData, batch_size: int) -> float:
+        """With ``threshold: auto``: similarities of the loop's first batches on the model as it
+        is (the base model), threshold at their ``1 - target_skip`` quantile. Uses the loop's own
+        batches and probe seeds, so step 0's score in training is the first one measured here."""
+        if self.threshold is not None:
+            return self.threshold
+        n = min(self.active.calibration_batches, self.steps)
+        plan = batch_plan(len(data.x), batch_size, n, self.seed)
+        self.calibration = [self.similarity(model, data, idx, step) for step, (_, idx) in
+                            enumerate(plan)]  # fmt: skip
+        self.seen = []
+        self.threshold = float(np.quantile(self.calibration, 1.0 - self.active.target_skip))
+        log.info(
+            "active selection: threshold auto -> %.4f (quantile %.2f of %d base-model batch "
+            "similarities %.4f..%.4f, target skip %.2f)",
+            self.threshold, 1.0 - self.active.target_skip, n, min(self.calibration),
+            max(self.calibration), self.active.target_skip,
+        )  # fmt: skip
+        return self.threshold
+
+    def untrained_message(self, trained: int, what: str = "") -> str:
+        """One line naming the threshold, the similarities seen and the fix; '' if it trained."""
+        if trained >= self.active.min_trained_fraction * self.steps:
+            return ""
+        sims = self.seen or self.calibration or [float("nan")]
+        how = "auto" if self.active.threshold == "auto" else "fixed"
+        return (
+            f"active selection {what or 'trained'} {trained} of {self.steps} steps (< "
+            f"finetune.active.min_trained_fraction {self.active.min_trained_fraction}): threshold "
+            f"{self.threshold:.4f} ({how}) vs batch similarities {min(sims):.4f}..{max(sims):.4f} "
+            f"({self.active.embedder} embedder, {self.active.similarity}); fix: set "
+            "finetune.active.threshold: auto, or a value inside that range"
+        )
 
     @torch.no_grad()
     def similarity(
@@ -77,7 +131,23 @@ class ActiveProbe:
         model.unet.train(was_training)
         real_emb = np.asarray(self.embedder.embed(data.images[idx]), dtype=np.float32)
         gen_emb = np.asarray(self.embedder.embed(generated), dtype=np.float32)
-        return cosine_similarity(real_emb, gen_emb, self.active.similarity)
+        score = cosine_similarity(real_emb, gen_emb, self.active.similarity)
+        if self.threshold is not None:
+            self._fail_early(score)
+        return score
+
+    def _fail_early(self, score: float) -> None:
+        """Stop as soon as the run can no longer train ``min_trained_fraction`` of its steps
+        (``on_untrained: fail``), instead of finishing a fine-tune that will be refused."""
+        self.seen.append(score)
+        skipped = sum(s > self.threshold for s in self.seen)
+        if self.active.on_untrained == "fail":
+            message = self.untrained_message(
+                self.steps - skipped, f"skipped {skipped} of the first {len(self.seen)} batches"
+                ", so it can train at most"
+            )  # fmt: skip
+            if message:
+                raise UntrainedError(message)
 
 
 def summarise_active(records: list[dict], threshold: float) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from tgap.config import DiffusionConfig, FinetuneConfig, PromptConfig
 from tgap.device import pick_device
-from tgap.diffusion.active import ActiveProbe, check_active, summarise_active
+from tgap.diffusion.active import ActiveProbe, UntrainedError, check_active, summarise_active
 from tgap.diffusion.build import load_model, save_model
 from tgap.diffusion.generate import encode_prompts, prompt_for, sample
 from tgap.diffusion.training import (
@@ -167,7 +167,8 @@ def finetune(
     )
     probe = None
     if method.generator == "dreambooth-active":
-        probe = ActiveProbe(finetune.active, embedder, settings.seed)
+        probe = ActiveProbe(finetune.active, embedder, settings.seed, settings.steps)
+        probe.calibrate(model, data, settings.batch_size)  # threshold: auto, on the base model
     record = train_loop(model, data, settings, out_dir / "checkpoints", probe)
 
     training_log = {
@@ -191,8 +192,19 @@ def finetune(
         **record,
     }
     if probe is not None:
-        training_log["active_config"] = asdict(finetune.active)
+        # The threshold used (a number, also when the config says auto) and how it was set.
+        training_log["active_config"] = {
+            **asdict(finetune.active),
+            "threshold": probe.threshold,
+            "threshold_setting": finetune.active.threshold,
+            "calibration_similarities": probe.calibration,
+        }
         training_log["active_summary"] = summarise_active(record["active"], probe.threshold)
+        untrained = probe.untrained_message(training_log["trained_steps"])
+        if untrained and finetune.active.on_untrained == "fail":
+            raise UntrainedError(untrained)
+        training_log["did_not_train"] = bool(untrained)
+        training_log["did_not_train_reason"] = untrained
         if hasattr(embedder, "description"):
             training_log["active_config"]["embedder_description"] = embedder.description
     info = {

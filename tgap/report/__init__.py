@@ -25,15 +25,22 @@ from tgap.report.images import ImageBudget
 from tgap.report.markdown import summary_markdown
 from tgap.report.tables import (
     FLAT_NAMES,
+    FTER_FLAG,
+    FTER_FLAG_TEXT,
     ReportError,
+    active_thresholds,
+    add_cell_flags,
     aggregate,
-    best_methods,
     cell_rows,
     class_keys,
+    did_not_train,
     flat_metrics,
+    group_fter_flag,
     load_cell,
     load_cells,
+    paired_comparisons,
     reference_by_size,
+    separated_best,
 )
 
 __all__ = ["ReportError", "build_report", "load_cell", "load_cells", "FLAT_NAMES"]
@@ -123,12 +130,24 @@ def build_report(
     sizes = sorted({c.size for c in cells})
     seeds = sorted({c.seed for c in cells})
     groups = aggregate(cells, config.evaluation.confidence)
-    best = {m: best_methods(groups, m) for m in ("s2r_auroc", "r2s_auroc", "fter")}
+    confidence = config.evaluation.confidence
+    # A fine-tune flagged "did not train" is the base model: never ranked.
+    untrained = {c.method for c in cells if did_not_train(c)}
+    separated = {
+        m: separated_best(groups, m, confidence, untrained)
+        for m in ("s2r_auroc", "r2s_auroc", "fter")
+    }
+    best = {m: b for m, (b, _) in separated.items()}
+    not_separated = {m: why for m, (_, why) in separated.items()}
+    paired = paired_comparisons(cells, config.evaluation.reference_method, confidence)
+    thresholds = active_thresholds(cells)
     ref_keys = ["r2r_accuracy", "r2r_auroc"]
     ref_keys += [k for _, k in class_keys(cells, "r2r", "accuracy", labels)]
     ref_keys += [k for _, k in class_keys(cells, "r2r", "auroc", labels)]
     reference = {k: reference_by_size(cells, k, config.evaluation.confidence) for k in ref_keys}
     columns, rows = cell_rows(cells)
+    columns = add_cell_flags(columns, rows, cells)
+    fter_flags = {(g.method, g.size) for g in groups if group_fter_flag(g, reference["r2r_auroc"])}
     metrics = flat_metrics(groups, cells)
 
     # ---- results.csv / results.json / metrics.json
@@ -159,6 +178,11 @@ def build_report(
             k: {str(size): s.to_dict() for size, s in v.items()} for k, v in reference.items()
         },
         "best": {m: {str(size): ms for size, ms in b.items()} for m, b in best.items()},
+        "not_separated": {m: {str(k): v for k, v in w.items()} for m, w in not_separated.items()},
+        "paired": {"reference_method": config.evaluation.reference_method, "rows": paired},
+        "fter_flags": [{"method": m, "size": n, "flag": FTER_FLAG} for m, n in sorted(fter_flags)],
+        "did_not_train": sorted(untrained),
+        "active_thresholds": thresholds,
         "metrics": metrics,
         "provenance": provenance,
     }
@@ -174,6 +198,11 @@ def build_report(
             best["fter"],
             reference["r2r_auroc"],
             provenance,
+            fter_flags=fter_flags,
+            untrained=untrained,
+            not_separated=not_separated["s2r_auroc"],
+            paired=paired,
+            reference_method=config.evaluation.reference_method,
         ),
     )
 
@@ -184,11 +213,32 @@ def build_report(
         for ok, text in h.model_statements(provenance, cells)
     )
     ci_note = (
-        "95% CI: the cells' bootstrap intervals (bounds averaged over seeds); † marks a Student-t "
-        "interval over seeds where the cells had none. ★ marks the best method per size "
-        "(highest mean AUROC of the table's direction). R→R: a classifier trained and tested on real "
-        "images, the reference."
+        f"{confidence:.0%} CI: a Student-t interval of the mean over seeds (each seed a whole "
+        "run, so training randomness is in it); ‡ marks a cell with one seed, whose interval is "
+        "its bootstrap over test images only. ★ marks the best method per size (highest mean "
+        "AUROC of the table's direction) only when a paired t-test over seeds separates it from "
+        f"the runner-up at p < {1 - confidence:.2g}. R→R: a classifier trained and tested on "
+        f"real images, the reference. ⚑ beside FTER: {FTER_FLAG_TEXT} (mean R→S AUROC below the "
+        "lower bound of R→R's interval)."
     )
+
+    active_note = (
+        '<p class="note" id="active-thresholds">Thresholds used: '
+        + h.esc("; ".join(
+            f"{t['method']} {t['size']} seed {t['seed']}: {t['threshold']:.4f} "
+            f"({'auto' if t['setting'] == 'auto' else 'fixed'}, skipped {t['skipped']} of "
+            f"{t['evaluated']} batches)" for t in thresholds
+        ))
+        + "</p>"
+        if thresholds
+        else ""
+    )  # fmt: skip
+
+    def separation_note(metric: str) -> str:
+        why = not_separated[metric]
+        return "".join(f'<p class="note" data-separated="no">size {n}: {h.esc(w)}</p>'
+                       for n, w in sorted(why.items()))  # fmt: skip
+
     roc_png, roc_curve_names = plots.roc_curves(cells, methods, labels)
     cluster_png, cluster_methods = plots.cluster_sizes(cells, methods, labels)
     sections = [
@@ -202,12 +252,23 @@ def build_report(
         "<h2>Real data and its split</h2>",
         h.data_section(provenance.get("ingest")),
         "<h2>S→R: train on synthetic, test on real</h2>",
-        h.results_table("s2r", groups, cells, labels, best["s2r_auroc"], reference),
+        h.results_table(
+            "s2r", groups, cells, labels, best["s2r_auroc"], reference, fter_flags, untrained
+        ),
         h.per_class_table("s2r", groups, cells, labels, reference),
+        separation_note("s2r_auroc"),
         "<h2>R→S: train on real, test on synthetic</h2>",
-        h.results_table("r2s", groups, cells, labels, best["r2s_auroc"], reference),
+        h.results_table(
+            "r2s", groups, cells, labels, best["r2s_auroc"], reference, fter_flags, untrained
+        ),
         h.per_class_table("r2s", groups, cells, labels, reference),
+        separation_note("r2s_auroc"),
         f'<p class="note">{h.esc(ci_note)}</p>',
+        f"<h2>Paired comparisons against {h.esc(config.evaluation.reference_method)}</h2>",
+        '<p class="note">Method − reference on the same sizes and seeds: mean paired '
+        f"difference, its {confidence:.0%} t-interval over seeds and the two-sided p-value of "
+        "a paired t-test (scipy.stats.ttest_rel). Bold: the interval excludes 0.</p>",
+        h.paired_table(paired, config.evaluation.reference_method, confidence),
         h.run_notes(cells),
         "<h2>Distribution and memorisation metrics</h2>",
         _metric_sections(groups, cells),
@@ -261,6 +322,7 @@ def build_report(
             "(only the active method writes them).",
             budget,
         ),
+        active_note,
         _plot_section(
             "Fine-tuning loss",
             plots.training_loss(cells, methods),

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from tgap.report.images import MAX_IMAGE_SIDE, ImageBudget, shrink_png
-from tgap.report.tables import Cell, Group, Stat, class_keys, same_label
+from tgap.report.tables import (
+    FTER_FLAG,
+    FTER_FLAG_TEXT,
+    Cell,
+    Group,
+    Stat,
+    class_keys,
+    same_label,
+)
 
 # The thesis grid (7 methods × 3 sizes) is 21 rows; a bigger grid shows the first rows only.
 MAX_GRID_ROWS = 30
@@ -38,6 +46,7 @@ img{max-width:100%;height:auto}img.grid{image-rendering:pixelated;width:160px}
 pre{background:#f7f7f7;padding:.6em;font-size:.8em;overflow:auto;max-height:40em}
 details>summary{cursor:pointer;font-weight:600;margin:.4em 0}
 table.per-class th.label{max-width:7em;word-break:break-word}
+.flag{color:#8a4b00;font-size:.8em;font-weight:600}#table-paired td.metric-best{font-weight:bold}
 """
 
 
@@ -62,9 +71,10 @@ def fmt_stat(stat: Stat | None) -> str:
 
 
 def fmt_ci(stat: Stat | None) -> str:
+    """The interval over seeds; ‡ marks a one-seed cell's test-image-only bootstrap interval."""
     if stat is None or not stat.ci_kind:
         return "—"
-    mark = "" if stat.ci_kind == "bootstrap" else "†"
+    mark = "" if stat.ci_kind == "seeds" else "‡"
     return f"[{fmt(stat.ci_low)}, {fmt(stat.ci_high)}]{mark}"
 
 
@@ -87,12 +97,16 @@ def results_table(
     labels: list[str],
     best: dict[int, list[str]],
     reference: dict[str, dict[int, Stat]],
+    fter_flags: set[tuple[str, int]] | None = None,
+    untrained: set[str] | None = None,
 ) -> str:
     """The thesis-form table for one direction: a row per method × size, R→R per size.
 
     With more than ``INLINE_CLASSES`` labels the per-class columns move to ``per_class_table``,
-    so ten labels do not push the table off the page.
+    so ten labels do not push the table off the page. ``fter_flags`` (method, size) rows get the
+    FTER caveat flag beside their FTER; methods in ``untrained`` are marked "did not train".
     """
+    fter_flags, untrained = fter_flags or set(), untrained or set()
     acc_classes = class_keys(cells, direction, "accuracy", labels)
     auc_classes = class_keys(cells, direction, "auroc", labels)
     if len(labels) > INLINE_CLASSES:
@@ -117,14 +131,16 @@ def results_table(
             s = g.stats
             rows.append(
                 f'<tr class="{" ".join(classes)}" data-method="{esc(g.method)}" data-size="{size}">'
-                f'<td class="text">{esc(g.method)}{" ★" if is_best else ""}</td><td>{size}</td>'
+                f'<td class="text">{esc(g.method)}{" ★" if is_best else ""}'
+                f"{UNTRAINED_HTML if g.method in untrained else ''}</td><td>{size}</td>"
                 f"<td>{len(g.cells)}</td>"
                 + _stat_td(s.get(f"{direction}_accuracy"), f"{direction}_accuracy")
                 + "".join(_stat_td(s.get(k), k) for _, k in acc_classes)
                 + _stat_td(s.get(f"{direction}_auroc"), f"{direction}_auroc", is_best, ci=True)
                 + "".join(_stat_td(s.get(k), k) for _, k in auc_classes)
-                + _stat_td(s.get("fter"), "fter", ci=True)
-                + "</tr>"
+                + _stat_td(s.get("fter"), "fter", ci=True)[: -len("</td>")]
+                + (FTER_FLAG_HTML if (g.method, size) in fter_flags else "")
+                + "</td></tr>"
             )
         acc = reference.get("r2r_accuracy", {}).get(size)
         auc = reference.get("r2r_auroc", {}).get(size)
@@ -251,6 +267,49 @@ def data_section(ingest: dict[str, Any] | None) -> str:
     return "".join(parts)
 
 
+FTER_FLAG_HTML = (
+    f'<br><span class="flag" data-flag="{FTER_FLAG}" title="{esc(FTER_FLAG_TEXT)}">'
+    "⚑ R→S below R→R</span>"
+)
+UNTRAINED_HTML = (
+    '<br><span class="flag" data-flag="did-not-train">did not train (not ranked)</span>'
+)
+
+
+def _diff_td(d: dict[str, Any], key: str) -> str:
+    sig = math.isfinite(d["p_value"]) and d["ci_low"] * d["ci_high"] > 0
+    p = "—" if not math.isfinite(d["p_value"]) else f"{d['p_value']:.3g}"
+    return (
+        f'<td data-metric="{esc(key)}" data-mean="{d["mean"]!r}" data-p="{d["p_value"]!r}"'
+        f'{" class=metric-best" if sig else ""}>{d["mean"]:+.3f}<br><span class="ci">'
+        f"[{fmt(d['ci_low'])}, {fmt(d['ci_high'])}] p {esc(p)}</span></td>"
+    )
+
+
+def paired_table(paired: list[dict[str, Any]], reference_method: str, confidence: float) -> str:
+    """Method − reference, per size, on the seeds both ran: mean paired difference, its
+    t-interval over seeds and the paired t-test's p-value."""
+    if not paired:
+        return absent(
+            f"No paired comparisons: the reference method {reference_method!r} "
+            "(evaluation.reference_method) is not in the grid."
+        )
+    head = (
+        '<tr><th class="text">method</th><th>size</th><th>seeds</th>'
+        f"<th>Δ S→R AUROC<br>({confidence:.0%} CI, p)</th>"
+        f"<th>Δ R→S AUROC<br>({confidence:.0%} CI, p)</th>"
+        f"<th>Δ FTER<br>({confidence:.0%} CI, p)</th></tr>"
+    )
+    rows = [
+        f'<tr data-method="{esc(r["method"])}" data-size="{r["size"]}">'
+        f'<td class="text">{esc(r["method"])}</td><td>{r["size"]}</td><td>{len(r["seeds"])}</td>'
+        + "".join(_diff_td(r[k], k) for k in ("s2r_auroc", "r2s_auroc", "fter"))
+        + "</tr>"
+        for r in paired
+    ]
+    return f'<div class="scroll"><table id="table-paired">{head}{"".join(rows)}</table></div>'
+
+
 def fmt_auto(stat: Stat | None) -> str:
     """Counts as integers, large numbers with one decimal, the rest with three."""
     if stat is None:
@@ -299,7 +358,7 @@ def cells_table(columns: list[str], rows: list[dict[str, Any]]) -> str:
         tds = []
         for col in columns:
             value = row.get(col)
-            if col in ("method", "size", "seed"):
+            if col in ("method", "size", "seed") or isinstance(value, str):
                 tds.append(
                     f'<td class="text" data-col="{col}" data-value="{esc(value)}">{esc(value)}</td>'
                 )

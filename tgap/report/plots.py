@@ -343,7 +343,7 @@ def active_log(log: Any) -> tuple[list[float], list[float], float | None]:
     return sims, fractions, float(threshold) if isinstance(threshold, int | float) else None
 
 
-def active_selection(cells: list[Cell], threshold: float) -> bytes | None:
+def active_selection(cells: list[Cell], threshold: float | str) -> bytes | None:
     """Active data selection: batch similarity histogram (pooled over seeds) and skip fraction per
     epoch (mean over seeds), per size."""
     sims: dict[int, list[float]] = {}
@@ -376,7 +376,8 @@ def active_selection(cells: list[Cell], threshold: float) -> bytes | None:
                 color=f"C{i}",
                 label=f"size {size}",
             )
-    left.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:g}")
+    if isinstance(threshold, int | float):  # the config's "auto" with no logged value: no line
+        left.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:g}")
     left.set_xlabel("cosine similarity, generated vs batch")
     left.set_ylabel("batches")
     left.set_title("Active selection: batch similarity", fontsize=10)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
+
+from tgap.metrics import paired_difference, seed_interval
 
 REQUIRED = (
     "method",
@@ -224,7 +225,12 @@ class Stat:
     n: int
     ci_low: float = math.nan
     ci_high: float = math.nan
-    ci_kind: str = ""  # "bootstrap" (per-cell CI keys, bounds averaged) or "seeds" (t over seeds)
+    # "seeds": Student-t interval over seeds (training variance in it); "bootstrap": one seed,
+    # the cell's bootstrap interval over test images only.
+    ci_kind: str = ""
+    # The cells' bootstrap intervals over test images only (bounds averaged over seeds).
+    test_ci_low: float = math.nan
+    test_ci_high: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -234,6 +240,8 @@ class Stat:
             "ci_low": _finite_or_none(self.ci_low),
             "ci_high": _finite_or_none(self.ci_high),
             "ci_kind": self.ci_kind,
+            "test_images_ci_low": _finite_or_none(self.test_ci_low),
+            "test_images_ci_high": _finite_or_none(self.test_ci_high),
         }
 
 
@@ -247,21 +255,26 @@ def summarise(
     highs: list[float] | None = None,
     confidence: float = 0.95,
 ) -> Stat:
-    """Mean ± sd over seeds and a 95% interval.
+    """Mean ± sd over seeds and an interval.
 
-    The interval is the cells' own bootstrap interval (bounds averaged over seeds) when every
-    cell has one; otherwise, with two or more seeds, a Student-t interval of the mean over seeds.
+    With two or more seeds: a Student-t interval of the mean over seeds
+    (``tgap.metrics.seed_interval``), which holds the training randomness. The cells' own
+    bootstrap intervals (test images only; bounds averaged over seeds) are kept beside it, and
+    are the interval with one seed (``ci_kind`` "bootstrap", labelled as test images only).
     NaN values propagate: a seed whose metric is undefined makes the mean undefined, visibly.
     """
     arr = np.asarray(values, dtype=float)
     n = len(arr)
     mean = float(arr.mean())
     sd = float(arr.std(ddof=1)) if n > 1 else math.nan
+    test = (math.nan, math.nan)
     if lows and highs and len(lows) == n and len(highs) == n:
-        return Stat(mean, sd, n, float(np.mean(lows)), float(np.mean(highs)), "bootstrap")
+        test = (float(np.mean(lows)), float(np.mean(highs)))
     if n > 1 and math.isfinite(sd):
-        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
-        return Stat(mean, sd, n, mean - half, mean + half, "seeds")
+        _, low, high = seed_interval(arr, confidence)
+        return Stat(mean, sd, n, low, high, "seeds", *test)
+    if math.isfinite(test[0]):
+        return Stat(mean, sd, n, test[0], test[1], "bootstrap", *test)
     return Stat(mean, sd, n)
 
 
@@ -362,4 +375,147 @@ def flat_metrics(groups: list[Group], cells: list[Cell]) -> dict[str, float]:
         for size, stat in reference_by_size(cells, key).items():
             if math.isfinite(stat.mean):
                 out[f"{name}.{size}"] = stat.mean
+    return out
+
+
+# --------------------------------------------------------------------------- caveats, comparisons
+
+FTER_FLAG = "r2s_below_r2r"
+FTER_FLAG_TEXT = (
+    "synthetic set is harder to label than real data; FTER > 1 here does not mean it trains better"
+)
+
+
+def cell_fter_flag(cell: Cell) -> str:
+    """``r2s_below_r2r`` when the cell's R→S AUROC is below the lower bound of its R→R
+    interval (the real-trained classifier labels the synthetic set worse than real images)."""
+    r2s, low = cell.values.get("r2s_auroc", math.nan), cell.values.get("r2r_auroc" + CI_LOW)
+    if low is None or not (math.isfinite(r2s) and math.isfinite(low)):
+        return ""
+    return FTER_FLAG if r2s < low else ""
+
+
+def group_fter_flag(group: Group, reference: dict[int, Stat]) -> bool:
+    """A method × size row's flag: mean R→S AUROC below the lower bound of R→R's test-image
+    interval (the same bound the cells are flagged against; its interval over seeds when the
+    cells carry no bootstrap bounds)."""
+    r2s, ref = group.stats.get("r2s_auroc"), reference.get(group.size)
+    if r2s is None or ref is None:
+        return False
+    low = ref.test_ci_low if math.isfinite(ref.test_ci_low) else ref.ci_low
+    return math.isfinite(r2s.mean) and math.isfinite(low) and r2s.mean < low
+
+
+def did_not_train(cell: Cell) -> str:
+    """The fine-tune's own "did not train" reason from its training log ('' when it trained)."""
+    path = cell.assets.get("training_log.json")
+    try:
+        log = json.loads(path.read_text()) if path is not None else {}
+    except (OSError, json.JSONDecodeError):
+        return ""
+    if isinstance(log, dict) and log.get("did_not_train"):
+        return str(log.get("did_not_train_reason") or "did not train")
+    return ""
+
+
+def add_cell_flags(columns: list[str], rows: list[dict[str, Any]], cells: list[Cell]) -> list[str]:
+    """Add the ``fter_flag`` and ``did_not_train`` columns to results.csv's rows, in place."""
+    for row, cell in zip(rows, cells, strict=True):
+        row["fter_flag"] = cell_fter_flag(cell)
+        row["did_not_train"] = "yes" if did_not_train(cell) else "no"
+    return [*columns, "fter_flag", "did_not_train"]
+
+
+PAIRED_METRICS = ("s2r_auroc", "r2s_auroc", "fter")
+
+
+def paired_comparisons(
+    cells: list[Cell], reference_method: str, confidence: float = 0.95
+) -> list[dict[str, Any]]:
+    """Each method against ``reference_method`` on the seeds both have, per size: the mean paired
+    difference (method - reference), its t-interval and the paired t-test's p-value, for S→R
+    AUROC, R→S AUROC and FTER. Empty when the reference method is not in the cells."""
+    by_key = {c.key: c for c in cells}
+    out = []
+    methods = list(dict.fromkeys(c.method for c in cells))
+    if reference_method not in methods:
+        return []
+    for size in sorted({c.size for c in cells}):
+        ref_seeds = {c.seed for c in cells if c.method == reference_method and c.size == size}
+        for method in methods:
+            if method == reference_method:
+                continue
+            seeds = sorted(
+                ref_seeds & {c.seed for c in cells if c.method == method and c.size == size}
+            )
+            if not seeds:
+                continue
+            row: dict[str, Any] = {"method": method, "size": size, "seeds": seeds}
+            for key in PAIRED_METRICS:
+                a = [by_key[(method, size, s)].values.get(key, math.nan) for s in seeds]
+                b = [by_key[(reference_method, size, s)].values.get(key, math.nan) for s in seeds]
+                row[key] = paired_difference(a, b, confidence)
+            out.append(row)
+    return out
+
+
+def separated_best(
+    groups: list[Group], metric: str, confidence: float = 0.95, exclude: set[str] | None = None
+) -> tuple[dict[int, list[str]], dict[int, str]]:
+    """Per size, the method with the highest mean ``metric``, only when a paired t-test over
+    the seeds they share separates it from the runner-up at ``confidence`` (p < 1 -
+    confidence, the difference's interval above 0). Methods in ``exclude`` (did not train)
+    are never ranked. Returns ``({size: [best]}, {size: why none was marked})``."""
+    exclude = exclude or set()
+    best: dict[int, list[str]] = {}
+    why: dict[int, str] = {}
+    for size in sorted({g.size for g in groups}):
+        ranked = sorted(
+            (g for g in groups
+             if g.size == size and g.method not in exclude and metric in g.stats
+             and math.isfinite(g.stats[metric].mean)),
+            key=lambda g: -g.stats[metric].mean,
+        )  # fmt: skip
+        if len(ranked) == 1:
+            best[size] = [ranked[0].method]
+        if len(ranked) < 2:
+            continue
+        top, second = ranked[0], ranked[1]
+        a = {c.seed: c.values.get(metric, math.nan) for c in top.cells}
+        b = {c.seed: c.values.get(metric, math.nan) for c in second.cells}
+        seeds = sorted(set(a) & set(b))
+        test = paired_difference([a[s] for s in seeds], [b[s] for s in seeds], confidence)
+        if (
+            math.isfinite(test["p_value"])
+            and test["p_value"] < 1 - confidence
+            and test["ci_low"] > 0
+        ):
+            best[size] = [top.method]
+        else:
+            p = "no test with one seed" if len(seeds) < 2 else f"p = {test['p_value']:.3g}"
+            why[size] = (
+                f"no method separated: {top.method} vs runner-up {second.method}, paired "
+                f"difference {test['mean']:+.3f} over {len(seeds)} seed(s), {p}"
+            )
+    return best, why
+
+
+def active_thresholds(cells: list[Cell]) -> list[dict[str, Any]]:
+    """The active-selection threshold each fine-tune used, and how it was set (auto or fixed)."""
+    out = []
+    for c in cells:
+        path = c.assets.get("training_log.json")
+        try:
+            log = json.loads(path.read_text()) if path is not None else {}
+        except (OSError, json.JSONDecodeError):
+            continue
+        config = log.get("active_config") if isinstance(log, dict) else None
+        if isinstance(config, dict) and isinstance(config.get("threshold"), int | float):
+            out.append({
+                "method": c.method, "size": c.size, "seed": c.seed,
+                "threshold": float(config["threshold"]),
+                "setting": config.get("threshold_setting", config["threshold"]),
+                "skipped": (log.get("active_summary") or {}).get("skipped"),
+                "evaluated": (log.get("active_summary") or {}).get("evaluated"),
+            })  # fmt: skip
     return out
