@@ -9,6 +9,9 @@ Authentication is whatever ``kfp.Client`` supports: ``--token`` (or env ``TGAP_K
 bearer token; with no ``--host`` (and no ``KF_PIPELINES_ENDPOINT``) inside a pod, the pod's
 service-account token for the ``pipelines.kubeflow.org`` audience; else the local kubeconfig
 through the API-server proxy. The token is never printed.
+
+The command line of these commands is defined in ``tgap.cli``; this module builds and sends
+the requests, so the dependency runs one way (cli -> kube).
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import importlib
 import json
 import os
 import tempfile
@@ -25,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from tgap.config import Config, ConfigError, load_config
+from tgap.config import Config, load_config
 
 TOKEN_ENV = "TGAP_KFP_TOKEN"
 DEFAULT_CRON = "0 0 3 * * 1"  # Mondays 03:00:00 (KFP cron has a leading seconds field)
@@ -60,8 +62,10 @@ def _api_call(what: str):
 
 
 def _pipeline_module() -> Any:
-    # Imported late: `tgap --help` must not need kfp's compiler, and tests replace it.
-    return importlib.import_module("pipelines.tgap_pipeline")
+    # Imported late: `tgap --help` must not need kfp's compiler.
+    from pipelines import tgap_pipeline
+
+    return tgap_pipeline
 
 
 # --------------------------------------------------------------------------- building requests
@@ -263,81 +267,3 @@ def runs(args: argparse.Namespace) -> int:
         )
     print(format_runs(list(response.runs or [])))
     return 0
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def _connection_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--host",
-        default=None,
-        help="KFP API URL, e.g. http://localhost:8080 after `kubectl port-forward "
-        "svc/ml-pipeline-ui 8080:80` (default: KF_PIPELINES_ENDPOINT, else in-cluster / kubeconfig)",
-    )
-    parser.add_argument(
-        "--namespace",
-        default=None,
-        help="namespace of KFP (standalone: kubeflow) or, on multi-user Kubeflow, your profile",
-    )
-    parser.add_argument(
-        "--token",
-        "--existing-token",
-        dest="token",
-        default=None,
-        help=f"bearer token for the KFP API (default: env {TOKEN_ENV}); never printed",
-    )
-
-
-def _config_args(parser: argparse.ArgumentParser) -> None:
-    from tgap.cli import add_config_arguments
-
-    add_config_arguments(parser)
-    parser.add_argument("--experiment", required=True, help="KFP experiment (created if missing)")
-
-
-def register(subparsers: Any) -> None:
-    """Add ``submit``, ``schedule`` and ``runs`` to the ``tgap`` command line."""
-    p = subparsers.add_parser("submit", help="compile and start one run on a KFP server")
-    _connection_args(p)
-    _config_args(p)
-    p.add_argument(
-        "--run-name", default=None, help="run name (default: '<config name> <UTC time>')"
-    )
-    p.set_defaults(func=submit)
-
-    p = subparsers.add_parser("schedule", help="compile and create a recurring run on a KFP server")
-    _connection_args(p)
-    _config_args(p)
-    p.add_argument(
-        "--cron",
-        default=DEFAULT_CRON,
-        help=f"six-field cron, seconds first (default {DEFAULT_CRON!r}: Mondays 03:00 UTC)",
-    )
-    p.add_argument(
-        "--name", default=None, help="recurring run name (default: '<config name> weekly')"
-    )
-    p.set_defaults(func=schedule)
-
-    p = subparsers.add_parser("runs", help="list recent runs on a KFP server")
-    _connection_args(p)
-    p.add_argument("--experiment", default=None, help="only runs of this experiment")
-    p.add_argument("--limit", type=int, default=10, help="how many runs (default 10)")
-    p.set_defaults(func=runs)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry for these three commands (``python -m tgap.kube``)."""
-    parser = argparse.ArgumentParser(prog="tgap")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (ConfigError, ValueError) as exc:
-        parser.exit(2, f"tgap {args.command}: {exc}\n")
-    except KfpApiError as exc:
-        parser.exit(1, f"tgap {args.command}: {exc}\n")
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
