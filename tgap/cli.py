@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from tgap import kube
+from tgap.checkout import pipeline_module
 from tgap.config import ConfigError, load_config
 
 RESULT_COLUMNS = (
@@ -66,10 +67,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from pipelines.tgap_pipeline import compile_pipeline
-
     config = load_config(args.config, args.overrides)
-    path = compile_pipeline(config, args.output)
+    path = pipeline_module().compile_pipeline(config, args.output)
     print(f"compiled {args.config} -> {path}")
     return 0
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from tgap.checkout import pipeline_module
 from tgap.config import Config, load_config
 
 TOKEN_ENV = "TGAP_KFP_TOKEN"
@@ -59,13 +60,6 @@ def _api_call(what: str):
         raise KfpApiError(f"{what}: HTTP {exc.status} {exc.reason}{detail}") from None
     except (TimeoutError, urllib3.exceptions.HTTPError, ConnectionError) as exc:
         raise KfpApiError(f"{what}: cannot reach the KFP API ({exc})") from None
-
-
-def _pipeline_module() -> Any:
-    # Imported late: `tgap --help` must not need kfp's compiler.
-    from pipelines import tgap_pipeline
-
-    return tgap_pipeline
 
 
 # --------------------------------------------------------------------------- building requests
@@ -118,7 +112,7 @@ def run_request(
     config: Config, package_path: str | Path, experiment: str, run_name: str | None = None
 ) -> dict[str, Any]:
     """Keyword arguments for ``kfp.Client.create_run_from_pipeline_package``."""
-    arguments = _pipeline_module().pipeline_arguments(config)
+    arguments = pipeline_module().pipeline_arguments(config)
     check_arguments(package_path, arguments)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     return {
@@ -143,7 +137,7 @@ def recurring_run_request(
     One run at a time (a run of the thesis grid can outlast a week) and no catch-up: after a
     pause only the latest missed slot runs, not a backlog of identical runs.
     """
-    arguments = _pipeline_module().pipeline_arguments(config)
+    arguments = pipeline_module().pipeline_arguments(config)
     check_arguments(package_path, arguments)
     return {
         "experiment_id": experiment_id,
@@ -226,7 +220,7 @@ def submit(args: argparse.Namespace) -> int:
     config = _load(args)
     client = connect(args)
     with tempfile.TemporaryDirectory() as tmp:
-        package = _pipeline_module().compile_pipeline(config, Path(tmp) / "tgap.yaml")
+        package = pipeline_module().compile_pipeline(config, Path(tmp) / "tgap.yaml")
         request = run_request(config, package, args.experiment, args.run_name)
         with _api_call(f"creating a run in experiment {args.experiment!r}"):
             result = client.create_run_from_pipeline_package(**request)
@@ -242,7 +236,7 @@ def schedule(args: argparse.Namespace) -> int:
     with _api_call(f"getting or creating experiment {args.experiment!r}"):
         experiment = client.create_experiment(name=args.experiment)
     with tempfile.TemporaryDirectory() as tmp:
-        package = _pipeline_module().compile_pipeline(config, Path(tmp) / "tgap.yaml")
+        package = pipeline_module().compile_pipeline(config, Path(tmp) / "tgap.yaml")
         request = recurring_run_request(
             config, package, experiment.experiment_id, args.name, args.cron
         )

@@ -10,6 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
+from tgap.checkout import pipeline_module
 from tgap.config import Config, ConfigError
 
 log = logging.getLogger("tgap")
@@ -89,8 +90,7 @@ def run_local(
 
     from kfp import components, local
 
-    from pipelines.tgap_pipeline import build_pipeline, pipeline_arguments
-
+    dag = pipeline_module()
     config = resolve_local_paths(config)
     output_dir = Path(output_dir)
     for name in REPORT_FILES:
@@ -116,11 +116,11 @@ def run_local(
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
     log.info("kfp.local: running every task in this Python; images and GPU requests are ignored")
     if pipeline_file is None:
-        pipeline = build_pipeline(config, loop_task_env(config.cluster.parallelism))
+        pipeline = dag.build_pipeline(config, loop_task_env(config.cluster.parallelism))
     else:
         pipeline = components.load_component_from_file(str(pipeline_file))
     started = time.perf_counter()
-    pipeline(**pipeline_arguments(config))
+    pipeline(**dag.pipeline_arguments(config))
     elapsed = time.perf_counter() - started
 
     report_dir = find_report_folder(pipeline_root)
