@@ -22,11 +22,11 @@ def compute_fter(
     metrics: Output[Metrics],
 ) -> None:
     """Combine the two-way evaluation of one (method, size, seed) into its results row."""
-    import json
     import math
     import time
     from pathlib import Path
 
+    from tgap.artifacts import write_json
     from tgap.config import (
         ClassifierConfig,
         EvaluationConfig,
@@ -36,7 +36,7 @@ def compute_fter(
     )
     from tgap.embed import get_embedder
     from tgap.evaluation import compute_cell
-    from tgap.imageset import ImageSet, write_label_grids
+    from tgap.imageset import ImageSet
     from tgap.provenance import STAGE_SECONDS, STAGE_TIME, read_stage_times
 
     started = time.perf_counter()
@@ -47,12 +47,14 @@ def compute_fter(
         section(SelectConfig, select, "select"),
         reference_classifier.path,
     )
+    # Training log, selection report, sample grids (the real test set's drawn once by ingest).
     extras = {
         p.name: p
         for folder in (Path(model.path), Path(synthetic.path), Path(tuning_set.path))
         for p in sorted(folder.glob("*"))
         if p.suffix in (".json", ".png") and p.name not in ("dataset.json", STAGE_TIME)
     }
+    extras.update({p.name: p for p in sorted(Path(real_test.path).glob("real_grid_*.png"))})
     result = compute_cell(
         {"method": row["method"], "size": int(row["size"]), "seed": int(row["seed"])},
         s2r.path,
@@ -69,13 +71,6 @@ def compute_fter(
         classifier=section(ClassifierConfig, classifier, "classifier"),
         size_per_label=generate_cfg.n_per_label,
     )
-    # Real test images beside the synthetic grids in the report.
-    write_label_grids(
-        ImageSet(real_test.path),
-        Path(cell.path) / "assets",
-        "real_grid",
-        generate_cfg.grid_images,
-    )
     # This branch's stage times, for the report's provenance.
     stage_seconds = read_stage_times(
         {
@@ -88,7 +83,7 @@ def compute_fter(
         }
     )
     stage_seconds["compute-FTER"] = round(time.perf_counter() - started, 2)
-    (Path(cell.path) / "assets" / STAGE_SECONDS).write_text(json.dumps(stage_seconds) + "\n")
+    write_json(Path(cell.path) / "assets" / STAGE_SECONDS, stage_seconds, indent=None)
     for key, value in result.items():
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             metrics.log_metric(key, float(value))

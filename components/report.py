@@ -51,7 +51,14 @@ def report(
     }
     config = section(Config, sections, "config")
     cell_dirs = sorted(Path(c.path) for c in cells)
-    provenance = collect_provenance(config, grid, cell_dirs)
+    provenance = collect_provenance(
+        config,
+        grid,
+        cell_dirs,
+        base_model_dir=base_model.path,
+        reference_classifier_dir=reference_classifier.path,
+        embeddings_dir=embeddings.path,
+    )
     # The stages that run once per run (the per-branch ones come from the cells).
     provenance["run_stage_seconds"] = read_stage_times(
         {

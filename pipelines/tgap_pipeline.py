@@ -96,7 +96,7 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
         classifier: dict = defaults["classifier"],
         evaluation: dict = defaults["evaluation"],
     ):
-        ingest = cpu(c.ingest(data=data).set_display_name("ingest"))
+        ingest = cpu(c.ingest(data=data, generate=generate).set_display_name("ingest"))
         pool = ingest.outputs["pool"]
         real_train = ingest.outputs["real_train"]
         real_test = ingest.outputs["real_test"]

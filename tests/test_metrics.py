@@ -182,10 +182,3 @@ def test_memorisation_of_a_set_of_copies_has_ratio_zero():
     assert result["near_copy_fraction"] == 1.0 and result["nn_distance_ratio"] == 0.0
     with pytest.raises(MetricsError, match="empty set"):
         metrics.memorisation(np.zeros((0, 5)), tuning)
-
-
-def test_json_safe_turns_nan_into_null_and_numpy_into_python():
-    out = metrics.json_safe(
-        {"a": float("nan"), "b": np.float32(1.5), "c": np.arange(2), "d": [np.inf]}
-    )
-    assert out == {"a": None, "b": 1.5, "c": [0, 1], "d": [None]}

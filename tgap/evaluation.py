@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from tgap import metrics
+from tgap.artifacts import write_json
 from tgap.classify import (
     METRICS,
     Classifier,
@@ -124,12 +124,6 @@ def _closest_pairs_png(pairs, synthetic: np.ndarray, tuning: np.ndarray, thresho
     plt.close(fig)
 
 
-def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(metrics.json_safe(value), indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 # --------------------------------------------------------------------------- the cell
 
 
@@ -164,7 +158,14 @@ def compute_cell(
         raise ImageSetError(f"{synthetic.root}: empty synthetic set, nothing to evaluate")
     if len(tuning) == 0:
         raise ImageSetError(f"{tuning.root}: empty tuning set")
-    check_same_labels(real_test, {"synthetic": synthetic, "tuning": tuning}, EvaluationError)
+    check_same_labels(
+        (f"real test set {real_test.root}", real_test.labels),
+        {
+            f"synthetic set {synthetic.root}": synthetic.labels,
+            f"tuning set {tuning.root}": tuning.labels,
+        },
+        EvaluationError,
+    )
     labels = list(real_test.labels)
     seed = int(row["seed"])
     out_dir = Path(out_dir)
@@ -182,16 +183,16 @@ def compute_cell(
             notes[f"{prefix}_auroc"] = f"no {prefix} evaluation given"
             continue
         result, y, scores, eval_labels = _read_evaluation(eval_dir, prefix)
-        if eval_labels != labels:
-            raise EvaluationError(
-                f"label names differ: {prefix} evaluation {eval_dir} has {eval_labels}, "
-                f"real test set has {labels}"
-            )
+        check_same_labels(
+            (f"real test set {real_test.root}", labels),
+            {f"{prefix} evaluation {eval_dir}": eval_labels},
+            EvaluationError,
+        )
         cell.update(_flat(result, prefix, labels))
         if result.get("auroc_undefined_reason"):
             notes[f"{prefix}_auroc"] = result["auroc_undefined_reason"]
         predictions[prefix] = (y, scores)
-        _write_json(assets / f"roc_{prefix}.json", result.get("roc", {}))
+        write_json(assets / f"roc_{prefix}.json", result.get("roc", {}))
     cell["fter"] = metrics.fter(cell["s2r_auroc"], cell["r2s_auroc"])
     cell["fter_ci_low"], cell["fter_ci_high"] = metrics.fter_ci(
         predictions["s2r"], predictions["r2s"], evaluation.bootstrap_resamples,
@@ -237,7 +238,7 @@ def compute_cell(
         pair["tuning_file"] = tuning.records[pair["tuning"]].file
     _closest_pairs_png(memo["closest_pairs"], syn_images, tuning_images,
                        memo["near_copy_threshold"], assets / "closest_pairs.png")  # fmt: skip
-    _write_json(assets / "memorisation.json", {
+    write_json(assets / "memorisation.json", {
         "space": space, **{k: v for k, v in memo.items() if k not in ("distances", "nearest")},
         "nn_distances": memo["distances"],
     })  # fmt: skip
@@ -293,7 +294,7 @@ def compute_cell(
             "evaluation": {k: getattr(evaluation, k) for k in evaluation.__dataclass_fields__},
         },
     })  # fmt: skip
-    _write_json(out_dir / CELL, cell)  # last: its presence marks a complete cell
+    write_json(out_dir / CELL, cell)  # last: its presence marks a complete cell
     log.info(
         "cell %s/%s/%s: FTER %.3f [%.3f, %.3f] (S→R %.3f, R→S %.3f), FID %.3g, near-copies %.1f%%",
         row["method"], row["size"], seed, cell["fter"], cell["fter_ci_low"], cell["fter_ci_high"],
@@ -328,7 +329,14 @@ def supplementation_curve(
     the result says so in ``note``. For each r, round(r × real) synthetic images per label are
     added (seeded, without replacement).
     """
-    check_same_labels(real_train, {"synthetic": synthetic, "real test": real_test}, EvaluationError)
+    check_same_labels(
+        (f"real train set {real_train.root}", real_train.labels),
+        {
+            f"synthetic set {synthetic.root}": synthetic.labels,
+            f"real test set {real_test.root}": real_test.labels,
+        },
+        EvaluationError,
+    )
     labels = list(real_train.labels)
     if not ratios:
         raise EvaluationError("supplementation_curve: no ratios given")
@@ -403,5 +411,5 @@ def supplementation_curve(
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / SUPPLEMENTATION, curve)
+    write_json(out_dir / SUPPLEMENTATION, curve)
     return curve

@@ -237,14 +237,20 @@ class ImageSet:
 
 
 def check_same_labels(
-    reference: ImageSet, others: dict[str, ImageSet], error=ImageSetError
+    reference: tuple[str, Sequence[str]], others: dict[str, Sequence[str]], error=ImageSetError
 ) -> None:
-    """Raise ``error`` naming the set whose label names differ from ``reference``'s."""
-    for name, image_set in others.items():
-        if image_set.labels != reference.labels:
+    """Raise ``error`` naming the first of ``others`` whose label names differ from ``reference``.
+
+    ``reference`` is ``(what, labels)``, ``others`` maps what to labels (image sets, classifiers,
+    evaluations): one check for every stage that pairs two labelled things. Same names in the
+    same order: label indices mean the same label on both sides.
+    """
+    ref_name, ref_labels = reference
+    for name, labels in others.items():
+        if list(labels) != list(ref_labels):
             raise error(
-                f"label names differ: {name} set {image_set.root} has {image_set.labels}, "
-                f"{reference.root} has {reference.labels}"
+                f"label names differ: {name} has {list(labels)}, {ref_name} has "
+                f"{list(ref_labels)} (same names in the same order expected)"
             )
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
 import time
 from pathlib import Path
 
+from tgap import storage
+from tgap.artifacts import write_json
 from tgap.checkout import pipeline_module
 from tgap.config import Config, ConfigError
 
@@ -26,9 +27,12 @@ def resolve_local_paths(config: Config) -> Config:
     """
 
     def local(value: str, key: str, must_exist: bool) -> str:
-        if not value or ("://" in value and not value.startswith("file://")):
+        if not value or storage.is_remote(value):
             return value
-        path = Path(value.removeprefix("file://")).expanduser()
+        try:
+            path = storage.local_path(value).expanduser()
+        except storage.StorageError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
         if not path.exists():
             if must_exist:
                 raise ConfigError(f"{key}: {value} does not exist (looked in {path.resolve()})")
@@ -100,7 +104,7 @@ def run_local(
             )
     pipeline_root = output_dir / "artifacts"
     pipeline_root.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    write_json(output_dir / "config.json", config.to_dict())
 
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
@@ -127,9 +131,8 @@ def run_local(
     for name in REPORT_FILES:
         if (report_dir / name).exists():
             shutil.copyfile(report_dir / name, output_dir / name)
-    (output_dir / "run.json").write_text(
-        json.dumps({"seconds": round(elapsed, 1), "report_artifact": str(report_dir)}, indent=2)
-        + "\n"
+    write_json(
+        output_dir / "run.json", {"seconds": round(elapsed, 1), "report_artifact": str(report_dir)}
     )
     log.info("pipeline finished in %.0f s; report in %s", elapsed, output_dir / "report.html")
     return output_dir
