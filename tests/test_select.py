@@ -125,8 +125,8 @@ def test_equal_shares_known_answer():
     rng = np.random.default_rng(0)
     positions, report = equal_shares(clusters, 10, rng)
     # 10 // 3 = 3 each, the remaining pick goes to the largest cluster.
-    assert [c["share"] for c in report] == [3, 3, 4]
-    assert [c["duplicates"] for c in report] == [2, 0, 0]
+    assert [c.share for c in report] == [3, 3, 4]
+    assert [c.duplicates for c in report] == [2, 0, 0]
     assert Counter(positions.tolist())[0] == 3  # the one-image cluster is repeated 3 times
     others = [p for p in positions.tolist() if p != 0]
     assert len(others) == len(set(others)) == 7

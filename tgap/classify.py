@@ -32,7 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tgap import metrics, storage
-from tgap.artifacts import write_json
+from tgap.artifacts import CLASSIFIER_INFO, EVALUATION, Evaluation, write_json
 from tgap.config import ClassifierConfig
 from tgap.device import pick_device
 from tgap.imageset import ImageSet, ImageSetError, check_same_labels, to_grey_square
@@ -41,8 +41,8 @@ from tgap.seeding import derive_seed, seed_everything, torch_generator
 log = logging.getLogger(__name__)
 
 WEIGHTS = "model.safetensors"
-INFO = "classifier.json"
-METRICS = "metrics.json"
+INFO = CLASSIFIER_INFO
+METRICS = EVALUATION
 PREDICTIONS = "predictions.csv"
 ARCHS = ("small-cnn", "densenet121")
 # small-cnn: pixels/255 mapped to roughly zero mean, unit spread; densenet121: ImageNet stats.
@@ -518,7 +518,8 @@ def evaluate_classifier(
         writer.writerow(["file", "label", *[f"score_{label}" for label in clf.labels], "predicted"])
         for record, row, p in zip(test.records, score, predicted, strict=True):
             writer.writerow([record.file, record.label, *[f"{s:.6f}" for s in row], clf.labels[p]])
-    write_json(out_dir / METRICS, result)
+    evaluation = Evaluation.from_json(result, str(out_dir / METRICS))
+    evaluation.write(out_dir)
     log.info(
         "evaluated %s on %s (n=%d): accuracy %.3f, AUROC %.3f [%.3f, %.3f]",
         model_dir, test.root, len(y), result["accuracy"], result["auroc"],

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from tgap import storage
-from tgap.artifacts import write_json
+from tgap.artifacts import EMBEDDER_INFO, write_json
 from tgap.config import SelectConfig
 from tgap.imageset import ImageSet
 from tgap.methods import EMBEDDERS
@@ -42,7 +42,7 @@ from tgap.methods import EMBEDDERS
 log = logging.getLogger(__name__)
 
 EMBEDDINGS = "embeddings.npy"
-EMBEDDER_JSON = "embedder.json"
+EMBEDDER_JSON = EMBEDDER_INFO
 BATCH_SIZE = 256
 
 

@@ -8,8 +8,8 @@ classifier per ratio) and runs inside the cell stage only when ratios are config
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -19,9 +19,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from tgap import metrics
-from tgap.artifacts import write_json
+from tgap.artifacts import (
+    ASSETS,
+    EVALUATION,
+    CellArtifact,
+    Evaluation,
+    Supplementation,
+    write_json,
+)
 from tgap.classify import (
-    METRICS,
     Classifier,
     fit,
     read_predictions,
@@ -34,8 +40,6 @@ from tgap.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 
-CELL = "cell.json"
-ASSETS = "assets"
 SUPPLEMENTATION = "supplementation.json"
 MEMORISATION_MAX_SIDE = 64  # pixel-space copies are obvious at 64 px; keeps NN search cheap
 
@@ -56,35 +60,30 @@ class EvaluationError(ValueError):
 
 def _read_evaluation(
     eval_dir: str | Path, direction: str
-) -> tuple[dict, np.ndarray, np.ndarray, list]:
+) -> tuple[Evaluation, np.ndarray, np.ndarray, list]:
     eval_dir = Path(eval_dir)
-    path = eval_dir / METRICS
-    if not path.is_file():
+    if not (eval_dir / EVALUATION).is_file():
         raise EvaluationError(
-            f"{direction}: {eval_dir} is not an evaluation folder ({METRICS} missing)"
+            f"{direction}: {eval_dir} is not an evaluation folder ({EVALUATION} missing)"
         )
-    result = json.loads(path.read_text())
+    result = Evaluation.read(eval_dir)
     labels, y, scores = read_predictions(eval_dir)
     return result, y, scores, labels
 
 
-def _flat(result: dict[str, Any], prefix: str, labels: Sequence[str]) -> dict[str, Any]:
-    """``s2r_accuracy``, ``s2r_auroc``, per class, CI bounds and n from one metrics.json."""
-    nan = float("nan")
-
-    def number(value: Any) -> float:
-        return nan if value is None else float(value)
-
+def _flat(result: Evaluation | None, prefix: str, labels: Sequence[str]) -> dict[str, Any]:
+    """``s2r_accuracy``, ``s2r_auroc``, per class, CI bounds and n from one evaluation."""
+    get = result.get if result is not None else (lambda key, default=math.nan: default)
     out = {
-        f"{prefix}_accuracy": number(result.get("accuracy")),
-        f"{prefix}_auroc": number(result.get("auroc")),
-        f"{prefix}_auroc_ci_low": number(result.get("auroc_ci_low")),
-        f"{prefix}_auroc_ci_high": number(result.get("auroc_ci_high")),
-        f"{prefix}_n": int(result.get("n", 0)),
+        f"{prefix}_accuracy": get("accuracy"),
+        f"{prefix}_auroc": get("auroc"),
+        f"{prefix}_auroc_ci_low": get("auroc_ci_low"),
+        f"{prefix}_auroc_ci_high": get("auroc_ci_high"),
+        f"{prefix}_n": int(get("n", 0)),
     }
     for label in labels:
-        out[f"{prefix}_accuracy_{label}"] = number(result.get(f"accuracy_{label}"))
-        out[f"{prefix}_auroc_{label}"] = number(result.get(f"auroc_{label}"))
+        out[f"{prefix}_accuracy_{label}"] = get(f"accuracy_{label}")
+        out[f"{prefix}_auroc_{label}"] = get(f"auroc_{label}")
     return out
 
 
@@ -179,7 +178,7 @@ def compute_cell(
     predictions = {}
     for prefix, eval_dir in directions.items():
         if eval_dir is None:
-            cell.update(_flat({}, prefix, labels))
+            cell.update(_flat(None, prefix, labels))
             notes[f"{prefix}_auroc"] = f"no {prefix} evaluation given"
             continue
         result, y, scores, eval_labels = _read_evaluation(eval_dir, prefix)
@@ -189,10 +188,10 @@ def compute_cell(
             EvaluationError,
         )
         cell.update(_flat(result, prefix, labels))
-        if result.get("auroc_undefined_reason"):
-            notes[f"{prefix}_auroc"] = result["auroc_undefined_reason"]
+        if result.auroc_undefined_reason:
+            notes[f"{prefix}_auroc"] = result.auroc_undefined_reason
         predictions[prefix] = (y, scores)
-        write_json(assets / f"roc_{prefix}.json", result.get("roc", {}))
+        write_json(assets / f"roc_{prefix}.json", result.roc.to_json())
     cell["fter"] = metrics.fter(cell["s2r_auroc"], cell["r2s_auroc"])
     cell["fter_ci_low"], cell["fter_ci_high"] = metrics.fter_ci(
         predictions["s2r"], predictions["r2s"], evaluation.bootstrap_resamples,
@@ -244,6 +243,7 @@ def compute_cell(
     })  # fmt: skip
 
     # Supplementation curve (optional).
+    supplementation = None
     if evaluation.supplementation_ratios:
         if real_train is None or classifier is None:
             raise EvaluationError(
@@ -255,11 +255,11 @@ def compute_cell(
             size_per_label, seed, assets, bootstrap_resamples=evaluation.bootstrap_resamples,
             confidence=evaluation.confidence,
         )  # fmt: skip
-        cell["supplementation"] = {
-            "ratios": curve["ratios"], "auroc": [p["auroc"] for p in curve["points"]],
-            "accuracy": [p["accuracy"] for p in curve["points"]],
-            "real_per_label": curve["real_per_label"],
-        }  # fmt: skip
+        supplementation = Supplementation(
+            ratios=curve["ratios"], auroc=[p["auroc"] for p in curve["points"]],
+            accuracy=[p["accuracy"] for p in curve["points"]],
+            real_per_label=curve["real_per_label"],
+        )  # fmt: skip
         if curve["note"]:
             notes["supplementation"] = curve["note"]
 
@@ -276,13 +276,18 @@ def compute_cell(
 
     cell.update({
         "n_synthetic": len(synthetic), "n_real_test": len(real_test), "n_tuning": len(tuning),
-        "distribution_embedder": embedder.name,
-        "distribution_embedder_description": embedder.description,
-        "memorisation_space": space,
-        "notes": notes,
-        "assets": {p.name: f"{ASSETS}/{p.name}" for p in sorted(assets.iterdir())
-                   if not p.name.startswith(".")},
-        "provenance": {
+    })  # fmt: skip
+    artifact = CellArtifact(
+        method=cell.pop("method"), size=cell.pop("size"), seed=cell.pop("seed"), metrics=cell,
+        notes=notes, supplementation=supplementation,
+        text={
+            "distribution_embedder": embedder.name,
+            "distribution_embedder_description": embedder.description,
+            "memorisation_space": space,
+        },
+        assets={p.name: f"{ASSETS}/{p.name}" for p in sorted(assets.iterdir())
+                if not p.name.startswith(".")},
+        provenance={
             "row": dict(row),
             "evaluations": {k: str(v) if v is not None else None for k, v in directions.items()},
             "sets": {name: {"path": str(s.root), "content_hash": s.info.get("content_hash", "")}
@@ -293,8 +298,9 @@ def compute_cell(
                           "resampled": "test images of both directions, independently"},
             "evaluation": {k: getattr(evaluation, k) for k in evaluation.__dataclass_fields__},
         },
-    })  # fmt: skip
-    write_json(out_dir / CELL, cell)  # last: its presence marks a complete cell
+    )  # fmt: skip
+    artifact.write(out_dir)  # last: its presence marks a complete cell
+    cell = artifact.to_json()
     log.info(
         "cell %s/%s/%s: FTER %.3f [%.3f, %.3f] (S→R %.3f, R→S %.3f), FID %.3g, near-copies %.1f%%",
         row["method"], row["size"], seed, cell["fter"], cell["fter_ci_low"], cell["fter_ci_high"],

@@ -27,7 +27,13 @@ import numpy as np
 from sklearn.cluster import KMeans, SpectralClustering
 from sklearn.neighbors import NearestNeighbors
 
-from tgap.artifacts import write_json
+from tgap.artifacts import (
+    ClusterShare,
+    LabelSelection,
+    Retrieval,
+    RetrievedLabel,
+    SelectionReport,
+)
 from tgap.config import SelectConfig
 from tgap.embed import EMBEDDER_JSON, load_embeddings
 from tgap.imageset import ImageSet, ImageSetWriter, check_same_labels, to_grey_square
@@ -36,8 +42,6 @@ from tgap.methods import Method
 from tgap.seeding import derive_seed
 
 log = logging.getLogger(__name__)
-
-SELECTION_JSON = "selection.json"
 
 
 class SelectionError(ValueError):
@@ -94,7 +98,7 @@ def cluster(vectors: np.ndarray, k: int, algorithm: str, n_neighbors: int, seed:
 
 def equal_shares(
     clusters: np.ndarray, size: int, rng: np.random.Generator
-) -> tuple[np.ndarray, list[dict[str, int]]]:
+) -> tuple[np.ndarray, list[ClusterShare]]:
     """Pick ``size`` positions with an equal share from each cluster of ``clusters``.
 
     Shares are ``size // k``; the ``size % k`` remaining picks go one each to the largest
@@ -116,13 +120,13 @@ def equal_shares(
             chosen = np.concatenate([rng.permutation(members) for _ in range(rounds)])[:share]
         picks.append(chosen)
         report.append(
-            {
-                "cluster": int(cid),
-                "size": int(count),
-                "share": int(share),
-                "unique": int(min(count, share)),
-                "duplicates": int(max(share - count, 0)),
-            }
+            ClusterShare(
+                cluster=int(cid),
+                size=int(count),
+                share=int(share),
+                unique=int(min(count, share)),
+                duplicates=int(max(share - count, 0)),
+            )
         )
     return np.concatenate(picks), report
 
@@ -257,15 +261,7 @@ def select_tuning_set(
     labels = pool.labels
     pool_labels = pool.label_indices
     retrieval_embedder = method.embedder or select.default_embedder
-    report: dict[str, Any] = {
-        "method": method.name,
-        "selection": method.selection,
-        "embedder": method.embedder,
-        "embedder_description": None,
-        "size": int(size),
-        "seed": int(seed),
-        "labels": {},
-    }
+    report = SelectionReport(method.name, method.selection, method.embedder, int(size), int(seed))
     if n_retrieve_per_label < 0:
         raise SelectionError(f"n_retrieve_per_label={n_retrieve_per_label}: expected >= 0")
 
@@ -276,17 +272,17 @@ def select_tuning_set(
         vectors = None
         if method.selection != "random":
             vectors = load_embeddings(embeddings_dir, method.embedder, pool)
-            report["embedder_description"] = _embedder_info(embeddings_dir, method.embedder)
-            report.update(
-                k=select.k,
-                n_neighbors=select.n_neighbors,
-                clustering=(
+            report.embedder_description = _embedder_info(embeddings_dir, method.embedder)
+            report.clustering = {
+                "k": select.k,
+                "n_neighbors": select.n_neighbors,
+                "clustering": (
                     "sklearn SpectralClustering(affinity=nearest_neighbors, "
                     f"eigen_solver={spectral_solver()}, assign_labels=cluster_qr)"
                     if method.selection == "spectral"
                     else "sklearn KMeans(n_init=4)"
                 ),
-            )
+            }
         for li, label in enumerate(labels):
             members = np.flatnonzero(pool_labels == li)
             if vectors is not None and select.k > len(members):
@@ -301,7 +297,7 @@ def select_tuning_set(
                     "cluster needs at least one pick"
                 )
             rng = np.random.default_rng(derive_seed(seed, "select", method.selection, label))
-            entry: dict[str, Any] = {"pool_count": int(len(members))}
+            shares = None
             if vectors is None:
                 chosen = rng.choice(members, size=size, replace=False)
             else:
@@ -311,20 +307,24 @@ def select_tuning_set(
                 assignment = cluster(
                     vectors[members], select.k, method.selection, select.n_neighbors, cluster_seed
                 )
-                positions, entry["clusters"] = equal_shares(assignment, size, rng)
+                positions, shares = equal_shares(assignment, size, rng)
                 chosen = members[positions]
                 pick_clusters[label] = [int(c) for c in assignment[positions]]
-            entry["picked"] = int(len(chosen))
-            entry["unique"] = int(len(np.unique(chosen)))
-            entry["duplicates"] = int(len(chosen) - entry["unique"])
-            report["labels"][label] = entry
+            unique = int(len(np.unique(chosen)))
+            report.labels[label] = LabelSelection(
+                picked=int(len(chosen)),
+                unique=unique,
+                duplicates=int(len(chosen) - unique),
+                pool_count=int(len(members)),
+                clusters=shares,
+            )
             picks[label] = chosen
     elif method.selection == "curated":
         images, ids = load_curated_images(select, pool.resolution)
         assigned, confidence = pseudo_label(
             images, labels, classifier_dir, select.curated_threshold
         )
-        report["curated"] = {
+        report.curated = {
             "source": select.curated_source,
             "threshold": select.curated_threshold,
             "source_images": int(len(images)),
@@ -349,13 +349,13 @@ def select_tuning_set(
                     select.curated_threshold,
                     size,
                 )
-            report["labels"][label] = {
-                "picked": int(len(chosen)),
-                "unique": int(len(chosen)),
-                "duplicates": 0,
-                "short": int(size - len(chosen)),
-                "mean_confidence": float(confidence[chosen].mean()),
-            }
+            report.labels[label] = LabelSelection(
+                picked=int(len(chosen)),
+                unique=int(len(chosen)),
+                duplicates=0,
+                short=int(size - len(chosen)),
+                mean_confidence=float(confidence[chosen].mean()),
+            )
             curated[label] = (images[chosen], [ids[i] for i in chosen])
     else:
         raise SelectionError(f"method {method.name!r}: unknown selection {method.selection!r}")
@@ -363,23 +363,22 @@ def select_tuning_set(
     # ---- retrieval (method retrieval only): pool images nearest to the tuning set, not in it
     retrieved: dict[str, np.ndarray] = {}
     if method.generator == "retrieval":
-        report["retrieval"] = _retrieve_for_tuning_set(
+        report.retrieval = _retrieve_for_tuning_set(
             pool, embeddings_dir, retrieval_embedder, picks, n_retrieve_per_label, retrieved
         )
 
     # ---- write both sets
-    summary = dict(report)  # dataset.json gets the report without the per-pick lists below
-    report["pool_indices"] = {label: [int(i) for i in idx] for label, idx in picks.items()}
+    report.pool_indices = {label: [int(i) for i in idx] for label, idx in picks.items()}
     if pick_clusters:
-        report["pick_clusters"] = pick_clusters
+        report.pick_clusters = pick_clusters
     if retrieved:
-        report["retrieved_pool_indices"] = {
+        report.retrieved_pool_indices = {
             label: [int(i) for i in idx] for label, idx in retrieved.items()
         }
     tuning_dir, retrieved_dir = Path(tuning_dir), Path(retrieved_dir)
     source = pool.info.get("source_uri", "") or str(pool.root)
     with ImageSetWriter(
-        tuning_dir, labels, pool.resolution, source_uri=source, info={"selection": summary}
+        tuning_dir, labels, pool.resolution, source_uri=source, info={"selection": report.summary()}
     ) as writer:
         for label in labels:
             if label in picks:
@@ -394,13 +393,16 @@ def select_tuning_set(
                         split="curated",
                         original_id=original_id,
                     )
-    write_json(tuning_dir / SELECTION_JSON, report)
+    report.write(tuning_dir)
     with ImageSetWriter(
         retrieved_dir,
         labels,
         pool.resolution,
         source_uri=source,
-        info={"retrieval": report.get("retrieval"), "retrieved_for": method.name},
+        info={
+            "retrieval": report.retrieval.to_json() if report.retrieval else None,
+            "retrieved_for": method.name,
+        },
     ) as writer:
         for label in labels:
             if label in retrieved:
@@ -408,11 +410,11 @@ def select_tuning_set(
     log.info(
         "%s: tuning set %s, %d duplicates; retrieved %s",
         method.name,
-        {label: e["picked"] for label, e in report["labels"].items()},
-        sum(e["duplicates"] for e in report["labels"].values()),
+        {label: e.picked for label, e in report.labels.items()},
+        sum(e.duplicates for e in report.labels.values()),
         {label: len(idx) for label, idx in retrieved.items()} or "none (not method retrieval)",
     )
-    return report
+    return report.to_json()
 
 
 def _retrieve_for_tuning_set(
@@ -422,14 +424,14 @@ def _retrieve_for_tuning_set(
     picks: dict[str, np.ndarray],
     n_per_label: int,
     retrieved: dict[str, np.ndarray],
-) -> dict[str, Any]:
+) -> Retrieval:
     """Fill ``retrieved`` with each label's ``n_per_label`` pool images nearest to its tuning
     picks (disjoint from them); return the retrieval report."""
-    report: dict[str, Any] = {"embedder": embedder, "n_per_label": int(n_per_label), "labels": {}}
+    report = Retrieval(embedder, int(n_per_label))
     if n_per_label == 0:
         return report
     vectors = load_embeddings(embeddings_dir, embedder, pool)
-    report["embedder_description"] = _embedder_info(embeddings_dir, embedder)
+    report.embedder_description = _embedder_info(embeddings_dir, embedder)
     for li, label in enumerate(pool.labels):
         members = np.flatnonzero(pool.label_indices == li)
         candidates = np.setdiff1d(members, picks[label])
@@ -450,12 +452,12 @@ def _retrieve_for_tuning_set(
         queries = vectors[np.unique(picks[label])]
         chosen, distance = retrieve(vectors, candidates, queries, n_per_label)
         retrieved[label] = chosen
-        report["labels"][label] = {
-            "retrieved": int(len(chosen)),
-            "short": int(n_per_label - len(chosen)),
-            "mean_distance": float(distance.mean()),
-            "max_distance": float(distance.max()),
-        }
+        report.labels[label] = RetrievedLabel(
+            retrieved=int(len(chosen)),
+            short=int(n_per_label - len(chosen)),
+            mean_distance=float(distance.mean()),
+            max_distance=float(distance.max()),
+        )
     return report
 
 
