@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import re
+from dataclasses import asdict
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -17,6 +18,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tgap.artifacts import (
+    ActiveStep,
+    ActiveSummary,
+    ClusterShare,
+    LabelSelection,
+    RocCurve,
+    SelectionReport,
+    Supplementation,
+    TrainingLog,
+)
 from tgap.config import Config, GridConfig
 from tgap.report import ReportError, build_report
 from tgap.report.plots import pick_curve
@@ -112,36 +123,34 @@ def write_cell(
     if assets:
         a = d / "assets"
         fpr = np.linspace(0, 1, 21)
-        (a / "roc_s2r.json").write_text(
-            json.dumps({"fpr": fpr.tolist(), "tpr": np.sqrt(fpr).tolist()})
-        )
-        per_class = {lab: {"fpr": fpr.tolist(), "tpr": (fpr**0.3).tolist()} for lab in LABELS}
-        (a / "roc_r2s.json").write_text(json.dumps(per_class))
-        (a / "roc_r2r.json").write_text(
-            json.dumps({"fpr": fpr.tolist(), "tpr": (fpr**0.2).tolist()})
-        )
+        for direction, power in (("s2r", 0.5), ("r2s", 0.3), ("r2r", 0.2)):
+            curve = RocCurve(fpr.tolist(), (fpr**power).tolist(), fpr[::-1].tolist())
+            (a / f"roc_{direction}.json").write_text(json.dumps(curve.to_json()))
         for i, lab in enumerate(LABELS):
             noise_png(a / f"grid_{lab}.png", image_side, seed * 1000 + size + i)
             noise_png(a / f"real_grid_{lab}.png", image_side, 7 + i)
         noise_png(a / "closest_pairs.png", image_side, seed + size, mode="RGB")
-        log = {"steps": [{"step": s, "loss": 1.0 / (s + 1)} for s in range(0, 100, 10)]}
+        log = TrainingLog(method, True, loss=[1.0 / (s + 1) for s in range(100)])
         if method == "active":
-            log["active"] = {
-                "similarities": np.linspace(0.1, 0.5, 40).tolist(),
-                "skipped": list(range(0, 40, 3)),
-                "skip_fraction_per_epoch": [0.1, 0.3, 0.5],
-            }
+            similarities = np.linspace(0.1, 0.5, 40)
+            log.active = [
+                ActiveStep(step=i, epoch=i // 14, similarity=float(v), skipped=i % 3 == 0)
+                for i, v in enumerate(similarities)
+            ]
+            log.active_summary = ActiveSummary({"0": 0.1, "1": 0.3, "2": 0.5}, 14, 40, 0.1, 0.5)
+            log.active_config = {"threshold": 0.3}
         if method == "no-finetune":
-            log = {"note": "no fine-tuning: the base model generated the synthetic set"}
-        (a / "training_log.json").write_text(json.dumps(log))
+            log = TrainingLog(
+                method, False, "not fine-tuned: method no-finetune uses the base model"
+            )
+        (a / "training_log.json").write_text(json.dumps(log.to_json()))
         if method.startswith("spectral") or method == "active":
-            clusters = {
-                lab: {"sizes": [50, 30, 10, 5], "picks": [5, 5, 5, 5], "duplicates": [0, 0, 0, 0]}
-                for lab in LABELS
-            }
-            (a / "selection.json").write_text(json.dumps({"clusters": clusters}))
-        (a / "supplementation.json").write_text(
-            json.dumps({"ratios": [0, 0.5, 1, 2], "auroc": [0.9, 0.91, 0.915, 0.9]})
+            shares = [ClusterShare(i, n, 5, min(n, 5), 0) for i, n in enumerate([50, 30, 10, 5])]
+            selection = SelectionReport(method, "spectral", "pixel", size, seed)
+            selection.labels = {lab: LabelSelection(20, 20, 0, 95, shares) for lab in LABELS}
+            (a / "selection.json").write_text(json.dumps(selection.to_json()))
+        cell["supplementation"] = asdict(
+            Supplementation([0, 0.5, 1, 2], [0.9, 0.91, 0.915, 0.9], [0.8] * 4, {"No Finding": 9})
         )
         cell["assets"] = {p.name: f"assets/{p.name}" for p in sorted(a.iterdir())}
     (d / "cell.json").write_text(json.dumps(cell))
@@ -392,7 +401,7 @@ def test_html_is_self_contained_and_under_10_mb(thesis_report):
     for section in ("FTER vs tuning-set size", "ROC curves", "Supplementation", "Active data selection",
                     "Cluster sizes", "Sample grids", "Closest synthetic", "Provenance"):  # fmt: skip
         assert section in text
-    assert "no fine-tuning: the base model generated the synthetic set" in text
+    assert "not fine-tuned: method no-finetune uses the base model" in text
     grids = page.tables["sample-grids"]
     assert [c[1] for c in grids[0][1]] == ["method", "size 500", "size 1000", "size 10000"]
     assert [r[1][0][1] for r in grids[2:]] == THESIS_METHODS  # a row per method
@@ -475,14 +484,15 @@ def test_minimal_cells_build_and_absent_sections_say_so(tmp_path):
     assert "r2r_auroc" not in rows[0]
 
 
-def test_roc_assets_accept_overall_and_per_class_forms():
-    curve = {"fpr": [0, 0.5, 1], "tpr": [0, 0.8, 1]}
-    assert pick_curve(curve, LABELS)[2] == "overall"
-    per_class = {"No Finding": {"fpr": [0, 1], "tpr": [0, 1]}, "Unhealthy": curve}
-    fpr, tpr, name = pick_curve(per_class, LABELS)
-    assert name == "Unhealthy" and tpr.tolist() == [0, 0.8, 1]  # the positive (last) label
-    assert pick_curve({"fpr": [0], "tpr": [0, 1]}, LABELS) is None
-    assert pick_curve(None, LABELS) is None
+def test_roc_asset_is_the_curve_compute_fter_wrote_and_a_malformed_one_is_named(tmp_path):
+    fpr, tpr = pick_curve(RocCurve([0, 0.5, 1], [0, 0.8, 1], [2, 0.5, 0]))
+    assert tpr.tolist() == [0, 0.8, 1]
+    assert pick_curve(RocCurve()) is None  # undefined AUROC: nothing to draw
+    assert pick_curve(None) is None
+    d = write_cell(tmp_path / "cells", "random", 500, 0)
+    (d / "assets" / "roc_s2r.json").write_text(json.dumps({"fpr": [0, 1], "tpr": [0]}))
+    with pytest.raises(ReportError, match=r"roc_s2r.json: fpr and tpr differ in length"):
+        build_report([d], grid_config(["random"], [500], [0]), {}, tmp_path / "out")
 
 
 def test_cells_in_the_shapes_the_stages_write_are_read(tmp_path):
@@ -495,33 +505,35 @@ def test_cells_in_the_shapes_the_stages_write_are_read(tmp_path):
         a = d / "assets"
         a.mkdir(parents=True)
         log = {
+            "method": "active",
             "fine_tuned": True,
             "loss": [0.9, None, 0.5, 0.4],
             "active": [
                 {"step": i, "epoch": i // 2, "similarity": 0.1 * i, "skipped": i == 1} for i in range(4)
             ],
-            "active_summary": {"skip_fraction_per_epoch": {"0": 0.5, "1": 0.0}, "warnings": ["epoch 1: skipped no batch"]},
+            "active_summary": {"skip_fraction_per_epoch": {"0": 0.5, "1": 0.0}, "skipped": 1, "evaluated": 4,
+                               "similarity_min": 0.0, "similarity_max": 0.3, "warnings": ["epoch 1: skipped no batch"]},
             "active_config": {"threshold": 0.25},
         }  # fmt: skip
         (a / "training_log.json").write_text(json.dumps(log))
         selection = {
+            "method": "active", "selection": "spectral", "embedder": "pixel", "size": 20, "seed": seed,
             "labels": {
-                lab: {"clusters": [{"cluster": 0, "size": 9, "share": 3, "duplicates": 0},
-                                   {"cluster": 1, "size": 1, "share": 3, "duplicates": 2}]}
+                lab: {"pool_count": 10, "picked": 6, "unique": 4, "duplicates": 2,
+                      "clusters": [{"cluster": 0, "size": 9, "share": 3, "unique": 3, "duplicates": 0},
+                                   {"cluster": 1, "size": 1, "share": 3, "unique": 1, "duplicates": 2}]}
                 for lab in LABELS
-            }
+            },
         }  # fmt: skip
         (a / "selection.json").write_text(json.dumps(selection))
-        (a / "supplementation.json").write_text(
-            json.dumps({"ratios": [0, 1], "points": [{"auroc": 0.8}, {"auroc": 0.85}]})
-        )
         noise_png(a / "grid_no-finding.png", 32, seed)
         (a / "tgap_model.json").write_text("{}")
         cell = {
             "method": "active", "size": 20, "seed": seed, "s2r_accuracy": 0.5, "s2r_auroc": None,
             "r2s_accuracy": 0.7, "r2s_auroc": 0.8, "fter": None, "fter_ci_low": None,
             "notes": {"fter": "undefined: S→R or R→S AUROC is undefined or zero"},
-            "supplementation": {"ratios": [0, 1], "auroc": [0.8, None]},
+            "supplementation": {"ratios": [0, 1], "auroc": [0.8, None], "accuracy": [0.7, None],
+                                "real_per_label": {"No Finding": 10, "Unhealthy": 10}},
             "memorisation_space": "pixels at 32x32",
             "near_copy_fraction": 0.0,
             "assets": {p.name: f"assets/{p.name}" for p in a.iterdir()},

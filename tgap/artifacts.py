@@ -134,6 +134,10 @@ class RocCurve:
     def drawable(self) -> bool:
         return len(self.fpr) > 1
 
+    @classmethod
+    def read(cls, path: str | Path) -> RocCurve:
+        return cls.from_json(read_json(path), str(path))
+
 
 EVALUATION_KEYS = ("labels", "n", "accuracy", "auroc", "auroc_ci_low", "auroc_ci_high")
 
