@@ -489,11 +489,7 @@ def evaluate_classifier(
     ``auroc_undefined_reason``) when the test set has one class only.
     """
     clf = Classifier.load(model_dir, str(pick_device(device)))
-    check_same_labels(
-        (f"test set {test.root}", test.labels),
-        {f"classifier {model_dir}": clf.labels},
-        ClassifierError,
-    )
+    check_same_labels(("test set", test), {f"classifier {model_dir}": clf.labels}, ClassifierError)
     if len(test) == 0:
         raise ImageSetError(f"{test.root}: empty image set, nothing to evaluate on")
     scores, ys = [], []

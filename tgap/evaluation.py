@@ -157,14 +157,8 @@ def compute_cell(
         raise ImageSetError(f"{synthetic.root}: empty synthetic set, nothing to evaluate")
     if len(tuning) == 0:
         raise ImageSetError(f"{tuning.root}: empty tuning set")
-    check_same_labels(
-        (f"real test set {real_test.root}", real_test.labels),
-        {
-            f"synthetic set {synthetic.root}": synthetic.labels,
-            f"tuning set {tuning.root}": tuning.labels,
-        },
-        EvaluationError,
-    )
+    others = {"synthetic set": synthetic, "tuning set": tuning}
+    check_same_labels(("real test set", real_test), others, EvaluationError)
     labels = list(real_test.labels)
     seed = int(row["seed"])
     out_dir = Path(out_dir)
@@ -182,11 +176,8 @@ def compute_cell(
             notes[f"{prefix}_auroc"] = f"no {prefix} evaluation given"
             continue
         result, y, scores, eval_labels = _read_evaluation(eval_dir, prefix)
-        check_same_labels(
-            (f"real test set {real_test.root}", labels),
-            {f"{prefix} evaluation {eval_dir}": eval_labels},
-            EvaluationError,
-        )
+        others = {f"{prefix} evaluation {eval_dir}": eval_labels}
+        check_same_labels(("real test set", real_test), others, EvaluationError)
         cell.update(_flat(result, prefix, labels))
         if result.auroc_undefined_reason:
             notes[f"{prefix}_auroc"] = result.auroc_undefined_reason
@@ -335,14 +326,8 @@ def supplementation_curve(
     the result says so in ``note``. For each r, round(r × real) synthetic images per label are
     added (seeded, without replacement).
     """
-    check_same_labels(
-        (f"real train set {real_train.root}", real_train.labels),
-        {
-            f"synthetic set {synthetic.root}": synthetic.labels,
-            f"real test set {real_test.root}": real_test.labels,
-        },
-        EvaluationError,
-    )
+    others = {"synthetic set": synthetic, "real test set": real_test}
+    check_same_labels(("real train set", real_train), others, EvaluationError)
     labels = list(real_train.labels)
     if not ratios:
         raise EvaluationError("supplementation_curve: no ratios given")
