@@ -20,7 +20,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -109,6 +109,22 @@ def _integer(value: Any, key: str, where: str) -> int:
     return value
 
 
+class _Stored:
+    """``read``/``write`` for an artifact kept in one JSON file (``FILE``) in its stage's folder."""
+
+    FILE: ClassVar[str]
+
+    @classmethod
+    def read(cls, path: str | Path):
+        """From the file itself or the folder holding it."""
+        path = Path(path)
+        path = path / cls.FILE if path.is_dir() else path
+        return cls.from_json(read_json(path), str(path))  # type: ignore[attr-defined]
+
+    def write(self, folder: str | Path) -> None:
+        write_json(Path(folder) / self.FILE, self.to_json())  # type: ignore[attr-defined]
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -143,12 +159,14 @@ EVALUATION_KEYS = ("labels", "n", "accuracy", "auroc", "auroc_ci_low", "auroc_ci
 
 
 @dataclass
-class Evaluation:
+class Evaluation(_Stored):
     """``metrics.json``: one trained classifier scored on one test set (one direction).
 
     ``metrics`` holds every number as written (overall, per class as ``accuracy_<label>`` /
     ``auroc_<label>``, the CI bounds); undefined ones are NaN (``null`` in the file).
     """
+
+    FILE: ClassVar[str] = EVALUATION
 
     labels: list[str]
     metrics: dict[str, float]
@@ -194,14 +212,6 @@ class Evaluation:
             auroc_undefined_reason=data.get("auroc_undefined_reason") or "",
             info=info,
         )
-
-    @classmethod
-    def read(cls, folder: str | Path) -> Evaluation:
-        path = Path(folder) / EVALUATION
-        return cls.from_json(read_json(path), str(path))
-
-    def write(self, folder: str | Path) -> None:
-        write_json(Path(folder) / EVALUATION, self.to_json())
 
 
 # --------------------------------------------------------------------------- selection
@@ -300,11 +310,13 @@ class Retrieval:
 
 
 @dataclass
-class SelectionReport:
+class SelectionReport(_Stored):
     """``selection.json``: how one grid row's tuning set was selected, pool indices included.
 
     The tuning set's ``dataset.json`` carries :meth:`summary` (the same without per-pick lists).
     """
+
+    FILE: ClassVar[str] = SELECTION
 
     method: str
     selection: str
@@ -370,16 +382,6 @@ class SelectionReport:
             retrieved_pool_indices=data.get("retrieved_pool_indices"),
         )
 
-    @classmethod
-    def read(cls, path: str | Path) -> SelectionReport:
-        """From ``selection.json`` itself or the tuning-set folder holding it."""
-        path = Path(path)
-        path = path / SELECTION if path.is_dir() else path
-        return cls.from_json(read_json(path), str(path))
-
-    def write(self, folder: str | Path) -> None:
-        write_json(Path(folder) / SELECTION, self.to_json())
-
 
 # --------------------------------------------------------------------------- training log
 
@@ -405,10 +407,12 @@ class ActiveSummary:
 
 
 @dataclass
-class TrainingLog:
+class TrainingLog(_Stored):
     """``training_log.json`` of fine-tune (methods that do not fine-tune: ``fine_tuned`` false
     and no per-step lists). ``loss`` has one entry per step, None where active selection
     skipped the batch."""
+
+    FILE: ClassVar[str] = TRAINING_LOG
 
     method: str
     fine_tuned: bool
@@ -452,13 +456,6 @@ class TrainingLog:
             info={k: v for k, v in data.items() if k not in (*typed, "active_summary")},
         )
 
-    @classmethod
-    def read(cls, path: str | Path) -> TrainingLog:
-        """From ``training_log.json`` itself or the model folder holding it."""
-        path = Path(path)
-        path = path / TRAINING_LOG if path.is_dir() else path
-        return cls.from_json(read_json(path), str(path))
-
 
 # --------------------------------------------------------------------------- cell
 
@@ -487,13 +484,15 @@ class Supplementation:
 
 
 @dataclass
-class CellArtifact:
+class CellArtifact(_Stored):
     """``cell.json``: one grid cell's numbers, what they mean, and where its assets are.
 
     ``metrics`` holds every number (flat names: ``s2r_auroc``, ``fter_ci_low``, ``fid``,
     ``n_synthetic``, ...); undefined ones are NaN (``null`` in the file), with the reason in
     ``notes``. ``text`` holds the descriptions (embedder, memorisation space).
     """
+
+    FILE: ClassVar[str] = CELL
 
     method: str
     size: int
@@ -559,11 +558,3 @@ class CellArtifact:
             assets=dict(data.get("assets") or {}),
             provenance=dict(data.get("provenance") or {}),
         )
-
-    @classmethod
-    def read(cls, folder: str | Path) -> CellArtifact:
-        path = Path(folder) / CELL
-        return cls.from_json(read_json(path), str(path))
-
-    def write(self, folder: str | Path) -> None:
-        write_json(Path(folder) / CELL, self.to_json())
