@@ -35,16 +35,15 @@ def compute_fter(
     import time
     from pathlib import Path
 
-    from tgap.config import EvaluationConfig, GenerateConfig, SelectConfig, section
+    from tgap.config import EvaluationConfig, SelectConfig, section
     from tgap.embed import get_embedder
     from tgap.evaluation import compute_cell, read_supplementation
     from tgap.grid import cell_folders, row_kind
-    from tgap.imageset import ImageSet, write_label_grids
+    from tgap.imageset import ImageSet
     from tgap.provenance import STAGE_SECONDS, STAGE_TIME, read_stage_times
 
     started = time.perf_counter()
     evaluation_cfg = section(EvaluationConfig, evaluation, "evaluation")
-    generate_cfg = section(GenerateConfig, generate, "generate")
     embedder = get_embedder(
         evaluation_cfg.distribution_embedder,
         section(SelectConfig, select, "select"),
@@ -75,6 +74,8 @@ def compute_fter(
             for p in sorted(folder.glob("*"))
             if p.suffix in (".json", ".png") and p.name not in ("dataset.json", STAGE_TIME)
         }
+        # Real test images beside the synthetic grids (drawn once, by ingest).
+        extras.update({p.name: p for p in sorted(Path(real_test.path).glob("real_grid_*.png"))})
         result = compute_cell(
             row,
             s2r.path,
@@ -88,10 +89,6 @@ def compute_fter(
             extras,
             cell_dir,
             supplementation=curve,
-        )
-        # Real test images beside the synthetic grids in the report.
-        write_label_grids(
-            ImageSet(real_test.path), cell_dir / "assets", "real_grid", generate_cfg.grid_images
         )
         # This cell's stage times, for the report's provenance.
         seconds = read_stage_times({"select": tuning_set.path, **stage_folders})

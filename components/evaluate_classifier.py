@@ -14,6 +14,7 @@ def evaluate_classifier(
     """Score `test_set` with `model`; write metrics.json, predictions.csv and KFP metrics."""
     import math
 
+    from tgap.artifacts import Evaluation
     from tgap.classify import evaluate_classifier as run_evaluate
     from tgap.config import EvaluationConfig, section
     from tgap.imageset import ImageSet
@@ -21,20 +22,19 @@ def evaluate_classifier(
 
     settings = section(EvaluationConfig, evaluation, "evaluation")
     with timed_stage("evaluate", result.path):
-        out = run_evaluate(
+        run_evaluate(
             model.path,
             ImageSet(test_set.path),
             result.path,
             resamples=settings.bootstrap_resamples,
             confidence=settings.confidence,
         )
-    for key, value in out.items():
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            metrics.log_metric(key, float(value))
-    roc = out.get("roc") or {}
-    if roc.get("fpr"):
-        thresholds = [min(float(t), 1e6) for t in roc.get("thresholds", [0.0] * len(roc["fpr"]))]
-        classification.log_roc_curve(list(roc["fpr"]), list(roc["tpr"]), thresholds)
-    confusion = out.get("confusion_matrix")
-    if confusion:
-        classification.log_confusion_matrix(list(out["labels"]), [list(r) for r in confusion])
+    out = Evaluation.read(result.path)
+    for key, value in out.metrics.items():
+        if math.isfinite(value):
+            metrics.log_metric(key, value)
+    if out.roc.fpr:
+        thresholds = [min(float(t), 1e6) for t in out.roc.thresholds]
+        classification.log_roc_curve(out.roc.fpr, out.roc.tpr, thresholds)
+    if out.confusion_matrix:
+        classification.log_confusion_matrix(out.labels, out.confusion_matrix)

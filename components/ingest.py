@@ -1,10 +1,15 @@
-"""ingest: real images from a URI -> pool, real-train and real-test image sets."""
+"""ingest: real images from a URI -> pool, real-train and real-test image sets.
+
+The real test set's sample grids (``real_grid_<label>.png``, shown beside the synthetic grids)
+are drawn here, once per run, not in every grid cell.
+"""
 
 from kfp.dsl import Dataset, Markdown, Output
 
 
 def ingest(
     data: dict,
+    generate: dict,
     pool: Output[Dataset],
     real_train: Output[Dataset],
     real_test: Output[Dataset],
@@ -14,7 +19,8 @@ def ingest(
     """Read the source in `data`, map labels, split by patient, write three image sets.
 
     `fingerprint` is the hash of the source's listing: a changed bucket is a new cache key."""
-    from tgap.config import DataConfig, section
+    from tgap.config import DataConfig, GenerateConfig, section
+    from tgap.imageset import ImageSet, write_label_grids
     from tgap.ingest import ingest as run_ingest
     from tgap.ingest import summary_markdown
     from tgap.provenance import timed_stage
@@ -22,6 +28,12 @@ def ingest(
     with timed_stage("ingest", pool.path):
         result = run_ingest(
             section(DataConfig, data, "data"), pool.path, real_train.path, real_test.path
+        )
+        write_label_grids(
+            ImageSet(real_test.path),
+            real_test.path,
+            "real_grid",
+            section(GenerateConfig, generate, "generate").grid_images,
         )
     result["source_fingerprint"] = fingerprint
     with open(summary.path, "w") as fh:

@@ -72,7 +72,14 @@ def report(
         for c in cells or []
         for p in Path(c.path).glob("**/cell.json")
     )
-    provenance = collect_provenance(config, grid, cell_dirs)
+    provenance = collect_provenance(
+        config,
+        grid,
+        cell_dirs,
+        base_model_dir=base_model.path,
+        reference_classifier_dir=reference_classifier.path,
+        embeddings_dir=embeddings.path,
+    )
     provenance["fingerprints"] = json.loads(fingerprints)
     # The stages that run once per run (the per-branch ones come from the cells).
     provenance["run_stage_seconds"] = read_stage_times(

@@ -150,7 +150,7 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
             data=data, select=select, diffusion=diffusion, classifier=classifier
         ).set_display_name("fingerprint")).set_caching_options(False)  # fmt: skip
         ingest = place("ingest", c.ingest(
-            data=data, fingerprint=prints.outputs["data"]
+            data=data, generate=generate, fingerprint=prints.outputs["data"]
         ).set_display_name("ingest").after(expanded))  # fmt: skip
         pool = ingest.outputs["pool"]
         real_train = ingest.outputs["real_train"]

@@ -6,43 +6,12 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from tiny import real_image_set, tiny_diffusion
 
-from tgap.config import DiffusionConfig
 from tgap.diffusion.base_model import prepare_base_model
 from tgap.diffusion.build import ModelError, load_model
-from tgap.imageset import ImageSet, ImageSetWriter, to_grey_square
-
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-TOKENIZER = str(DATA / "clip-tokenizer")
-
-
-def tiny_diffusion(**overrides) -> DiffusionConfig:
-    """A 16-px model small enough for unit tests (about 0.1 M UNet parameters)."""
-    values = dict(
-        tokenizer=TOKENIZER,
-        sample_size=16,
-        block_out_channels=[8, 16],
-        cross_attention_dim=16,
-        text_hidden_size=16,
-        text_layers=1,
-        device="cpu",
-    )
-    values.update(overrides)
-    return DiffusionConfig(**values)
-
-
-def real_image_set(path: Path, n_per_label: int, resolution: int = 16) -> ImageSet:
-    """A small real image set from PneumoniaMNIST (normal -> No Finding, pneumonia -> Unhealthy)."""
-    data = np.load(DATA / "pneumoniamnist" / "pneumoniamnist.npz")
-    images, labels = data["val_images"], data["val_labels"].ravel()
-    with ImageSetWriter(path, ["No Finding", "Unhealthy"], resolution) as writer:
-        for value, label in ((0, "No Finding"), (1, "Unhealthy")):
-            for i in np.flatnonzero(labels == value)[:n_per_label]:
-                writer.add(to_grey_square(images[i], resolution), label, original_id=str(i))
-    return ImageSet(path)
 
 
 def test_tiny_pixel_base_model_is_a_loadable_folder_that_says_it_is_not_pretrained(tmp_path):

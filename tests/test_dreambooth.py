@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_diffusion_build import real_image_set, tiny_diffusion
+from tiny import real_image_set, tiny_diffusion, tiny_finetune
 
-from tgap.config import ActiveConfig, FinetuneConfig, PromptConfig
+from tgap.config import ActiveConfig, PromptConfig
 from tgap.diffusion.active import UntrainedError, cosine_similarity
 from tgap.diffusion.base_model import prepare_base_model
 from tgap.diffusion.build import ModelError
@@ -33,12 +33,6 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("dreambooth")
     prepare_base_model(tiny_diffusion(), root / "base")
     return root / "base", real_image_set(root / "tuning", 4)
-
-
-def tiny_finetune(**overrides) -> FinetuneConfig:
-    values = dict(steps=8, batch_size=4, learning_rate=3e-3, lr_warmup_steps=0, checkpoint_every=4)
-    values.update(overrides)
-    return FinetuneConfig(**values)
 
 
 def unet_weights(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -325,8 +319,7 @@ def test_lora_trains_adapters_and_writes_a_plain_merged_unet(setup, tmp_path):
 WORKER = """
 import sys
 from pathlib import Path
-from test_diffusion_build import tiny_diffusion
-from test_dreambooth import tiny_finetune
+from tiny import tiny_diffusion, tiny_finetune
 from tgap.config import PromptConfig
 from tgap.diffusion.dreambooth import finetune
 from tgap.imageset import ImageSet

@@ -126,10 +126,10 @@ def test_cell_json_has_the_documented_schema_and_assets(world, tmp_path):
     assert cell["n_synthetic"] == 96 and cell["n_tuning"] == 30
 
 
-def test_fter_of_an_evaluation_against_itself_is_one(world, tmp_path):
+def test_fter_ci_of_an_evaluation_against_itself_covers_one(world, tmp_path):
+    # The two directions are resampled independently, so the interval has width around 1.
     s2r = world["root"] / "s2r"
     cell = compute_cell(**cell_args(world, s2r_dir=s2r, r2s_dir=s2r), out_dir=tmp_path)
-    assert cell["fter"] == 1.0
     assert cell["fter_ci_low"] < 1.0 < cell["fter_ci_high"]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_diffusion_build import tiny_diffusion
+from tiny import tiny_diffusion
 
 from tgap.config import GenerateConfig, PromptConfig
 from tgap.diffusion.base_model import prepare_base_model

@@ -13,6 +13,7 @@ from kfp import dsl
 
 from pipelines import cluster as kcluster
 from tgap import kube
+from tgap.cli import main
 from tgap.config import ConfigError, load_config
 
 tgap_pipeline = pytest.importorskip("pipelines.tgap_pipeline")
@@ -103,7 +104,7 @@ def _expected_parameters(overrides: list[str] | None = None) -> dict:
 
 
 def test_submit_sends_every_pipeline_parameter_with_the_bearer_token(server, capsys):
-    code = kube.main(
+    code = main(
         ["submit", "--host", HOST, "--token", TOKEN, "--experiment", "tgap-test"]
         + ["--config", MICRO, "--set", "grid.seeds=[0,1]", "--run-name", "micro-1"]
     )
@@ -130,18 +131,17 @@ def test_submit_sends_every_pipeline_parameter_with_the_bearer_token(server, cap
 
 def test_submit_takes_the_token_from_the_environment(server, monkeypatch):
     monkeypatch.setenv(kube.TOKEN_ENV, "env-token-123")
-    kube.main(["submit", "--host", HOST, "--experiment", "e", "--config", MICRO])
+    main(["submit", "--host", HOST, "--experiment", "e", "--config", MICRO])
     assert server.calls
     assert {c["headers"].get("authorization") for c in server.calls} == {"Bearer env-token-123"}
 
 
 def test_submit_reports_a_refused_run_with_the_servers_reason_and_no_token(server, capsys):
     server.refuse_runs = True
-    with pytest.raises(SystemExit) as exit_info:
-        kube.main(
-            ["submit", "--host", HOST, "--token", TOKEN, "--experiment", "e", "--config", MICRO]
-        )
-    assert exit_info.value.code == 1
+    code = main(
+        ["submit", "--host", HOST, "--token", TOKEN, "--experiment", "e", "--config", MICRO]
+    )
+    assert code == 1
     err = capsys.readouterr().err
     assert "creating a run in experiment 'e': HTTP 400 Bad Request" in err
     assert "Invalid input: pipeline_root" in err and TOKEN not in err
@@ -175,7 +175,7 @@ def test_check_arguments_names_missing_and_unknown_parameters(tmp_path):
 
 
 def test_schedule_creates_a_weekly_recurring_run_one_at_a_time_without_catchup(server):
-    code = kube.main(
+    code = main(
         ["schedule", "--host", HOST, "--token", TOKEN, "--experiment", "weekly"]
         + ["--config", MICRO, "--cron", "0 0 3 * * 1", "--name", "tgap weekly"]
     )
@@ -193,12 +193,11 @@ def test_schedule_creates_a_weekly_recurring_run_one_at_a_time_without_catchup(s
 
 
 def test_schedule_rejects_a_five_field_cron_before_contacting_the_server(server):
-    with pytest.raises(SystemExit) as exit_info:
-        kube.main(
-            ["schedule", "--host", HOST, "--experiment", "e", "--config", MICRO]
-            + ["--cron", "0 3 * * 1"]
-        )
-    assert exit_info.value.code == 2
+    code = main(
+        ["schedule", "--host", HOST, "--experiment", "e", "--config", MICRO]
+        + ["--cron", "0 3 * * 1"]
+    )
+    assert code == 2
     assert server.calls == []
 
 
@@ -226,7 +225,7 @@ def test_runs_lists_newest_first_with_state_and_says_where_fter_is(server, capsy
             "runtime_config": {"parameters": {"grid": [{"method": "random"}] * 2}},
         },
     ]
-    assert kube.main(["runs", "--host", HOST, "--token", TOKEN, "--limit", "5"]) == 0
+    assert main(["runs", "--host", HOST, "--token", TOKEN, "--limit", "5"]) == 0
     [listing] = server.sent("GET", "/apis/v2beta1/runs")
     assert listing["query"]["sort_by"] == "created_at desc"
     assert listing["query"]["page_size"] == 5

@@ -83,12 +83,11 @@ def test_vectorised_resampled_auroc_equals_sklearn_with_ties():
         assert value == pytest.approx(roc_auc_score(y[row], scores[row]))
 
 
-def test_fter_of_an_evaluation_against_itself_is_one():
+def test_fter_is_the_auroc_ratio_and_its_ci_covers_one_for_identical_evaluations():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 200)
     scores = rng.random(200) + 0.5 * y
-    a = metrics.auroc(y, scores)
-    assert metrics.fter(a, a) == 1.0
+    # Both directions resampled independently: the interval of a set against itself holds 1.
     low, high = metrics.fter_ci((y, scores), (y, scores), resamples=500, seed=0)
     assert low < 1 < high
     assert metrics.fter(0.8, 0.4) == 2.0
@@ -182,13 +181,6 @@ def test_memorisation_of_a_set_of_copies_has_ratio_zero():
     assert result["near_copy_fraction"] == 1.0 and result["nn_distance_ratio"] == 0.0
     with pytest.raises(MetricsError, match="empty set"):
         metrics.memorisation(np.zeros((0, 5)), tuning)
-
-
-def test_json_safe_turns_nan_into_null_and_numpy_into_python():
-    out = metrics.json_safe(
-        {"a": float("nan"), "b": np.float32(1.5), "c": np.arange(2), "d": [np.inf]}
-    )
-    assert out == {"a": None, "b": 1.5, "c": [0, 1], "d": [None]}
 
 
 # --------------------------------------------------------------------------- over seeds

@@ -15,155 +15,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from made_up import (
+    LABELS,
+    PROVENANCE,
+    R2S,
+    SEED_SD,
+    SEEDS,
+    THESIS_METHODS,
+    THESIS_SIZES,
+    grid_config,
+    made_up_s2r,
+    noise_png,
+    write_cell,
+)
 
-from tgap.config import Config, GridConfig
+from tgap.artifacts import (
+    RocCurve,
+)
 from tgap.report import ReportError, build_report
 from tgap.report.plots import pick_curve
 from tgap.report.tables import summarise
-
-LABELS = ["No Finding", "Unhealthy"]
-THESIS_METHODS = [
-    "random",
-    "spectral-pixel",
-    "spectral-clip",
-    "curated",
-    "active",
-    "no-finetune",
-    "retrieval",
-]
-THESIS_SIZES = [500, 1000, 10000]
-SEEDS = [0, 1, 2, 3, 4]
-# Made up: per-seed offsets with mean 0 and sample sd sqrt(0.001 / 4) = 0.0158113883.
-SEED_OFFSET = [-0.02, -0.01, 0.0, 0.01, 0.02]
-SEED_SD = math.sqrt(0.001 / 4)
-# Made up: a base S→R AUROC per method; `active` is best at 500 and 1000, `retrieval` at 10000.
-BASE_S2R = {
-    "random": 0.70,
-    "spectral-pixel": 0.72,
-    "spectral-clip": 0.74,
-    "curated": 0.71,
-    "active": 0.80,
-    "no-finetune": 0.55,
-    "retrieval": 0.78,
-}
-SIZE_BONUS = {500: 0.0, 1000: 0.01, 10000: 0.02}
-RETRIEVAL_BONUS_10000 = 0.05
-R2S = 0.85  # made up, the same for every cell so FTER means have a closed form too
-
-
-def made_up_s2r(method: str, size: int, seed_index: int) -> float:
-    bonus = RETRIEVAL_BONUS_10000 if (method == "retrieval" and size == 10000) else 0.0
-    return BASE_S2R.get(method, 0.7) + SIZE_BONUS.get(size, 0.0) + bonus + SEED_OFFSET[seed_index]
-
-
-def noise_png(path: Path, side: int, seed: int, mode: str = "L") -> None:
-    """A made-up image: uniform noise, the worst case for PNG compression."""
-    rng = np.random.default_rng(seed)
-    shape = (side, side) if mode == "L" else (side, side, 3)
-    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(path)
-
-
-def write_cell(
-    root: Path,
-    method: str,
-    size: int,
-    seed_index: int,
-    assets: bool = True,
-    image_side: int = 64,
-) -> Path:
-    """Write one made-up cell folder in the schema of docs/architecture.md."""
-    seed = SEEDS[seed_index]
-    d = root / f"{method}-{size}-{seed}"
-    (d / "assets").mkdir(parents=True)
-    s2r = made_up_s2r(method, size, seed_index)
-    cell = {
-        "method": method,
-        "size": size,
-        "seed": seed,
-        "s2r_accuracy": s2r - 0.1,
-        "s2r_auroc": s2r,
-        "r2s_accuracy": R2S - 0.1,
-        "r2s_auroc": R2S,
-        "fter": s2r / R2S,
-        "r2r_accuracy": 0.85 + SEED_OFFSET[seed_index],
-        "r2r_auroc": 0.95 + SIZE_BONUS[size] + SEED_OFFSET[seed_index],
-        "s2r_accuracy_No Finding": s2r - 0.05,
-        "s2r_accuracy_Unhealthy": s2r - 0.15,
-        "s2r_auroc_No Finding": s2r,
-        "s2r_auroc_Unhealthy": s2r,
-        "r2s_accuracy_No Finding": R2S - 0.05,
-        "r2s_accuracy_Unhealthy": R2S - 0.15,
-        "r2s_auroc_No Finding": R2S,
-        "r2s_auroc_Unhealthy": R2S,
-        "s2r_auroc_ci_low": s2r - 0.03,
-        "s2r_auroc_ci_high": s2r + 0.03,
-        "r2s_auroc_ci_low": R2S - 0.02,
-        "r2s_auroc_ci_high": R2S + 0.02,
-        "fter_ci_low": s2r / R2S - 0.04,
-        "fter_ci_high": s2r / R2S + 0.04,
-        "fid": 40.0 + seed_index,
-        "precision": 0.6,
-        "recall": 0.5,
-        "near_copy_fraction": 0.01 * seed_index,
-        "assets": {},
-        "provenance": {"times": {"fine-tune": 10.0 + seed_index, "generate": 5.0}, "device": "cpu"},
-    }
-    if assets:
-        a = d / "assets"
-        fpr = np.linspace(0, 1, 21)
-        (a / "roc_s2r.json").write_text(
-            json.dumps({"fpr": fpr.tolist(), "tpr": np.sqrt(fpr).tolist()})
-        )
-        per_class = {lab: {"fpr": fpr.tolist(), "tpr": (fpr**0.3).tolist()} for lab in LABELS}
-        (a / "roc_r2s.json").write_text(json.dumps(per_class))
-        (a / "roc_r2r.json").write_text(
-            json.dumps({"fpr": fpr.tolist(), "tpr": (fpr**0.2).tolist()})
-        )
-        for i, lab in enumerate(LABELS):
-            noise_png(a / f"grid_{lab}.png", image_side, seed * 1000 + size + i)
-            noise_png(a / f"real_grid_{lab}.png", image_side, 7 + i)
-        noise_png(a / "closest_pairs.png", image_side, seed + size, mode="RGB")
-        log = {"steps": [{"step": s, "loss": 1.0 / (s + 1)} for s in range(0, 100, 10)]}
-        if method == "active":
-            log["active"] = {
-                "similarities": np.linspace(0.1, 0.5, 40).tolist(),
-                "skipped": list(range(0, 40, 3)),
-                "skip_fraction_per_epoch": [0.1, 0.3, 0.5],
-            }
-        if method == "no-finetune":
-            log = {"note": "no fine-tuning: the base model generated the synthetic set"}
-        (a / "training_log.json").write_text(json.dumps(log))
-        if method.startswith("spectral") or method == "active":
-            clusters = {
-                lab: {"sizes": [50, 30, 10, 5], "picks": [5, 5, 5, 5], "duplicates": [0, 0, 0, 0]}
-                for lab in LABELS
-            }
-            (a / "selection.json").write_text(json.dumps({"clusters": clusters}))
-        (a / "supplementation.json").write_text(
-            json.dumps({"ratios": [0, 0.5, 1, 2], "auroc": [0.9, 0.91, 0.915, 0.9]})
-        )
-        cell["assets"] = {p.name: f"assets/{p.name}" for p in sorted(a.iterdir())}
-    (d / "cell.json").write_text(json.dumps(cell))
-    return d
-
-
-def grid_config(
-    methods: list[str], sizes: list[int], seeds: list[int], name: str = "made-up"
-) -> Config:
-    return Config(name=name, grid=GridConfig(methods=methods, sizes=sizes, seeds=seeds))
-
-
-PROVENANCE = {
-    "data": {"source": "made-up://nowhere", "format": "medmnist-npz"},
-    "models": {
-        "diffusion": {"source": "tiny-pixel", "pretrained": False},
-        "embedder": {"source": "/weights/clip", "pretrained": True},
-    },
-    "versions": {"torch": "2.14.1", "tgap": "0.1.0"},
-    "seeds": SEEDS,
-    "stage_seconds": {"ingest": 1.5, "report": 0.3},
-}
 
 
 class TableParser(HTMLParser):
@@ -400,7 +271,7 @@ def test_html_is_self_contained_and_under_10_mb(thesis_report):
     for section in ("FTER vs tuning-set size", "ROC curves", "Supplementation", "Active data selection",
                     "Cluster sizes", "Sample grids", "Closest synthetic", "Provenance"):  # fmt: skip
         assert section in text
-    assert "no fine-tuning: the base model generated the synthetic set" in text
+    assert "not fine-tuned: method no-finetune uses the base model" in text
     grids = page.tables["sample-grids"]
     assert [c[1] for c in grids[0][1]] == ["method", "size 500", "size 1000", "size 10000"]
     assert [r[1][0][1] for r in grids[2:]] == THESIS_METHODS  # a row per method
@@ -484,14 +355,15 @@ def test_minimal_cells_build_and_absent_sections_say_so(tmp_path):
     assert "r2r_auroc" not in rows[0]
 
 
-def test_roc_assets_accept_overall_and_per_class_forms():
-    curve = {"fpr": [0, 0.5, 1], "tpr": [0, 0.8, 1]}
-    assert pick_curve(curve, LABELS)[2] == "overall"
-    per_class = {"No Finding": {"fpr": [0, 1], "tpr": [0, 1]}, "Unhealthy": curve}
-    fpr, tpr, name = pick_curve(per_class, LABELS)
-    assert name == "Unhealthy" and tpr.tolist() == [0, 0.8, 1]  # the positive (last) label
-    assert pick_curve({"fpr": [0], "tpr": [0, 1]}, LABELS) is None
-    assert pick_curve(None, LABELS) is None
+def test_roc_asset_is_the_curve_compute_fter_wrote_and_a_malformed_one_is_named(tmp_path):
+    fpr, tpr = pick_curve(RocCurve([0, 0.5, 1], [0, 0.8, 1], [2, 0.5, 0]))
+    assert tpr.tolist() == [0, 0.8, 1]
+    assert pick_curve(RocCurve()) is None  # undefined AUROC: nothing to draw
+    assert pick_curve(None) is None
+    d = write_cell(tmp_path / "cells", "random", 500, 0)
+    (d / "assets" / "roc_s2r.json").write_text(json.dumps({"fpr": [0, 1], "tpr": [0]}))
+    with pytest.raises(ReportError, match=r"roc_s2r.json: fpr and tpr differ in length"):
+        build_report([d], grid_config(["random"], [500], [0]), {}, tmp_path / "out")
 
 
 def test_cells_in_the_shapes_the_stages_write_are_read(tmp_path):
@@ -504,33 +376,35 @@ def test_cells_in_the_shapes_the_stages_write_are_read(tmp_path):
         a = d / "assets"
         a.mkdir(parents=True)
         log = {
+            "method": "active",
             "fine_tuned": True,
             "loss": [0.9, None, 0.5, 0.4],
             "active": [
                 {"step": i, "epoch": i // 2, "similarity": 0.1 * i, "skipped": i == 1} for i in range(4)
             ],
-            "active_summary": {"skip_fraction_per_epoch": {"0": 0.5, "1": 0.0}, "warnings": ["epoch 1: skipped no batch"]},
+            "active_summary": {"skip_fraction_per_epoch": {"0": 0.5, "1": 0.0}, "skipped": 1, "evaluated": 4,
+                               "similarity_min": 0.0, "similarity_max": 0.3, "warnings": ["epoch 1: skipped no batch"]},
             "active_config": {"threshold": 0.25},
         }  # fmt: skip
         (a / "training_log.json").write_text(json.dumps(log))
         selection = {
+            "method": "active", "selection": "spectral", "embedder": "pixel", "size": 20, "seed": seed,
             "labels": {
-                lab: {"clusters": [{"cluster": 0, "size": 9, "share": 3, "duplicates": 0},
-                                   {"cluster": 1, "size": 1, "share": 3, "duplicates": 2}]}
+                lab: {"pool_count": 10, "picked": 6, "unique": 4, "duplicates": 2,
+                      "clusters": [{"cluster": 0, "size": 9, "share": 3, "unique": 3, "duplicates": 0},
+                                   {"cluster": 1, "size": 1, "share": 3, "unique": 1, "duplicates": 2}]}
                 for lab in LABELS
-            }
+            },
         }  # fmt: skip
         (a / "selection.json").write_text(json.dumps(selection))
-        (a / "supplementation.json").write_text(
-            json.dumps({"ratios": [0, 1], "points": [{"auroc": 0.8}, {"auroc": 0.85}]})
-        )
         noise_png(a / "grid_no-finding.png", 32, seed)
         (a / "tgap_model.json").write_text("{}")
         cell = {
             "method": "active", "size": 20, "seed": seed, "s2r_accuracy": 0.5, "s2r_auroc": None,
             "r2s_accuracy": 0.7, "r2s_auroc": 0.8, "fter": None, "fter_ci_low": None,
             "notes": {"fter": "undefined: S→R or R→S AUROC is undefined or zero"},
-            "supplementation": {"ratios": [0, 1], "auroc": [0.8, None]},
+            "supplementation": {"ratios": [0, 1], "auroc": [0.8, None], "accuracy": [0.7, None],
+                                "real_per_label": {"No Finding": 10, "Unhealthy": 10}},
             "memorisation_space": "pixels at 32x32",
             "near_copy_fraction": 0.0,
             "assets": {p.name: f"assets/{p.name}" for p in a.iterdir()},

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from browser import check_report_in_chromium, chromium_missing_reason, problems
+from made_up import PROVENANCE, grid_config, write_cell
 from PIL import Image
-from test_report import PROVENANCE, grid_config, write_cell
 
 from tgap.report import build_report
 

@@ -125,8 +125,8 @@ def test_equal_shares_known_answer():
     rng = np.random.default_rng(0)
     positions, report = equal_shares(clusters, 10, rng)
     # 10 // 3 = 3 each, the remaining pick goes to the largest cluster.
-    assert [c["share"] for c in report] == [3, 3, 4]
-    assert [c["duplicates"] for c in report] == [2, 0, 0]
+    assert [c.share for c in report] == [3, 3, 4]
+    assert [c.duplicates for c in report] == [2, 0, 0]
     assert Counter(positions.tolist())[0] == 3  # the one-image cluster is repeated 3 times
     others = [p for p in positions.tolist() if p != 0]
     assert len(others) == len(set(others)) == 7
@@ -139,8 +139,12 @@ def test_selection_is_deterministic_under_a_seed(pool, tmp_path):
     c, _, _ = run(pool, tmp_path, "spectral-pixel", 30, seed=4)
     assert a == b
     assert tuning_a.info["content_hash"] == tuning_b.info["content_hash"]
-    assert retrieved_a.info["content_hash"] == retrieved_b.info["content_hash"]
+    assert len(retrieved_a) == len(retrieved_b) == 0  # only method retrieval retrieves
     assert a["pool_indices"] != c["pool_indices"]
+    _, _, retrieved_a = run(pool, tmp_path, "retrieval", 30, seed=3)
+    _, _, retrieved_b = run(pool, tmp_path, "retrieval", 30, seed=3)
+    assert len(retrieved_a) > 0
+    assert retrieved_a.info["content_hash"] == retrieved_b.info["content_hash"]
 
 
 def test_retrieved_set_is_nearest_pool_images_disjoint_from_tuning_set(pool, tmp_path):
@@ -203,7 +207,7 @@ def test_bad_requests_are_clear_errors(pool, tmp_path):
     with pytest.raises(SelectionError, match="smaller than select.k=10"):
         run(pool, tmp_path, "spectral-pixel", 5)
     with pytest.raises(SelectionError, match="no 'No Finding' pool images are left"):
-        run(pool, tmp_path, "random", 150, n_retrieve=1)
+        run(pool, tmp_path, "retrieval", 150, n_retrieve=1)
     with pytest.raises(EmbedderError, match=r"no clip embeddings.*select\.clip_weights"):
         run(pool, tmp_path, "spectral-clip", 30)
     with pytest.raises(EmbedderError, match="unknown embedder 'dino'"):
@@ -277,8 +281,8 @@ def test_curated_source_is_pseudo_labelled_above_the_threshold(pool, tmp_path, m
     assert tuning.counts() == {"No Finding": 1, "Unhealthy": 2}
     assert {r.original_id for r in tuning.records if r.label == "Unhealthy"} == {"a.png", "b.png"}
     assert all(r.split == "curated" for r in tuning.records)
-    retrieved = ImageSet(tmp_path / "retrieved")
-    assert retrieved.counts() == {label: 5 for label in LABELS}
+    # Only method retrieval reads a retrieved set: for curated it is empty.
+    assert len(ImageSet(tmp_path / "retrieved")) == 0 and "retrieval" not in report
     # Everything in the source below the threshold for one label -> a clear error.
     with pytest.raises(SelectionError, match="no image is labelled 'No Finding'"):
         select_tuning_set(

@@ -31,17 +31,18 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from tgap import metrics
+from tgap import metrics, storage
+from tgap.artifacts import CLASSIFIER_INFO, EVALUATION, Evaluation, write_json
 from tgap.config import ClassifierConfig
 from tgap.device import pick_device
-from tgap.imageset import ImageSet, ImageSetError, to_grey_square
+from tgap.imageset import ImageSet, ImageSetError, check_same_labels, to_grey_square
 from tgap.seeding import derive_seed, seed_everything, torch_generator
 
 log = logging.getLogger(__name__)
 
 WEIGHTS = "model.safetensors"
-INFO = "classifier.json"
-METRICS = "metrics.json"
+INFO = CLASSIFIER_INFO
+METRICS = EVALUATION
 PREDICTIONS = "predictions.csv"
 ARCHS = ("small-cnn", "densenet121")
 # small-cnn: pixels/255 mapped to roughly zero mean, unit spread; densenet121: ImageNet stats.
@@ -114,11 +115,7 @@ def _load_pretrained(model: DenseNet121, uri: str) -> dict[str, Any]:
     """
     import re
 
-    path = Path(uri)
-    if not path.exists():
-        from tgap.storage import download_to_cache  # written concurrently; only needed for URIs
-
-        path = Path(download_to_cache(uri))
+    path = storage.download_to_cache(uri)  # a local path as it is, a URI through the cache
     if path.suffix == ".safetensors":
         state = load_file(str(path))
     else:
@@ -438,7 +435,7 @@ def fit(
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
     os.replace(tmp, out_dir / WEIGHTS)
     # classifier.json last: its presence marks a complete folder.
-    (out_dir / INFO).write_text(json.dumps(metrics.json_safe(info), indent=2) + "\n")
+    write_json(out_dir / INFO, info)
     log.info(
         "trained %s on %d images (%s): best epoch %d, val AUROC %.3f, threshold %s, %.1f s",
         classifier.arch, len(y), counts, best_epoch, best_auroc, threshold, info["seconds"],
@@ -492,11 +489,7 @@ def evaluate_classifier(
     ``auroc_undefined_reason``) when the test set has one class only.
     """
     clf = Classifier.load(model_dir, str(pick_device(device)))
-    if list(test.labels) != clf.labels:
-        raise ClassifierError(
-            f"label names differ: classifier {model_dir} has {clf.labels}, "
-            f"test set {test.root} has {test.labels} (same names in the same order expected)"
-        )
+    check_same_labels(("test set", test), {f"classifier {model_dir}": clf.labels}, ClassifierError)
     if len(test) == 0:
         raise ImageSetError(f"{test.root}: empty image set, nothing to evaluate on")
     scores, ys = [], []
@@ -521,7 +514,8 @@ def evaluate_classifier(
         writer.writerow(["file", "label", *[f"score_{label}" for label in clf.labels], "predicted"])
         for record, row, p in zip(test.records, score, predicted, strict=True):
             writer.writerow([record.file, record.label, *[f"{s:.6f}" for s in row], clf.labels[p]])
-    (out_dir / METRICS).write_text(json.dumps(metrics.json_safe(result), indent=2) + "\n")
+    evaluation = Evaluation.from_json(result, str(out_dir / METRICS))
+    evaluation.write(out_dir)
     log.info(
         "evaluated %s on %s (n=%d): accuracy %.3f, AUROC %.3f [%.3f, %.3f]",
         model_dir, test.root, len(y), result["accuracy"], result["auroc"],

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from tgap import kube
+from tgap.checkout import pipeline_module
 from tgap.config import ConfigError, load_config
 
 RESULT_COLUMNS = (
@@ -65,10 +67,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from pipelines.tgap_pipeline import compile_pipeline
-
     config = load_config(args.config, args.overrides)
-    path = compile_pipeline(config, args.output)
+    path = pipeline_module().compile_pipeline(config, args.output)
     print(f"compiled {args.config} -> {path}")
     return 0
 
@@ -135,10 +135,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.set_defaults(func=cmd_plan)
 
-    from tgap import kube
-
-    kube.register(sub)
+    _add_cluster_commands(sub)
     return parser
+
+
+def _connection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host",
+        default=None,
+        help="KFP API URL, e.g. http://localhost:8080 after `kubectl port-forward "
+        "svc/ml-pipeline-ui 8080:80` (default: KF_PIPELINES_ENDPOINT, else in-cluster / kubeconfig)",
+    )
+    parser.add_argument(
+        "--namespace",
+        default=None,
+        help="namespace of KFP (standalone: kubeflow) or, on multi-user Kubeflow, your profile",
+    )
+    parser.add_argument(
+        "--token",
+        "--existing-token",
+        dest="token",
+        default=None,
+        help=f"bearer token for the KFP API (default: env {kube.TOKEN_ENV}); never printed",
+    )
+
+
+def _add_cluster_commands(sub: argparse._SubParsersAction) -> None:
+    """``submit``, ``schedule`` and ``runs``: the commands that talk to a KFP server (tgap.kube)."""
+    p = sub.add_parser("submit", help="compile and start one run on a KFP server")
+    _connection_arguments(p)
+    add_config_arguments(p)
+    p.add_argument("--experiment", required=True, help="KFP experiment (created if missing)")
+    p.add_argument(
+        "--run-name", default=None, help="run name (default: '<config name> <UTC time>')"
+    )
+    p.set_defaults(func=kube.submit)
+
+    p = sub.add_parser("schedule", help="compile and create a recurring run on a KFP server")
+    _connection_arguments(p)
+    add_config_arguments(p)
+    p.add_argument("--experiment", required=True, help="KFP experiment (created if missing)")
+    p.add_argument(
+        "--cron",
+        default=kube.DEFAULT_CRON,
+        help=f"six-field cron, seconds first (default {kube.DEFAULT_CRON!r}: Mondays 03:00 UTC)",
+    )
+    p.add_argument(
+        "--name", default=None, help="recurring run name (default: '<config name> weekly')"
+    )
+    p.set_defaults(func=kube.schedule)
+
+    p = sub.add_parser("runs", help="list recent runs on a KFP server")
+    _connection_arguments(p)
+    p.add_argument("--experiment", default=None, help="only runs of this experiment")
+    p.add_argument("--limit", type=int, default=10, help="how many runs (default 10)")
+    p.set_defaults(func=kube.runs)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -594,21 +594,23 @@ class Config:
 # --------------------------------------------------------------------------- loading
 
 T = typing.TypeVar("T")
-_STRUCT_NUMBERS = False
 
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; return it (ints are accepted as floats)."""
+def _coerce(value: Any, tp: Any, where: str, struct_numbers: bool = False) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it (ints are accepted as floats).
+
+    ``struct_numbers``: integral floats are accepted as ints (values that came through a KFP
+    Struct, see ``section``)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return from_dict(tp, value, where)
+        return from_dict(tp, value, where, struct_numbers)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -617,7 +619,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(value, arg, where)
+                return _coerce(value, arg, where, struct_numbers)
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(
@@ -630,14 +632,14 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_coerce(v, args[0], f"{where}[{i}]", struct_numbers) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return {
             _coerce(
                 k if not isinstance(k, int | float) else str(k), args[0], f"{where} key"
-            ): _coerce(v, args[1], f"{where}.{k}")
+            ): _coerce(v, args[1], f"{where}.{k}", struct_numbers)
             for k, v in value.items()
         }
     if tp is float:
@@ -646,7 +648,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return float(value)
     if tp is int:
         # KFP passes dict parameters as protobuf Structs, which turn every number into a float.
-        if isinstance(value, float) and value.is_integer() and _STRUCT_NUMBERS:
+        if isinstance(value, float) and value.is_integer() and struct_numbers:
             return int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
@@ -664,7 +666,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported type {_type_name(tp)}")
 
 
-def from_dict(cls: type[T], values: dict[str, Any], where: str = "") -> T:
+def from_dict(
+    cls: type[T], values: dict[str, Any], where: str = "", struct_numbers: bool = False
+) -> T:
     """Build dataclass ``cls`` from ``values``, rejecting unknown keys and wrong types."""
     if not isinstance(values, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {values!r}")
@@ -679,7 +683,7 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str = "") -> T:
         if fields[key].metadata.get("merge") and isinstance(value, dict):
             default = json.loads(json.dumps(fields[key].default_factory(), default=_plain))
             value = _merge(default, value)
-        kwargs[key] = _coerce(value, hints[key], path)
+        kwargs[key] = _coerce(value, hints[key], path, struct_numbers)
     return cls(**kwargs)
 
 
@@ -988,18 +992,4 @@ def check_placement(config: Config) -> None:
 
 def section(cls: type[T], values: dict[str, Any], where: str) -> T:
     """Rebuild one config section received as a KFP dict parameter (integral floats -> int)."""
-    global _STRUCT_NUMBERS
-    _STRUCT_NUMBERS = True
-    try:
-        return from_dict(cls, values, where)
-    finally:
-        _STRUCT_NUMBERS = False
-
-
-def config_from_json(text: str) -> Config:
-    """The inverse of ``config_to_json``: how components receive the run config."""
-    return from_dict(Config, json.loads(text))
-
-
-def config_to_json(config: Config) -> str:
-    return json.dumps(config.to_dict(), sort_keys=True)
+    return from_dict(cls, values, where, struct_numbers=True)

@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from tgap import storage
+from tgap.artifacts import EMBEDDER_INFO, write_json
 from tgap.config import SelectConfig
 from tgap.imageset import ImageSet
 from tgap.methods import EMBEDDERS
@@ -40,7 +42,7 @@ from tgap.methods import EMBEDDERS
 log = logging.getLogger(__name__)
 
 EMBEDDINGS = "embeddings.npy"
-EMBEDDER_JSON = "embedder.json"
+EMBEDDER_JSON = EMBEDDER_INFO
 BATCH_SIZE = 256
 
 
@@ -96,13 +98,11 @@ def _pixel_fn(side: int) -> Callable[[np.ndarray], np.ndarray]:
 
 def _resolve_weights(uri: str) -> str:
     """A local file for ``uri``: a path as is, a URI (file://, s3://, gs://) through the cache."""
-    if "://" not in uri:
-        if not Path(uri).is_file():
+    if not storage.is_remote(uri):
+        if not storage.local_path(uri).is_file():
             raise EmbedderError(f"select.clip_weights={uri!r}: no such file")
-        return uri
-    from tgap.storage import download_to_cache  # imported lazily: object-store clients are heavy
-
-    return str(download_to_cache(uri))
+        return str(storage.local_path(uri))
+    return str(storage.download_to_cache(uri))
 
 
 def _clip_fn(select: SelectConfig, device: torch.device) -> tuple[Callable, str]:
@@ -237,7 +237,7 @@ def embed_pool(
         tmp = folder / f".{EMBEDDINGS}.partial-{os.getpid()}.npy"
         np.save(tmp, vectors.astype(np.float32, copy=False))
         os.replace(tmp, folder / EMBEDDINGS)
-        (folder / EMBEDDER_JSON).write_text(json.dumps(info, indent=2) + "\n")
+        write_json(folder / EMBEDDER_JSON, info)
         summary[name] = info
     log.info(
         "embedded %d pool images with %s",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import math
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -21,8 +21,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from tgap import metrics
+from tgap.artifacts import (
+    ASSETS,
+    EVALUATION,
+    CellArtifact,
+    Evaluation,
+    Supplementation,
+    write_json,
+)
 from tgap.classify import (
-    METRICS,
     Classifier,
     fit,
     read_predictions,
@@ -35,8 +42,6 @@ from tgap.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 
-CELL = "cell.json"
-ASSETS = "assets"
 SUPPLEMENTATION = "supplementation.json"
 MEMORISATION_MAX_SIDE = 64  # pixel-space copies are obvious at 64 px; keeps NN search cheap
 
@@ -57,35 +62,30 @@ class EvaluationError(ValueError):
 
 def _read_evaluation(
     eval_dir: str | Path, direction: str
-) -> tuple[dict, np.ndarray, np.ndarray, list]:
+) -> tuple[Evaluation, np.ndarray, np.ndarray, list]:
     eval_dir = Path(eval_dir)
-    path = eval_dir / METRICS
-    if not path.is_file():
+    if not (eval_dir / EVALUATION).is_file():
         raise EvaluationError(
-            f"{direction}: {eval_dir} is not an evaluation folder ({METRICS} missing)"
+            f"{direction}: {eval_dir} is not an evaluation folder ({EVALUATION} missing)"
         )
-    result = json.loads(path.read_text())
+    result = Evaluation.read(eval_dir)
     labels, y, scores = read_predictions(eval_dir)
     return result, y, scores, labels
 
 
-def _flat(result: dict[str, Any], prefix: str, labels: Sequence[str]) -> dict[str, Any]:
-    """``s2r_accuracy``, ``s2r_auroc``, per class, CI bounds and n from one metrics.json."""
-    nan = float("nan")
-
-    def number(value: Any) -> float:
-        return nan if value is None else float(value)
-
+def _flat(result: Evaluation | None, prefix: str, labels: Sequence[str]) -> dict[str, Any]:
+    """``s2r_accuracy``, ``s2r_auroc``, per class, CI bounds and n from one evaluation."""
+    get = result.get if result is not None else (lambda key, default=math.nan: default)
     out = {
-        f"{prefix}_accuracy": number(result.get("accuracy")),
-        f"{prefix}_auroc": number(result.get("auroc")),
-        f"{prefix}_auroc_ci_low": number(result.get("auroc_ci_low")),
-        f"{prefix}_auroc_ci_high": number(result.get("auroc_ci_high")),
-        f"{prefix}_n": int(result.get("n", 0)),
+        f"{prefix}_accuracy": get("accuracy"),
+        f"{prefix}_auroc": get("auroc"),
+        f"{prefix}_auroc_ci_low": get("auroc_ci_low"),
+        f"{prefix}_auroc_ci_high": get("auroc_ci_high"),
+        f"{prefix}_n": int(get("n", 0)),
     }
     for label in labels:
-        out[f"{prefix}_accuracy_{label}"] = number(result.get(f"accuracy_{label}"))
-        out[f"{prefix}_auroc_{label}"] = number(result.get(f"auroc_{label}"))
+        out[f"{prefix}_accuracy_{label}"] = get(f"accuracy_{label}")
+        out[f"{prefix}_auroc_{label}"] = get(f"auroc_{label}")
     return out
 
 
@@ -125,12 +125,6 @@ def _closest_pairs_png(pairs, synthetic: np.ndarray, tuning: np.ndarray, thresho
     plt.close(fig)
 
 
-def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(metrics.json_safe(value), indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 # --------------------------------------------------------------------------- the cell
 
 
@@ -164,7 +158,8 @@ def compute_cell(
         raise ImageSetError(f"{synthetic.root}: empty synthetic set, nothing to evaluate")
     if len(tuning) == 0:
         raise ImageSetError(f"{tuning.root}: empty tuning set")
-    check_same_labels(real_test, {"synthetic": synthetic, "tuning": tuning}, EvaluationError)
+    others = {"synthetic set": synthetic, "tuning set": tuning}
+    check_same_labels(("real test set", real_test), others, EvaluationError)
     labels = list(real_test.labels)
     seed = int(row["seed"])
     out_dir = Path(out_dir)
@@ -178,20 +173,17 @@ def compute_cell(
     predictions = {}
     for prefix, eval_dir in directions.items():
         if eval_dir is None:
-            cell.update(_flat({}, prefix, labels))
+            cell.update(_flat(None, prefix, labels))
             notes[f"{prefix}_auroc"] = f"no {prefix} evaluation given"
             continue
         result, y, scores, eval_labels = _read_evaluation(eval_dir, prefix)
-        if eval_labels != labels:
-            raise EvaluationError(
-                f"label names differ: {prefix} evaluation {eval_dir} has {eval_labels}, "
-                f"real test set has {labels}"
-            )
+        others = {f"{prefix} evaluation {eval_dir}": eval_labels}
+        check_same_labels(("real test set", real_test), others, EvaluationError)
         cell.update(_flat(result, prefix, labels))
-        if result.get("auroc_undefined_reason"):
-            notes[f"{prefix}_auroc"] = result["auroc_undefined_reason"]
+        if result.auroc_undefined_reason:
+            notes[f"{prefix}_auroc"] = result.auroc_undefined_reason
         predictions[prefix] = (y, scores)
-        _write_json(assets / f"roc_{prefix}.json", result.get("roc", {}))
+        write_json(assets / f"roc_{prefix}.json", result.roc.to_json())
     cell["fter"] = metrics.fter(cell["s2r_auroc"], cell["r2s_auroc"])
     cell["fter_ci_low"], cell["fter_ci_high"] = metrics.fter_ci(
         predictions["s2r"], predictions["r2s"], evaluation.bootstrap_resamples,
@@ -237,12 +229,13 @@ def compute_cell(
         pair["tuning_file"] = tuning.records[pair["tuning"]].file
     _closest_pairs_png(memo["closest_pairs"], syn_images, tuning_images,
                        memo["near_copy_threshold"], assets / "closest_pairs.png")  # fmt: skip
-    _write_json(assets / "memorisation.json", {
+    write_json(assets / "memorisation.json", {
         "space": space, **{k: v for k, v in memo.items() if k not in ("distances", "nearest")},
         "nn_distances": memo["distances"],
     })  # fmt: skip
 
-    # Supplementation curve (optional).
+    # Supplementation curve (optional): what the supplementation stage wrote.
+    summary = None
     if evaluation.supplementation_ratios:
         curve = supplementation or {}
         if [float(r) for r in curve.get("ratios", [])] != [
@@ -252,12 +245,12 @@ def compute_cell(
                 f"evaluation.supplementation_ratios {evaluation.supplementation_ratios}: the "
                 f"supplementation curve given has ratios {curve.get('ratios')}"
             )
-        _write_json(assets / SUPPLEMENTATION, curve)
-        cell["supplementation"] = {
-            "ratios": curve["ratios"], "auroc": [p["auroc"] for p in curve["points"]],
-            "accuracy": [p["accuracy"] for p in curve["points"]],
-            "real_per_label": curve["real_per_label"],
-        }  # fmt: skip
+        write_json(assets / SUPPLEMENTATION, curve)
+        summary = Supplementation(
+            ratios=curve["ratios"], auroc=[p["auroc"] for p in curve["points"]],
+            accuracy=[p["accuracy"] for p in curve["points"]],
+            real_per_label=curve["real_per_label"],
+        )  # fmt: skip
         if curve["note"]:
             notes["supplementation"] = curve["note"]
 
@@ -274,13 +267,18 @@ def compute_cell(
 
     cell.update({
         "n_synthetic": len(synthetic), "n_real_test": len(real_test), "n_tuning": len(tuning),
-        "distribution_embedder": embedder.name,
-        "distribution_embedder_description": embedder.description,
-        "memorisation_space": space,
-        "notes": notes,
-        "assets": {p.name: f"{ASSETS}/{p.name}" for p in sorted(assets.iterdir())
-                   if not p.name.startswith(".")},
-        "provenance": {
+    })  # fmt: skip
+    artifact = CellArtifact(
+        method=cell.pop("method"), size=cell.pop("size"), seed=cell.pop("seed"), metrics=cell,
+        notes=notes, supplementation=summary,
+        text={
+            "distribution_embedder": embedder.name,
+            "distribution_embedder_description": embedder.description,
+            "memorisation_space": space,
+        },
+        assets={p.name: f"{ASSETS}/{p.name}" for p in sorted(assets.iterdir())
+                if not p.name.startswith(".")},
+        provenance={
             "row": dict(row),
             "evaluations": {k: str(v) if v is not None else None for k, v in directions.items()},
             "sets": {name: {"path": str(s.root), "content_hash": s.info.get("content_hash", "")}
@@ -293,8 +291,9 @@ def compute_cell(
                           "resampled": "test images of both directions, independently"},
             "evaluation": {k: getattr(evaluation, k) for k in evaluation.__dataclass_fields__},
         },
-    })  # fmt: skip
-    _write_json(out_dir / CELL, cell)  # last: its presence marks a complete cell
+    )  # fmt: skip
+    artifact.write(out_dir)  # last: its presence marks a complete cell
+    cell = artifact.to_json()
     log.info(
         "cell %s/%s/%s: FTER %.3f [%.3f, %.3f] (S→R %.3f, R→S %.3f), FID %.3g, near-copies %.1f%%",
         row["method"], row["size"], seed, cell["fter"], cell["fter_ci_low"], cell["fter_ci_high"],
@@ -329,7 +328,8 @@ def supplementation_curve(
     the result says so in ``note``. For each r, round(r × real) synthetic images per label are
     added (seeded, without replacement).
     """
-    check_same_labels(real_train, {"synthetic": synthetic, "real test": real_test}, EvaluationError)
+    others = {"synthetic set": synthetic, "real test set": real_test}
+    check_same_labels(("real train set", real_train), others, EvaluationError)
     labels = list(real_train.labels)
     if not ratios:
         raise EvaluationError("supplementation_curve: no ratios given")
@@ -404,7 +404,7 @@ def supplementation_curve(
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / SUPPLEMENTATION, curve)
+    write_json(out_dir / SUPPLEMENTATION, curve)
     return curve
 
 
@@ -424,7 +424,7 @@ def supplementation_stage(
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         curve: dict[str, Any] = {"ratios": [], "points": [], "note": "no ratios configured"}
-        _write_json(out_dir / SUPPLEMENTATION, curve)
+        write_json(out_dir / SUPPLEMENTATION, curve)
         return curve
     return supplementation_curve(
         real_train, synthetic, real_test, classifier, evaluation.supplementation_ratios,

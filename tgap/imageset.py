@@ -266,15 +266,32 @@ class ImageSet:
             yield self.load_many(idx), labels[idx]
 
 
+Labelled = Sequence[str] | ImageSet
+
+
 def check_same_labels(
-    reference: ImageSet, others: dict[str, ImageSet], error=ImageSetError
+    reference: tuple[str, Labelled], others: dict[str, Labelled], error=ImageSetError
 ) -> None:
-    """Raise ``error`` naming the set whose label names differ from ``reference``'s."""
-    for name, image_set in others.items():
-        if image_set.labels != reference.labels:
+    """Raise ``error`` naming the first of ``others`` whose label names differ from ``reference``.
+
+    ``reference`` is ``(what, labels)``, ``others`` maps what to labels: label names, or an image
+    set (then named with its folder). One check for every stage that pairs two labelled things
+    (image sets, classifiers, evaluations). Same names in the same order: label indices mean the
+    same label on both sides.
+    """
+
+    def named(name: str, value: Labelled) -> tuple[str, list[str]]:
+        if isinstance(value, ImageSet):
+            return f"{name} {value.root}", list(value.labels)
+        return name, list(value)
+
+    ref_name, ref_labels = named(*reference)
+    for name, value in others.items():
+        name, labels = named(name, value)
+        if labels != ref_labels:
             raise error(
-                f"label names differ: {name} set {image_set.root} has {image_set.labels}, "
-                f"{reference.root} has {reference.labels}"
+                f"label names differ: {name} has {list(labels)}, {ref_name} has "
+                f"{list(ref_labels)} (same names in the same order expected)"
             )
 
 

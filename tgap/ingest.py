@@ -425,6 +425,46 @@ def _nih_rows(data: DataConfig, cache_dir: Path | None) -> tuple[list[Row], dict
 # --------------------------------------------------------------------------- image folder, MedMNIST
 
 
+def image_uris(source: str, what: str) -> list[str]:
+    """Every image file (``IMAGE_SUFFIXES``) below the folder or prefix ``source``, sorted.
+
+    The image-folder reader of ingest and of the curated source (``tgap.select``).
+    """
+    try:
+        uris = storage.list_uris(source)
+    except storage.StorageError as exc:
+        raise IngestError(f"{what}: {exc}") from None
+    return [u for u in uris if u.lower().endswith(IMAGE_SUFFIXES)]
+
+
+def load_image(uri: str, resolution: int) -> np.ndarray:
+    """One image file (path or URI) as uint8 greyscale ``resolution`` x ``resolution``."""
+    try:
+        return to_grey_square(decode_png(_read(uri, "image"), uri), resolution)
+    except ImageSetError as exc:
+        raise IngestError(str(exc)) from None
+
+
+def find_npz(source: str, what: str) -> str:
+    """``source`` itself when it is a ``.npz``, else the one ``.npz`` file below it."""
+    if source.endswith(".npz"):
+        return source
+    found = [u for u in _list(source, what) if u.endswith(".npz")]
+    if len(found) != 1:
+        raise IngestError(f"{source}: expected exactly one .npz file, found {len(found)}")
+    return found[0]
+
+
+def read_npz(uri: str, what: str) -> np.lib.npyio.NpzFile:
+    """The arrays of a ``.npz`` file (path or URI); the MedMNIST reader of ingest and of the
+    curated source. Use as a context manager."""
+    raw = _read(uri, what)
+    try:
+        return np.load(io.BytesIO(raw), allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise IngestError(f"{uri}: not a readable .npz file ({exc})") from None
+
+
 def _split_of(mapping: dict[str, str]) -> dict[str, str]:
     """Run split keys of ``data.split_folders`` / ``split_values`` -> the row's fixed split."""
     # pool_and_train is divided later, by patient, into pool and real-train.
@@ -666,17 +706,8 @@ def assign_patients(rows: list[Row], data: DataConfig) -> dict[str, Any]:
 
 
 def _medmnist_rows(data: DataConfig) -> tuple[list[Row], dict[str, Any], dict[str, np.ndarray]]:
-    uri = data.source
-    if not uri.endswith(".npz"):
-        found = [u for u in _list(uri, "data.source") if u.endswith(".npz")]
-        if len(found) != 1:
-            raise IngestError(f"{uri}: expected exactly one .npz file, found {len(found)}")
-        uri = found[0]
-    raw = _read(uri, "data.source")
-    try:
-        npz = np.load(io.BytesIO(raw), allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise IngestError(f"{uri}: not a readable .npz file ({exc})") from None
+    uri = find_npz(data.source, "data.source")
+    npz = read_npz(uri, "data.source")
     name = PurePosixPath(uri).name
     arrays: dict[str, np.ndarray] = {}
     rows: list[Row] = []

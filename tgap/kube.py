@@ -9,6 +9,9 @@ Authentication is whatever ``kfp.Client`` supports: ``--token`` (or env ``TGAP_K
 bearer token; with no ``--host`` (and no ``KF_PIPELINES_ENDPOINT``) inside a pod, the pod's
 service-account token for the ``pipelines.kubeflow.org`` audience; else the local kubeconfig
 through the API-server proxy. The token is never printed.
+
+The command line of these commands is defined in ``tgap.cli``; this module builds and sends
+the requests, so the dependency runs one way (cli -> kube).
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import importlib
 import json
 import os
 import tempfile
@@ -25,7 +27,8 @@ from typing import Any
 
 import yaml
 
-from tgap.config import Config, ConfigError, load_config
+from tgap.checkout import pipeline_module
+from tgap.config import Config, load_config
 
 TOKEN_ENV = "TGAP_KFP_TOKEN"
 DEFAULT_CRON = "0 0 3 * * 1"  # Mondays 03:00:00 (KFP cron has a leading seconds field)
@@ -57,11 +60,6 @@ def _api_call(what: str):
         raise KfpApiError(f"{what}: HTTP {exc.status} {exc.reason}{detail}") from None
     except (TimeoutError, urllib3.exceptions.HTTPError, ConnectionError) as exc:
         raise KfpApiError(f"{what}: cannot reach the KFP API ({exc})") from None
-
-
-def _pipeline_module() -> Any:
-    # Imported late: `tgap --help` must not need kfp's compiler, and tests replace it.
-    return importlib.import_module("pipelines.tgap_pipeline")
 
 
 # --------------------------------------------------------------------------- building requests
@@ -114,7 +112,7 @@ def run_request(
     config: Config, package_path: str | Path, experiment: str, run_name: str | None = None
 ) -> dict[str, Any]:
     """Keyword arguments for ``kfp.Client.create_run_from_pipeline_package``."""
-    arguments = _pipeline_module().pipeline_arguments(config)
+    arguments = pipeline_module().pipeline_arguments(config)
     check_arguments(package_path, arguments)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     return {
@@ -139,7 +137,7 @@ def recurring_run_request(
     One run at a time (a run of the thesis grid can outlast a week) and no catch-up: after a
     pause only the latest missed slot runs, not a backlog of identical runs.
     """
-    arguments = _pipeline_module().pipeline_arguments(config)
+    arguments = pipeline_module().pipeline_arguments(config)
     check_arguments(package_path, arguments)
     return {
         "experiment_id": experiment_id,
@@ -226,7 +224,7 @@ def submit(args: argparse.Namespace) -> int:
     config = _load(args)
     client = connect(args)
     with tempfile.TemporaryDirectory() as tmp:
-        package = _pipeline_module().compile_pipeline(config, Path(tmp) / "tgap.yaml")
+        package = pipeline_module().compile_pipeline(config, Path(tmp) / "tgap.yaml")
         request = run_request(config, package, args.experiment, args.run_name)
         with _api_call(f"creating a run in experiment {args.experiment!r}"):
             result = client.create_run_from_pipeline_package(**request)
@@ -242,7 +240,7 @@ def schedule(args: argparse.Namespace) -> int:
     with _api_call(f"getting or creating experiment {args.experiment!r}"):
         experiment = client.create_experiment(name=args.experiment)
     with tempfile.TemporaryDirectory() as tmp:
-        package = _pipeline_module().compile_pipeline(config, Path(tmp) / "tgap.yaml")
+        package = pipeline_module().compile_pipeline(config, Path(tmp) / "tgap.yaml")
         request = recurring_run_request(
             config, package, experiment.experiment_id, args.name, args.cron
         )
@@ -267,81 +265,3 @@ def runs(args: argparse.Namespace) -> int:
         )
     print(format_runs(list(response.runs or [])))
     return 0
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def _connection_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--host",
-        default=None,
-        help="KFP API URL, e.g. http://localhost:8080 after `kubectl port-forward "
-        "svc/ml-pipeline-ui 8080:80` (default: KF_PIPELINES_ENDPOINT, else in-cluster / kubeconfig)",
-    )
-    parser.add_argument(
-        "--namespace",
-        default=None,
-        help="namespace of KFP (standalone: kubeflow) or, on multi-user Kubeflow, your profile",
-    )
-    parser.add_argument(
-        "--token",
-        "--existing-token",
-        dest="token",
-        default=None,
-        help=f"bearer token for the KFP API (default: env {TOKEN_ENV}); never printed",
-    )
-
-
-def _config_args(parser: argparse.ArgumentParser) -> None:
-    from tgap.cli import add_config_arguments
-
-    add_config_arguments(parser)
-    parser.add_argument("--experiment", required=True, help="KFP experiment (created if missing)")
-
-
-def register(subparsers: Any) -> None:
-    """Add ``submit``, ``schedule`` and ``runs`` to the ``tgap`` command line."""
-    p = subparsers.add_parser("submit", help="compile and start one run on a KFP server")
-    _connection_args(p)
-    _config_args(p)
-    p.add_argument(
-        "--run-name", default=None, help="run name (default: '<config name> <UTC time>')"
-    )
-    p.set_defaults(func=submit)
-
-    p = subparsers.add_parser("schedule", help="compile and create a recurring run on a KFP server")
-    _connection_args(p)
-    _config_args(p)
-    p.add_argument(
-        "--cron",
-        default=DEFAULT_CRON,
-        help=f"six-field cron, seconds first (default {DEFAULT_CRON!r}: Mondays 03:00 UTC)",
-    )
-    p.add_argument(
-        "--name", default=None, help="recurring run name (default: '<config name> weekly')"
-    )
-    p.set_defaults(func=schedule)
-
-    p = subparsers.add_parser("runs", help="list recent runs on a KFP server")
-    _connection_args(p)
-    p.add_argument("--experiment", default=None, help="only runs of this experiment")
-    p.add_argument("--limit", type=int, default=10, help="how many runs (default 10)")
-    p.set_defaults(func=runs)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry for these three commands (``python -m tgap.kube``)."""
-    parser = argparse.ArgumentParser(prog="tgap")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (ConfigError, ValueError) as exc:
-        parser.exit(2, f"tgap {args.command}: {exc}\n")
-    except KfpApiError as exc:
-        parser.exit(1, f"tgap {args.command}: {exc}\n")
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

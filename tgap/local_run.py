@@ -13,6 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+from tgap import storage
+from tgap.artifacts import write_json
+from tgap.checkout import pipeline_module
 from tgap.config import Config, ConfigError
 from tgap.provenance import FAILURE, TASK_LOG, TASK_LOG_ENV
 
@@ -98,9 +101,12 @@ def resolve_local_paths(config: Config) -> Config:
     """
 
     def local(value: str, key: str, must_exist: bool) -> str:
-        if not value or ("://" in value and not value.startswith("file://")):
+        if not value or storage.is_remote(value):
             return value
-        path = Path(value.removeprefix("file://")).expanduser()
+        try:
+            path = storage.local_path(value).expanduser()
+        except storage.StorageError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
         if not path.exists():
             if must_exist:
                 raise ConfigError(f"{key}: {value} does not exist (looked in {path.resolve()})")
@@ -166,8 +172,7 @@ def run_local(
 
     from kfp import components, local
 
-    from pipelines.tgap_pipeline import build_pipeline, pipeline_arguments
-
+    dag = pipeline_module()
     config = resolve_local_paths(config)
     output_dir = Path(output_dir)
     for name in REPORT_FILES:
@@ -177,7 +182,7 @@ def run_local(
             )
     pipeline_root = output_dir / "artifacts"
     pipeline_root.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    write_json(output_dir / "config.json", config.to_dict())
 
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
@@ -194,7 +199,7 @@ def run_local(
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
     log.info("kfp.local: running every task in this Python; images and GPU requests are ignored")
     if pipeline_file is None:
-        pipeline = build_pipeline(config)
+        pipeline = dag.build_pipeline(config)
     else:
         pipeline = components.load_component_from_file(str(pipeline_file))
     started = time.perf_counter()
@@ -204,7 +209,7 @@ def run_local(
     sys.stdout = _Tee(stdout, output_dir / RUN_LOG)
     os.environ[TASK_LOG_ENV] = "1"
     try:
-        pipeline(**pipeline_arguments(config))
+        pipeline(**dag.pipeline_arguments(config))
     except RuntimeError as exc:
         new = [d for d in pipeline_root.iterdir() if d.is_dir() and d not in before]
         run_dir = max(new, key=lambda p: p.stat().st_mtime) if new else pipeline_root
@@ -238,16 +243,9 @@ def run_local(
     for name in REPORT_FILES:
         if (report_dir / name).exists():
             shutil.copyfile(report_dir / name, output_dir / name)
-    run_json.write_text(
-        json.dumps(
-            {
-                "status": "succeeded",
-                "seconds": round(elapsed, 1),
-                "report_artifact": str(report_dir),
-            },
-            indent=2,
-        )
-        + "\n"
+    write_json(
+        run_json,
+        {"status": "succeeded", "seconds": round(elapsed, 1), "report_artifact": str(report_dir)},
     )
     log.info("pipeline finished in %.0f s; report in %s", elapsed, output_dir / "report.html")
     return output_dir

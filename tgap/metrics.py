@@ -9,7 +9,7 @@ Conventions:
   labels it is the macro average of one-vs-rest AUROCs. Per-class AUROC is one-vs-rest on that
   class's own score.
 - An undefined number (AUROC on a test set with one class) is ``nan``, and the result says why;
-  JSON files store it as ``null`` (``json_safe``).
+  JSON files store it as ``null`` (``tgap.artifacts.json_safe``).
 """
 
 from __future__ import annotations
@@ -535,21 +535,3 @@ def memorisation(
         "distances": distance,
         "nearest": nearest,
     }
-
-
-# --------------------------------------------------------------------------- JSON
-
-
-def json_safe(value: Any) -> Any:
-    """Recursively turn numpy scalars/arrays into Python and non-finite floats into None."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tgap.artifacts import write_json
 from tgap.config import Config
 
 PACKAGES = (
@@ -109,7 +110,7 @@ def timed_stage(stage: str, out_dir: str | Path) -> Iterator[None]:
     seconds = round(time.perf_counter() - started, 2)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / STAGE_TIME).write_text(json.dumps({"stage": stage, "seconds": seconds}) + "\n")
+    write_json(out / STAGE_TIME, {"stage": stage, "seconds": seconds}, indent=None)
 
 
 def _record_failure(stage: str, exc: Exception, task_dir: Path) -> None:
@@ -150,24 +151,63 @@ def _stage_seconds(cell_dirs: list[Path]) -> dict[str, dict[str, float]]:
     }
 
 
-def _model_sources(cell_dirs: list[Path]) -> dict[str, Any]:
-    """Model descriptions the stages left in the cells (first occurrence of each file)."""
+# Where each model's description lies: the file the stage that made it writes.
+MODEL_INFO = "tgap_model.json"  # tgap.diffusion.build
+CLASSIFIER_INFO = "classifier.json"  # tgap.classify
+EMBEDDER_INFO = "embedder.json"  # tgap.embed, one per embedder folder
+
+
+def _model_sources(
+    cell_dirs: list[Path],
+    base_model_dir: str | Path | None,
+    reference_classifier_dir: str | Path | None,
+    embeddings_dir: str | Path | None,
+) -> dict[str, Any]:
+    """Each model's description, read from the folder of the stage that made it.
+
+    ``tgap_model``: the first cell's generator (copied into its assets by compute-FTER);
+    ``base_model``, ``reference_classifier`` and ``embedders`` (by name): from those stages'
+    own output folders, which the report stage receives.
+    """
     sources: dict[str, Any] = {}
     for cell in cell_dirs:
-        for name in ("tgap_model.json", "classifier.json", "embedder.json"):
-            path = cell / "assets" / name
-            if name not in sources and path.is_file():
-                sources[name.removesuffix(".json")] = json.loads(path.read_text())
+        path = cell / "assets" / MODEL_INFO
+        if path.is_file():
+            sources["tgap_model"] = json.loads(path.read_text())
+            break
+    if base_model_dir is not None and (Path(base_model_dir) / MODEL_INFO).is_file():
+        sources["base_model"] = json.loads((Path(base_model_dir) / MODEL_INFO).read_text())
+    if reference_classifier_dir is not None:
+        path = Path(reference_classifier_dir) / CLASSIFIER_INFO
+        if path.is_file():
+            sources["reference_classifier"] = json.loads(path.read_text())
+    if embeddings_dir is not None:
+        embedders = {
+            p.parent.name: json.loads(p.read_text())
+            for p in sorted(Path(embeddings_dir).glob(f"*/{EMBEDDER_INFO}"))
+        }
+        if embedders:
+            sources["embedders"] = embedders
     return sources
 
 
-def collect_provenance(config: Config, grid_rows: list[dict], cell_dirs: list[Path]) -> dict:
-    """The provenance block of the report."""
+def collect_provenance(
+    config: Config,
+    grid_rows: list[dict],
+    cell_dirs: list[Path],
+    *,
+    base_model_dir: str | Path | None = None,
+    reference_classifier_dir: str | Path | None = None,
+    embeddings_dir: str | Path | None = None,
+) -> dict:
+    """The provenance block of the report (the folders: where the models' descriptions are)."""
     return {
         "run_name": config.name,
         "config": config.to_dict(),
         "data_source": config.data.source,
-        "models": _model_sources(cell_dirs),
+        "models": _model_sources(
+            cell_dirs, base_model_dir, reference_classifier_dir, embeddings_dir
+        ),
         "base_model": config.diffusion.base_model,
         "classifier": {
             "arch": config.classifier.arch,

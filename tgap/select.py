@@ -4,10 +4,10 @@
 
 - the tuning set: exactly ``size`` images per label (``curated``: as many as pass the
   confidence threshold, up to ``size``), and ``selection.json`` beside its manifest;
-- the retrieved set: ``n_retrieve_per_label`` real pool images per label (fewer, reported as
-  ``short``, when the tuning set leaves fewer unused), the pool images nearest to the tuning set
-  in an embedding, disjoint from it. The pipeline uses it as the
-  synthetic set for method ``retrieval``; for every other method it is a baseline.
+- the retrieved set, for method ``retrieval`` only (the synthetic set's stand-in): the
+  ``n_retrieve_per_label`` real pool images per label nearest to the tuning set in an
+  embedding, disjoint from it (fewer, reported as ``short``, when the tuning set leaves fewer
+  unused). For every other method it is an empty image set: nothing reads it.
 
 Clustered selection (the thesis's): per label, cluster the pool's embeddings into ``k`` clusters
 and take an equal share of ``size`` from each, so every cluster carries equal weight. A cluster
@@ -29,16 +29,21 @@ import numpy as np
 from sklearn.cluster import KMeans, SpectralClustering
 from sklearn.neighbors import NearestNeighbors
 
+from tgap.artifacts import (
+    ClusterShare,
+    LabelSelection,
+    Retrieval,
+    RetrievedLabel,
+    SelectionReport,
+)
 from tgap.config import SelectConfig
-from tgap.embed import EMBEDDER_JSON, get_embedder, load_embeddings
-from tgap.imageset import ImageSet, ImageSetWriter, decode_png, to_grey_square
+from tgap.embed import EMBEDDER_JSON, load_embeddings
+from tgap.imageset import ImageSet, ImageSetWriter, check_same_labels, to_grey_square
+from tgap.ingest import IngestError, find_npz, image_uris, load_image, read_npz
 from tgap.methods import Method
 from tgap.seeding import derive_seed
 
 log = logging.getLogger(__name__)
-
-SELECTION_JSON = "selection.json"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 class SelectionError(ValueError):
@@ -95,7 +100,7 @@ def cluster(vectors: np.ndarray, k: int, algorithm: str, n_neighbors: int, seed:
 
 def equal_shares(
     clusters: np.ndarray, size: int, rng: np.random.Generator
-) -> tuple[np.ndarray, list[dict[str, int]]]:
+) -> tuple[np.ndarray, list[ClusterShare]]:
     """Pick ``size`` positions with an equal share from each cluster of ``clusters``.
 
     Shares are ``size // k``; the ``size % k`` remaining picks go one each to the largest
@@ -117,13 +122,13 @@ def equal_shares(
             chosen = np.concatenate([rng.permutation(members) for _ in range(rounds)])[:share]
         picks.append(chosen)
         report.append(
-            {
-                "cluster": int(cid),
-                "size": int(count),
-                "share": int(share),
-                "unique": int(min(count, share)),
-                "duplicates": int(max(share - count, 0)),
-            }
+            ClusterShare(
+                cluster=int(cid),
+                size=int(count),
+                share=int(share),
+                unique=int(min(count, share)),
+                duplicates=int(max(share - count, 0)),
+            )
         )
     return np.concatenate(picks), report
 
@@ -135,7 +140,7 @@ def load_curated_images(select: SelectConfig, resolution: int) -> tuple[np.ndarr
     """The unlabelled curated source as uint8 ``(n, resolution, resolution)`` and an id per image.
 
     ``select.curated_source`` is a folder of images (searched recursively), a MedMNIST-style
-    ``.npz`` (every ``*_images`` array), or a URI of either (fetched through ``tgap.storage``).
+    ``.npz`` (every ``*_images`` array), or a URI of either: read by ingest's readers.
     """
     source = select.curated_source
     if not source:
@@ -149,31 +154,22 @@ def load_curated_images(select: SelectConfig, resolution: int) -> tuple[np.ndarr
             "would be ignored anyway): point select.curated_source at the images folder and use "
             "curated_format 'image-folder'"
         )
-    path = Path(source)
-    if "://" in source:
-        from tgap.storage import download_to_cache  # lazy: object-store clients are heavy
-
-        path = Path(download_to_cache(source))
-    if not path.exists():
-        raise SelectionError(f"select.curated_source={source!r}: no such file or folder")
-    if select.curated_format == "medmnist-npz":
-        npz = path if path.is_file() else next(iter(sorted(path.glob("*.npz"))), None)
-        if npz is None:
-            raise SelectionError(f"select.curated_source={source!r}: no .npz file found")
-        with np.load(npz) as data:
-            keys = sorted(k for k in data.files if k.endswith("_images"))
-            arrays = [data[k] for k in keys]
-        images = [to_grey_square(a, resolution) for arr in arrays for a in arr]
-        ids = [f"{k}/{i}" for k, arr in zip(keys, arrays, strict=True) for i in range(len(arr))]
-    else:
-        if not path.is_dir():
-            raise SelectionError(
-                f"select.curated_source={source!r}: expected a folder of images "
-                f"(curated_format image-folder)"
-            )
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        images = [to_grey_square(decode_png(f, str(f)), resolution) for f in files]
-        ids = [str(f.relative_to(path)) for f in files]
+    try:
+        if select.curated_format == "medmnist-npz":
+            with read_npz(
+                find_npz(source, "select.curated_source"), "select.curated_source"
+            ) as npz:
+                keys = sorted(k for k in npz.files if k.endswith("_images"))
+                arrays = [npz[k] for k in keys]
+            images = [to_grey_square(a, resolution) for arr in arrays for a in arr]
+            ids = [f"{k}/{i}" for k, arr in zip(keys, arrays, strict=True) for i in range(len(arr))]
+        else:
+            prefix = source.rstrip("/") + "/"
+            uris = image_uris(source, "select.curated_source")
+            images = [load_image(uri, resolution) for uri in uris]
+            ids = [uri.removeprefix(prefix) for uri in uris]
+    except IngestError as exc:
+        raise SelectionError(f"select.curated_source={source!r}: {exc}") from None
     if not images:
         raise SelectionError(
             f"select.curated_source={source!r}: the curated source holds no images "
@@ -194,11 +190,9 @@ def pseudo_label(
     from tgap.classify import Classifier  # lazy: avoids an import cycle through tgap.embed
 
     classifier = Classifier.load(Path(classifier_dir))
-    clf_labels = getattr(classifier, "labels", None)
-    if clf_labels is not None and list(clf_labels) != list(labels):
-        raise SelectionError(
-            f"classifier {classifier_dir} predicts labels {list(clf_labels)}, the pool has {labels}"
-        )
+    check_same_labels(
+        ("the pool", labels), {f"classifier {classifier_dir}": classifier.labels}, SelectionError
+    )
     proba = np.asarray(classifier.predict_proba(images), dtype=np.float64)
     if proba.shape != (len(images), len(labels)):
         raise SelectionError(
@@ -255,30 +249,24 @@ def select_tuning_set(
     tuning_dir: str | Path,
     retrieved_dir: str | Path,
 ) -> dict[str, Any]:
-    """Select the tuning set for one grid row and retrieve its nearest real pool images.
+    """Select the tuning set for one grid row (and, for method retrieval, its nearest real pool
+    images).
 
     Writes the tuning set to ``tuning_dir`` (with ``selection.json``: the full report, pool
     indices included; its ``dataset.json`` carries the report without the indices under
-    ``selection``) and the retrieved set to ``retrieved_dir``. Returns the full report.
+    ``selection``) and the retrieved set to ``retrieved_dir`` (empty unless method retrieval).
+    Returns the full report.
 
     Seeds derive from ``(seed, selection, label)``, so ``random``, ``no-finetune`` and
     ``retrieval`` share their tuning set under one seed. ``external:<name>`` selects nothing: see
     ``select_external``.
     """
     if method.generator == "external":
-        return select_external(pool, method, select, tuning_dir, retrieved_dir)
+        return select_external(pool, method, size, seed, select, tuning_dir, retrieved_dir)
     labels = pool.labels
     pool_labels = pool.label_indices
     retrieval_embedder = method.embedder or select.default_embedder
-    report: dict[str, Any] = {
-        "method": method.name,
-        "selection": method.selection,
-        "embedder": method.embedder,
-        "embedder_description": None,
-        "size": int(size),
-        "seed": int(seed),
-        "labels": {},
-    }
+    report = SelectionReport(method.name, method.selection, method.embedder, int(size), int(seed))
     if n_retrieve_per_label < 0:
         raise SelectionError(f"n_retrieve_per_label={n_retrieve_per_label}: expected >= 0")
 
@@ -289,17 +277,17 @@ def select_tuning_set(
         vectors = None
         if method.selection != "random":
             vectors = load_embeddings(embeddings_dir, method.embedder, pool)
-            report["embedder_description"] = _embedder_info(embeddings_dir, method.embedder)
-            report.update(
-                k=select.k,
-                n_neighbors=select.n_neighbors,
-                clustering=(
+            report.embedder_description = _embedder_info(embeddings_dir, method.embedder)
+            report.clustering = {
+                "k": select.k,
+                "n_neighbors": select.n_neighbors,
+                "clustering": (
                     "sklearn SpectralClustering(affinity=nearest_neighbors, "
                     f"eigen_solver={spectral_solver()}, assign_labels=cluster_qr)"
                     if method.selection == "spectral"
                     else "sklearn KMeans(n_init=4)"
                 ),
-            )
+            }
         for li, label in enumerate(labels):
             members = np.flatnonzero(pool_labels == li)
             if vectors is not None and select.k > len(members):
@@ -314,7 +302,7 @@ def select_tuning_set(
                     "cluster needs at least one pick"
                 )
             rng = np.random.default_rng(derive_seed(seed, "select", method.selection, label))
-            entry: dict[str, Any] = {"pool_count": int(len(members))}
+            shares = None
             if vectors is None:
                 chosen = rng.choice(members, size=size, replace=False)
             else:
@@ -324,20 +312,24 @@ def select_tuning_set(
                 assignment = cluster(
                     vectors[members], select.k, method.selection, select.n_neighbors, cluster_seed
                 )
-                positions, entry["clusters"] = equal_shares(assignment, size, rng)
+                positions, shares = equal_shares(assignment, size, rng)
                 chosen = members[positions]
                 pick_clusters[label] = [int(c) for c in assignment[positions]]
-            entry["picked"] = int(len(chosen))
-            entry["unique"] = int(len(np.unique(chosen)))
-            entry["duplicates"] = int(len(chosen) - entry["unique"])
-            report["labels"][label] = entry
+            unique = int(len(np.unique(chosen)))
+            report.labels[label] = LabelSelection(
+                picked=int(len(chosen)),
+                unique=unique,
+                duplicates=int(len(chosen) - unique),
+                pool_count=int(len(members)),
+                clusters=shares,
+            )
             picks[label] = chosen
     elif method.selection == "curated":
         images, ids = load_curated_images(select, pool.resolution)
         assigned, confidence = pseudo_label(
             images, labels, classifier_dir, select.curated_threshold
         )
-        report["curated"] = {
+        report.curated = {
             "source": select.curated_source,
             "threshold": select.curated_threshold,
             "source_images": int(len(images)),
@@ -362,76 +354,36 @@ def select_tuning_set(
                     select.curated_threshold,
                     size,
                 )
-            report["labels"][label] = {
-                "picked": int(len(chosen)),
-                "unique": int(len(chosen)),
-                "duplicates": 0,
-                "short": int(size - len(chosen)),
-                "mean_confidence": float(confidence[chosen].mean()),
-            }
+            report.labels[label] = LabelSelection(
+                picked=int(len(chosen)),
+                unique=int(len(chosen)),
+                duplicates=0,
+                short=int(size - len(chosen)),
+                mean_confidence=float(confidence[chosen].mean()),
+            )
             curated[label] = (images[chosen], [ids[i] for i in chosen])
     else:
         raise SelectionError(f"method {method.name!r}: unknown selection {method.selection!r}")
 
-    # ---- retrieval: pool images nearest to the tuning set, disjoint from it
+    # ---- retrieval (method retrieval only): pool images nearest to the tuning set, not in it
     retrieved: dict[str, np.ndarray] = {}
-    retrieval_report: dict[str, Any] = {
-        "embedder": retrieval_embedder,
-        "n_per_label": int(n_retrieve_per_label),
-        "labels": {},
-    }
-    if n_retrieve_per_label > 0:
-        vectors = load_embeddings(embeddings_dir, retrieval_embedder, pool)
-        retrieval_report["embedder_description"] = _embedder_info(
-            embeddings_dir, retrieval_embedder
+    if method.generator == "retrieval":
+        report.retrieval = _retrieve_for_tuning_set(
+            pool, embeddings_dir, retrieval_embedder, picks, n_retrieve_per_label, retrieved
         )
-        embedder = None
-        for li, label in enumerate(labels):
-            members = np.flatnonzero(pool_labels == li)
-            if label in picks:
-                candidates = np.setdiff1d(members, picks[label])
-                queries = vectors[np.unique(picks[label])]
-            else:
-                candidates = members
-                if embedder is None:
-                    embedder = get_embedder(retrieval_embedder, select, classifier_dir)
-                queries = embedder.embed(curated[label][0])
-            if len(candidates) == 0:
-                raise SelectionError(
-                    f"no {label!r} pool images are left outside the tuning set to retrieve "
-                    f"(pool has {len(members)}, tuning set uses them all)"
-                )
-            if n_retrieve_per_label > len(candidates):
-                # The tuning set has used most of this label's pool: retrieve what is left and
-                # say so (report `short`) rather than fail the whole grid row.
-                log.warning(
-                    "retrieval: only %d %r pool images left outside the tuning set (asked %d)",
-                    len(candidates),
-                    label,
-                    n_retrieve_per_label,
-                )
-            chosen, distance = retrieve(vectors, candidates, queries, n_retrieve_per_label)
-            retrieved[label] = chosen
-            retrieval_report["labels"][label] = {
-                "retrieved": int(len(chosen)),
-                "short": int(n_retrieve_per_label - len(chosen)),
-                "mean_distance": float(distance.mean()),
-                "max_distance": float(distance.max()),
-            }
-    report["retrieval"] = retrieval_report
 
     # ---- write both sets
-    summary = dict(report)  # dataset.json gets the report without the per-pick lists below
-    report["pool_indices"] = {label: [int(i) for i in idx] for label, idx in picks.items()}
+    report.pool_indices = {label: [int(i) for i in idx] for label, idx in picks.items()}
     if pick_clusters:
-        report["pick_clusters"] = pick_clusters
-    report["retrieved_pool_indices"] = {
-        label: [int(i) for i in idx] for label, idx in retrieved.items()
-    }
+        report.pick_clusters = pick_clusters
+    if retrieved:
+        report.retrieved_pool_indices = {
+            label: [int(i) for i in idx] for label, idx in retrieved.items()
+        }
     tuning_dir, retrieved_dir = Path(tuning_dir), Path(retrieved_dir)
     source = pool.info.get("source_uri", "") or str(pool.root)
     with ImageSetWriter(
-        tuning_dir, labels, pool.resolution, source_uri=source, info={"selection": summary}
+        tuning_dir, labels, pool.resolution, source_uri=source, info={"selection": report.summary()}
     ) as writer:
         for label in labels:
             if label in picks:
@@ -446,27 +398,71 @@ def select_tuning_set(
                         split="curated",
                         original_id=original_id,
                     )
-    tmp = tuning_dir / f".{SELECTION_JSON}.partial-{os.getpid()}"
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, tuning_dir / SELECTION_JSON)
+    report.write(tuning_dir)
     with ImageSetWriter(
         retrieved_dir,
         labels,
         pool.resolution,
         source_uri=source,
-        info={"retrieval": retrieval_report, "retrieved_for": method.name},
+        info={
+            "retrieval": report.retrieval.to_json() if report.retrieval else None,
+            "retrieved_for": method.name,
+        },
     ) as writer:
         for label in labels:
             if label in retrieved:
                 _copy_from_pool(pool, retrieved[label], writer)
     log.info(
-        "%s: tuning set %s, %d duplicates; retrieved %d per label with %s",
+        "%s: tuning set %s, %d duplicates; retrieved %s",
         method.name,
-        {label: e["picked"] for label, e in report["labels"].items()},
-        sum(e["duplicates"] for e in report["labels"].values()),
-        n_retrieve_per_label,
-        retrieval_embedder,
+        {label: e.picked for label, e in report.labels.items()},
+        sum(e.duplicates for e in report.labels.values()),
+        {label: len(idx) for label, idx in retrieved.items()} or "none (not method retrieval)",
     )
+    return report.to_json()
+
+
+def _retrieve_for_tuning_set(
+    pool: ImageSet,
+    embeddings_dir: str | Path,
+    embedder: str,
+    picks: dict[str, np.ndarray],
+    n_per_label: int,
+    retrieved: dict[str, np.ndarray],
+) -> Retrieval:
+    """Fill ``retrieved`` with each label's ``n_per_label`` pool images nearest to its tuning
+    picks (disjoint from them); return the retrieval report."""
+    report = Retrieval(embedder, int(n_per_label))
+    if n_per_label == 0:
+        return report
+    vectors = load_embeddings(embeddings_dir, embedder, pool)
+    report.embedder_description = _embedder_info(embeddings_dir, embedder)
+    for li, label in enumerate(pool.labels):
+        members = np.flatnonzero(pool.label_indices == li)
+        candidates = np.setdiff1d(members, picks[label])
+        if len(candidates) == 0:
+            raise SelectionError(
+                f"no {label!r} pool images are left outside the tuning set to retrieve "
+                f"(pool has {len(members)}, tuning set uses them all)"
+            )
+        if n_per_label > len(candidates):
+            # The tuning set has used most of this label's pool: retrieve what is left and
+            # say so (report `short`) rather than fail the whole grid row.
+            log.warning(
+                "retrieval: only %d %r pool images left outside the tuning set (asked %d)",
+                len(candidates),
+                label,
+                n_per_label,
+            )
+        queries = vectors[np.unique(picks[label])]
+        chosen, distance = retrieve(vectors, candidates, queries, n_per_label)
+        retrieved[label] = chosen
+        report.labels[label] = RetrievedLabel(
+            retrieved=int(len(chosen)),
+            short=int(n_per_label - len(chosen)),
+            mean_distance=float(distance.mean()),
+            max_distance=float(distance.max()),
+        )
     return report
 
 
@@ -479,6 +475,8 @@ def _copy_from_pool(pool: ImageSet, indices: np.ndarray, writer: ImageSetWriter)
 def select_external(
     pool: ImageSet,
     method: Method,
+    size: int,
+    seed: int,
     select: SelectConfig,
     tuning_dir: str | Path,
     retrieved_dir: str | Path,
@@ -505,23 +503,26 @@ def select_external(
     tmp = tuning_dir.parent / f".{tuning_dir.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(pool.root, tmp, copy_function=_link_or_copy)
-    report = {
-        "method": method.name,
-        "selection": "external",
-        "embedder": None,
-        "external": external,
-        "message": f"no selection: the external set {name!r} ({uri}) is the synthetic set; "
-        "the tuning set is the whole pool (memorisation against the pool)",
-        "labels": {
-            label: {"picked": n, "unique": n, "duplicates": 0} for label, n in pool.counts().items()
+    report = SelectionReport(
+        method=method.name,
+        selection="external",
+        embedder=None,
+        size=size,
+        seed=seed,
+        labels={
+            label: LabelSelection(picked=n, unique=n, duplicates=0)
+            for label, n in pool.counts().items()
         },
-    }
-    (tmp / SELECTION_JSON).write_text(json.dumps(report, indent=2) + "\n")
+        external=external,
+        message=f"no selection: the external set {name!r} ({uri}) is the synthetic set; "
+        "the tuning set is the whole pool (memorisation against the pool)",
+    )
+    report.write(tmp)
     if tuning_dir.exists():
         tuning_dir.rmdir()
     os.replace(tmp, tuning_dir)
-    log.info("%s: %s", method.name, report["message"])
-    return report
+    log.info("%s: %s", method.name, report.message)
+    return report.to_json()
 
 
 def _link_or_copy(src: str, dst: str) -> None:

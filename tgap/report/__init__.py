@@ -12,12 +12,11 @@ import csv
 import io
 import json
 import logging
-import math
-import os
 import time
 from pathlib import Path
-from typing import Any
 
+from tgap.artifacts import json_safe
+from tgap.artifacts import write_text as _write
 from tgap.config import Config
 from tgap.report import html as h
 from tgap.report import plots
@@ -83,24 +82,6 @@ def _metric_sections(groups: list, cells: list) -> str:
     if other:
         parts += ["<h3>Other numbers</h3>", h.other_metrics_table(groups, other, "table-other")]
     return "".join(parts)
-
-
-def _write(path: Path, text: str) -> None:
-    """Write via a temp file and rename, so a failed report never leaves a half file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN/inf -> null, so results.json is strict JSON any viewer reads."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def _plot_section(
@@ -186,7 +167,7 @@ def build_report(
         "metrics": metrics,
         "provenance": provenance,
     }
-    _write(out_dir / "results.json", json.dumps(_json_safe(results), indent=1, default=str))
+    _write(out_dir / "results.json", json.dumps(json_safe(results), indent=1, default=str))
     _write(out_dir / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True))
     _write(
         out_dir / "summary.md",

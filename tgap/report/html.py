@@ -500,25 +500,16 @@ def run_notes(cells: list[Cell]) -> str:
     notes: dict[str, list[str]] = {}
     for c in cells:
         where = f"{c.method}/{c.size}/{c.seed}"
-        cell_notes = c.extra.get("notes")
-        if isinstance(cell_notes, dict):
-            for key, reason in cell_notes.items():
-                notes.setdefault(f"{key}: {reason}", []).append(where)
-        path = c.assets.get("training_log.json")
-        try:
-            log = json.loads(path.read_text()) if path else None
-        except (OSError, json.JSONDecodeError):
-            log = None
-        if not isinstance(log, dict):
+        for key, reason in c.extra.get("notes", {}).items():
+            notes.setdefault(f"{key}: {reason}", []).append(where)
+        log = c.training_log()
+        if log is None:
             continue
-        texts = [log.get("note")]
-        if log.get("fine_tuned") is False:
-            texts.append(log.get("message"))
-        summary = log.get("active_summary")
-        if isinstance(summary, dict) and isinstance(summary.get("warnings"), list):
-            texts += [f"active selection: {w}" for w in summary["warnings"]]
+        texts = [] if log.fine_tuned else [log.message]
+        if log.active_summary is not None:
+            texts += [f"active selection: {w}" for w in log.active_summary.warnings]
         for text in texts:
-            if isinstance(text, str) and text:
+            if text:
                 notes.setdefault(text, []).append(where)
     if not notes:
         return ""

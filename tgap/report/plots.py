@@ -5,14 +5,13 @@ data it needs, so the report can say which data was absent.
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from tgap.artifacts import RocCurve, SelectionReport, TrainingLog
 from tgap.report.images import figure_png
 from tgap.report.tables import Cell, Group
 
@@ -26,15 +25,6 @@ def style(methods: list[str]) -> dict[str, dict[str, Any]]:
         m: {"color": colours[i % 10], "marker": MARKERS[i % len(MARKERS)]}
         for i, m in enumerate(methods)
     }
-
-
-def _read_json(path: Path | None) -> Any:
-    if path is None:
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None  # an unreadable optional asset is treated as absent (the section says so)
 
 
 def _subplots(
@@ -120,30 +110,11 @@ def auroc_scatter(groups: list[Group], methods: list[str]) -> bytes | None:
     return figure_png(fig)
 
 
-def pick_curve(roc: Any, labels: list[str]) -> tuple[np.ndarray, np.ndarray, str] | None:
-    """One ROC curve from ``{"fpr","tpr"}`` or ``{label: {"fpr","tpr"}}``.
-
-    For per-class curves the overall/micro curve wins; else the last configured label (the
-    positive class of a binary problem) or the first one present.
-    """
-    if not isinstance(roc, dict):
+def pick_curve(roc: RocCurve | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The overall ROC curve compute-FTER wrote, or None when there is none to draw."""
+    if roc is None or not roc.drawable:
         return None
-
-    def valid(c: Any) -> bool:
-        return (
-            isinstance(c, dict)
-            and isinstance(c.get("fpr"), list)
-            and isinstance(c.get("tpr"), list)
-            and len(c["fpr"]) == len(c["tpr"])
-            and len(c["fpr"]) > 1
-        )
-
-    if valid(roc):
-        return np.asarray(roc["fpr"], float), np.asarray(roc["tpr"], float), "overall"
-    for name in ("overall", "macro", "micro", *reversed(labels), *sorted(roc)):
-        if valid(roc.get(name)):
-            return np.asarray(roc[name]["fpr"], float), np.asarray(roc[name]["tpr"], float), name
-    return None
+    return np.asarray(roc.fpr, float), np.asarray(roc.tpr, float)
 
 
 def _mean_roc(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -165,16 +136,14 @@ def roc_curves(
     directions = [("s2r", "S→R"), ("r2s", "R→S")]
     found: dict[tuple[str, int, str], list] = {}
     reference: dict[int, list] = {}
-    names = set()
     for c in cells:
         for d, _ in directions:
-            curve = pick_curve(_read_json(c.assets.get(f"roc_{d}.json")), labels)
+            curve = pick_curve(c.roc(d))
             if curve:
-                found.setdefault((d, c.size, c.method), []).append(curve[:2])
-                names.add(curve[2])
-        curve = pick_curve(_read_json(c.assets.get("roc_r2r.json")), labels)
+                found.setdefault((d, c.size, c.method), []).append(curve)
+        curve = pick_curve(c.roc("r2r"))
         if curve:
-            reference.setdefault(c.size, []).append(curve[:2])
+            reference.setdefault(c.size, []).append(curve)
     if not found:
         return None, ""
     fig, axes = _subplots(len(sizes) * 2, width=3.6, height=3.4, rows=2)
@@ -201,7 +170,7 @@ def roc_curves(
                 legend_labels.append(lab)
     fig.legend(handles, legend_labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
-    return figure_png(fig), ", ".join(sorted(names))
+    return figure_png(fig), "overall"
 
 
 def roc_per_class(cells: list[Cell], methods: list[str], labels: list[str]) -> bytes | None:
@@ -216,13 +185,13 @@ def roc_per_class(cells: list[Cell], methods: list[str], labels: list[str]) -> b
         if c.size != size:
             continue
         for d, _ in directions:
-            roc = _read_json(c.assets.get(f"roc_{d}.json"))
-            if not isinstance(roc, dict):
+            roc = c.roc(d)
+            if roc is None:
                 continue
             for name in (*labels, "macro"):
-                entry = roc.get(name)
-                if isinstance(entry, dict) and len(entry.get("fpr") or []) > 1:
-                    curve = (np.asarray(entry["fpr"], float), np.asarray(entry["tpr"], float))
+                entry = roc.per_class.get(name)
+                if entry is not None and entry.drawable:
+                    curve = (np.asarray(entry.fpr, float), np.asarray(entry.tpr, float))
                     curves.setdefault((d, c.method, name), []).append(curve)
     panels = [(d, t, m) for d, t in directions for m in methods if (d, m, "macro") in curves]
     if not panels:
@@ -251,25 +220,15 @@ def roc_per_class(cells: list[Cell], methods: list[str], labels: list[str]) -> b
 
 
 def supplementation_points(cell: Cell) -> list[tuple[float, float]]:
-    """``[(ratio, auroc)]`` from cell.json's ``supplementation`` or the asset: either
-    ``{"ratios", "auroc"}`` or ``{"ratios", "points": [{"auroc"}]}`` (undefined points dropped)."""
-    for data in (
-        cell.extra.get("supplementation"),
-        _read_json(cell.assets.get("supplementation.json")),
-    ):
-        if not isinstance(data, dict) or not isinstance(data.get("ratios"), list):
-            continue
-        aurocs = data.get("auroc")
-        if not isinstance(aurocs, list) and isinstance(data.get("points"), list):
-            aurocs = [p.get("auroc") if isinstance(p, dict) else None for p in data["points"]]
-        if not isinstance(aurocs, list) or len(aurocs) != len(data["ratios"]):
-            continue
-        return [
-            (float(r), float(a))
-            for r, a in zip(data["ratios"], aurocs, strict=True)
-            if isinstance(r, int | float) and isinstance(a, int | float) and math.isfinite(a)
-        ]
-    return []
+    """``[(ratio, auroc)]`` of the cell's supplementation curve (undefined points dropped)."""
+    curve = cell.supplementation
+    if curve is None:
+        return []
+    return [
+        (float(r), float(a))
+        for r, a in zip(curve.ratios, curve.auroc, strict=True)
+        if a is not None and math.isfinite(a)
+    ]
 
 
 def supplementation(cells: list[Cell], methods: list[str]) -> bytes | None:
@@ -298,49 +257,17 @@ def supplementation(cells: list[Cell], methods: list[str]) -> bytes | None:
     return figure_png(fig)
 
 
-def active_log(log: Any) -> tuple[list[float], list[float], float | None]:
-    """Similarities, skip fraction per epoch and threshold from a training log.
-
-    Accepts the fine-tune stage's form (``active``: one record per step with ``similarity``,
-    ``skipped``, ``epoch``; ``active_summary.skip_fraction_per_epoch``: {epoch: fraction};
-    ``active_config.threshold``) and the flat form (``active``: {``similarities``,
-    ``skip_fraction_per_epoch``: [...]}).
-    """
-    if not isinstance(log, dict):
+def active_log(log: TrainingLog | None) -> tuple[list[float], list[float], float | None]:
+    """Similarities, skip fraction per epoch (the summary fine-tune wrote) and threshold."""
+    if log is None or not log.active:
         return [], [], None
-    active = log.get("active")
-    sims: list[float] = []
-    fractions: list[float] = []
-    if isinstance(active, list):
-        records = [r for r in active if isinstance(r, dict)]
-        sims = [
-            float(r["similarity"]) for r in records if isinstance(r.get("similarity"), int | float)
-        ]
-        per_epoch: dict[int, list[bool]] = {}
-        for r in records:
-            if isinstance(r.get("epoch"), int) and isinstance(r.get("skipped"), bool):
-                per_epoch.setdefault(r["epoch"], []).append(r["skipped"])
-        fractions = [float(np.mean(v)) for _, v in sorted(per_epoch.items())]
-    elif isinstance(active, dict):
-        sims = [float(v) for v in active.get("similarities") or [] if isinstance(v, int | float)]
-        raw = active.get("skip_fraction_per_epoch")
-        if isinstance(raw, list):
-            fractions = [float(v) for v in raw if isinstance(v, int | float)]
-    summary = log.get("active_summary")
-    if (
-        not fractions
-        and isinstance(summary, dict)
-        and isinstance(summary.get("skip_fraction_per_epoch"), dict)
-    ):
-        table = summary["skip_fraction_per_epoch"]
-        fractions = [
-            float(table[k])
-            for k in sorted(table, key=lambda k: int(k))
-            if isinstance(table[k], int | float)
-        ]
-    config = log.get("active_config")
-    threshold = config.get("threshold") if isinstance(config, dict) else None
-    return sims, fractions, float(threshold) if isinstance(threshold, int | float) else None
+    sims = [a.similarity for a in log.active]
+    fractions = []
+    if log.active_summary is not None:
+        table = log.active_summary.skip_fraction_per_epoch
+        fractions = [float(table[k]) for k in sorted(table, key=int)]
+    threshold = (log.active_config or {}).get("threshold")
+    return sims, fractions, None if threshold is None else float(threshold)
 
 
 def active_selection(cells: list[Cell], threshold: float | str) -> bytes | None:
@@ -349,7 +276,7 @@ def active_selection(cells: list[Cell], threshold: float | str) -> bytes | None:
     sims: dict[int, list[float]] = {}
     skips: dict[int, list[list[float]]] = {}
     for c in cells:
-        similarities, fractions, logged = active_log(_read_json(c.assets.get("training_log.json")))
+        similarities, fractions, logged = active_log(c.training_log())
         if logged is not None:
             threshold = logged  # the threshold the run used, over the report's config
         if similarities:
@@ -393,21 +320,11 @@ def active_selection(cells: list[Cell], threshold: float | str) -> bytes | None:
     return figure_png(fig)
 
 
-def loss_curve(log: Any) -> list[tuple[int, float]]:
-    """``[(step, loss)]`` from ``loss``: [per step, None when skipped] or ``steps``: [{step, loss}]."""
-    if not isinstance(log, dict):
+def loss_curve(log: TrainingLog | None) -> list[tuple[int, float]]:
+    """``[(step, loss)]`` of a fine-tune (steps that active selection skipped left out)."""
+    if log is None:
         return []
-    if isinstance(log.get("loss"), list):
-        return [(i, float(v)) for i, v in enumerate(log["loss"]) if isinstance(v, int | float)]
-    if isinstance(log.get("steps"), list):
-        return [
-            (int(s["step"]), float(s["loss"]))
-            for s in log["steps"]
-            if isinstance(s, dict)
-            and isinstance(s.get("step"), int | float)
-            and isinstance(s.get("loss"), int | float)
-        ]
-    return []
+    return [(i, float(v)) for i, v in enumerate(log.loss) if v is not None]
 
 
 def training_loss(cells: list[Cell], methods: list[str]) -> bytes | None:
@@ -415,7 +332,7 @@ def training_loss(cells: list[Cell], methods: list[str]) -> bytes | None:
     looks = style(methods)
     per: dict[tuple[int, str], dict[int, list[float]]] = {}
     for c in cells:
-        for step, loss in loss_curve(_read_json(c.assets.get("training_log.json"))):
+        for step, loss in loss_curve(c.training_log()):
             per.setdefault((c.size, c.method), {}).setdefault(step, []).append(loss)
     if not per:
         return None
@@ -443,33 +360,19 @@ def training_loss(cells: list[Cell], methods: list[str]) -> bytes | None:
     return figure_png(fig)
 
 
-def selection_clusters(selection: Any) -> dict[str, dict[str, list[float]]]:
-    """``{label: {"sizes", "picks", "duplicates"}}`` from a selection report.
-
-    Accepts the select stage's form (``labels.<label>.clusters``: [{cluster, size, share,
-    duplicates}]) and the flat form (``clusters.<label>``: {sizes, picks, duplicates}).
-    """
-    if not isinstance(selection, dict):
+def selection_clusters(selection: SelectionReport | None) -> dict[str, dict[str, list[float]]]:
+    """``{label: {"sizes", "picks", "duplicates"}}`` per cluster of a clustered selection."""
+    if selection is None:
         return {}
-    out: dict[str, dict[str, list[float]]] = {}
-    flat = selection.get("clusters")
-    if isinstance(flat, dict):
-        for label, info in flat.items():
-            if isinstance(info, dict) and isinstance(info.get("sizes"), list):
-                out[str(label)] = {
-                    k: list(info.get(k) or []) for k in ("sizes", "picks", "duplicates")
-                }
-    labels = selection.get("labels")
-    if isinstance(labels, dict):
-        for label, entry in labels.items():
-            rows = entry.get("clusters") if isinstance(entry, dict) else None
-            if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
-                out[str(label)] = {
-                    "sizes": [r.get("size", 0) for r in rows],
-                    "picks": [r.get("share", 0) for r in rows],
-                    "duplicates": [r.get("duplicates", 0) for r in rows],
-                }
-    return out
+    return {
+        label: {
+            "sizes": [c.size for c in entry.clusters],
+            "picks": [c.share for c in entry.clusters],
+            "duplicates": [c.duplicates for c in entry.clusters],
+        }
+        for label, entry in selection.labels.items()
+        if entry.clusters
+    }
 
 
 def cluster_sizes(
@@ -481,7 +384,7 @@ def cluster_sizes(
     for c in cells:  # cells are sorted by (method, size, seed): the first hit is representative
         if c.method in chosen:
             continue
-        clusters = selection_clusters(_read_json(c.assets.get("selection.json")))
+        clusters = selection_clusters(c.selection())
         if clusters:
             chosen[c.method] = (c, clusters)
     if not chosen:

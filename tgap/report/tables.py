@@ -15,21 +15,23 @@ from typing import Any
 
 import numpy as np
 
+from tgap.artifacts import (
+    CELL,
+    CELL_REQUIRED,
+    SELECTION,
+    TRAINING_LOG,
+    ArtifactError,
+    CellArtifact,
+    RocCurve,
+    SelectionReport,
+    Supplementation,
+    TrainingLog,
+)
 from tgap.metrics import paired_difference, seed_interval
 
-REQUIRED = (
-    "method",
-    "size",
-    "seed",
-    "s2r_accuracy",
-    "s2r_auroc",
-    "r2s_accuracy",
-    "r2s_auroc",
-    "fter",
-)
+REQUIRED = CELL_REQUIRED
 HEADLINE = REQUIRED[3:]
 REFERENCE = ("r2r_accuracy", "r2r_auroc")
-NOT_METRICS = ("method", "size", "seed", "assets", "provenance")
 CI_LOW, CI_HIGH = "_ci_low", "_ci_high"
 
 
@@ -48,21 +50,35 @@ class Cell:
     values: dict[str, float]
     assets: dict[str, Path]
     provenance: dict[str, Any] = field(default_factory=dict)
-    # Non-numeric entries of cell.json (notes, supplementation, descriptions), kept as read.
+    # Non-numeric entries of cell.json: ``notes`` and the descriptions (CellArtifact.text).
     extra: dict[str, Any] = field(default_factory=dict)
+    supplementation: Supplementation | None = None
 
     @property
     def key(self) -> tuple[str, int, int]:
         return (self.method, self.size, self.seed)
 
+    def training_log(self) -> TrainingLog | None:
+        """Fine-tune's training log, copied into the cell's assets (None when absent)."""
+        path = self.assets.get(TRAINING_LOG)
+        return None if path is None else _typed(TrainingLog.read, path)
 
-def _number(value: Any) -> float | None:
-    """A JSON number (NaN allowed, null -> NaN) as float; None for anything that is not one."""
-    if value is None:
-        return math.nan
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
+    def selection(self) -> SelectionReport | None:
+        """Select's selection report, copied into the cell's assets (None when absent)."""
+        path = self.assets.get(SELECTION)
+        return None if path is None else _typed(SelectionReport.read, path)
+
+    def roc(self, direction: str) -> RocCurve | None:
+        """The ROC curve of one direction (``s2r``, ``r2s``, ``r2r``) that compute-FTER wrote."""
+        path = self.assets.get(f"roc_{direction}.json")
+        return None if path is None else _typed(RocCurve.read, path)
+
+
+def _typed(read, path: Path):
+    try:
+        return read(path)
+    except ArtifactError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def _find_assets(cell_dir: Path, listed: Any) -> dict[str, Path]:
@@ -85,51 +101,21 @@ def _find_assets(cell_dir: Path, listed: Any) -> dict[str, Path]:
 
 
 def load_cell(cell_dir: str | Path) -> Cell:
-    """Read one cell folder; required keys missing or not numbers -> ReportError naming the cell."""
+    """Read one cell folder (``CellArtifact``); a malformed cell.json -> ReportError naming it."""
     cell_dir = Path(cell_dir)
-    path = cell_dir / "cell.json"
-    if not path.is_file():
-        raise ReportError(f"cell {cell_dir}: no cell.json")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ReportError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ReportError(f"{path}: expected a JSON object")
-    missing = [k for k in REQUIRED if k not in data]
-    if missing:
-        raise ReportError(f"{path}: missing required key(s) {', '.join(missing)}")
-    if not isinstance(data["method"], str) or not data["method"]:
-        raise ReportError(f"{path}: method must be a non-empty string, got {data['method']!r}")
-    for key in ("size", "seed"):
-        value = data[key]
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)  # KFP Structs turn ints into floats
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ReportError(f"{path}: {key} must be an integer, got {data[key]!r}")
-        data[key] = value
-    values: dict[str, float] = {}
-    extra: dict[str, Any] = {}
-    for key, raw in data.items():
-        if key in NOT_METRICS:
-            continue
-        number = _number(raw)
-        if number is None:
-            if key in HEADLINE:
-                raise ReportError(f"{path}: {key} must be a number, got {raw!r}")
-            extra[key] = raw  # text or nested extras stay out of the numeric tables
-            continue
-        values[key] = number
-    provenance = data.get("provenance") if isinstance(data.get("provenance"), dict) else {}
+    if not (cell_dir / CELL).is_file():
+        raise ReportError(f"cell {cell_dir}: no {CELL}")
+    art = _typed(CellArtifact.read, cell_dir)
     return Cell(
         cell_dir,
-        data["method"],
-        data["size"],
-        data["seed"],
-        values,
-        _find_assets(cell_dir, data.get("assets")),
-        provenance,
-        extra,
+        art.method,
+        art.size,
+        art.seed,
+        art.metrics,
+        _find_assets(cell_dir, art.assets),
+        art.provenance,
+        {**art.text, "notes": art.notes},
+        art.supplementation,
     )
 
 
