@@ -43,4 +43,5 @@ def finetune(
             diffusion=section(DiffusionConfig, diffusion, "diffusion"),
             out_dir=model.path,
             embedder=embedder,
+            base_model_uri=base_model.uri,
         )

@@ -75,7 +75,7 @@ class ActiveProbe:
         model.unet.eval()
         generated = sample(model, embeds, seeds, "ddim", self.active.sampler_steps)
         model.unet.train(was_training)
-        real_emb = np.asarray(self.embedder.embed(data.images[idx]), dtype=np.float32)
+        real_emb = np.asarray(self.embedder.embed(data.instances.images(idx)), dtype=np.float32)
         gen_emb = np.asarray(self.embedder.embed(generated), dtype=np.float32)
         return cosine_similarity(real_emb, gen_emb, self.active.similarity)
 
