@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,9 +21,8 @@ from test_diffusion_build import real_image_set, tiny_diffusion
 from tgap.config import ActiveConfig, FinetuneConfig, PromptConfig
 from tgap.diffusion.active import cosine_similarity
 from tgap.diffusion.base_model import prepare_base_model
-from tgap.diffusion.build import ModelError
+from tgap.diffusion.build import ModelError, load_model
 from tgap.diffusion.dreambooth import finetune
-from tgap.diffusion.build import load_model
 from tgap.diffusion.training import Examples, TrainData, batch_plan, dreambooth_loss, make_batch
 from tgap.imageset import ImageSet
 from tgap.methods import parse_method

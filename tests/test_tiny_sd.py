@@ -191,7 +191,9 @@ def test_lora_artifact_generates_like_the_model_with_the_adapter_fused(sd, tmp_p
     base = load_model(sd / "base")
     assert not torch.equal(
         base.unet.state_dict()["down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.weight"],
-        model.unet.state_dict()["down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.weight"],
+        model.unet.state_dict()[
+            "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.weight"
+        ],
     )
 
 
