@@ -292,19 +292,29 @@ def check_components(path: str | Path) -> None:
             f"text_encoder/config.json has hidden_size={hidden} (the UNet attends to the text "
             "encoder's hidden states: they must be equal)"
         )
-    vocab_file = path / "tokenizer" / "vocab.json"
-    if vocab_file.is_file():
-        tokens = len(_read_json(vocab_file))
-        added = path / "tokenizer" / "added_tokens.json"
-        if added.is_file():
-            tokens = max(tokens, max(_read_json(added).values(), default=-1) + 1)
-        size = text.get("vocab_size")
-        if size is not None and tokens > size:
-            raise ModelError(
-                f"base model {path}: tokenizer/vocab.json has {tokens} tokens but "
-                f"text_encoder/config.json has vocab_size={size} (token ids up to {tokens - 1} "
-                "would index past the text encoder's embedding table)"
-            )
+    tokens, vocab_name = _tokenizer_size(path / "tokenizer")
+    size = text.get("vocab_size")
+    if tokens is not None and size is not None and tokens > size:
+        raise ModelError(
+            f"base model {path}: tokenizer/{vocab_name} has {tokens} tokens but "
+            f"text_encoder/config.json has vocab_size={size} (token ids up to {tokens - 1} "
+            "would index past the text encoder's embedding table)"
+        )
+
+
+def _tokenizer_size(folder: Path) -> tuple[int | None, str]:
+    """(number of token ids, the file it was read from): 1 + the largest id it can emit."""
+    if (folder / "tokenizer.json").is_file():  # the fast tokenizer's one file
+        spec = _read_json(folder / "tokenizer.json")
+        ids = list(spec.get("model", {}).get("vocab", {}).values())
+        ids += [t["id"] for t in spec.get("added_tokens", [])]
+        return (max(ids) + 1 if ids else None), "tokenizer.json"
+    if (folder / "vocab.json").is_file():
+        ids = list(_read_json(folder / "vocab.json").values())
+        if (folder / "added_tokens.json").is_file():
+            ids += list(_read_json(folder / "added_tokens.json").values())
+        return (max(ids) + 1 if ids else None), "vocab.json"
+    return None, ""
 
 
 def validate_model_dir(path: str | Path, pixel_space: bool | None = None) -> None:
@@ -419,7 +429,10 @@ def resolve_base(model_dir: str | Path, reference: dict[str, str]) -> Path:
         try:
             path = fetch_model_dir(uri) if uri else path
         except ModelError as exc:
-            raise ModelError(f"{where} references base model {uri}: {exc}") from None
+            raise ModelError(
+                f"{where} references base model {uri} (local path {reference.get('path')}), "
+                f"which is missing: {exc}"
+            ) from None
     if not (path / MODEL_INFO).is_file():
         raise ModelError(
             f"{where} references base model {reference.get('uri')} "
