@@ -4,7 +4,7 @@ Stable Diffusion fixture at 128 px (16x16 latents).
     .venv/bin/python benchmarks/scale.py [--n 128] [--resolution 128] [--steps 4]
 
 Every measurement runs in a subprocess of its own (``--worker``), so each peak RSS
-(``ru_maxrss``) is that stage's alone; the inputs (base model, image sets, the classifier
+(``VmHWM``) is that stage's alone; the inputs (base model, image sets, the classifier
 evaluations the cell stage reads) are made by this process beforehand. Memory flat in N means
 the 4N/N ratio of each stage stays near 1: fine-tune streams its tuning set (latents per batch),
 generate writes as it goes, the cell stage reads its sets in chunks.
@@ -86,10 +86,19 @@ def worker(stage: str, paths: dict[str, str], steps: int) -> dict:
         )  # fmt: skip
     else:
         raise SystemExit(f"unknown stage {stage!r}")
-    return {
-        "stage": stage,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
+    return {"stage": stage, "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS since its exec: VmHWM of /proc/self/status.
+
+    Not ``ru_maxrss``: Linux carries it across fork + exec, so a worker started by a large
+    parent would report at least the parent's size.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(stage: str, paths: dict[str, str], steps: int) -> float:
