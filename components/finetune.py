@@ -49,4 +49,5 @@ def finetune(
             out_dir=model.path,
             embedder=embedder,
             class_images_dir=Path(class_images.path) / seed_folder(int(row["seed"])),
+            base_model_uri=base_model.uri,
         )

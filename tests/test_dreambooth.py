@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,9 +21,10 @@ from tiny import real_image_set, tiny_diffusion, tiny_finetune
 from tgap.config import ActiveConfig, PromptConfig
 from tgap.diffusion.active import UntrainedError, cosine_similarity
 from tgap.diffusion.base_model import prepare_base_model
-from tgap.diffusion.build import ModelError
+from tgap.diffusion.build import ModelError, load_model
 from tgap.diffusion.dreambooth import finetune
-from tgap.diffusion.training import TrainData, batch_plan, dreambooth_loss, make_batch
+from tgap.diffusion.training import Examples, TrainData, batch_plan, dreambooth_loss, make_batch
+from tgap.imageset import ImageSet
 from tgap.methods import parse_method
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,16 +66,17 @@ def test_loss_decreases_on_a_tiny_run(setup, tmp_path):
 
 
 def test_prior_preservation_batch_is_instances_then_as_many_class_images():
+    pixel = SimpleNamespace(vae=None)  # pixel space: model space is the image in [-1, 1]
     data = TrainData(
-        x=torch.arange(6.0).view(6, 1, 1, 1),
+        instances=Examples(np.arange(6, dtype=np.uint8).reshape(6, 1, 1), pixel, 0),
         prompt_index=np.array([0, 1, 0, 1, 0, 1]),
         prompts=["a", "b", "class"],
-        images=np.zeros((6, 1, 1), np.uint8),
-        class_x=torch.arange(100.0, 105.0).view(5, 1, 1, 1),
+        class_examples=Examples(np.arange(100, 105, dtype=np.uint8).reshape(5, 1, 1), pixel, 0),
         class_prompt_index=2,
     )
     x, prompts, is_prior = make_batch(data, np.array([4, 1, 2]), step=1)
-    assert x.flatten().tolist() == [4, 1, 2, 103, 104, 100]  # class images cycle: 3, 4, 0
+    grey = ((x.flatten() + 1) * 127.5).round().tolist()
+    assert grey == [4, 1, 2, 103, 104, 100]  # class images cycle: 3, 4, 0
     assert prompts.tolist() == [0, 1, 0, 2, 2, 2]
     assert is_prior.tolist() == [False, False, False, True, True, True]
     # loss = instance MSE + weight x prior MSE: (1) + 0.5 x (4)
@@ -98,7 +101,7 @@ def test_prior_preservation_generates_class_images_with_the_base_model(setup, tm
         tiny_diffusion(),
         tmp_path / "m",
     )
-    class_images = np.load(tmp_path / "m" / "class_images.npy")
+    class_images = np.load(tmp_path / "m" / "class_images.npy", mmap_mode="r")
     assert class_images.shape == (5, 16, 16) and class_images.dtype == np.uint8
     log = json.loads((tmp_path / "m" / "training_log.json").read_text())
     assert all(v is not None for v in log["prior_loss"])
@@ -285,7 +288,7 @@ def test_tuning_resolution_the_model_cannot_take_is_rejected(setup, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["no-finetune", "retrieval"])
-def test_methods_without_finetuning_copy_the_base_model_and_say_so(setup, tmp_path, name):
+def test_methods_without_finetuning_reference_the_base_model_and_say_so(setup, tmp_path, name):
     base, tuning = setup
     out = tmp_path / "m"
     finetune(
@@ -294,11 +297,14 @@ def test_methods_without_finetuning_copy_the_base_model_and_say_so(setup, tmp_pa
     log = json.loads((out / "training_log.json").read_text())
     assert log["fine_tuned"] is False
     assert log["message"] == f"not fine-tuned: method {name} uses the base model"
-    before, after = unet_weights(base), unet_weights(out)
+    assert not (out / "unet").exists()  # the artifact is a reference, not a copy
+    info = json.loads((out / "tgap_model.json").read_text())
+    assert info["trained"] == [] and info["base_model"]["path"] == str(base.resolve())
+    before, after = unet_weights(base), load_model(out).unet.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-def test_lora_trains_adapters_and_writes_a_plain_merged_unet(setup, tmp_path):
+def test_lora_writes_the_adapter_alone_and_loads_as_a_plain_merged_unet(setup, tmp_path):
     base, tuning = setup
     finetune(
         base,
@@ -310,10 +316,32 @@ def test_lora_trains_adapters_and_writes_a_plain_merged_unet(setup, tmp_path):
         tiny_diffusion(),
         tmp_path / "m",
     )
-    before, after = unet_weights(base), unet_weights(tmp_path / "m")
-    assert before.keys() == after.keys()  # no lora_ keys left: merged
+    out = tmp_path / "m"
+    assert not (out / "unet").exists()
+    adapter = load_file(out / "pytorch_lora_weights.safetensors")
+    assert adapter and all(k.startswith("unet.") and "lora" in k for k in adapter)
+    before, after = unet_weights(base), load_model(out).unet.state_dict()
+    assert before.keys() == after.keys()  # no lora_ keys left: merged at load
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all("attn" in k for k in changed)
+
+
+def test_finetune_streams_its_tuning_set(setup, tmp_path, monkeypatch):
+    """Memory flat in N: the fine-tune never loads the whole tuning set at once."""
+
+    def whole_set(self):
+        raise AssertionError(f"load_all on {self.root}")
+
+    monkeypatch.setattr(ImageSet, "load_all", whole_set)
+    base, tuning = setup
+    reads = []
+    load_many = ImageSet.load_many
+    monkeypatch.setattr(
+        ImageSet, "load_many", lambda s, idx: reads.append(len(idx)) or load_many(s, idx)
+    )
+    finetune(base, tuning, parse_method("random"), 0, tiny_finetune(steps=3, batch_size=2),
+             PromptConfig(), tiny_diffusion(), tmp_path / "m")  # fmt: skip
+    assert reads and max(reads) <= 2
 
 
 WORKER = """

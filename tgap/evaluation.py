@@ -97,6 +97,21 @@ def _pixels(images: np.ndarray, side: int) -> np.ndarray:
     return resize_images(images, side).reshape(len(images), -1).astype(np.float32) / 255
 
 
+def _pixels_of_set(images: ImageSet, side: int, batch_size: int = 512) -> np.ndarray:
+    """``_pixels`` of a whole set, read ``batch_size`` images at a time."""
+    return np.concatenate([_pixels(x, side) for x, _ in images.iter_batches(batch_size)])
+
+
+class _Images:
+    """An image set indexed like an array, decoding only the images asked for."""
+
+    def __init__(self, images: ImageSet) -> None:
+        self.images = images
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.images.load(int(i))
+
+
 def _closest_pairs_png(pairs, synthetic: np.ndarray, tuning: np.ndarray, threshold, path: Path):
     """Synthetic image (top) above its nearest tuning image (bottom), closest pairs first."""
     import matplotlib
@@ -207,14 +222,15 @@ def compute_cell(
         notes["fid"] = f"distribution metrics need more than prdc_k={k} images per set"
 
     # Memorisation of the tuning set.
-    syn_images, tuning_images = synthetic.load_all(), tuning.load_all()
+    # Read in chunks (memory flat in the set sizes); the pairs figure decodes its few images.
+    syn_images, tuning_images = _Images(synthetic), _Images(tuning)
     if evaluation.memorisation_space == "pixels":
         side = min(synthetic.resolution, tuning.resolution, MEMORISATION_MAX_SIDE)
         space = f"pixels at {side}x{side}, scaled to [0, 1], Euclidean distance"
-        syn_vec, tuning_vec = _pixels(syn_images, side), _pixels(tuning_images, side)
+        syn_vec, tuning_vec = _pixels_of_set(synthetic, side), _pixels_of_set(tuning, side)
     else:
         space = f"{embedder.name} embedder, Euclidean distance"
-        syn_vec, tuning_vec = syn_emb, embedder.embed(tuning_images)
+        syn_vec, tuning_vec = syn_emb, _embed_set(embedder, tuning)
     memo = metrics.memorisation(
         syn_vec, tuning_vec, evaluation.near_copy_quantile, evaluation.closest_pairs
     )

@@ -90,7 +90,7 @@ class ActiveProbe:
         if self.threshold is not None:
             return self.threshold
         n = min(self.active.calibration_batches, self.steps)
-        plan = batch_plan(len(data.x), batch_size, n, self.seed)
+        plan = batch_plan(len(data.instances), batch_size, n, self.seed)
         self.calibration = [self.similarity(model, data, idx, step) for step, (_, idx) in
                             enumerate(plan)]  # fmt: skip
         self.seen = []
@@ -129,7 +129,7 @@ class ActiveProbe:
         model.unet.eval()
         generated = sample(model, embeds, seeds, "ddim", self.active.sampler_steps)
         model.unet.train(was_training)
-        real_emb = np.asarray(self.embedder.embed(data.images[idx]), dtype=np.float32)
+        real_emb = np.asarray(self.embedder.embed(data.instances.images(idx)), dtype=np.float32)
         gen_emb = np.asarray(self.embedder.embed(generated), dtype=np.float32)
         score = cosine_similarity(real_emb, gen_emb, self.active.similarity)
         if self.threshold is not None:

@@ -23,18 +23,20 @@ from tgap.diffusion.build import (
     REQUIRED,
     DiffusionModel,
     build_tiny_pixel,
+    content_hash,
     count_parameters,
     fetch_model_dir,
     load_model,
+    model_index,
     save_model,
     validate_model_dir,
 )
 from tgap.diffusion.training import (
+    Examples,
     LoopSettings,
     TrainData,
     check_resolution,
     loss_summary,
-    to_model_space,
     train_loop,
 )
 from tgap.imageset import ImageSet
@@ -111,6 +113,10 @@ def prepare_base_model(
         shutil.copytree(source / name, out_dir / name, dirs_exist_ok=True)
     if (source / "model_index.json").is_file():
         shutil.copy2(source / "model_index.json", out_dir / "model_index.json")
+    else:
+        scheduler = json.loads((out_dir / "scheduler" / "scheduler_config.json").read_text())
+        index = model_index(scheduler.get("_class_name", "PNDMScheduler"), pixel_space=False)
+        (out_dir / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
     model_info = {"kind": "stable-diffusion", "pixel_space": False, "source": diffusion.base_model}
     model = load_model(out_dir, info=model_info)
     vae_scale = 2 ** (len(model.vae.config.block_out_channels) - 1)
@@ -125,6 +131,7 @@ def prepare_base_model(
         },
         "pretrain": None,
         "description": f"pretrained Stable Diffusion weights from {diffusion.base_model}",
+        "content_hash": content_hash(out_dir),
     }
     (out_dir / MODEL_INFO).write_text(json.dumps(info, indent=2) + "\n")  # last: marks complete
     return info
@@ -155,12 +162,10 @@ def pretrain(
         {"resolution": diffusion.sample_size, "kind": "tiny-pixel"},
     )
     check_resolution(model, pool.resolution, f"pretrain set {pool.root}")
-    images = pool.load_all()
     data = TrainData(
-        x=to_model_space(model, images, diffusion.seed),
-        prompt_index=np.zeros(len(images), dtype=np.int64),
+        instances=Examples(pool, model, diffusion.seed),
+        prompt_index=np.zeros(len(pool), dtype=np.int64),
         prompts=[class_prompt],
-        images=images,
     )
     settings = LoopSettings(
         steps=diffusion.pretrain_steps,
@@ -178,7 +183,7 @@ def pretrain(
     )
     return {
         "steps": settings.steps,
-        "images": len(images),
+        "images": len(pool),
         "prompt": class_prompt,
         "source": str(pool.root),
         "batch_size": settings.batch_size,

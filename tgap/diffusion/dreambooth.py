@@ -22,19 +22,26 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from tgap.config import DiffusionConfig, FinetuneConfig, PromptConfig
-from tgap.device import pick_device
+from tgap.device import pick_device, torch_dtype
 from tgap.diffusion.active import ActiveProbe, UntrainedError, check_active, summarise_active
-from tgap.diffusion.build import load_model, save_model
+from tgap.diffusion.build import (
+    LORA_WEIGHTS,
+    MODEL_INFO,
+    base_reference,
+    load_model,
+    validate_model_dir,
+)
 from tgap.diffusion.generate import encode_prompts, prompt_for, sample
 from tgap.diffusion.training import (
+    Examples,
     LoopSettings,
     TrainData,
     check_resolution,
     loss_summary,
-    to_model_space,
     train_loop,
 )
 from tgap.imageset import ImageSet
@@ -49,22 +56,29 @@ CLASS_IMAGES = "class_images.npy"
 
 
 def prior_class_images(model, out_dir: Path, class_prompt: str, n: int, steps: int, seed: int):
-    """Prior-preservation images from the base model, cached in ``class_images.npy``."""
+    """Prior-preservation images from the base model, cached in ``class_images.npy``.
+
+    Written 64 at a time into a memory-mapped ``.npy`` and returned memory-mapped: the training
+    loop reads the few it needs per batch.
+    """
     path = out_dir / CLASS_IMAGES
     if path.is_file():
-        images = np.load(path)
+        images = np.load(path, mmap_mode="r")
         if len(images) == n:
             return images
     embeds = encode_prompts(model, [class_prompt], model.unet.device)
-    chunks = []
+    tmp = out_dir / ".class_images.tmp.npy"
+    side = model.resolution
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, side, side))
     for start in tqdm(range(0, n, 64), desc="class images", unit="batch"):
         seeds = [derive_seed(seed, "class", i) for i in range(start, min(start + 64, n))]
-        chunks.append(sample(model, embeds.expand(len(seeds), -1, -1), seeds, "ddim", steps))
-    images = np.concatenate(chunks)
-    tmp = out_dir / ".class_images.tmp.npy"
-    np.save(tmp, images)
+        out[start : start + len(seeds)] = sample(
+            model, embeds.expand(len(seeds), -1, -1), seeds, "ddim", steps
+        )
+    out.flush()
+    del out
     os.replace(tmp, path)
-    return images
+    return np.load(path, mmap_mode="r")
 
 
 # --------------------------------------------------------------------------- the stage
@@ -81,14 +95,18 @@ def finetune(
     out_dir: str | Path,
     embedder=None,
     class_images_dir: str | Path | None = None,
+    base_model_uri: str = "",
 ) -> dict:
     """Stage: DreamBooth-fine-tune the base model on ``tuning``; write the model to ``out_dir``.
 
     ``class_images_dir``: prior-preservation images made once for this seed by the
     ``class-images`` stage (``prior_class_images``); None = generate them here.
 
-    Methods that do not fine-tune (``no-finetune``, ``retrieval``) copy the base model and say so
-    in ``training_log.json``. Returns the training log (without the per-step lists).
+    The output stores only what training changed -- the LoRA adapter, or the trained components
+    in the storage dtype of ``diffusion.mixed_precision`` -- and references the base model
+    (``base_model_uri``, default its path, and its content hash; see ``tgap.diffusion.build``).
+    Methods that do not fine-tune (``no-finetune``, ``retrieval``) write the reference alone and
+    say so in ``training_log.json``. Returns the training log (without the per-step lists).
     """
     base_model_dir, out_dir = Path(base_model_dir), Path(out_dir)
     check_active(finetune.active)
@@ -97,19 +115,17 @@ def finetune(
         return _summary(json.loads((out_dir / TRAINING_LOG).read_text()))
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    reference = base_reference(base_model_dir, base_model_uri)
     if not method.fine_tunes:
-        load_model(base_model_dir)  # validates the folder
-        for item in base_model_dir.iterdir():
-            if item.is_dir():
-                shutil.copytree(item, out_dir / item.name, dirs_exist_ok=True)
-            else:
-                shutil.copy2(item, out_dir / item.name)
+        validate_model_dir(base_model_dir)
+        base_info = json.loads((base_model_dir / MODEL_INFO).read_text())
         training_log = {
             "method": method.name,
             "fine_tuned": False,
             "message": f"not fine-tuned: method {method.name} uses the base model",
             "base_model": str(base_model_dir),
         }
+        write_model_artifact(out_dir, reference, base_info, [], {"fine_tuned": None})
         _finish(out_dir, training_log)
         return training_log
 
@@ -123,15 +139,12 @@ def finetune(
     model = load_model(base_model_dir, device)
     check_resolution(model, tuning.resolution, f"tuning set {tuning.root}")
 
-    images = tuning.load_all()
     labels = [r.label for r in tuning.records]
     prompts = [prompt_for(label, prompt) for label in tuning.labels]
-    label_pos = {label: i for i, label in enumerate(tuning.labels)}
     data = TrainData(
-        x=to_model_space(model, images, seed),
-        prompt_index=np.array([label_pos[label] for label in labels]),
+        instances=Examples(tuning, model, derive_seed(seed, "latents")),  # read per batch
+        prompt_index=tuning.label_indices,
         prompts=prompts,
-        images=images,
         labels=labels,
     )
     if finetune.with_prior_preservation:
@@ -146,7 +159,7 @@ def finetune(
             finetune.class_sampler_steps,
             seed,
         )
-        data.class_x = to_model_space(model, class_images, seed)
+        data.class_examples = Examples(class_images, model, derive_seed(seed, "class-latents"))
         data.prompts = prompts + [prompt.class_prompt]
         data.class_prompt_index = len(prompts)
 
@@ -207,26 +220,62 @@ def finetune(
         training_log["did_not_train_reason"] = untrained
         if hasattr(embedder, "description"):
             training_log["active_config"]["embedder_description"] = embedder.description
-    info = {
-        **model.info,
+    trained = ["unet_lora" if finetune.lora_rank > 0 else "unet"]
+    if finetune.train_text_encoder:
+        trained.append("text_encoder")
+    extra = {
         "fine_tuned": {"method": method.name, "steps": finetune.steps, "seed": seed},
         "description": f"{model.info.get('description', '')}; DreamBooth-fine-tuned "
         f"({method.name}, {training_log['trained_steps']} of {finetune.steps} steps trained)",
+        "storage_dtype": str(torch_dtype(diffusion.mixed_precision, device)).removeprefix("torch."),
     }
-    save_model(
-        out_dir,
-        model.unet,
-        model.text_encoder,
-        model.tokenizer,
-        model.scheduler_config,
-        info,
-        model.vae,
-    )
+    if finetune.lora_rank > 0:
+        extra["lora"] = {"rank": finetune.lora_rank, "alpha": finetune.lora_rank}
+    save_trained(out_dir, model, trained, torch_dtype(diffusion.mixed_precision, device))
+    write_model_artifact(out_dir, reference, model.info, trained, extra)
     _finish(out_dir, training_log)
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     summary = _summary(training_log)
     log.info("fine-tune %s: %s", method.name, json.dumps(summary))
     return summary
+
+
+def save_trained(out_dir: Path, model, trained: list[str], dtype: torch.dtype) -> None:
+    """Write the trained components alone, in ``dtype`` (the storage dtype of the precision)."""
+    if "unet_lora" in trained:
+        from diffusers import StableDiffusionPipeline
+        from diffusers.utils import convert_state_dict_to_diffusers
+        from peft.utils import get_peft_model_state_dict
+
+        layers = get_peft_model_state_dict(model.unet)
+        layers = {k: v.detach().to("cpu", dtype).contiguous() for k, v in layers.items()}
+        StableDiffusionPipeline.save_lora_weights(
+            out_dir,
+            unet_lora_layers=convert_state_dict_to_diffusers(layers),
+            weight_name=LORA_WEIGHTS,
+            safe_serialization=True,
+        )
+    for name in ("unet", "text_encoder"):
+        if name in trained:
+            module = getattr(model, name)
+            if dtype != torch.float32:
+                module = module.to(dtype)
+            module.save_pretrained(out_dir / name)
+
+
+def write_model_artifact(
+    out_dir: Path, reference: dict, base_info: dict, trained: list[str], extra: dict
+) -> None:
+    """``tgap_model.json`` of a fine-tuned artifact: the base it references, what it stores."""
+    keep = ("kind", "pretrained", "source", "pixel_space", "resolution", "parameters", "pretrain")
+    info = {
+        **{k: base_info[k] for k in keep if k in base_info},
+        "description": base_info.get("description", ""),
+        "base_model": reference,
+        "trained": trained,
+        **extra,
+    }
+    (out_dir / MODEL_INFO).write_text(json.dumps(info, indent=2) + "\n")
 
 
 def _finish(out_dir: Path, training_log: dict) -> None:

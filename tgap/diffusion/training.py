@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from tgap.device import peak_memory_mb, torch_dtype
 from tgap.diffusion.build import DiffusionModel, ModelError
 from tgap.diffusion.generate import encode_prompts, tokenize
+from tgap.imageset import ImageSet
 from tgap.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -55,15 +56,39 @@ class LoopSettings:
     seed: int = 0
 
 
+class Examples:
+    """Training images, read per batch and put into model space there.
+
+    ``source`` is an image set on disk or a uint8 (n, r, r) array (a memory-mapped ``.npy``
+    stays on disk). Only a batch is ever decoded, and latent models VAE-encode that batch alone,
+    so memory does not grow with the number of images (docs/diffusion.md, "Memory").
+    """
+
+    def __init__(self, source: ImageSet | np.ndarray, model: DiffusionModel, seed: int):
+        self.source, self.model, self.seed = source, model, seed
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def images(self, idx: np.ndarray) -> np.ndarray:
+        """uint8 (b, r, r): what the active-selection embedder sees."""
+        if isinstance(self.source, ImageSet):
+            return self.source.load_many(idx)
+        return np.asarray(self.source[np.asarray(idx)])
+
+    def model_space(self, idx: np.ndarray, step: int) -> torch.Tensor:
+        """Pixels in [-1, 1], or VAE latents (their sampling noise seeded by ``step``)."""
+        return to_model_space(self.model, self.images(idx), derive_seed(self.seed, "step", step))
+
+
 @dataclass
 class TrainData:
-    """Training examples in model space (pixels in [-1, 1], or VAE latents) and their prompts."""
+    """Training examples (read per batch) and their prompts."""
 
-    x: torch.Tensor  # (n, c, h, w) instance examples
+    instances: Examples
     prompt_index: np.ndarray  # (n,) index into prompts
     prompts: list[str]
-    images: np.ndarray  # (n, r, r) uint8, what the active-selection embedder sees
-    class_x: torch.Tensor | None = None  # (m, c, h, w) prior-preservation examples
+    class_examples: Examples | None = None  # prior-preservation examples
     class_prompt_index: int = -1
     labels: list[str] = field(default_factory=list)  # per instance example (for logging)
 
@@ -105,13 +130,13 @@ def make_batch(data: TrainData, instance_idx: np.ndarray, step: int):
     Returns ``(x, prompt indices, is_prior mask)``. Class examples cycle through the class
     images in order, ``len(instance_idx)`` per iteration.
     """
-    x = data.x[instance_idx]
+    x = data.instances.model_space(instance_idx, step)
     prompt_index = data.prompt_index[instance_idx]
     is_prior = np.zeros(len(instance_idx), dtype=bool)
-    if data.class_x is not None:
-        m, k = len(data.class_x), len(instance_idx)
+    if data.class_examples is not None:
+        m, k = len(data.class_examples), len(instance_idx)
         class_idx = (np.arange(k) + step * k) % m
-        x = torch.cat([x, data.class_x[class_idx]])
+        x = torch.cat([x, data.class_examples.model_space(class_idx, step)])
         prompt_index = np.concatenate([prompt_index, np.full(k, data.class_prompt_index)])
         is_prior = np.concatenate([is_prior, np.ones(k, dtype=bool)])
     return x, prompt_index, is_prior
@@ -148,8 +173,9 @@ def loss_summary(losses: list[float | None]) -> dict[str, float]:
 
 
 def to_model_space(model: DiffusionModel, images: np.ndarray, seed: int) -> torch.Tensor:
-    """uint8 (n, r, r) -> pixels in [-1, 1] (n, 1, r, r), or VAE latents for latent models."""
-    x = torch.from_numpy(images).float().div(127.5).sub(1).unsqueeze(1)
+    """uint8 (n, r, r) -> pixels in [-1, 1] (n, 1, r, r), or VAE latents for latent models
+    (grey repeated to RGB, encoded 16 at a time)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div(127.5).sub(1).unsqueeze(1)
     if model.vae is None:
         return x
     gen = torch.Generator(device=model.vae.device).manual_seed(derive_seed(seed, "vae"))
@@ -285,7 +311,8 @@ def train_loop(
 
     With a ``probe`` (active data selection), each batch is first scored by ``probe.similarity``
     and skipped when the score is above ``probe.threshold``: a skipped iteration changes no
-    weights and does not advance the learning-rate schedule.
+    weights and does not advance the learning-rate schedule. With LoRA the adapter is left
+    attached to ``model.unet`` (not fused): the fine-tune stage saves the adapter alone.
     """
     from diffusers import DDPMScheduler
     from diffusers.optimization import get_scheduler
@@ -303,7 +330,7 @@ def train_loop(
     )
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     noise_gen = torch.Generator(device=device).manual_seed(derive_seed(settings.seed, "noise"))
-    plan = batch_plan(len(data.x), settings.batch_size, settings.steps, settings.seed)
+    plan = batch_plan(len(data.instances), settings.batch_size, settings.steps, settings.seed)
     text_encoder = model.text_encoder if settings.train_text_encoder else None
     prompt_ids = tokenize(model, data.prompts, device)
     frozen_embeds = (
@@ -404,9 +431,9 @@ def train_loop(
     bar.close()
     record["wall_time_s"] = round(time.perf_counter() - t0, 2)
     record["peak_memory_mb"] = round(peak_memory_mb(device), 1)
-    if settings.lora_rank > 0:
-        model.unet.fuse_lora()  # merge the adapters so the output is a plain diffusers UNet
-        model.unet.unload_lora()
+    # fp16 trains through a GradScaler (bf16 and fp32 need none); its last scale, for the log.
+    record["grad_scale"] = scaler.get_scale() if scaler.is_enabled() else None
+    # With LoRA the adapter stays attached (the fine-tune stage saves it alone).
     model.unet.eval().requires_grad_(False)
     model.text_encoder.eval().requires_grad_(False)
     return record
