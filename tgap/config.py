@@ -239,6 +239,44 @@ class FinetuneConfig:
 
 
 @dataclass
+class TuneSpaceConfig:
+    """What the tune-generation study searches: ``[low, high]`` ranges, ``[]`` = not searched.
+
+    A parameter not searched keeps the value of its ``generate`` key.
+    """
+
+    guidance_scale: list[float] = param(default_factory=lambda: [1.0, 6.0], ge=0.0)
+    steps: list[int] = param(default_factory=lambda: [8, 40], ge=1)
+    # Sample the guidance scale on a log scale (needs low > 0).
+    guidance_log: bool = False
+    # Scheduler choices (categorical); [] = keep generate.scheduler.
+    schedulers: list[Literal["ddim", "ddpm", "dpm-solver++", "euler", "pndm"]] = field(
+        default_factory=list
+    )
+
+
+@dataclass
+class TuneConfig:
+    """The optional tune-generation stage: Bayesian optimisation of sampling parameters.
+
+    Each trial generates ``n_per_label`` images per label with the fine-tuned model, trains the
+    run's classifier on them and scores it on a validation split carved from real-train (by
+    patient where the source has patient IDs); real-test is never seen. Generate then uses the
+    best trial's parameters.
+    """
+
+    # 0 = off: generate uses its own keys and the stage does nothing.
+    trials: int = param(0, ge=0)
+    sampler: Literal["tpe", "gp"] = "tpe"
+    seed: int = 0
+    n_per_label: int = param(64, ge=2)
+    objective: Literal["cas-accuracy", "s2r-auroc"] = "s2r-auroc"
+    # Fraction of real-train (of its patients where it has patient IDs) scored on.
+    val_fraction: float = param(0.2, gt=0.0, lt=1.0)
+    space: TuneSpaceConfig = field(default_factory=TuneSpaceConfig)
+
+
+@dataclass
 class GenerateConfig:
     """Sampling the synthetic set."""
 
@@ -252,6 +290,7 @@ class GenerateConfig:
     # from the label-free prior, which prior preservation keeps trained. Unused at guidance 1.
     negative_prompt: str = ""
     grid_images: int = 16
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
 @dataclass
@@ -553,9 +592,51 @@ def validate(config: Config) -> None:
             "data.split: pool_fraction, train_fraction and test_fraction must be positive and sum "
             f"to 1 (got {split.pool_fraction} + {split.train_fraction} + {split.test_fraction})"
         )
+    check_tune(config.generate)
     if len(set(config.data.labels)) != len(config.data.labels) or len(config.data.labels) < 2:
         raise ConfigError(
             f"data.labels: need at least two distinct labels, got {config.data.labels}"
+        )
+
+
+def check_tune(generate: GenerateConfig) -> None:
+    """Relations of ``generate.tune``: a searchable space, ordered ranges, a small enough set."""
+    tune, space = generate.tune, generate.tune.space
+    where = "generate.tune"
+    for key in ("guidance_scale", "steps"):
+        bounds = getattr(space, key)
+        if len(bounds) not in (0, 2):
+            raise ConfigError(
+                f"{where}.space.{key}: {bounds!r}: expected [low, high], or [] to keep "
+                f"generate.{key}"
+            )
+        if bounds and bounds[0] > bounds[1]:
+            raise ConfigError(f"{where}.space.{key}: low {bounds[0]} > high {bounds[1]}")
+    if space.guidance_log and space.guidance_scale and space.guidance_scale[0] <= 0:
+        raise ConfigError(
+            f"{where}.space.guidance_log: a log scale needs guidance_scale low > 0, "
+            f"got {space.guidance_scale[0]}"
+        )
+    if len(set(space.schedulers)) != len(space.schedulers):
+        raise ConfigError(f"{where}.space.schedulers: {space.schedulers} has duplicates")
+    if tune.trials == 0:
+        return
+    searched = [
+        f"{key} {bounds}"
+        for key, bounds in (("guidance_scale", space.guidance_scale), ("steps", space.steps))
+        if bounds and bounds[0] < bounds[1]
+    ]
+    if len(space.schedulers) > 1:
+        searched.append(f"schedulers {space.schedulers}")
+    if not searched:
+        raise ConfigError(
+            f"{where}.space: empty search space with trials={tune.trials} (every range is [] or "
+            "a single value and at most one scheduler); give a [low, high] range or set trials: 0"
+        )
+    if tune.n_per_label > generate.n_per_label:
+        raise ConfigError(
+            f"{where}.n_per_label: {tune.n_per_label} is larger than generate.n_per_label "
+            f"{generate.n_per_label} (a trial generates a small set; at most the final one)"
         )
 
 
