@@ -22,6 +22,7 @@ from components.prepare_base_model import prepare_base_model
 from components.report import report
 from components.select_tuning_set import select_tuning_set
 from components.train_classifier import train_classifier
+from components.tune_generation import tune_generation
 
 CPU_STAGES = (
     ingest,
@@ -32,7 +33,7 @@ CPU_STAGES = (
     compute_fter,
     report,
 )
-GPU_STAGES = (prepare_base_model, finetune, generate)
+GPU_STAGES = (prepare_base_model, finetune, generate, tune_generation)
 
 
 def build_components(cpu_image: str, gpu_image: str) -> SimpleNamespace:

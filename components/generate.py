@@ -1,11 +1,12 @@
 """generate: the labelled synthetic set of one grid row (GPU node pool on a cluster)."""
 
-from kfp.dsl import Dataset, Input, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 
 def generate(
     model: Input[Model],
     retrieved: Input[Dataset],
+    tuning: Input[Artifact],
     row: dict,
     data: dict,
     diffusion: dict,
@@ -13,7 +14,11 @@ def generate(
     generate: dict,
     synthetic: Output[Dataset],
 ) -> None:
-    """Generate n images per label; for the `retrieval` method, the retrieved real images stand in."""
+    """Generate n images per label; for the `retrieval` method, the retrieved real images stand in.
+
+    With tuning on, the tune-generation stage's best parameters replace generate's own, and its
+    tuning.json + history plot travel beside the images into the FTER cell's assets.
+    """
     import logging
     import shutil
 
@@ -21,6 +26,7 @@ def generate(
     from tgap.diffusion.generate import generate_image_set
     from tgap.imageset import ImageSet, write_label_grids
     from tgap.provenance import timed_stage
+    from tgap.tune import copy_tuning_record, tuned_generate
 
     generate_cfg = section(GenerateConfig, generate, "generate")
     if row["method"] == "retrieval":
@@ -32,6 +38,7 @@ def generate(
             ImageSet(synthetic.path), synthetic.path, "grid", generate_cfg.grid_images
         )
         return
+    generate_cfg = tuned_generate(generate_cfg, tuning.path)
     with timed_stage("generate", synthetic.path):
         generate_image_set(
             model.path,
@@ -43,3 +50,4 @@ def generate(
             seed=int(row["seed"]),
             out_dir=synthetic.path,
         )
+    copy_tuning_record(tuning.path, synthetic.path)

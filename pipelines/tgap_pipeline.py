@@ -145,10 +145,24 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
                     finetune=finetune,
                 ).set_display_name("fine-tune")
             )
+            # Always in the DAG (kfp.local cannot dsl.If on loop items); with trials 0 it only
+            # writes {"tuned": false}, so it asks for no GPU then.
+            study = (loop_gpu if config.generate.tune.trials > 0 else loop_cpu)(
+                c.tune_generation(
+                    model=tuned.outputs["model"],
+                    real_train=real_train,
+                    row=row,
+                    diffusion=diffusion,
+                    prompt=prompt,
+                    generate=generate,
+                    classifier=classifier,
+                ).set_display_name("tune-generation")
+            )
             synthetic = loop_gpu(
                 c.generate(
                     model=tuned.outputs["model"],
                     retrieved=selected.outputs["retrieved"],
+                    tuning=study.outputs["tuning"],
                     row=row,
                     data=data,
                     diffusion=diffusion,

@@ -45,6 +45,7 @@ def test_every_stage_is_a_task_and_the_loop_is_flat(tmp_path):
     assert inner == {
         "select",
         "fine-tune",
+        "tune-generation",
         "generate",
         "train-real-classifier",
         "train-synthetic-classifier",

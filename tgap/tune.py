@@ -147,6 +147,7 @@ def tuned_generate(generate: GenerateConfig, tuning_dir: str | Path | None) -> G
     if not tuning.get("tuned"):
         return generate
     params = tuning["params"]
+    log.info("generate uses the tuned parameters of %s: %s", tuning_dir, params)
     return replace(
         generate,
         guidance_scale=float(params["guidance_scale"]),
@@ -335,3 +336,20 @@ def _write_json(path: Path, value: Any) -> None:
     tmp = path.with_name(f".{path.name}.partial")
     tmp.write_text(json.dumps(metrics.json_safe(value), indent=2) + "\n")
     os.replace(tmp, path)
+
+
+def copy_tuning_record(tuning_dir: str | Path, out_dir: str | Path) -> list[str]:
+    """Copy ``tuning.json`` and the history plot of a study that tuned into ``out_dir``.
+
+    Generate puts them beside the synthetic images, so the FTER cell carries them as assets.
+    """
+    tuning_dir, out_dir = Path(tuning_dir), Path(out_dir)
+    path = tuning_dir / TUNING
+    if not path.is_file() or not json.loads(path.read_text()).get("tuned"):
+        return []
+    copied = []
+    for name in (TUNING, HISTORY):
+        if (tuning_dir / name).is_file():
+            shutil.copy2(tuning_dir / name, out_dir / name)
+            copied.append(name)
+    return copied
