@@ -71,6 +71,9 @@ def test_the_study_is_deterministic_for_a_seed_and_writes_its_record(setup, tmp_
     strip = [{k: v for k, v in t.items() if k != "seconds"} for t in a["trials"]]
     assert strip == [{k: v for k, v in t.items() if k != "seconds"} for t in b["trials"]]
     assert a["params"] == b["params"] and a["study_seed"] == b["study_seed"]
+    # trial 0 is generate's own parameters (inside the space): the "before tuning" score
+    assert {k: a["trials"][0][k] for k in a["untuned"]} == a["untuned"]
+    assert a["baseline"] == {"number": 0, "value": a["trials"][0]["value"]}
     for t in a["trials"]:
         assert 1.0 <= t["guidance_scale"] <= 5.0 and 2 <= t["steps"] <= 4
         assert t["scheduler"] == "ddim" and t["value"] == t["s2r_auroc"]
@@ -192,3 +195,35 @@ def test_one_scheduler_range_or_a_fixed_value_is_a_valid_space():
     )
     assert config.generate.tune.space.schedulers == ["ddim", "euler"]
     assert replace(config.generate.tune, trials=0).trials == 0
+
+
+def test_report_shows_the_trial_table_and_a_history_plot_per_method(setup, tmp_path):
+    from tgap.config import Config, GridConfig
+    from tgap.report import build_report
+
+    study = run(setup, tmp_path / "study")
+    dirs = []
+    for method in ["random", "active"]:
+        d = tmp_path / "cells" / method
+        (d / "assets").mkdir(parents=True)
+        copy_tuning_record(tmp_path / "study", d / "assets")
+        cell = {"method": method, "size": 20, "seed": 0, "s2r_accuracy": 0.6, "s2r_auroc": 0.7,
+                "r2s_accuracy": 0.7, "r2s_auroc": 0.8, "fter": 0.875}  # fmt: skip
+        (d / "cell.json").write_text(json.dumps(cell))
+        dirs.append(d)
+    config = Config(grid=GridConfig(methods=["random", "active"], sizes=[20], seeds=[0]))
+    config.generate.tune.trials = 3
+    text = Path(build_report(dirs, config, {}, tmp_path / "out")["report.html"]).read_text()
+    section = text[text.index("<h2>Generation tuning</h2>") : text.index("<h2>Sample grids</h2>")]
+    assert section.count("<details><summary>Trials:") == 2
+    assert section.count('alt="tuning ') == 2  # one history plot per method
+    assert section.count("data:image/png;base64,") == 2
+    assert f"<td>{study['study_seed']}</td>" in section
+    assert "never on real-test" in section
+    # trials 0: the section says no study ran
+    config.generate.tune.trials = 0
+    for d in dirs:
+        for name in (TUNING, HISTORY):
+            (d / "assets" / name).unlink()
+    text = Path(build_report(dirs, config, {}, tmp_path / "out2")["report.html"]).read_text()
+    assert "generate.tune.trials is 0" in text

@@ -122,6 +122,25 @@ def _suggest(trial, generate: GenerateConfig) -> dict[str, Any]:
     return params
 
 
+def _baseline_params(generate: GenerateConfig) -> dict[str, Any] | None:
+    """Generate's own values of the searched parameters, or None when one lies outside the space."""
+    space, fixed = generate.tune.space, {}
+    g, s = space.guidance_scale, space.steps
+    if g and g[0] < g[1]:
+        if not g[0] <= generate.guidance_scale <= g[1]:
+            return None
+        fixed["guidance_scale"] = generate.guidance_scale
+    if s and s[0] < s[1]:
+        if not s[0] <= generate.steps <= s[1]:
+            return None
+        fixed["steps"] = generate.steps
+    if len(space.schedulers) > 1:
+        if generate.scheduler not in space.schedulers:
+            return None
+        fixed["scheduler"] = generate.scheduler
+    return fixed
+
+
 def make_sampler(name: str, seed: int):
     """A seeded Optuna sampler: ``tpe`` (TPESampler) or ``gp`` (GPSampler)."""
     import optuna
@@ -251,6 +270,10 @@ def tune_generation(
         load_if_exists=True,
     )
     done = sum(t.state.is_finished() for t in study.trials)
+    baseline = _baseline_params(generate)
+    if not study.trials and baseline is not None:
+        # Trial 0 scores generate's own parameters on the same split: the "before tuning" line.
+        study.enqueue_trial(baseline)
     if done:
         log.info("tune-generation %s: resuming a study with %d finished trials", method, done)
     if tune.trials - done > 0:
@@ -273,6 +296,8 @@ def tune_generation(
     if best is None:
         raise TuneError(f"tune-generation {method}: no trial produced a finite score")
     params = {k: best[k] for k in ("guidance_scale", "steps", "scheduler")}
+    first = trials[0] if trials else None
+    is_baseline = first is not None and all(first.get(k) == v for k, v in untuned.items())
     counts = {label: int((y_val == c).sum()) for c, label in enumerate(labels)}
     result = {
         "tuned": True,
@@ -287,6 +312,8 @@ def tune_generation(
         "params": params,
         "untuned": untuned,
         "best": {"number": best["number"], "value": best["value"]},
+        # Trial 0 at generate's own parameters (when they lie inside the space), else null.
+        "baseline": {"number": 0, "value": first["value"]} if is_baseline else None,
         "trials": trials,
         "validation": {
             "set": str(real_train.root),

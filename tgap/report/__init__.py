@@ -35,6 +35,7 @@ from tgap.report.tables import (
     load_cells,
     reference_by_size,
 )
+from tgap.report.tuning import tuning_section
 
 __all__ = ["ReportError", "build_report", "load_cell", "load_cells", "FLAT_NAMES"]
 
@@ -264,6 +265,8 @@ def build_report(
             "No cluster sizes: no cell's selection.json has clusters (only clustered methods do).",
             budget,
         ),
+        "<h2>Generation tuning</h2>",
+        tuning_section(cells, budget, config.generate.tune.trials),
         "<h2>Sample grids</h2>",
         h.sample_grids(cells, labels, budget),
         "<h2>Closest synthetic–tuning pairs (memorisation check)</h2>",
