@@ -193,6 +193,10 @@ class DiffusionConfig:
     pretrain_steps: int = 0
     pretrain_batch_size: int = 32
     pretrain_learning_rate: float = 1e-3
+    # What the UNet attends to: the text encoder's states of the prompt, or a learned embedding
+    # per label trained with the UNet in fine-tune (tgap.diffusion.class_encoder; the prompt
+    # template is then unused).
+    conditioning: Literal["text", "class-encoder"] = "text"
 
 
 @dataclass
@@ -593,6 +597,18 @@ def validate(config: Config) -> None:
             f"to 1 (got {split.pool_fraction} + {split.train_fraction} + {split.test_fraction})"
         )
     check_tune(config.generate)
+    if config.diffusion.conditioning == "class-encoder":
+        if config.finetune.train_text_encoder:
+            raise ConfigError(
+                "finetune.train_text_encoder: true has no effect with diffusion.conditioning "
+                "class-encoder (the text encoder is not used); set it to false"
+            )
+        if config.generate.negative_prompt not in ("", config.prompt.class_prompt):
+            raise ConfigError(
+                f"generate.negative_prompt {config.generate.negative_prompt!r}: with "
+                "diffusion.conditioning class-encoder the unconditional half of guidance is the "
+                f"label-free embedding; use '' or prompt.class_prompt ({config.prompt.class_prompt!r})"
+            )
     if len(set(config.data.labels)) != len(config.data.labels) or len(config.data.labels) < 2:
         raise ConfigError(
             f"data.labels: need at least two distinct labels, got {config.data.labels}"

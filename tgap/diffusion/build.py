@@ -49,6 +49,8 @@ class DiffusionModel:
     scheduler_config: dict[str, Any]
     vae: Any | None
     info: dict[str, Any]
+    # A learned embedding per label (tgap.diffusion.class_encoder) replacing the text encoder.
+    class_encoder: Any | None = None
 
     @property
     def resolution(self) -> int:
@@ -214,7 +216,11 @@ def load_model(
     for module in (unet, text_encoder, vae):
         if module is not None:
             module.eval().requires_grad_(False)
-    return DiffusionModel(unet, text_encoder, tokenizer, scheduler_config, vae, info)
+    from tgap.diffusion.class_encoder import load_class_encoder
+
+    model = DiffusionModel(unet, text_encoder, tokenizer, scheduler_config, vae, info)
+    model.class_encoder = load_class_encoder(model_dir, device)
+    return model
 
 
 def fetch_model_dir(base_model: str) -> Path:

@@ -28,6 +28,7 @@ from tgap.config import DiffusionConfig, FinetuneConfig, PromptConfig
 from tgap.device import pick_device
 from tgap.diffusion.active import ActiveProbe, check_active, summarise_active
 from tgap.diffusion.build import load_model, save_model
+from tgap.diffusion.class_encoder import attach_class_encoder, save_class_encoder
 from tgap.diffusion.generate import encode_prompts, prompt_for, sample
 from tgap.diffusion.training import (
     LoopSettings,
@@ -122,6 +123,14 @@ def finetune(
     labels = [r.label for r in tuning.records]
     prompts = [prompt_for(label, prompt) for label in tuning.labels]
     label_pos = {label: i for i, label in enumerate(tuning.labels)}
+    conditioning = {"kind": diffusion.conditioning}
+    if diffusion.conditioning == "class-encoder":
+        # Before the class images: its label-free embedding starts as the class prompt's states.
+        conditioning.update(
+            attach_class_encoder(
+                model, dict(zip(tuning.labels, prompts, strict=True)), prompt.class_prompt
+            )
+        )
     data = TrainData(
         x=to_model_space(model, images, seed),
         prompt_index=np.array([label_pos[label] for label in labels]),
@@ -171,6 +180,7 @@ def finetune(
         "tuning_set": str(tuning.root),
         "tuning_counts": tuning.counts(),
         "prompts": dict(zip(tuning.labels, prompts, strict=True)),
+        "conditioning": conditioning,
         "prior_preservation": {
             "enabled": finetune.with_prior_preservation,
             "class_prompt": prompt.class_prompt,
@@ -190,6 +200,7 @@ def finetune(
     info = {
         **model.info,
         "fine_tuned": {"method": method.name, "steps": finetune.steps, "seed": seed},
+        "conditioning": diffusion.conditioning,
         "description": f"{model.info.get('description', '')}; DreamBooth-fine-tuned "
         f"({method.name}, {training_log['trained_steps']} of {finetune.steps} steps trained)",
     }
@@ -202,6 +213,8 @@ def finetune(
         info,
         model.vae,
     )
+    if model.class_encoder is not None:
+        save_class_encoder(model.class_encoder, out_dir)
     _finish(out_dir, training_log)
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     summary = _summary(training_log)

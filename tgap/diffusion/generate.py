@@ -51,6 +51,8 @@ def tokenize(model: DiffusionModel, prompts: list[str], device) -> torch.Tensor:
 @torch.no_grad()
 def encode_prompts(model: DiffusionModel, prompts: list[str], device) -> torch.Tensor:
     """Text-encoder hidden states (n, tokens, d) for ``prompts`` (padded to the model's length)."""
+    if model.class_encoder is not None:  # class-encoder conditioning: a learned embedding per label
+        return model.class_encoder(prompts).to(device)
     return model.text_encoder(tokenize(model, prompts, device))[0]
 
 
