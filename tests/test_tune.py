@@ -30,6 +30,7 @@ from tgap.tune import (
     TuneError,
     best_trial,
     copy_tuning_record,
+    planned_work,
     tune_generation,
     tuned_generate,
     validation_split,
@@ -227,3 +228,12 @@ def test_report_shows_the_trial_table_and_a_history_plot_per_method(setup, tmp_p
             (d / "assets" / name).unlink()
     text = Path(build_report(dirs, config, {}, tmp_path / "out2")["report.html"]).read_text()
     assert "generate.tune.trials is 0" in text
+
+
+def test_planned_work_counts_the_trials_of_every_generating_cell():
+    gen = tuning_generate(trials=8, n_per_label=6)
+    rows = [{"method": m, "size": 10, "seed": 0} for m in ("random", "active", "retrieval")]
+    work = planned_work(gen, 2, rows)
+    assert work == {"trials_per_cell": 8, "cells": 2, "images": 2 * 8 * 6 * 2,
+                    "unet_evaluations": 2 * 8 * 6 * 2 * 4 * 2, "classifier_trainings": 16}  # fmt: skip
+    assert planned_work(tuning_generate(trials=0), 2, rows[:1])["images"] == 0

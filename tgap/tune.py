@@ -380,3 +380,30 @@ def copy_tuning_record(tuning_dir: str | Path, out_dir: str | Path) -> list[str]
             shutil.copy2(tuning_dir / name, out_dir / name)
             copied.append(name)
     return copied
+
+
+def planned_work(generate: GenerateConfig, n_labels: int, rows: list[dict]) -> dict[str, Any]:
+    """What the tune-generation stage adds over the grid ``rows`` (``Config.grid_rows()``).
+
+    For ``tgap plan`` to count.
+
+    Upper bounds: every trial at the space's highest steps, guided (two UNet passes per step)
+    unless the guidance range is exactly 1. ``retrieval`` cells generate nothing and tune nothing.
+    """
+    tune = generate.tune
+    if tune.trials == 0:
+        return {"trials_per_cell": 0, "cells": 0, "images": 0, "unet_evaluations": 0,
+                "classifier_trainings": 0}  # fmt: skip
+    space = tune.space
+    steps = max(space.steps) if space.steps else generate.steps
+    g = space.guidance_scale or [generate.guidance_scale]
+    passes = 1 if g == [1.0] * len(g) else 2
+    images = tune.trials * tune.n_per_label * n_labels
+    cells = sum(row["method"] != "retrieval" for row in rows)
+    return {
+        "trials_per_cell": tune.trials,
+        "cells": cells,
+        "images": images * cells,
+        "unet_evaluations": images * steps * passes * cells,
+        "classifier_trainings": tune.trials * cells,
+    }
