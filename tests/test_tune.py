@@ -221,6 +221,10 @@ def test_report_shows_the_trial_table_and_a_history_plot_per_method(setup, tmp_p
     assert section.count("data:image/png;base64,") == 2
     assert f"<td>{study['study_seed']}</td>" in section
     assert "never on real-test" in section
+    assert "prompt.template and prompt.words were unused" not in text
+    config.diffusion.conditioning = "class-encoder"
+    text = Path(build_report(dirs, config, {}, tmp_path / "out1")["report.html"]).read_text()
+    assert "prompt.template and prompt.words were unused" in text
     # trials 0: the section says no study ran
     config.generate.tune.trials = 0
     for d in dirs:

@@ -35,7 +35,7 @@ from tgap.report.tables import (
     load_cells,
     reference_by_size,
 )
-from tgap.report.tuning import tuning_section
+from tgap.report.tuning import conditioning_note, tuning_section
 
 __all__ = ["ReportError", "build_report", "load_cell", "load_cells", "FLAT_NAMES"]
 
@@ -200,6 +200,7 @@ def build_report(
         "Tables show mean ± sd over seeds. FTER = AUROC(S→R) / AUROC(R→S): below 1 is a "
         "trainability gap.</p>",
         statements,
+        conditioning_note(config.diffusion.conditioning),
         "<h2>S→R: train on synthetic, test on real</h2>",
         h.results_table("s2r", groups, cells, labels, best["s2r_auroc"], reference),
         "<h2>R→S: train on real, test on synthetic</h2>",

@@ -113,3 +113,14 @@ def tuning_section(cells: list[Cell], budget: ImageBudget, trials_configured: in
         figures.append(h.figure(budget.take(shrink_png(path)), caption, f"tuning {cell.method}"))
     parts.append('<div class="gallery">' + "".join(figures) + "</div>")
     return "".join(parts)
+
+
+def conditioning_note(conditioning: str) -> str:
+    """A statement for class-encoder runs: the prompt template did not condition the model."""
+    if conditioning != "class-encoder":
+        return ""
+    return (
+        '<div class="ok">Conditioning: a learned class encoder (one embedding per label, trained '
+        "with the UNet in fine-tune) replaced the text encoder; prompt.template and prompt.words "
+        "were unused for conditioning (the no-finetune control conditions on text).</div>"
+    )
