@@ -342,6 +342,7 @@ def plot_history(trials: list[dict[str, Any]], objective: str, title: str, path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     numbers = [t["number"] for t in trials if t["value"] is not None]
     values = [t["value"] for t in trials if t["value"] is not None]
@@ -351,7 +352,8 @@ def plot_history(trials: list[dict[str, Any]], objective: str, title: str, path:
     ax.set_xlabel("trial")
     ax.set_ylabel(objective)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}")
     fig.savefig(tmp, format="png")
