@@ -87,6 +87,9 @@ def compute_fter(
             "evaluate-R2R": r2r.path,
         }
     )
+    tuning = Path(synthetic.path) / "tuning.json"  # generate copies it there when it tuned
+    if tuning.is_file():
+        stage_seconds["tune-generation"] = json.loads(tuning.read_text())["seconds"]
     stage_seconds["compute-FTER"] = round(time.perf_counter() - started, 2)
     (Path(cell.path) / "assets" / STAGE_SECONDS).write_text(json.dumps(stage_seconds) + "\n")
     for key, value in result.items():
