@@ -26,6 +26,7 @@ from components.report import report
 from components.select_tuning_set import select_tuning_set
 from components.supplementation import supplementation
 from components.train_classifier import train_classifier
+from components.tune_generation import tune_generation
 from components.validate_run import validate_run
 
 # Stage name (tgap.config.STAGES, what `cluster.gpu_stages` lists) -> stage function.
@@ -39,6 +40,7 @@ STAGES = {
     "select": select_tuning_set,
     "class-images": class_images,
     "fine-tune": finetune,
+    "tune-generation": tune_generation,
     "generate": generate,
     "evaluate-classifier": evaluate_classifier,
     "supplementation": supplementation,

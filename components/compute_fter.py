@@ -92,6 +92,9 @@ def compute_fter(
         )
         # This cell's stage times, for the report's provenance.
         seconds = read_stage_times({"select": tuning_set.path, **stage_folders})
+        tuning = Path(synthetic.path) / "tuning.json"  # generate copies it there when it tuned
+        if tuning.is_file():
+            seconds["tune-generation"] = json.loads(tuning.read_text())["seconds"]
         seconds["compute-FTER"] = round(time.perf_counter() - started, 2)
         (cell_dir / "assets" / STAGE_SECONDS).write_text(json.dumps(seconds) + "\n")
         prefix = f"{row['size']}." if len(cells) > 1 else ""

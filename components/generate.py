@@ -1,6 +1,6 @@
 """generate: the labelled synthetic set of one work item (GPU node pool on a cluster)."""
 
-from kfp.dsl import Dataset, Input, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 
 def generate(
@@ -11,11 +11,14 @@ def generate(
     prompt: dict,
     generate: dict,
     synthetic: Output[Dataset],
+    tuning: Input[Artifact] = None,
 ) -> None:
     """Generate n images per label with `model`, seeded by `item.seed`.
 
     The item is a fine-tuning row, or a `no-finetune` per-seed item (the base model generates
-    once per seed, shared by every tuning-set size).
+    once per seed, shared by every tuning-set size). With tuning on (fine-tuning rows), the
+    tune-generation stage's best parameters replace generate's own, and its tuning.json +
+    history plot travel beside the images into the FTER cell's assets.
     """
     import json
     from pathlib import Path
@@ -24,14 +27,18 @@ def generate(
     from tgap.diffusion.generate import generate_image_set
     from tgap.grid import row_kind
     from tgap.provenance import timed_stage
+    from tgap.tune import copy_tuning_record, tuned_generate
 
+    generate_cfg = section(GenerateConfig, generate, "generate")
+    if tuning is not None:
+        generate_cfg = tuned_generate(generate_cfg, tuning.path)
     with timed_stage("generate", synthetic.path):
         generate_image_set(
             model.path,
             section(DataConfig, data, "data").labels,
-            section(GenerateConfig, generate, "generate").n_per_label,
+            generate_cfg.n_per_label,
             prompt=section(PromptConfig, prompt, "prompt"),
-            generate=section(GenerateConfig, generate, "generate"),
+            generate=generate_cfg,
             diffusion=section(DiffusionConfig, diffusion, "diffusion"),
             seed=int(item["seed"]),
             out_dir=synthetic.path,
@@ -45,3 +52,5 @@ def generate(
             "base_model": model.path,
         }
         (Path(synthetic.path) / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")
+    if tuning is not None:
+        copy_tuning_record(tuning.path, synthetic.path)

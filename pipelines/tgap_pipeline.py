@@ -197,12 +197,21 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
                     diffusion=diffusion, prompt=prompt, finetune=p["finetune"],
                     clip_fingerprint=clip,
                 ).set_display_name("fine-tune"), True).outputs["model"]  # fmt: skip
+            tuning = {}
+            if kind == "finetune":
+                # Always in the fine-tune loop (kfp.local cannot dsl.If on loop items): with
+                # generate.tune.trials 0 it only writes {"tuned": false}.
+                study = place("tune-generation", c.tune_generation(
+                    model=model, real_train=real_train, row=item, diffusion=diffusion,
+                    prompt=prompt, generate=generate, classifier=classifier,
+                ).set_display_name("tune-generation"), True)  # fmt: skip
+                tuning = {"tuning": study.outputs["tuning"]}
             if kind == "retrieval":
                 synthetic = selected.outputs["retrieved"]
             else:
                 synthetic = place("generate", c.generate(
                     model=model, item=item, data=data, diffusion=diffusion, prompt=prompt,
-                    generate=generate,
+                    generate=generate, **tuning,
                 ).set_display_name("generate"), True).outputs["synthetic"]  # fmt: skip
             # The real-trained classifier depends on the seed alone: identical inputs in every
             # branch of a seed, so KFP's cache trains it once per seed.

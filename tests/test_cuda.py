@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_diffusion_build import real_image_set
+from tiny import real_image_set
 
 from tgap.config import DiffusionConfig, GenerateConfig, PromptConfig
 from tgap.diffusion.base_model import prepare_base_model

@@ -431,8 +431,7 @@ def test_a_finished_output_is_not_trained_again(setup, tmp_path):
 ACTIVE_WORKER = """
 import sys
 from pathlib import Path
-from test_diffusion_build import tiny_diffusion
-from test_dreambooth import tiny_finetune
+from tiny import tiny_diffusion, tiny_finetune
 from tgap.config import ActiveConfig, PromptConfig, SelectConfig
 from tgap.diffusion.dreambooth import finetune
 from tgap.embed import get_embedder

@@ -63,7 +63,7 @@ def test_every_stage_is_a_task_and_each_row_kind_is_a_flat_loop(tmp_path):
         "evaluate-R2R", "supplementation", "compute-FTER",
     }  # fmt: skip
     assert loops == {
-        "finetune": {"select", "fine-tune", "generate"} | evaluation,
+        "finetune": {"select", "fine-tune", "tune-generation", "generate"} | evaluation,
         # The base model generates once per seed; nothing fine-tunes.
         "no_finetune": {"select", "generate"} | evaluation,
         # Nothing on a GPU: no fine-tune, no generation.

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_diffusion_build import real_image_set, tiny_diffusion
+from tiny import real_image_set, tiny_diffusion
 
 from tgap.config import DiffusionConfig, FinetuneConfig, GenerateConfig, PromptConfig
 from tgap.diffusion.base_model import prepare_base_model

@@ -292,6 +292,10 @@ class DiffusionConfig:
     pretrain_steps: int = param(0, ge=0)
     pretrain_batch_size: int = param(32, ge=1)
     pretrain_learning_rate: float = param(1e-3, gt=0)
+    # What the UNet attends to: the text encoder's states of the prompt, or a learned embedding
+    # per label trained with the UNet in fine-tune (tgap.diffusion.class_encoder; the prompt
+    # template is then unused).
+    conditioning: Literal["text", "class-encoder"] = "text"
 
 
 @dataclass
@@ -347,6 +351,44 @@ class FinetuneConfig:
 
 
 @dataclass
+class TuneSpaceConfig:
+    """What the tune-generation study searches: ``[low, high]`` ranges, ``[]`` = not searched.
+
+    A parameter not searched keeps the value of its ``generate`` key.
+    """
+
+    guidance_scale: list[float] = param(default_factory=lambda: [1.0, 6.0], ge=0.0)
+    steps: list[int] = param(default_factory=lambda: [8, 40], ge=1)
+    # Sample the guidance scale on a log scale (needs low > 0).
+    guidance_log: bool = False
+    # Scheduler choices (categorical); [] = keep generate.scheduler.
+    schedulers: list[Literal["ddim", "ddpm", "dpm-solver++", "euler", "pndm"]] = field(
+        default_factory=list
+    )
+
+
+@dataclass
+class TuneConfig:
+    """The optional tune-generation stage: Bayesian optimisation of sampling parameters.
+
+    Each trial generates ``n_per_label`` images per label with the fine-tuned model, trains the
+    run's classifier on them and scores it on a validation split carved from real-train (by
+    patient where the source has patient IDs); real-test is never seen. Generate then uses the
+    best trial's parameters.
+    """
+
+    # 0 = off: generate uses its own keys and the stage does nothing.
+    trials: int = param(0, ge=0)
+    sampler: Literal["tpe", "gp"] = "tpe"
+    seed: int = 0
+    n_per_label: int = param(64, ge=2)
+    objective: Literal["cas-accuracy", "s2r-auroc"] = "s2r-auroc"
+    # Fraction of real-train (of its patients where it has patient IDs) scored on.
+    val_fraction: float = param(0.2, gt=0.0, lt=1.0)
+    space: TuneSpaceConfig = field(default_factory=TuneSpaceConfig)
+
+
+@dataclass
 class GenerateConfig:
     """Sampling the synthetic set."""
 
@@ -361,6 +403,7 @@ class GenerateConfig:
     # from the label-free prior, which prior preservation keeps trained. Unused at guidance 1.
     negative_prompt: str = ""
     grid_images: int = param(16, ge=0)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
 @dataclass
@@ -431,6 +474,7 @@ STAGES = (
     "select",
     "class-images",
     "fine-tune",
+    "tune-generation",
     "generate",
     "evaluate-classifier",
     "supplementation",
@@ -444,6 +488,7 @@ STAGES = (
 STAGE_DEVICE_KEYS = {
     "class-images": "diffusion.device",
     "fine-tune": "diffusion.device",
+    "tune-generation": "diffusion.device",
     "generate": "diffusion.device",
     "train-classifier": "classifier.device",
     "evaluate-classifier": "classifier.device",
@@ -518,7 +563,9 @@ class ClusterConfig:
     gpu: GpuConfig = field(default_factory=GpuConfig)
     # Stages placed on the GPU pool (CUDA image, `gpu` accelerator, node selector, tolerations,
     # requests); every other stage runs on the CPU image with `cpu`'s requests. Names: STAGES.
-    gpu_stages: list[str] = field(default_factory=lambda: ["class-images", "fine-tune", "generate"])
+    gpu_stages: list[str] = field(
+        default_factory=lambda: ["class-images", "fine-tune", "tune-generation", "generate"]
+    )
     cpu: CpuConfig = field(default_factory=CpuConfig)
     # `tgap plan`'s cost model: device name -> throughputs. `gpu.device` and `cpu.device` pick
     # the rows; a preset or --set changes single figures (merged into these defaults).
@@ -803,6 +850,19 @@ def validate(config: Config) -> None:
             "data.split: pool_fraction, train_fraction and test_fraction must sum to 1 "
             f"(got {split.pool_fraction} + {split.train_fraction} + {split.test_fraction})"
         )
+    check_tune(config.generate)
+    if config.diffusion.conditioning == "class-encoder":
+        if config.finetune.train_text_encoder:
+            raise ConfigError(
+                "finetune.train_text_encoder: true has no effect with diffusion.conditioning "
+                "class-encoder (the text encoder is not used); set it to false"
+            )
+        if config.generate.negative_prompt not in ("", config.prompt.class_prompt):
+            raise ConfigError(
+                f"generate.negative_prompt {config.generate.negative_prompt!r}: with "
+                "diffusion.conditioning class-encoder the unconditional half of guidance is the "
+                f"label-free embedding; use '' or prompt.class_prompt ({config.prompt.class_prompt!r})"
+            )
     for device, figures in config.cluster.throughput.items():
         check_constraints(figures, f"cluster.throughput.{device}")
     for i, stage in enumerate(config.cluster.gpu_stages):
@@ -988,6 +1048,47 @@ def check_placement(config: Config) -> None:
                 f"{key} is 'cuda' but stage {stage!r} is not in cluster.gpu_stages "
                 f"({config.cluster.gpu_stages}): add it there, or set {key} to auto or cpu"
             )
+
+
+def check_tune(generate: GenerateConfig) -> None:
+    """Relations of ``generate.tune``: a searchable space, ordered ranges, a small enough set."""
+    tune, space = generate.tune, generate.tune.space
+    where = "generate.tune"
+    for key in ("guidance_scale", "steps"):
+        bounds = getattr(space, key)
+        if len(bounds) not in (0, 2):
+            raise ConfigError(
+                f"{where}.space.{key}: {bounds!r}: expected [low, high], or [] to keep "
+                f"generate.{key}"
+            )
+        if bounds and bounds[0] > bounds[1]:
+            raise ConfigError(f"{where}.space.{key}: low {bounds[0]} > high {bounds[1]}")
+    if space.guidance_log and space.guidance_scale and space.guidance_scale[0] <= 0:
+        raise ConfigError(
+            f"{where}.space.guidance_log: a log scale needs guidance_scale low > 0, "
+            f"got {space.guidance_scale[0]}"
+        )
+    if len(set(space.schedulers)) != len(space.schedulers):
+        raise ConfigError(f"{where}.space.schedulers: {space.schedulers} has duplicates")
+    if tune.trials == 0:
+        return
+    searched = [
+        f"{key} {bounds}"
+        for key, bounds in (("guidance_scale", space.guidance_scale), ("steps", space.steps))
+        if bounds and bounds[0] < bounds[1]
+    ]
+    if len(space.schedulers) > 1:
+        searched.append(f"schedulers {space.schedulers}")
+    if not searched:
+        raise ConfigError(
+            f"{where}.space: empty search space with trials={tune.trials} (every range is [] or "
+            "a single value and at most one scheduler); give a [low, high] range or set trials: 0"
+        )
+    if tune.n_per_label > generate.n_per_label:
+        raise ConfigError(
+            f"{where}.n_per_label: {tune.n_per_label} is larger than generate.n_per_label "
+            f"{generate.n_per_label} (a trial generates a small set; at most the final one)"
+        )
 
 
 def section(cls: type[T], values: dict[str, Any], where: str) -> T:

@@ -75,6 +75,19 @@ class DiffusionModel:
     scheduler_config: dict[str, Any]
     vae: Any | None
     info: dict[str, Any]
+    # A learned embedding per label (tgap.diffusion.class_encoder) replacing the text encoder.
+    class_encoder: Any | None = None
+
+    def tokenize(self, prompts: list[str], device) -> torch.Tensor:
+        """Token ids (n, tokens) of ``prompts``, padded to the model's length (the one
+        tokenizer call: the text encoder and the class encoder both start from it)."""
+        return self.tokenizer(
+            prompts,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(device)
 
     @property
     def resolution(self) -> int:
@@ -483,6 +496,10 @@ def load_model(
         for module in (base.unet, base.text_encoder):
             module.eval().requires_grad_(False)
         base.info = info
+        from tgap.diffusion.class_encoder import load_class_encoder
+
+        # A class-encoder fine-tune stores its per-label embeddings beside the trained parts.
+        base.class_encoder = load_class_encoder(model_dir, device)
         return base
     validate_model_dir(model_dir, pixel_space=bool(info.get("pixel_space")))
     unet = _from_pretrained(UNet2DConditionModel, model_dir / "unet", device)
@@ -495,7 +512,11 @@ def load_model(
     for module in (unet, text_encoder, vae):
         if module is not None:
             module.eval().requires_grad_(False)
-    return DiffusionModel(unet, text_encoder, tokenizer, scheduler_config, vae, info)
+    from tgap.diffusion.class_encoder import load_class_encoder
+
+    model = DiffusionModel(unet, text_encoder, tokenizer, scheduler_config, vae, info)
+    model.class_encoder = load_class_encoder(model_dir, device)
+    return model
 
 
 def _from_pretrained(cls, path: Path, device):

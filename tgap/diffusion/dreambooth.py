@@ -35,6 +35,7 @@ from tgap.diffusion.build import (
     load_model,
     validate_model_dir,
 )
+from tgap.diffusion.class_encoder import attach_class_encoder, save_class_encoder
 from tgap.diffusion.generate import encode_prompts, prompt_for, sample
 from tgap.diffusion.training import (
     Examples,
@@ -141,6 +142,14 @@ def finetune(
 
     labels = [r.label for r in tuning.records]
     prompts = [prompt_for(label, prompt) for label in tuning.labels]
+    conditioning = {"kind": diffusion.conditioning}
+    if diffusion.conditioning == "class-encoder":
+        # Before the class images: its label-free embedding starts as the class prompt's states.
+        conditioning.update(
+            attach_class_encoder(
+                model, dict(zip(tuning.labels, prompts, strict=True)), prompt.class_prompt
+            )
+        )
     data = TrainData(
         instances=Examples(tuning, model, derive_seed(seed, "latents")),  # read per batch
         prompt_index=tuning.label_indices,
@@ -193,6 +202,7 @@ def finetune(
         "tuning_set": str(tuning.root),
         "tuning_counts": tuning.counts(),
         "prompts": dict(zip(tuning.labels, prompts, strict=True)),
+        "conditioning": conditioning,
         "prior_preservation": {
             "enabled": finetune.with_prior_preservation,
             "class_prompt": prompt.class_prompt,
@@ -225,6 +235,7 @@ def finetune(
         trained.append("text_encoder")
     extra = {
         "fine_tuned": {"method": method.name, "steps": finetune.steps, "seed": seed},
+        "conditioning": diffusion.conditioning,
         "description": f"{model.info.get('description', '')}; DreamBooth-fine-tuned "
         f"({method.name}, {training_log['trained_steps']} of {finetune.steps} steps trained)",
         "storage_dtype": str(torch_dtype(diffusion.mixed_precision, device)).removeprefix("torch."),
@@ -233,6 +244,8 @@ def finetune(
         extra["lora"] = {"rank": finetune.lora_rank, "alpha": finetune.lora_rank}
     save_trained(out_dir, model, trained, torch_dtype(diffusion.mixed_precision, device))
     write_model_artifact(out_dir, reference, model.info, trained, extra)
+    if model.class_encoder is not None:
+        save_class_encoder(model.class_encoder, out_dir)
     _finish(out_dir, training_log)
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     summary = _summary(training_log)

@@ -38,19 +38,15 @@ def prompt_for(label: str, prompt: PromptConfig) -> str:
 
 
 def tokenize(model: DiffusionModel, prompts: list[str], device) -> torch.Tensor:
-    """Token ids (n, tokens) of ``prompts``, padded to the model's length (the one tokenizer call)."""
-    return model.tokenizer(
-        prompts,
-        padding="max_length",
-        max_length=model.tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids.to(device)
+    """Token ids (n, tokens) of ``prompts``, padded to the model's length."""
+    return model.tokenize(prompts, device)
 
 
 @torch.no_grad()
 def encode_prompts(model: DiffusionModel, prompts: list[str], device) -> torch.Tensor:
     """Text-encoder hidden states (n, tokens, d) for ``prompts`` (padded to the model's length)."""
+    if model.class_encoder is not None:  # class-encoder conditioning: a learned embedding per label
+        return model.class_encoder(prompts).to(device)
     return model.text_encoder(tokenize(model, prompts, device))[0]
 
 

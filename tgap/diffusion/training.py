@@ -321,6 +321,10 @@ def train_loop(
     dtype = torch_dtype(settings.mixed_precision, device)
     noise_scheduler = DDPMScheduler.from_config(model.scheduler_config)
     params = _configure(model, settings)
+    # Class-encoder conditioning: its embeddings train with the UNet (the text encoder is unused).
+    class_encoder = model.class_encoder
+    if class_encoder is not None:
+        params += list(class_encoder.requires_grad_(True).parameters())
     optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=1e-2)
     lr_sched = get_scheduler(
         settings.lr_scheduler,
@@ -332,6 +336,8 @@ def train_loop(
     noise_gen = torch.Generator(device=device).manual_seed(derive_seed(settings.seed, "noise"))
     plan = batch_plan(len(data.instances), settings.batch_size, settings.steps, settings.seed)
     text_encoder = model.text_encoder if settings.train_text_encoder else None
+    if class_encoder is not None:
+        text_encoder = class_encoder  # its place in the checkpoints
     prompt_ids = tokenize(model, data.prompts, device)
     frozen_embeds = (
         None if text_encoder is not None else encode_prompts(model, data.prompts, device)
@@ -410,7 +416,9 @@ def train_loop(
         else:
             target = noise
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            if text_encoder is not None:
+            if class_encoder is not None:
+                cond = class_encoder([data.prompts[i] for i in p_idx])
+            elif text_encoder is not None:
                 cond = text_encoder(prompt_ids[torch.as_tensor(p_idx, device=device)])[0]
             else:
                 cond = frozen_embeds[torch.as_tensor(p_idx, device=device)]
@@ -436,4 +444,6 @@ def train_loop(
     # With LoRA the adapter stays attached (the fine-tune stage saves it alone).
     model.unet.eval().requires_grad_(False)
     model.text_encoder.eval().requires_grad_(False)
+    if class_encoder is not None:
+        class_encoder.eval().requires_grad_(False)
     return record

@@ -41,6 +41,7 @@ from tgap.report.tables import (
     reference_by_size,
     separated_best,
 )
+from tgap.report.tuning import conditioning_note, tuning_section
 
 __all__ = ["ReportError", "build_report", "load_cell", "load_cells", "FLAT_NAMES"]
 
@@ -232,6 +233,7 @@ def build_report(
         statements,
         "<h2>Real data and its split</h2>",
         h.data_section(provenance.get("ingest")),
+        conditioning_note(config.diffusion.conditioning),
         "<h2>S→R: train on synthetic, test on real</h2>",
         h.results_table(
             "s2r", groups, cells, labels, best["s2r_auroc"], reference, fter_flags, untrained
@@ -320,6 +322,8 @@ def build_report(
             "No cluster sizes: no cell's selection.json has clusters (only clustered methods do).",
             budget,
         ),
+        "<h2>Generation tuning</h2>",
+        tuning_section(cells, budget, config.generate.tune.trials),
         "<h2>Sample grids</h2>",
         h.sample_grids(cells, labels, budget),
         "<h2>Closest synthetic–tuning pairs (memorisation check)</h2>",

@@ -1,0 +1,44 @@
+"""tune-generation: Bayesian optimisation of one fine-tuned model's sampling parameters.
+
+Between fine-tune and generate (GPU node pool on a cluster when tuning is on). Off by default
+(``generate.tune.trials: 0``): the task then only writes ``{"tuned": false}`` and generate keeps
+its own parameters (kfp.local cannot ``dsl.If`` on loop items, so the stage dispatches).
+"""
+
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+
+def tune_generation(
+    model: Input[Model],
+    real_train: Input[Dataset],
+    row: dict,
+    diffusion: dict,
+    prompt: dict,
+    generate: dict,
+    classifier: dict,
+    tuning: Output[Artifact],
+) -> None:
+    """Run the study on a validation split of real-train; real-test is not an input."""
+    from tgap.config import (
+        ClassifierConfig,
+        DiffusionConfig,
+        GenerateConfig,
+        PromptConfig,
+        section,
+    )
+    from tgap.imageset import ImageSet
+    from tgap.provenance import timed_stage
+    from tgap.tune import tune_generation as run_tuning
+
+    with timed_stage("tune-generation", tuning.path):
+        run_tuning(
+            model.path,
+            ImageSet(real_train.path),
+            method=row["method"],
+            seed=int(row["seed"]),
+            prompt=section(PromptConfig, prompt, "prompt"),
+            generate=section(GenerateConfig, generate, "generate"),
+            diffusion=section(DiffusionConfig, diffusion, "diffusion"),
+            classifier=section(ClassifierConfig, classifier, "classifier"),
+            out_dir=tuning.path,
+        )
