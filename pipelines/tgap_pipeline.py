@@ -122,11 +122,12 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
     env = thread_env(cluster.threads_per_task) if loop_task_env is None else loop_task_env
     stage_env = thread_env(cluster.threads_per_stage)
 
-    def place(stage: str, task, in_loop: bool = False):
-        """Put ``task`` where ``cluster.gpu_stages`` says ``stage`` runs."""
+    def place(stage: str, task, in_loop: bool = False, gpu: bool = True):
+        """Put ``task`` where ``cluster.gpu_stages`` says ``stage`` runs (``gpu=False``: on the
+        CPU pool whatever the list says, for a task that has no work to do)."""
         for name, value in (env if in_loop else stage_env).items():
             task.set_env_variable(name, value)
-        configure_task(task, cluster, gpu=on_gpu(stage, cluster))
+        configure_task(task, cluster, gpu=gpu and on_gpu(stage, cluster))
         return task
 
     def tgap(*args, **kwargs):
@@ -204,7 +205,8 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
                 study = place("tune-generation", c.tune_generation(
                     model=model, real_train=real_train, row=item, diffusion=diffusion,
                     prompt=prompt, generate=generate, classifier=classifier,
-                ).set_display_name("tune-generation"), True)  # fmt: skip
+                ).set_display_name("tune-generation"), True,
+                    gpu=config.generate.tune.trials > 0)  # fmt: skip
                 tuning = {"tuning": study.outputs["tuning"]}
             if kind == "retrieval":
                 synthetic = selected.outputs["retrieved"]

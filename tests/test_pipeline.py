@@ -134,12 +134,19 @@ def _executors_by_stage(spec: dict) -> list[tuple[str, str]]:
     ]
 
 
+def _placed_on_gpus(config) -> set[str]:
+    """``cluster.gpu_stages``, less a tune-generation that has no trials to run (a no-op task,
+    put on the CPU pool)."""
+    idle = {"tune-generation"} if config.generate.tune.trials == 0 else set()
+    return set(config.cluster.gpu_stages) - idle
+
+
 def test_thesis_gpu_stages_have_accelerator_toleration_and_node_selector(thesis):
     config, spec, platform = thesis
     executors = _executors_by_stage(spec)
     assert set(config.cluster.gpu_stages) <= {stage for stage, _ in executors}
     for stage, label in executors:
-        if stage not in config.cluster.gpu_stages:
+        if stage not in _placed_on_gpus(config):
             continue
         container = spec["deploymentSpec"]["executors"][label]["container"]
         assert container["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu", stage
@@ -153,7 +160,7 @@ def test_thesis_gpu_stages_have_accelerator_toleration_and_node_selector(thesis)
 def test_thesis_other_stages_have_cpu_and_memory_requests(thesis):
     config, spec, platform = thesis
     for stage, label in _executors_by_stage(spec):
-        if stage in config.cluster.gpu_stages:
+        if stage in _placed_on_gpus(config):
             continue
         resources = spec["deploymentSpec"]["executors"][label]["container"]["resources"]
         assert resources["resourceCpuRequest"] == config.cluster.cpu.cpu_request, stage

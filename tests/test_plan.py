@@ -50,3 +50,18 @@ def test_a_throughput_override_changes_the_estimate():
     slow = {s.name: s for s in plan(load_config(
         THESIS, ["cluster.throughput.nvidia-a100.sample_unet_evals_per_s=31"]))}  # fmt: skip
     assert slow["generate"].hours == base["generate"].hours * 2
+
+
+def test_tuning_trials_are_counted_and_a_study_of_zero_trials_costs_no_gpu():
+    off = {s.name: s for s in plan(load_config(THESIS))}
+    assert off["tune-generation"].tasks == 75 and not off["tune-generation"].gpu
+    assert off["tune-generation"].hours == 0
+    on = {s.name: s for s in plan(load_config(THESIS, [
+        "generate.tune.trials=8", "generate.tune.n_per_label=100",
+        "generate.tune.space={guidance_scale: [1.0, 6.0], steps: [10, 30]}",
+    ]))}  # fmt: skip
+    tune = on["tune-generation"]
+    assert tune.gpu and tune.units["trials"] == 75 * 8
+    # 8 trials x 100 per label x 2 labels per fine-tuned cell.
+    assert tune.units["images_generated"] == 75 * 8 * 100 * 2
+    assert tune.hours > 0

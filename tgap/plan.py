@@ -259,6 +259,29 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
             stage("fine-tune").add(1, work, model=full, **units)
         elif legacy:  # the old fine-tune task copied the base model for every other method
             stage("fine-tune").add(1, model=base_bytes, steps=0)
+        if fine_tunes and not legacy:
+            # The tune-generation task of every fine-tuned cell: with trials 0 a no-op.
+            trials = gen.tune.trials
+            if trials > 0:
+                tune_images = trials * gen.tune.n_per_label * labels
+                steps = max(gen.tune.space.steps) if gen.tune.space.steps else gen.steps
+                passes = (
+                    1 if (gen.tune.space.guidance_scale or [gen.guidance_scale]) == [1.0] else 2
+                )
+                tune_evals = tune_images * steps * passes
+                tune_s = seconds(
+                    "tune-generation", "sample_unet_evals_per_s", tune_evals, diffusion_scale
+                ) + seconds(
+                    "tune-generation", "classifier_train_images_per_s",
+                    tune_images * clf.epochs, clf_scale,
+                )  # fmt: skip
+                stage("tune-generation").add(
+                    1, tune_s, artifact=1e5, trials=trials, images_generated=tune_images,
+                    image_epochs=tune_images * clf.epochs,
+                )  # fmt: skip
+            else:  # a no-op, placed on the CPU pool by the pipeline
+                stages.setdefault("tune-generation", Stage("tune-generation", False))
+                stage("tune-generation").add(1, artifact=1e3, trials=0)
         generates = kind in ("finetune", "no-finetune") or (
             legacy and item["method"] != "retrieval"
         )
@@ -298,7 +321,7 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
 
 _ORDER = (
     "fingerprint", "ingest", "prepare-base-model", "train-classifier", "embed", "select",
-    "class-images", "fine-tune", "generate", "evaluate-classifier", "supplementation",
+    "class-images", "fine-tune", "tune-generation", "generate", "evaluate-classifier", "supplementation",
     "compute-fter", "report",
 )  # fmt: skip
 
