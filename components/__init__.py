@@ -16,7 +16,7 @@ from components.class_images import class_images
 from components.compute_fter import compute_fter
 from components.embed import embed
 from components.evaluate_classifier import evaluate_classifier
-from components.expand_grid import expand_grid
+from components.expand_grid import expand_grid, grid_items
 from components.finetune import finetune
 from components.fingerprint import fingerprint
 from components.generate import generate
@@ -32,6 +32,7 @@ from components.validate_run import validate_run
 # Stage name (tgap.config.STAGES, what `cluster.gpu_stages` lists) -> stage function.
 STAGES = {
     "expand-grid": expand_grid,
+    "grid-items": grid_items,
     "fingerprint": fingerprint,
     "ingest": ingest,
     "prepare-base-model": prepare_base_model,

@@ -1,7 +1,7 @@
-"""expand-grid: the run's first task; validates every parameter and splits the grid into the
-work items of each loop."""
+"""expand-grid: the run's first task; validates every parameter and expands the grid rows.
 
-from typing import NamedTuple
+One `grid-items` task per compiled loop then picks that loop's work items (kfp.local can loop
+over a task's single `Output`, not over a named output of a task with several)."""
 
 
 def expand_grid(
@@ -18,13 +18,10 @@ def expand_grid(
     generate: dict,
     classifier: dict,
     evaluation: dict,
-) -> NamedTuple(
-    "Grid", [("rows", list), ("finetune", list), ("no_finetune", list), ("retrieval", list)]
-):
+) -> list:
     """The `{method, size, seed}` rows after the same validation a config file gets (a value
-    edited in the run form that is wrong fails here, before any work), and each loop's items."""
-    from collections import namedtuple
-
+    edited in the run form that is wrong fails here, before any work); a row that needs a loop
+    the compiled spec lacks fails here too."""
     from tgap.config import config_from_parameters
     from tgap.grid import loop_items
 
@@ -45,10 +42,19 @@ def expand_grid(
         }
     )
     rows = config.grid_rows()
-    items = loop_items(rows, compiled_kinds)
+    loop_items(rows, compiled_kinds)
     print(
         f"grid: {len(rows)} rows: "
         + ", ".join(f"{r['method']}/{r['size']}/{r['seed']}" for r in rows)
     )
-    grid = namedtuple("Grid", ["rows", "finetune", "no_finetune", "retrieval"])
-    return grid(rows, items["finetune"], items["no-finetune"], items["retrieval"])
+    return rows
+
+
+def grid_items(rows: list, kind: str) -> list:
+    """The work items of one loop kind (`tgap.grid.KINDS`) among the expanded rows; may be
+    empty (that loop then runs no iteration)."""
+    from tgap.grid import split_rows
+
+    items = split_rows(rows)[kind]
+    print(f"{kind}: {len(items)} work items")
+    return items

@@ -36,7 +36,7 @@ from tgap.config import Config, check_placement
 from tgap.grid import split_rows
 
 GRID_PARAMETERS = ("methods", "sizes", "seeds")
-# Loop kind (tgap.grid.KINDS) -> the expand-grid output that feeds its loop.
+# Loop kind (tgap.grid.KINDS) -> the suffix of its report inputs (cells_*, rows_*).
 KIND_OUTPUTS = {"finetune": "finetune", "no-finetune": "no_finetune", "retrieval": "retrieval"}
 PARAMETER_HELP = {
     "run_name": "A name for this run, shown in the report.",
@@ -113,9 +113,8 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
     cpu_image, gpu_image = component_images(cluster)
     c = build_components(cpu_image, gpu_image, cluster.gpu_stages)
     defaults = pipeline_arguments(config)
-    # One loop per kind of work the compiled config's grid has (kfp.local cannot collect from an
-    # empty loop, so a kind without rows gets no loop; expand-grid refuses a run that would
-    # leave a compiled loop empty or need a loop this spec lacks).
+    # One loop per kind of work the compiled config's grid has; expand-grid refuses a run whose
+    # rows need a loop this spec lacks. A run-form grid may leave a compiled loop empty.
     kinds = split_rows(config.grid_rows())
     compiled_kinds = [kind for kind in KIND_OUTPUTS if kinds[kind]]
     # Every task's thread count is fixed in config, never derived from the parallelism.
@@ -145,11 +144,17 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
             run_name=p["run_name"], methods=p["methods"], sizes=p["sizes"], seeds=p["seeds"],
             compiled_kinds=compiled_kinds, **sections,
         ).set_display_name("expand-grid"))  # fmt: skip
+        # Each compiled loop's work items (split by the work they need, tgap.grid.split_rows).
+        items = {
+            kind: place("grid-items", c.grid_items(rows=expanded.output, kind=kind)
+                        .set_display_name(f"grid-items-{kind}"))
+            for kind in compiled_kinds
+        }  # fmt: skip
 
         # Never cached: a rerun with the same parameters still sees a changed bucket or model.
         prints = place("fingerprint", c.fingerprint(
             data=data, select=select, diffusion=diffusion, classifier=classifier
-        ).set_display_name("fingerprint")).set_caching_options(False)  # fmt: skip
+        ).set_display_name("fingerprint").after(expanded)).set_caching_options(False)  # fmt: skip
         ingest = place("ingest", c.ingest(
             data=data, generate=generate, fingerprint=prints.outputs["data"]
         ).set_display_name("ingest").after(expanded))  # fmt: skip
@@ -239,7 +244,7 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
         # The data-dependent checks of every row; no select, fine-tune or generate task starts
         # when one fails.
         validated = place("validate-run", c.validate_run(
-            rows=expanded.outputs["rows"], pool=pool, real_train=real_train,
+            rows=expanded.output, pool=pool, real_train=real_train,
             base_model=base_model, data=data, select=select, generate=generate,
         ).set_display_name("validate-run"))  # fmt: skip
         reference.after(validated)
@@ -248,13 +253,12 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
         if "finetune" in compiled_kinds:
             # Prior-preservation images of every seed, once, shared by all its fine-tunes.
             class_images = place("class-images", c.class_images(
-                base_model=base_model, rows=expanded.outputs["finetune"], diffusion=diffusion,
+                base_model=base_model, rows=items["finetune"].output, diffusion=diffusion,
                 prompt=prompt, finetune=p["finetune"],
             ).set_display_name("class-images").after(validated))  # fmt: skip
         cells = {}
         for kind in compiled_kinds:
-            items = expanded.outputs[KIND_OUTPUTS[kind]]
-            with dsl.ParallelFor(items, parallelism=cluster.parallelism) as item:
+            with dsl.ParallelFor(items[kind].output, parallelism=cluster.parallelism) as item:
                 cells[kind] = branch(item, kind)
 
         place("report", c.report(
@@ -263,8 +267,7 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
             fingerprints=prints.outputs["all"],
             **{f"cells_{kind.replace('-', '_')}": dsl.Collected(cell.outputs["cell"])
                for kind, cell in cells.items()},
-            **{f"rows_{KIND_OUTPUTS[kind]}": expanded.outputs[KIND_OUTPUTS[kind]]
-               for kind in compiled_kinds},
+            **{f"rows_{KIND_OUTPUTS[kind]}": items[kind].output for kind in compiled_kinds},
             **sections,
         ).set_display_name("report"))  # fmt: skip
 

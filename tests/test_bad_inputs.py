@@ -203,7 +203,9 @@ def test_data_mistakes_stop_before_any_select_or_finetune(
     _assert_no_report(output)
     record = json.loads((output / "run.json").read_text())
     assert record["status"] == "failed" and named in record["message"]
-    assert record["task"] in ("validate-run", "ingest") and record["time"]
+    # The first task that reads the source: fingerprint lists it (an unreachable bucket fails
+    # there), ingest reads it, validate-run checks it against the grid.
+    assert record["task"] in ("fingerprint", "ingest", "validate-run") and record["time"]
     print(f"{case}: {seconds:.1f} s")
 
 

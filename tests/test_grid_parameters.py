@@ -9,7 +9,7 @@ from kfp import components, local
 
 from pipelines.tgap_pipeline import compile_pipeline, pipeline_arguments
 from tgap.config import load_config
-from tgap.local_run import resolve_local_paths
+from tgap.local_run import allow_empty_loops, resolve_local_paths
 
 MICRO = Path("pipelines/configs/micro.yaml")
 pytestmark = pytest.mark.slow
@@ -22,6 +22,7 @@ def _run_spec(tmp_path: Path, **changes):
     )
     spec = compile_pipeline(config, tmp_path / "spec.yaml")
     root = tmp_path / "root"
+    allow_empty_loops()
     local.init(
         runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True
     )
@@ -34,7 +35,7 @@ def test_run_arguments_not_the_defaults_give_exactly_that_grid(tmp_path):
     root = _run_spec(tmp_path, methods=["retrieval"], sizes=[5, 6], seeds=[3])
     [run] = root.iterdir()
     rows = json.loads((run / "expand-grid" / "executor_output.json").read_text())
-    assert rows["parameterValues"]["rows"] == [
+    assert rows["parameterValues"]["Output"] == [
         {"method": "retrieval", "size": 5, "seed": 3},
         {"method": "retrieval", "size": 6, "seed": 3},
     ]

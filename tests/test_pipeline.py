@@ -45,9 +45,12 @@ def _loops(spec: dict) -> dict[str, set[str]]:
             component = spec["components"][task["componentRef"]["name"]]
             inner = component["dag"]["tasks"].values()
             assert not any("parameterIterator" in t for t in inner), "nested loop"
-            items = task["parameterIterator"]["items"]["inputParameter"]
-            # The loops iterate over expand-grid's outputs, one per kind of work.
-            name = items.removeprefix("pipelinechannel--").removeprefix("expand-grid-")
+            # Each loop iterates over one grid-items task's output: name it by that task's kind.
+            producer = task["inputs"]["parameters"][
+                task["parameterIterator"]["items"]["inputParameter"]
+            ]["taskOutputParameter"]["producerTask"]
+            kind = spec["root"]["dag"]["tasks"][producer]["inputs"]["parameters"]["kind"]
+            name = kind["runtimeValue"]["constant"].replace("-", "_")
             out[name] = {t["taskInfo"]["name"] for t in inner}
     return out
 

@@ -481,6 +481,7 @@ STAGES = (
     "compute-fter",
     "report",
     "expand-grid",
+    "grid-items",
     "validate-run",
 )
 # The stages that compute with a configured `device` key, and which key: a stage that says

@@ -95,12 +95,9 @@ def cell_folders(item: dict[str, Any], root: str | Path) -> list[tuple[dict[str,
 
 
 def loop_items(rows: list[dict[str, Any]], compiled_kinds: list[str]) -> dict[str, list]:
-    """Each compiled loop's work items for ``rows`` (what the expand-grid task feeds the loops).
-
-    A compiled spec has one loop per kind its config's grid had. kfp.local cannot collect from
-    an empty loop and a row cannot run in a loop the spec lacks, so both are errors here, before
-    any work, naming the kind and the fix.
-    """
+    """Each loop kind's work items for ``rows``; a row whose kind has no loop in the compiled
+    spec is an error here, before any work, naming the methods and the fix. A compiled loop
+    left without items simply runs no iteration."""
     from tgap.config import ConfigError
 
     items = split_rows(rows)
@@ -111,11 +108,5 @@ def loop_items(rows: list[dict[str, Any]], compiled_kinds: list[str]) -> dict[st
                 f"methods: {', '.join(methods)} need the {kind} loop, which this compiled spec "
                 f"lacks (compiled with loops: {', '.join(compiled_kinds)}); compile a spec whose "
                 "grid.methods include such a method"
-            )
-        if kind in compiled_kinds and not items[kind]:
-            raise ConfigError(
-                f"methods: no {kind} method left, but this compiled spec has a {kind} loop "
-                "(an empty loop cannot be collected into the report); keep one such method, or "
-                f"compile a spec whose grid.methods have no {kind} method"
             )
     return items
