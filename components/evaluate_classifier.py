@@ -33,7 +33,9 @@ def evaluate_classifier(
     for key, value in out.metrics.items():
         if math.isfinite(value):
             metrics.log_metric(key, value)
-    if out.roc.fpr:
+    # KFP's ROC viewer takes one curve with thresholds: the binary one (a multi-class macro
+    # average has none; its one-vs-rest curves are in the report).
+    if out.roc.fpr and not out.roc.per_class:
         thresholds = [min(float(t), 1e6) for t in out.roc.thresholds]
         classification.log_roc_curve(out.roc.fpr, out.roc.tpr, thresholds)
     if out.confusion_matrix:

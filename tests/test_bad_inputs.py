@@ -213,7 +213,8 @@ def test_a_failed_run_names_task_and_log_and_its_folder_takes_the_next_try(tmp_p
     output = tmp_path / "run"
     code = main(_run([*FAST, "grid.sizes=[500]"], output))
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1
+    assert code == 1, err
+    assert len(err) >= 3, err
     # Second-last line: which task failed and where its full log is; then its own message.
     assert "task validate-run failed; its full log: " in err[-3]
     log = Path(err[-3].split("its full log: ")[1])

@@ -244,7 +244,12 @@ def run_local(
     try:
         pipeline(**dag.pipeline_arguments(config))
     except RuntimeError as exc:
-        new = [d for d in pipeline_root.iterdir() if d.is_dir() and d not in before]
+        # This run's folder (not kfp.local's .kfp_cache, which is also new on a first run).
+        new = [
+            d
+            for d in pipeline_root.iterdir()
+            if d.is_dir() and d not in before and not d.name.startswith(".")
+        ]
         run_dir = max(new, key=lambda p: p.stat().st_mtime) if new else pipeline_root
         kfp_message = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
         sys.stdout.flush()
