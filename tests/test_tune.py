@@ -234,9 +234,10 @@ def test_report_shows_the_trial_table_and_a_history_plot_per_method(setup, tmp_p
     assert "generate.tune.trials is 0" in text
 
 
-def test_planned_work_counts_the_trials_of_every_generating_cell():
+def test_planned_work_counts_the_trials_of_every_fine_tuned_cell():
     gen = tuning_generate(trials=8, n_per_label=6)
-    rows = [{"method": m, "size": 10, "seed": 0} for m in ("random", "active", "retrieval")]
+    methods = ("random", "active", "retrieval", "no-finetune")
+    rows = [{"method": m, "size": 10, "seed": 0} for m in methods]
     work = planned_work(gen, 2, rows)
     assert work == {"trials_per_cell": 8, "cells": 2, "images": 2 * 8 * 6 * 2,
                     "unet_evaluations": 2 * 8 * 6 * 2 * 4 * 2, "classifier_trainings": 16}  # fmt: skip

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from tgap.config import Config, ConfigError, DeviceThroughput
 from tgap.grid import class_image_seeds, item_rows, split_rows
+from tgap.tune import planned_work
 
 # NIH ChestX-ray14 is about 42 GB of 1024x1024 8-bit PNGs for 112,120 images: 0.36 bytes/pixel.
 PNG_BYTES_PER_PIXEL = 0.36
@@ -261,23 +262,18 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
             stage("fine-tune").add(1, model=base_bytes, steps=0)
         if fine_tunes and not legacy:
             # The tune-generation task of every fine-tuned cell: with trials 0 a no-op.
-            trials = gen.tune.trials
-            if trials > 0:
-                tune_images = trials * gen.tune.n_per_label * labels
-                steps = max(gen.tune.space.steps) if gen.tune.space.steps else gen.steps
-                passes = (
-                    1 if (gen.tune.space.guidance_scale or [gen.guidance_scale]) == [1.0] else 2
-                )
-                tune_evals = tune_images * steps * passes
+            work = planned_work(gen, labels, [item])  # the one count of a study's work
+            if work["trials_per_cell"] > 0:
                 tune_s = seconds(
-                    "tune-generation", "sample_unet_evals_per_s", tune_evals, diffusion_scale
+                    "tune-generation", "sample_unet_evals_per_s", work["unet_evaluations"],
+                    diffusion_scale,
                 ) + seconds(
                     "tune-generation", "classifier_train_images_per_s",
-                    tune_images * clf.epochs, clf_scale,
+                    work["images"] * clf.epochs, clf_scale,
                 )  # fmt: skip
                 stage("tune-generation").add(
-                    1, tune_s, artifact=1e5, trials=trials, images_generated=tune_images,
-                    image_epochs=tune_images * clf.epochs,
+                    1, tune_s, artifact=1e5, trials=work["trials_per_cell"],
+                    images_generated=work["images"], image_epochs=work["images"] * clf.epochs,
                 )  # fmt: skip
             else:  # a no-op, placed on the CPU pool by the pipeline
                 stages.setdefault("tune-generation", Stage("tune-generation", False))

@@ -391,7 +391,8 @@ def planned_work(generate: GenerateConfig, n_labels: int, rows: list[dict]) -> d
     For ``tgap plan`` to count.
 
     Upper bounds: every trial at the space's highest steps, guided (two UNet passes per step)
-    unless the guidance range is exactly 1. ``retrieval`` cells generate nothing and tune nothing.
+    unless the guidance range is exactly 1. Only fine-tuned cells tune (the stage sits in the
+    fine-tune loop).
     """
     tune = generate.tune
     if tune.trials == 0:
@@ -402,7 +403,10 @@ def planned_work(generate: GenerateConfig, n_labels: int, rows: list[dict]) -> d
     g = space.guidance_scale or [generate.guidance_scale]
     passes = 1 if g == [1.0] * len(g) else 2
     images = tune.trials * tune.n_per_label * n_labels
-    cells = sum(row["method"] != "retrieval" for row in rows)
+    from tgap.grid import row_kind
+
+    # tune-generation runs in the fine-tune loop only: no-finetune and retrieval cells tune nothing.
+    cells = sum(row_kind(row) == "finetune" for row in rows)
     return {
         "trials_per_cell": tune.trials,
         "cells": cells,
