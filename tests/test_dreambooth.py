@@ -256,7 +256,9 @@ def test_auto_threshold_skips_about_target_skip_on_real_images(setup, tmp_path):
 def test_threshold_outside_minus_one_one_is_rejected(setup, tmp_path, threshold):
     base, tuning = setup
     ft = tiny_finetune(active=ActiveConfig(threshold=threshold))
-    with pytest.raises(ValueError, match=r"threshold .* expected a cosine similarity in \[-1, 1\]"):
+    with pytest.raises(
+        ValueError, match=r"finetune.active.threshold: .* out of range \(expected >= -1 and <= 1\)"
+    ):
         finetune(
             base,
             tuning,

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tgap.config import ActiveConfig
+from tgap.config import ActiveConfig, check_constraints
 from tgap.diffusion.build import DiffusionModel
 from tgap.diffusion.generate import encode_prompts, sample
 from tgap.diffusion.training import TrainData, batch_plan
@@ -49,21 +49,9 @@ class UntrainedError(RuntimeError):
 
 
 def check_active(active: ActiveConfig) -> None:
-    if active.threshold != "auto" and not -1.0 <= active.threshold <= 1.0:
-        raise ValueError(
-            f"finetune.active.threshold {active.threshold}: expected a cosine similarity in "
-            "[-1, 1] or auto"
-        )
-    if not 0.0 <= active.target_skip <= 1.0 or not 0.0 <= active.min_trained_fraction <= 1.0:
-        raise ValueError(
-            f"finetune.active.target_skip ({active.target_skip}) and min_trained_fraction "
-            f"({active.min_trained_fraction}) must be fractions in [0, 1]"
-        )
-    if active.n_generate < 1 or active.sampler_steps < 1:
-        raise ValueError(
-            f"finetune.active.n_generate ({active.n_generate}) and sampler_steps "
-            f"({active.sampler_steps}) must be >= 1"
-        )
+    """The constraints declared on ``ActiveConfig``'s fields, for callers that built it by hand
+    (``load_config`` already checked a loaded one): the same walk, not a second copy."""
+    check_constraints(active, "finetune.active")
 
 
 class ActiveProbe:
