@@ -18,7 +18,6 @@ def compute_fter(
     model: Input[Model],
     reference_classifier: Input[Model],
     select: dict,
-    generate: dict,
     evaluation: dict,
     cell: Output[Artifact],
     metrics: Output[Metrics],

@@ -310,7 +310,6 @@ def fter_inputs(args, artifact, ingested, selected, generators, generated, evalu
             model=artifact(Model, generators[name]),
             reference_classifier=artifact(Model, reference),
             select=args["select"],
-            generate=args["generate"],
             evaluation=args["evaluation"],
         )
 
