@@ -75,6 +75,44 @@ def test_missing_and_malformed_files(tmp_path):
         load_config(listy)
 
 
+def test_extends_merges_the_parent_underneath_section_by_section(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "name: base\ngrid: {methods: [random], sizes: [8], seeds: [0, 1]}\n"
+        "finetune: {steps: 7, batch_size: 2}\n"
+    )
+    (tmp_path / "mid.yaml").write_text("extends: base.yaml\nfinetune: {steps: 5}\n")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "leaf.yaml").write_text("extends: ../mid.yaml\nname: leaf\ngrid: {seeds: [3]}\n")
+    config = load_config(sub / "leaf.yaml", ["finetune.batch_size=4"])
+    assert config.name == "leaf"
+    assert (config.grid.methods, config.grid.sizes, config.grid.seeds) == (["random"], [8], [3])
+    assert (config.finetune.steps, config.finetune.batch_size) == (5, 4)
+    assert "extends" not in config.to_dict()
+
+
+def test_demo_tuned_is_the_demo_plus_tuning_and_one_seed():
+    demo = load_config("pipelines/configs/demo.yaml").to_dict()
+    tuned = load_config("pipelines/configs/demo-tuned.yaml").to_dict()
+    # Same fine-tunes (so demo's seed-0 S->R is the "before tuning" number on real-test).
+    for key in ("data", "diffusion", "finetune", "classifier", "select", "cluster"):
+        assert tuned[key] == demo[key], key
+    assert tuned["grid"]["seeds"] == [0] and tuned["generate"]["tune"]["trials"] == 8
+
+
+def test_extends_errors_name_the_file(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"extends itself .*a\.yaml -> .*b\.yaml -> .*a\.yaml"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: gone.yaml\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: extends: .*gone\.yaml does not exist"):
+        load_config(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("extends: [x]\n")
+    with pytest.raises(ConfigError, match="extends: expected a file name"):
+        load_config(tmp_path / "d.yaml")
+
+
 def test_kfp_struct_numbers_come_back_as_ints_only_through_section():
     # KFP dict parameters turn 3 into 3.0; components rebuild sections with `section`.
     assert section(FinetuneConfig, {"steps": 3.0}, "finetune").steps == 3

@@ -775,26 +775,47 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
 
 
+def _read_preset(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A preset's values, with ``extends: <file>`` (relative to this file) merged underneath.
+
+    A small override file, nanoGPT-style: ``demo-tuned.yaml`` says ``extends: demo.yaml`` and
+    only what differs. Chains are allowed; a cycle is an error naming the files.
+    """
+    if not path.is_file():
+        where = f"{seen[-1]}: extends: " if seen else "config file "
+        raise ConfigError(f"{where}{path} does not exist")
+    if path.resolve() in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path.resolve()))
+        raise ConfigError(f"{path}: extends itself ({chain})")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    parent = loaded.pop("extends", None)
+    if parent is None:
+        return loaded
+    if not isinstance(parent, str) or not parent.strip():
+        raise ConfigError(f"{path}: extends: expected a file name, got {parent!r}")
+    base = _read_preset(path.parent / parent, (*seen, path.resolve()))
+    return _merge(base, loaded)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a preset YAML file (or the defaults when ``path`` is None) and apply ``overrides``.
 
+    A preset may start with ``extends: other.yaml`` (a path relative to the preset): the other
+    file's values are read first and this file's are merged on top, section by section.
     Relative data paths inside a preset stay relative to the working directory, the way the
     README's commands run them from the repository root.
     """
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-        values = loaded
+        values = _read_preset(path)
     for assignment in overrides or []:
         values = _merge(values, parse_override(assignment))
     where = f"{path}: " if path is not None else ""
