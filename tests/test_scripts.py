@@ -1,0 +1,68 @@
+"""The README's measured blocks are written by scripts: their parsing on known logs."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name.replace("-", "_"), SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+# Two concurrent `fine-tune` iterations that end in the other order than they started, a colour
+# code as kfp.local writes it, a stray line, and a run that passes midnight.
+LOG = """\
+23:59:50.000 - INFO - Running pipeline: \x1b[95m'tgap'\x1b[0m
+23:59:50.500 - INFO - Executing task \x1b[96m'ingest'\x1b[0m
+some stage output without a time
+23:59:55.500 - INFO - Task \x1b[96m'ingest'\x1b[0m finished with status \x1b[92mSUCCESS\x1b[0m
+23:59:56.000 - INFO - Executing task 'fine-tune'
+23:59:58.000 - INFO - Executing task 'fine-tune'
+00:00:10.000 - INFO - Task 'fine-tune' finished with status SUCCESS
+00:00:30.000 - INFO - Task 'fine-tune' finished with status SUCCESS
+00:00:31.000 - INFO - Pipeline 'tgap' finished with status SUCCESS
+"""
+
+
+def test_stage_times_sum_concurrent_iterations_and_cross_midnight():
+    times = _load("stage-times").parse_log(LOG)
+    assert times.tasks == {"ingest": 1, "fine-tune": 2}
+    # 14 s + 32 s (or 12 s + 34 s): the sum does not depend on which start meets which end.
+    assert times.seconds["ingest"] == pytest.approx(5.0)
+    assert times.seconds["fine-tune"] == pytest.approx(46.0)
+    assert times.wall_s == pytest.approx(41.0) and times.status == "SUCCESS"
+
+
+def test_stage_times_before_after_table_and_readme_block(tmp_path):
+    before = tmp_path / "before.log"
+    before.write_text(LOG)
+    after = tmp_path / "after.log"
+    after.write_text(LOG.replace("00:00:30.000", "00:00:10.000").replace("00:00:31", "00:00:11"))
+    readme = tmp_path / "README.md"
+    readme.write_text("x\n<!-- stage-times:begin -->\nold\n<!-- stage-times:end -->\ny\n")
+    done = subprocess.run(
+        [sys.executable, SCRIPTS / "stage-times.py", after, "--before", before, "--readme", readme],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    text = readme.read_text()
+    assert text.startswith("x\n<!-- stage-times:begin -->\n") and text.endswith("end -->\ny\n")
+    assert "| fine-tune | 2 | 46 | 2 | 26 |" in text
+    assert "| **wall time** | | **41** | | **21** (ratio 0.512) |" in text
+
+
+def test_stage_times_refuses_an_unfinished_log(tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text("\n".join(LOG.splitlines()[:-1]))
+    done = subprocess.run([sys.executable, SCRIPTS / "stage-times.py", log],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 2 and "did the run finish?" in done.stderr.strip().splitlines()[-1]
