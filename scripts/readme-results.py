@@ -21,6 +21,8 @@ from pathlib import Path
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 CONTROLS = {"no-finetune": "control", "retrieval": "baseline"}
+# The demo's own targets, per fine-tuned method, on the mean over seeds (README, issue 17).
+TARGETS = {"r2s_auroc": ("R→S AUROC", 0.8), "s2r_auroc": ("S→R AUROC", 0.7)}
 
 
 def _num(x: float | None, digits: int = 3) -> str:
@@ -68,6 +70,7 @@ def results_block(run_dir: Path, command: str, today: str) -> str:
         )
     for size, ref in sorted(results.get("reference", {}).get("r2r_auroc", {}).items()):
         lines.append(f"| R→R reference | {size} | {_stat(ref)} | | | | |")
+    lines += ["", targets_line(results)]
     for metric, why in sorted(results.get("not_separated", {}).get("s2r_auroc", {}).items()):
         lines += ["", f"S→R, size {metric}: {why}."]
     paired = results.get("paired", {})
@@ -103,6 +106,23 @@ def results_block(run_dir: Path, command: str, today: str) -> str:
                     f"| {stage} (per cell) | {s['cells']} | {s['mean_s']:.0f} | {s['total_s']:.0f} |"
                 )
     return "\n".join(lines)
+
+
+def targets_line(results: dict) -> str:
+    """Whether each fine-tuned method's mean over seeds meets the demo's targets, said plainly."""
+    verdicts = []
+    for agg in results["aggregate"]:
+        if agg["method"] in CONTROLS:
+            continue
+        missed = []
+        for key, (name, target) in TARGETS.items():
+            mean = (agg["metrics"].get(key) or {}).get("mean")
+            if mean is None or not math.isfinite(mean) or mean < target:
+                missed.append(f"{name} {_num(mean)} < {target}")
+        where = f"`{agg['method']}` (size {agg['size']})"
+        verdicts.append(f"{where} met" if not missed else f"{where} missed: {', '.join(missed)}")
+    wanted = " and ".join(f"{name} ≥ {target}" for name, target in TARGETS.values())
+    return f"Targets ({wanted}, means over seeds): " + "; ".join(verdicts) + "."
 
 
 def replace_block(readme: str, block: str, where: str = "README") -> str:

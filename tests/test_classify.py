@@ -17,7 +17,9 @@ from tgap.classify import (
     Classifier,
     ClassifierError,
     evaluate_classifier,
+    load_resized,
     read_predictions,
+    resize_images,
     train_classifier,
 )
 from tgap.config import ClassifierConfig
@@ -211,3 +213,15 @@ def test_unknown_weights_layout_is_rejected(sets, tmp_path):
     config = ClassifierConfig(arch="densenet121", epochs=1, weights=str(tmp_path / "bad.pt"))
     with pytest.raises(ClassifierError, match="no DenseNet-121 'features"):
         train_classifier(sets["small"], config, seed=0, size_per_label=4, out_dir=tmp_path / "m")
+
+
+def test_load_resized_reads_in_chunks_the_same_pixels_as_resizing_the_whole_load(sets):
+    images = sets["small"]
+    picks = np.array([5, 0, 79, 3, 3, 41, 60])  # any order, repeats allowed (a subsample's)
+    whole = resize_images(images.load_many(picks), 20)
+    chunked = load_resized(images, picks, 20, chunk=3)
+    assert chunked.dtype == np.uint8 and chunked.shape == (7, 20, 20)
+    np.testing.assert_array_equal(chunked, whole)
+    # At its own resolution it is the plain load; no indices give an empty (0, r, r) array.
+    np.testing.assert_array_equal(load_resized(images, picks, 32, chunk=2), images.load_many(picks))
+    assert load_resized(images, [], 20).shape == (0, 20, 20)

@@ -2,9 +2,11 @@
 
 import re
 
+import pytest
+
 from tgap.cli import main
-from tgap.config import load_config
-from tgap.plan import plan, sd15_lora_params
+from tgap.config import ConfigError, check_placement, load_config, quantity_bytes
+from tgap.plan import classifier_train_bytes, memory_warnings, plan, sd15_lora_params
 
 THESIS = "pipelines/configs/thesis.yaml"
 
@@ -65,3 +67,45 @@ def test_tuning_trials_are_counted_and_a_study_of_zero_trials_costs_no_gpu():
     # 8 trials x 100 per label x 2 labels per fine-tuned cell.
     assert tune.units["images_generated"] == 75 * 8 * 100 * 2
     assert tune.hours > 0
+
+
+def test_host_memory_per_task_is_planned_and_checked_against_the_pool_requests(capsys):
+    config = load_config(THESIS)
+    stages = {s.name: s for s in plan(config)}
+    # The reference classifier holds real-train at 224 px twice (the set, fit's split copies).
+    n_train = round(config.cluster.source_images * config.data.split.train_fraction)
+    assert (
+        stages["train-classifier"].memory_bytes
+        == classifier_train_bytes(
+            n_train, 224, config.data.resolution, config.classifier.val_fraction, legacy=False
+        )
+        == 2 * n_train * 224**2
+    )
+    assert memory_warnings(list(stages.values()), config) == []
+    total = _total(capsys)
+    assert 4 < total["max_task_mem_gb"] < 16  # within the GPU pool's 16G request
+    # Before: real-test whole, sets at 512 px beside their resized copies, float32 copies.
+    legacy = plan(config, legacy=True)
+    assert max(s.memory_bytes for s in legacy) > 3 * max(s.memory_bytes for s in stages.values())
+    assert any("compute-fter holds" in w for w in memory_warnings(legacy, config))
+    small = load_config(THESIS, ["cluster.gpu.memory_request=4Gi"])
+    warnings = memory_warnings(plan(small), small)
+    assert any(w.startswith("memory: supplementation holds ~5.") for w in warnings)
+    assert all("cluster.gpu.memory_request 4Gi: raise it" in w for w in warnings)
+    assert main(["plan", "--config", THESIS, "--set", "cluster.gpu.memory_request=4Gi"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-2] == warnings[-1] and out[-1].startswith("total ")
+
+
+@pytest.mark.parametrize(
+    ("quantity", "expected"),
+    [("16G", 16e9), ("15Gi", 15 * 2**30), ("8000M", 8e9), ("1.5Ti", 1.5 * 2**40), ("1e9", 1e9)],
+)
+def test_memory_quantities_read_as_kubernetes_does(quantity, expected):
+    assert quantity_bytes(quantity, "k") == expected
+
+
+def test_a_memory_request_kubernetes_cannot_read_is_a_compile_error():
+    config = load_config(THESIS, ["cluster.gpu.memory_request=16 gigs"])
+    with pytest.raises(ConfigError, match=r"cluster.gpu.memory_request: '16 gigs' is not a memory"):
+        check_placement(config)

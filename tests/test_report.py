@@ -565,3 +565,11 @@ def test_readme_results_block_is_written_from_a_run_folder(tmp_path):
     assert (
         "| no-finetune (control) | 500 |" in text and "Paired differences against `random`" in text
     )
+    # The demo's targets, judged from the means (controls are not judged).
+    assert "Targets (R→S AUROC ≥ 0.8 and S→R AUROC ≥ 0.7, means over seeds): " in text
+    assert "`no-finetune` (size" not in text
+    for agg in [a for a in results["aggregate"] if a["method"] != "no-finetune"]:
+        means = agg["metrics"]
+        met = means["r2s_auroc"]["mean"] >= 0.8 and means["s2r_auroc"]["mean"] >= 0.7
+        assert (f"`{agg['method']}` (size 500) met" in text) is met, agg["method"]
+        assert (f"`{agg['method']}` (size 500) missed: " in text) is not met, agg["method"]

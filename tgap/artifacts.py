@@ -442,6 +442,14 @@ class TrainingLog(_Stored):
     # Everything else the stage records (settings, prompts, counts, timings), as written.
     info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def did_not_train_reason(self) -> str:
+        """Fine-tune's own reason that it did not train ('' when it trained): active selection
+        skipped more than ``active.min_trained_fraction`` allows, with ``on_untrained: flag``."""
+        if self.info.get("did_not_train"):
+            return str(self.info.get("did_not_train_reason") or "did not train")
+        return ""
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "method": self.method,

@@ -157,6 +157,22 @@ def resize_images(images: np.ndarray, resolution: int) -> np.ndarray:
     )
 
 
+def load_resized(
+    images: ImageSet, indices: Sequence[int] | np.ndarray, resolution: int, chunk: int = 512
+) -> np.ndarray:
+    """``images.load_many(indices)`` resized to ``resolution``, read ``chunk`` images at a time.
+
+    The same pixels as resizing the whole load at once; at 512 px -> 224 px the set never sits
+    in memory at its own resolution (10,000 images per label: 1.0 GB instead of 5.2 GB + 1.0 GB).
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    out = np.empty((len(indices), resolution, resolution), np.uint8)
+    for start in range(0, len(indices), chunk):
+        part = indices[start : start + chunk]
+        out[start : start + len(part)] = resize_images(images.load_many(part), resolution)
+    return out
+
+
 def _to_tensor(images: np.ndarray, normalisation: dict[str, Any]) -> torch.Tensor:
     x01 = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255).unsqueeze(1)
     return _normalise(x01, normalisation)
@@ -346,7 +362,9 @@ def fit(
     model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=classifier.learning_rate)
     generator = torch_generator(derive_seed(seed, "classify", "batches"))
-    x_train = torch.from_numpy(images[train_idx]).float().div_(255).unsqueeze(1)
+    # uint8 until a batch is drawn: a float32 copy of every training image would be 4x the set
+    # (3.2 GB for 20,000 images at 224 px); the per-batch conversion gives the same numbers.
+    x_train = torch.from_numpy(images[train_idx]).unsqueeze(1)
     y_train = torch.from_numpy(y[train_idx].astype(np.int64))
     val_images, y_val = images[val_idx], y[val_idx]
 
@@ -363,7 +381,7 @@ def fit(
             batch = order[start : start + classifier.batch_size]
             if len(batch) < 2 and len(order) > 1:
                 continue  # BatchNorm cannot train on a single image; it is reshuffled next epoch
-            x = x_train[batch].to(device)
+            x = x_train[batch].to(device).float().div_(255)
             if classifier.augment:
                 x = _augment(x, generator)
             loss = F.cross_entropy(model(_normalise(x, normalisation)), y_train[batch].to(device))
@@ -460,7 +478,7 @@ def train_classifier(
         raise ImageSetError(f"{train.root}: empty image set, nothing to train a classifier on")
     y = train.label_indices
     keep = subsample_per_label(y, train.labels, size_per_label, seed, str(train.root))
-    images = train.load_many(keep)
+    images = load_resized(train, keep, classifier.resolution)
     extra = {"train_set": str(train.root), "size_per_label": size_per_label,
              "train_content_hash": train.info.get("content_hash", "")}  # fmt: skip
     return fit(images, y[keep], train.labels, classifier, seed, out_dir, extra, str(train.root))

@@ -74,10 +74,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from tgap.plan import format_plan, plan
+    from tgap.plan import format_plan, memory_warnings, plan
 
     config = load_config(args.config, args.overrides)
-    print(format_plan(plan(config, legacy=args.legacy), config.cluster.parallelism))
+    stages = plan(config, legacy=args.legacy)
+    warnings = memory_warnings(stages, config)
+    print(format_plan(stages, config.cluster.parallelism, warnings))
     return 0
 
 

@@ -1,7 +1,9 @@
 """``tgap plan``: what a run will cost, before anything runs.
 
-One row per stage: tasks (and how many on GPUs), units of work, artifact bytes, GPU-hours,
-CPU-hours (pod-hours of CPU-pool tasks) and wall time at ``cluster.parallelism``. Throughputs
+One row per stage: tasks (and how many on GPUs), units of work, artifact bytes, host memory of
+its largest task, GPU-hours, CPU-hours (pod-hours of CPU-pool tasks) and wall time at
+``cluster.parallelism``. A stage whose task would hold more than its pool's
+``memory_request`` gets a warning line (``memory_warnings``). Throughputs
 come from ``cluster.throughput`` (``cluster.gpu.device`` and ``cluster.cpu.device`` pick the
 rows); their defaults in ``tgap.config`` say where each figure comes from.
 
@@ -18,14 +20,17 @@ Assumptions: KFP's cache shares identical tasks (the real-trained classifier onc
 once per seed); classifier training runs every epoch (early stopping only shortens it);
 throughputs scale with pixel count away from their reference resolutions; stored PNGs take
 ``PNG_BYTES_PER_PIXEL``; wall time adds each stage's work spread over ``parallelism`` tasks (an
-upper bound: sibling loops overlap).
+upper bound: sibling loops overlap). Memory counts the arrays a task holds (grey uint8 images,
+float32 embeddings, the fp32 base model a diffusion stage loads on the host) plus
+``RUNTIME_BYTES``; stages that stream (ingest, evaluate-classifier, report) hold only batches.
+``benchmarks/memory.py`` checks the classifier formulas against measured peaks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tgap.config import Config, ConfigError, DeviceThroughput
+from tgap.config import Config, ConfigError, DeviceThroughput, quantity_bytes
 from tgap.grid import class_image_seeds, item_rows, split_rows
 from tgap.tune import planned_work
 
@@ -45,6 +50,26 @@ SD15_RESOLUTION = 512  # throughputs of the diffusion stages are quoted at this 
 CLASSIFIER_RESOLUTION = 224  # and of classifier and embedder stages at this one
 CLASSIFIER_PARAMS = {"densenet121": 6_955_906, "small-cnn": 100_000}
 EMBED_DIMS = {"pixel": 256, "classifier": 1024, "clip": 512}
+
+
+# Host memory: what a task holds beyond the Python + torch + libraries runtime, which
+# benchmarks/scale.py measures at 0.8-1.2 GB per stage process.
+RUNTIME_BYTES = 1.2e9
+# scikit-learn's pairwise_distances_chunked(working_memory=256) in the cell's metrics (MB).
+CHUNK_BYTES = 256 * 2**20
+
+
+def classifier_train_bytes(n: float, side: int, data_side: int, val: float, legacy: bool) -> float:
+    """Host bytes ``fit`` holds to train on ``n`` grey images at ``side`` px (uint8).
+
+    Now: the set read at ``side`` in chunks (``load_resized``), its training and validation
+    copies, batches converted to float as drawn: 2 n side². Before (``legacy``): the set at its
+    own resolution ``data_side`` beside the resized one, and a float32 copy of the training part:
+    n (data_side² + side² (1 + 5 (1 - val) + val)). benchmarks/memory.py measures the first.
+    """
+    if legacy:
+        return n * (data_side**2 + side**2 * (1 + 5 * (1 - val) + val))
+    return 2 * n * side**2
 
 
 def sd15_lora_params(rank: int) -> int:
@@ -103,11 +128,14 @@ class Stage:
     artifact_bytes: float = 0.0
     model_bytes: float = 0.0
     hours: float = 0.0  # device-hours of all its tasks
+    # Host memory of its largest task: the arrays it holds (RUNTIME_BYTES on top of that).
+    memory_bytes: float = 0.0
 
     def add(self, tasks: int, seconds: float = 0.0, artifact: float = 0.0, model: float = 0.0,
-            **units: float) -> None:  # fmt: skip
+            memory: float = 0.0, **units: float) -> None:  # fmt: skip
         self.tasks += tasks
         self.hours += seconds / 3600
+        self.memory_bytes = max(self.memory_bytes, memory)
         self.artifact_bytes += artifact + model
         self.model_bytes += model
         for key, value in units.items():
@@ -171,11 +199,12 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
     guidance = 2 if gen.guidance_scale != 1 else 1
     images_per_step = ft.batch_size * (2 if ft.with_prior_preservation else 1)
 
-    def train(name: str, n: float) -> None:
+    def train(name: str, n: float, data_side: int) -> None:
         work = n * clf.epochs
+        held = classifier_train_bytes(n, clf.resolution, data_side, clf.val_fraction, legacy)
         stage("train-classifier").add(
             1, seconds("train-classifier", "classifier_train_images_per_s", work, clf_scale),
-            model=clf_bytes, image_epochs=work,
+            model=clf_bytes, memory=held, image_epochs=work,
         )  # fmt: skip
 
     def evaluate(n: float) -> None:
@@ -199,23 +228,28 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
     pretrain = 0.0
     if config.diffusion.base_model == "tiny-pixel" and config.diffusion.pretrain_steps:
         pretrain = config.diffusion.pretrain_steps * config.diffusion.pretrain_batch_size
+    # The diffusion stages load the base model in fp32 on the host before moving it to the device.
     prepare.add(
         1, seconds("prepare-base-model", "finetune_images_per_s", pretrain, diffusion_scale),
-        model=base_bytes, pretrain_image_steps=pretrain,
+        model=base_bytes, memory=base_bytes, pretrain_image_steps=pretrain,
     )  # fmt: skip
-    train("train-reference-classifier", n_train)
+    train("train-reference-classifier", n_train, data.resolution)
     embedders = 1 + (1 if config.select.clip_weights else 0)
     embed_s = seconds("embed", "classifier_eval_images_per_s", n_pool, clf_scale)
     if config.select.clip_weights:
         embed_s += seconds("embed", "embed_images_per_s", n_pool)
     dims = EMBED_DIMS["pixel"] + EMBED_DIMS["classifier"] + (EMBED_DIMS["clip"] * (embedders - 1))
-    stage("embed").add(1, embed_s, artifact=4 * dims * n_pool, images_embedded=n_pool * embedders)
+    stage("embed").add(
+        1, embed_s, artifact=4 * dims * n_pool, memory=4 * dims * n_pool,
+        images_embedded=n_pool * embedders,
+    )  # fmt: skip
     class_seeds = class_image_seeds(rows)
     if not legacy and ft.with_prior_preservation and class_seeds:
         evals, size = class_image_work(ft.num_class_images * len(class_seeds))
         stage("class-images").add(
             1, seconds("class-images", "sample_unet_evals_per_s", evals, diffusion_scale),
-            artifact=size, images_generated=ft.num_class_images * len(class_seeds),
+            artifact=size, memory=base_bytes,
+            images_generated=ft.num_class_images * len(class_seeds),
         )  # fmt: skip
 
     # Per work item.
@@ -226,6 +260,29 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
     if ratios and max(ratios) > 0:
         n_real_supp = min(n_real_supp, int(gen.n_per_label / max(ratios)))
     supp_images = sum(labels * (n_real_supp + round(r * n_real_supp)) for r in ratios)
+    supp_real = labels * n_real_supp
+    supp_syn = labels * round(max(ratios, default=0) * n_real_supp)
+    if legacy:  # real-test whole at its resolution, each set loaded before resizing, float copy
+        supp_memory = (
+            n_test * data.resolution**2
+            + supp_syn * config.diffusion.sample_size**2
+            + (
+                classifier_train_bytes(
+                    supp_real + supp_syn, clf.resolution, 0, clf.val_fraction, True
+                )
+                + (supp_real + supp_syn) * clf.resolution**2
+            )
+        )
+    else:  # the real part, the largest ratio's synthetic part, their concatenation, fit's copies
+        supp_memory = (supp_real + supp_syn) * clf.resolution**2 + classifier_train_bytes(
+            supp_real + supp_syn, clf.resolution, 0, clf.val_fraction, False
+        )
+    if not ratios:
+        supp_memory = 0.0
+    # The cell's metrics: embeddings of both sets and the tuning set, pixel copies at <= 64 px for
+    # memorisation, and scikit-learn's distance chunks.
+    memo_side = min(config.diffusion.sample_size, data.resolution, 64)
+    embed_dim = EMBED_DIMS[config.evaluation.distribution_embedder]
     distribution = seconds(
         "compute-fter",
         "embed_images_per_s" if config.evaluation.distribution_embedder == "clip"
@@ -244,7 +301,8 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
         retrieved = n_syn if kind == "retrieval" or legacy else 0
         stage("select").add(
             1, seconds("select", "ingest_images_per_s", size_images + retrieved),
-            artifact=(size_images + retrieved) * png, images_selected=size_images + retrieved,
+            artifact=(size_images + retrieved) * png, memory=4 * dims * n_pool,
+            images_selected=size_images + retrieved,
         )  # fmt: skip
         fine_tunes = kind == "finetune" or (
             legacy and split_rows([item])["finetune"]
@@ -257,7 +315,7 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
                 work += seconds("fine-tune", "sample_unet_evals_per_s", evals, diffusion_scale)
                 units["class_images_generated"] = ft.num_class_images
             full = base_bytes if legacy else model_bytes(config, shapes)
-            stage("fine-tune").add(1, work, model=full, **units)
+            stage("fine-tune").add(1, work, model=full, memory=base_bytes, **units)
         elif legacy:  # the old fine-tune task copied the base model for every other method
             stage("fine-tune").add(1, model=base_bytes, steps=0)
         if fine_tunes and not legacy:
@@ -271,8 +329,14 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
                     "tune-generation", "classifier_train_images_per_s",
                     work["images"] * clf.epochs, clf_scale,
                 )  # fmt: skip
+                val = config.generate.tune.val_fraction * n_train * clf.resolution**2
+                trial = classifier_train_bytes(
+                    work["images"] / max(1, work["trials_per_cell"]), clf.resolution,
+                    config.diffusion.sample_size, clf.val_fraction, legacy,
+                )  # fmt: skip
                 stage("tune-generation").add(
-                    1, tune_s, artifact=1e5, trials=work["trials_per_cell"],
+                    1, tune_s, artifact=1e5, memory=base_bytes + val + trial,
+                    trials=work["trials_per_cell"],
                     images_generated=work["images"], image_epochs=work["images"] * clf.epochs,
                 )  # fmt: skip
             else:  # a no-op, placed on the CPU pool by the pipeline
@@ -284,11 +348,11 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
         if generates:
             stage("generate").add(
                 1, seconds("generate", "sample_unet_evals_per_s", gen_evals, diffusion_scale),
-                artifact=n_syn * gen_png, images_generated=n_syn,
+                artifact=n_syn * gen_png, memory=base_bytes, images_generated=n_syn,
             )  # fmt: skip
         elif legacy:  # retrieval's generate task copied the retrieved set, on a GPU node
             stage("generate").add(1, artifact=n_syn * png, images_generated=0)
-        train("train-synthetic-classifier", n_syn)
+        train("train-synthetic-classifier", n_syn, config.diffusion.sample_size)
         evaluate(n_test)  # S→R
         evaluate(n_syn)  # R→S
         supp_work = supp_images * clf.epochs
@@ -300,16 +364,22 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
             len(ratios) * n_test, clf_scale,
         )  # fmt: skip
         if not legacy:
-            stage("supplementation").add(1, supp_s, image_epochs=supp_work)
+            stage("supplementation").add(1, supp_s, memory=supp_memory, image_epochs=supp_work)
+        tuning = max(r["size"] for r in cells) * labels  # a task computes its cells one by one
+        cell_memory = (
+            4 * embed_dim * (n_syn + n_test + tuning) + 4 * memo_side**2 * (n_syn + tuning)
+            + CHUNK_BYTES
+        )  # fmt: skip
         fter = stage("compute-fter")
         fter.add(
             1, distribution * len(cells) + (supp_s if legacy else 0),
-            artifact=len(cells) * 2e6, cells=len(cells), images_embedded=(n_syn + n_test) * len(cells),
+            artifact=len(cells) * 2e6, memory=max(cell_memory, supp_memory if legacy else 0),
+            cells=len(cells), images_embedded=(n_syn + n_test) * len(cells),
             **({"image_epochs": supp_work} if legacy else {}),
         )  # fmt: skip
     # Shared through KFP's cache: the real-trained classifier and R→R once per seed.
     for _ in seeds:
-        train("train-real-classifier", min(gen.n_per_label * labels, n_train))
+        train("train-real-classifier", min(gen.n_per_label * labels, n_train), data.resolution)
         evaluate(n_test)
     stage("report").add(1, 60, artifact=20e6, cells=len(rows))
     return [stages[name] for name in _ORDER if name in stages]
@@ -326,9 +396,32 @@ def _units(units: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:,.0f}" for k, v in units.items()) or "-"
 
 
-def format_plan(stages: list[Stage], parallelism: int) -> str:
-    """The table, then one total line: ``total tasks=... gpu_tasks=... gpu_hours=... ...``."""
-    header = ("stage", "tasks", "gpu", "artifact_gb", "gpu_h", "cpu_h", "wall_h", "units")
+def memory_warnings(stages: list[Stage], config: Config) -> list[str]:
+    """One line per stage whose largest task would hold more than its pool's memory request."""
+    out = []
+    for s in stages:
+        pool = "gpu" if s.gpu else "cpu"
+        request = getattr(config.cluster, pool).memory_request
+        if not request:
+            continue
+        need = RUNTIME_BYTES + s.memory_bytes
+        have = quantity_bytes(request, f"cluster.{pool}.memory_request")
+        if need > have:
+            out.append(
+                f"memory: {s.name} holds ~{need / GB:.1f} GB per task, above "
+                f"cluster.{pool}.memory_request {request}: raise it (the pod may be evicted or "
+                "OOM-killed)"
+            )
+    return out
+
+
+def format_plan(stages: list[Stage], parallelism: int, warnings: list[str] = ()) -> str:
+    """The table, any ``warnings``, then one total line: ``total tasks=... gpu_tasks=... ...``.
+
+    ``mem_gb`` is the host memory of a stage's largest task: the arrays it holds plus
+    ``RUNTIME_BYTES`` of Python, torch and libraries.
+    """
+    header = ("stage", "tasks", "gpu", "artifact_gb", "mem_gb", "gpu_h", "cpu_h", "wall_h", "units")
     lines = [header]
     wall_total = 0.0
     for s in stages:
@@ -336,6 +429,7 @@ def format_plan(stages: list[Stage], parallelism: int) -> str:
         wall_total += wall
         lines.append((
             s.name, str(s.tasks), str(s.tasks if s.gpu else 0), f"{s.artifact_bytes / GB:.2f}",
+            f"{(RUNTIME_BYTES + s.memory_bytes) / GB:.1f}",
             f"{s.hours if s.gpu else 0:.1f}", f"{0 if s.gpu else s.hours:.1f}", f"{wall:.1f}",
             _units(s.units),
         ))  # fmt: skip
@@ -352,6 +446,7 @@ def format_plan(stages: list[Stage], parallelism: int) -> str:
         f"cpu_hours={sum(s.hours for s in stages if not s.gpu):.1f} "
         f"wall_hours={wall_total:.1f} "
         f"artifact_gb={sum(s.artifact_bytes for s in stages) / GB:.1f} "
-        f"model_gb={sum(s.model_bytes for s in stages) / GB:.2f}"
+        f"model_gb={sum(s.model_bytes for s in stages) / GB:.2f} "
+        f"max_task_mem_gb={(RUNTIME_BYTES + max(s.memory_bytes for s in stages)) / GB:.1f}"
     )
-    return "\n".join([*text, total])
+    return "\n".join([*text, *warnings, total])

@@ -194,7 +194,7 @@ def tune_generation(
     """
     import optuna
 
-    from tgap.classify import Classifier, train_classifier
+    from tgap.classify import Classifier, load_resized, train_classifier
     from tgap.diffusion.generate import generate_image_set
 
     tune = generate.tune
@@ -223,7 +223,9 @@ def tune_generation(
 
     start = time.perf_counter()
     val_idx = validation_split(real_train, tune.val_fraction, seed)
-    val_images, y_val = real_train.load_many(val_idx), real_train.label_indices[val_idx]
+    # At the classifier's resolution (what each trial's classifier sees): one copy, read in chunks.
+    val_images = load_resized(real_train, val_idx, classifier.resolution)
+    y_val = real_train.label_indices[val_idx]
     labels = list(real_train.labels)
     study_seed = derive_seed(seed, "tune", tune.seed)
     # Every trial samples from the same image seeds: trials differ only by their parameters.

@@ -394,14 +394,8 @@ def group_fter_flag(group: Group, reference: dict[int, Stat]) -> bool:
 
 def did_not_train(cell: Cell) -> str:
     """The fine-tune's own "did not train" reason from its training log ('' when it trained)."""
-    path = cell.assets.get("training_log.json")
-    try:
-        log = json.loads(path.read_text()) if path is not None else {}
-    except (OSError, json.JSONDecodeError):
-        return ""
-    if isinstance(log, dict) and log.get("did_not_train"):
-        return str(log.get("did_not_train_reason") or "did not train")
-    return ""
+    training_log = cell.training_log()
+    return "" if training_log is None else training_log.did_not_train_reason
 
 
 def add_cell_flags(columns: list[str], rows: list[dict[str, Any]], cells: list[Cell]) -> list[str]:
