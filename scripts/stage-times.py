@@ -4,10 +4,14 @@
     python scripts/stage-times.py AFTER.log [--before BEFORE.log] [--readme README.md]
 
 kfp.local logs ``HH:MM:SS.mmm - INFO - Executing task 'NAME'`` when a task starts and ``Task
-'NAME' finished with status ...`` when it ends. Loop iterations share their task's name, and
+'NAME' finished with status ...`` when it ends (some through the root logger, dated). Loop iterations share their task's name, and
 several run at once, so starts and ends cannot be paired one by one; their *sum* can: the
 task-seconds of a stage are the sum of its end times minus the sum of its start times, whatever
 the pairing. The wall time is the first line's time to the ``Pipeline ... finished`` line.
+
+Rows are components: KFP names a component's second and later tasks ``NAME-2``, ``NAME-3`` (the
+real- and synthetic-trained ``train-classifier``, say), and those are summed under ``NAME`` so
+that runs whose DAGs differ compare stage by stage (``--by-task`` keeps the task names).
 
 With ``--before`` the table has both runs and their ratio (after / before), which is how the
 README's demo timing was measured back to back on one machine; with ``--readme`` it replaces the
@@ -24,11 +28,13 @@ from pathlib import Path
 
 BEGIN, END = "<!-- stage-times:begin -->", "<!-- stage-times:end -->"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_TIME = r"(\d\d):(\d\d):(\d\d)\.(\d{3})"
-_START = re.compile(_TIME + r" - \w+ - Executing task '([^']+)'")
-_END = re.compile(_TIME + r" - \w+ - Task '([^']+)' finished with status (\w+)")
-_ANY = re.compile(r"^" + _TIME + r" - ")
-_PIPELINE_END = re.compile(_TIME + r" - \w+ - Pipeline '[^']+' finished with status (\w+)")
+# kfp.local's own format (``02:26:17.704 - INFO - ...``), and the root logger's when a loop's
+# thread logs through it (``2026-12-02 02:44:40,086 INFO root: ...``).
+_TIME = r"^(?:\d{4}-\d\d-\d\d )?(\d\d):(\d\d):(\d\d)[.,](\d{3})\b"
+_START = re.compile(_TIME + r".*?\bExecuting task '([^']+)'")
+_END = re.compile(_TIME + r".*?\bTask '([^']+)' finished with status (\w+)")
+_ANY = re.compile(_TIME)
+_PIPELINE_END = re.compile(_TIME + r".*?\bPipeline '[^']+' finished with status (\w+)")
 
 
 @dataclass
@@ -73,6 +79,16 @@ def parse_log(text: str) -> StageTimes:
             last, out.status = t, m.group(5)
     if first is not None and last is not None:
         out.wall_s = last - first
+    return out
+
+
+def by_component(times: StageTimes) -> StageTimes:
+    """The same times with ``NAME-2``, ``NAME-3`` ... summed into ``NAME``."""
+    out = StageTimes(wall_s=times.wall_s, status=times.status)
+    for name, seconds in times.seconds.items():
+        component = re.sub(r"-\d+$", "", name)
+        out.seconds[component] = out.seconds.get(component, 0.0) + seconds
+        out.tasks[component] = out.tasks.get(component, 0) + times.tasks[name]
     return out
 
 
@@ -132,9 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("after", type=Path, help="the log of a `tgap run` (its run.log or stdout)")
     parser.add_argument("--before", type=Path, help="a second run's log, to compare against")
     parser.add_argument("--readme", type=Path, help="write the table into this README's block")
+    parser.add_argument("--by-task", action="store_true", help="one row per task name")
     args = parser.parse_args(argv)
     after = _read(parser, args.after)
     before = _read(parser, args.before) if args.before else None
+    if not args.by_task:
+        after = by_component(after)
+        before = by_component(before) if before is not None else None
     block = table(after, before)
     if args.readme is None:
         print(block)

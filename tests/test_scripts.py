@@ -19,7 +19,8 @@ def _load(name: str):
 
 
 # Two concurrent `fine-tune` iterations that end in the other order than they started, a colour
-# code as kfp.local writes it, a stray line, and a run that passes midnight.
+# code as kfp.local writes it, a stray line, an end logged through the root logger (dated), and
+# a run that passes midnight.
 LOG = """\
 23:59:50.000 - INFO - Running pipeline: \x1b[95m'tgap'\x1b[0m
 23:59:50.500 - INFO - Executing task \x1b[96m'ingest'\x1b[0m
@@ -29,17 +30,24 @@ some stage output without a time
 23:59:58.000 - INFO - Executing task 'fine-tune'
 00:00:10.000 - INFO - Task 'fine-tune' finished with status SUCCESS
 00:00:30.000 - INFO - Task 'fine-tune' finished with status SUCCESS
+00:00:30.000 - INFO - Executing task 'ingest-2'
+2026-12-02 00:00:30,500 INFO root: Task 'ingest-2' finished with status SUCCESS
 00:00:31.000 - INFO - Pipeline 'tgap' finished with status SUCCESS
 """
 
 
 def test_stage_times_sum_concurrent_iterations_and_cross_midnight():
-    times = _load("stage-times").parse_log(LOG)
-    assert times.tasks == {"ingest": 1, "fine-tune": 2}
+    script = _load("stage-times")
+    times = script.parse_log(LOG)
+    assert times.tasks == {"ingest": 1, "fine-tune": 2, "ingest-2": 1}
     # 14 s + 32 s (or 12 s + 34 s): the sum does not depend on which start meets which end.
     assert times.seconds["ingest"] == pytest.approx(5.0)
     assert times.seconds["fine-tune"] == pytest.approx(46.0)
     assert times.wall_s == pytest.approx(41.0) and times.status == "SUCCESS"
+    # A component's later tasks (KFP's NAME-2) are summed under its name.
+    grouped = script.by_component(times)
+    assert grouped.tasks == {"ingest": 2, "fine-tune": 2}
+    assert grouped.seconds["ingest"] == pytest.approx(5.5) and grouped.wall_s == times.wall_s
 
 
 def test_stage_times_before_after_table_and_readme_block(tmp_path):

@@ -174,7 +174,7 @@ def test_real_test_is_disjoint_from_the_tuning_objective_data(tmp_path):
         (["generate.tune.space.steps=[30]"], r"steps: \[30\]: expected \[low, high\]"),
         (["generate.tune.trials=-1"], r"generate.tune.trials: -1 is out of range"),
         (
-            ["generate.tune.trials=2", "generate.tune.n_per_label=400"],
+            ["generate.tune.trials=2", "generate.n_per_label=200", "generate.tune.n_per_label=400"],
             "generate.tune.n_per_label: 400 is larger than generate.n_per_label 200",
         ),
         (["generate.tune.sampler=random"], "generate.tune.sampler"),
