@@ -19,6 +19,9 @@ import math
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from readme_block import write_block  # noqa: E402  (the scripts' shared helper)
+
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 CONTROLS = {"no-finetune": "control", "retrieval": "baseline"}
 # The demo's own targets, per fine-tuned method, on the mean over seeds (README, issue 17).
@@ -125,14 +128,6 @@ def targets_line(results: dict) -> str:
     return f"Targets ({wanted}, means over seeds): " + "; ".join(verdicts) + "."
 
 
-def replace_block(readme: str, block: str, where: str = "README") -> str:
-    if readme.count(BEGIN) != 1 or readme.count(END) != 1:
-        raise ValueError(f"{where}: needs exactly one {BEGIN} and one {END}")
-    head, rest = readme.split(BEGIN)
-    _, tail = rest.split(END)
-    return f"{head}{BEGIN}\n{block}\n{END}{tail}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a `tgap run` output folder (results.json)")
@@ -142,12 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.run_dir / "results.json").is_file():
         parser.error(f"{args.run_dir}: no results.json (is it a `tgap run` output folder?)")
     block = results_block(args.run_dir, args.command, datetime.date.today().isoformat())
-    try:
-        text = replace_block(args.readme.read_text(), block, str(args.readme))
-    except ValueError as exc:
-        parser.error(str(exc))
-    args.readme.write_text(text)
-    print(f"{args.readme}: results block rewritten from {args.run_dir}")
+    write_block(parser, args.readme, block, BEGIN, END, args.run_dir)
     return 0
 
 

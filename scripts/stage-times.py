@@ -26,6 +26,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from readme_block import write_block  # noqa: E402  (the scripts' shared helper)
+
 BEGIN, END = "<!-- stage-times:begin -->", "<!-- stage-times:end -->"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # kfp.local's own format (``02:26:17.704 - INFO - ...``), and the root logger's when a loop's
@@ -124,14 +127,6 @@ def table(after: StageTimes, before: StageTimes | None = None) -> str:
     return "\n".join(lines)
 
 
-def replace_block(readme: str, block: str, where: str = "README") -> str:
-    if readme.count(BEGIN) != 1 or readme.count(END) != 1:
-        raise ValueError(f"{where}: needs exactly one {BEGIN} and one {END}")
-    head, rest = readme.split(BEGIN)
-    _, tail = rest.split(END)
-    return f"{head}{BEGIN}\n{block}\n{END}{tail}"
-
-
 def _read(parser: argparse.ArgumentParser, path: Path) -> StageTimes:
     if not path.is_file():
         parser.error(f"{path}: no such log")
@@ -159,12 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.readme is None:
         print(block)
         return 0
-    try:
-        text = replace_block(args.readme.read_text(), block, str(args.readme))
-    except ValueError as exc:
-        parser.error(str(exc))
-    args.readme.write_text(text)
-    print(f"{args.readme}: stage-times block rewritten from {args.after}")
+    write_block(parser, args.readme, block, BEGIN, END, args.after)
     return 0
 
 
