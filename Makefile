@@ -25,7 +25,10 @@ demo: setup
 
 test: setup
 	scripts/ensure-chromium.sh
-	$(VENV)/bin/pytest -q
+	# One worker per core (at most 4); a worker takes a whole module or xdist_group at a time, so
+	# an expensive module fixture (a kfp.local run) is built once; the slow modules go first
+	# (tests/conftest.py) so that the short ones fill in behind them.
+	$(VENV)/bin/pytest -q -n auto --maxprocesses=4 --dist loadgroup --no-loadscope-reorder
 
 compile: setup
 	$(VENV)/bin/tgap compile --config $(CONFIG) --output pipelines/compiled/tgap.yaml

@@ -22,6 +22,9 @@ MICRO = Path("pipelines/configs/micro.yaml")
 # CPU or thread count may round floats differently.)
 MICRO_RESULTS = Path(__file__).resolve().parent / "data" / "micro_results.csv"
 pytestmark = pytest.mark.slow
+# The tests that read the one micro run: one xdist group, so the run is made once, on one
+# worker (the other tests here run their own pipelines and may go to another worker).
+on_micro_run = pytest.mark.xdist_group("micro-run")
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +43,7 @@ def _task_outputs(run: Path, task: str, output: str) -> list[Path]:
     return sorted((run / "artifacts").glob(f"**/{task}*/{output}"))
 
 
+@on_micro_run
 def test_run_writes_every_output_with_one_row_per_grid_cell(micro_run):
     for name in ("results.csv", "results.json", "report.html", "summary.md", "metrics.json"):
         assert (micro_run / name).is_file(), name
@@ -54,11 +58,44 @@ def test_run_writes_every_output_with_one_row_per_grid_cell(micro_run):
             assert 0.0 <= float(row[column]) or math.isnan(float(row[column])), (column, row)
 
 
-def test_results_csv_is_byte_identical_to_the_committed_copy(micro_run):
-    """No behaviour change slips in unnoticed: every number, column and format of the run."""
-    assert (micro_run / "results.csv").read_bytes() == MICRO_RESULTS.read_bytes()
+# Relative tolerance for the golden copy's numbers. The feature distances (FID, KID, nearest
+# neighbours) are float sums whose order the CPU's BLAS picks: on two CI machines of 2026-12 the
+# same commit gave FID 381.9559 and 381.9406 (4e-5 relative) with every AUROC bit-identical. A
+# behaviour change moves numbers far more than this.
+GOLDEN_RTOL = 1e-3
 
 
+def _same_value(got: str, want: str) -> bool:
+    try:
+        got_f, want_f = float(got), float(want)
+    except ValueError:
+        return got == want  # method names, flags, the did-not-train reason
+    if math.isnan(want_f):
+        return math.isnan(got_f)
+    return math.isclose(got_f, want_f, rel_tol=GOLDEN_RTOL, abs_tol=1e-12)
+
+
+@on_micro_run
+def test_results_csv_equals_the_committed_copy(micro_run):
+    """No behaviour change slips in unnoticed: every column, row, label and flag of the run
+    exactly, and every number to GOLDEN_RTOL."""
+    got_lines = (micro_run / "results.csv").read_text().splitlines()
+    want_lines = MICRO_RESULTS.read_text().splitlines()
+    assert got_lines[0] == want_lines[0], "the columns changed"
+    got = list(csv.reader(got_lines[1:]))
+    want = list(csv.reader(want_lines[1:]))
+    assert [row[:3] for row in got] == [row[:3] for row in want], "the rows changed"
+    header = want_lines[0].split(",")
+    differ = [
+        (row[0], header[i], g, w)
+        for row, want_row in zip(got, want, strict=True)
+        for i, (g, w) in enumerate(zip(row, want_row, strict=True))
+        if not _same_value(g, w)
+    ]
+    assert not differ, differ
+
+
+@on_micro_run
 def test_report_numbers_equal_the_per_stage_metrics(micro_run):
     """results.csv must be computed from the evaluate tasks' own metrics.json, not re-derived."""
     cells = {}
@@ -85,11 +122,13 @@ def test_report_numbers_equal_the_per_stage_metrics(micro_run):
             assert cell["fter"] == pytest.approx(ratio)
 
 
+@on_micro_run
 def test_report_says_the_models_were_randomly_initialised(micro_run):
     html = (micro_run / "report.html").read_text()
     assert "random" in html.lower() and "initiali" in html.lower()
 
 
+@on_micro_run
 def test_every_stage_time_reaches_the_report(micro_run):
     report = json.loads((micro_run / "results.json").read_text())
     text = json.dumps(report) + (micro_run / "report.html").read_text()
@@ -108,6 +147,7 @@ def test_every_stage_time_reaches_the_report(micro_run):
         assert all(value >= 0 for value in seconds.values()) and seconds["compute-FTER"] > 0
 
 
+@on_micro_run
 def test_compiled_spec_reruns_to_the_same_tuning_set_and_metrics(micro_run, tmp_path):
     """Two checks in one run: the compiled spec (not just the Python DAG) runs end to end, and
     the same config and seed give the same tuning set and the same numbers."""
@@ -146,6 +186,7 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path, capsys):
     assert not (tmp_path / "o" / "results.csv").exists()
 
 
+@on_micro_run
 def test_real_micro_report_renders_in_chromium_with_the_csv_values(micro_run):
     from browser import check_report_in_chromium, chromium_missing_reason, problems
 

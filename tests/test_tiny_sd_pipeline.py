@@ -40,7 +40,14 @@ OVERRIDES = [
 ]
 
 
-@pytest.fixture(scope="module", params=["full", "lora"])
+# One xdist group per variant: each run is built once, on one worker, and the two can run at
+# the same time on two workers.
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param(v, marks=pytest.mark.xdist_group(f"tiny-sd-{v}")) for v in ("full", "lora")
+    ],
+)
 def sd_run(request, tiny_sd, tmp_path_factory) -> tuple[str, Path]:
     lora = ["finetune.lora_rank=4"] if request.param == "lora" else []
     config = load_config(MICRO, [*OVERRIDES, f"diffusion.base_model={tiny_sd}", *lora])
