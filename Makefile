@@ -23,12 +23,12 @@ demo: setup
 	rm -rf runs/demo
 	$(VENV)/bin/tgap run --config pipelines/configs/demo.yaml --output runs/demo
 
+# One pytest worker per core (at most 4); a worker takes a whole module at a time, so a module
+# fixture (often a whole kfp.local run) is built once; the slow modules go first
+# (tests/conftest.py) so that the short ones fill in behind them.
 test: setup
 	scripts/ensure-chromium.sh
-	# One worker per core (at most 4); a worker takes a whole module or xdist_group at a time, so
-	# an expensive module fixture (a kfp.local run) is built once; the slow modules go first
-	# (tests/conftest.py) so that the short ones fill in behind them.
-	$(VENV)/bin/pytest -q -n auto --maxprocesses=4 --dist loadgroup --no-loadscope-reorder
+	$(VENV)/bin/pytest -q -n auto --maxprocesses=4 --dist loadfile --no-loadscope-reorder
 
 compile: setup
 	$(VENV)/bin/tgap compile --config $(CONFIG) --output pipelines/compiled/tgap.yaml

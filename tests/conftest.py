@@ -53,9 +53,9 @@ def tiny_sd(tmp_path_factory) -> Path:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The `slow` modules (whole kfp.local runs, minutes each) first, each module kept together.
 
-    Under `make test` (pytest-xdist, `--dist loadgroup --no-loadscope-reorder`) the workers start
-    on the longest work and the many short tests fill in behind it, instead of one long run
-    starting last on one worker while the others idle. The sort is stable: the order inside a
-    module, and so its module fixtures, are unchanged.
+    Under `make test` (pytest-xdist, `--dist loadfile --no-loadscope-reorder`: a worker takes a
+    whole module, in this order) the workers start on the longest work and the many short tests
+    fill in behind it, instead of a long run starting last on one worker while the others idle.
+    The sort is stable: the order inside a module, and so its module fixtures, are unchanged.
     """
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -1,7 +1,9 @@
 """The whole DAG end to end through kfp.local on the micro config (real PneumoniaMNIST images).
 
-One run serves every check here (it takes a few minutes); a second run of the first stages
-checks that the same config and seed give the same tuning set and the same numbers.
+One run serves every check here (it takes a few minutes): the micro config compiled to a spec
+and that spec run, so the compiled spec (not just the Python DAG) runs end to end. Its
+results.csv equals a committed copy, which pins every number of the same config and seed
+across runs and commits (to GOLDEN_RTOL).
 """
 
 import csv
@@ -10,6 +12,7 @@ import math
 from pathlib import Path
 
 import pytest
+from run_outputs import result_rows, task_outputs
 
 from pipelines.tgap_pipeline import compile_pipeline
 from tgap.cli import main
@@ -22,36 +25,27 @@ MICRO = Path("pipelines/configs/micro.yaml")
 # CPU or thread count may round floats differently.)
 MICRO_RESULTS = Path(__file__).resolve().parent / "data" / "micro_results.csv"
 pytestmark = pytest.mark.slow
-# The tests that read the one micro run: one xdist group, so the run is made once, on one
-# worker (the other tests here run their own pipelines and may go to another worker).
-on_micro_run = pytest.mark.xdist_group("micro-run")
 
 
 @pytest.fixture(scope="module")
 def micro_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("micro") / "run"
-    run_local(load_config(MICRO), out)
-    return out
+    root = tmp_path_factory.mktemp("micro")
+    spec = compile_pipeline(load_config(MICRO), root / "micro.yaml")
+    run_local(load_config(MICRO), root / "run", pipeline_file=spec)
+    return root / "run"
 
 
-def _rows(run: Path) -> list[dict]:
-    with open(run / "results.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _task_outputs(run: Path, task: str, output: str) -> list[Path]:
-    return sorted((run / "artifacts").glob(f"**/{task}*/{output}"))
-
-
-@on_micro_run
 def test_run_writes_every_output_with_one_row_per_grid_cell(micro_run):
     for name in ("results.csv", "results.json", "report.html", "summary.md", "metrics.json"):
         assert (micro_run / name).is_file(), name
-    rows = _rows(micro_run)
+    rows = result_rows(micro_run)
     config = load_config(MICRO)
     assert sorted((r["method"], int(r["size"]), int(r["seed"])) for r in rows) == sorted(
         (g["method"], g["size"], g["seed"]) for g in config.grid_rows()
     )
+    # retrieval's synthetic set is its retrieved real images: no fine-tune, no generation.
+    for task, output in (("finetune", "model"), ("generate", "synthetic")):
+        assert len(task_outputs(micro_run, task, output)) == 1, task
     for column in ("s2r_accuracy", "s2r_auroc", "r2s_accuracy", "r2s_auroc", "fter"):
         assert column in rows[0]
         for row in rows:
@@ -75,7 +69,6 @@ def _same_value(got: str, want: str) -> bool:
     return math.isclose(got_f, want_f, rel_tol=GOLDEN_RTOL, abs_tol=1e-12)
 
 
-@on_micro_run
 def test_results_csv_equals_the_committed_copy(micro_run):
     """No behaviour change slips in unnoticed: every column, row, label and flag of the run
     exactly, and every number to GOLDEN_RTOL."""
@@ -95,15 +88,14 @@ def test_results_csv_equals_the_committed_copy(micro_run):
     assert not differ, differ
 
 
-@on_micro_run
 def test_report_numbers_equal_the_per_stage_metrics(micro_run):
     """results.csv must be computed from the evaluate tasks' own metrics.json, not re-derived."""
     cells = {}
     for cell_json in (micro_run / "artifacts").glob("**/compute-fter*/cell/cell.json"):
         cell = json.loads(cell_json.read_text())
         cells[(cell["method"], int(cell["size"]), int(cell["seed"]))] = cell
-    assert len(cells) == len(_rows(micro_run))
-    for row in _rows(micro_run):
+    assert len(cells) == len(result_rows(micro_run))
+    for row in result_rows(micro_run):
         cell = cells[(row["method"], int(row["size"]), int(row["seed"]))]
         for key in ("s2r_auroc", "r2s_auroc", "fter", "s2r_accuracy", "r2s_accuracy"):
             assert float(row[key]) == pytest.approx(cell[key], nan_ok=True), key
@@ -122,13 +114,11 @@ def test_report_numbers_equal_the_per_stage_metrics(micro_run):
             assert cell["fter"] == pytest.approx(ratio)
 
 
-@on_micro_run
 def test_report_says_the_models_were_randomly_initialised(micro_run):
     html = (micro_run / "report.html").read_text()
     assert "random" in html.lower() and "initiali" in html.lower()
 
 
-@on_micro_run
 def test_every_stage_time_reaches_the_report(micro_run):
     report = json.loads((micro_run / "results.json").read_text())
     text = json.dumps(report) + (micro_run / "report.html").read_text()
@@ -147,31 +137,6 @@ def test_every_stage_time_reaches_the_report(micro_run):
         assert all(value >= 0 for value in seconds.values()) and seconds["compute-FTER"] > 0
 
 
-@on_micro_run
-def test_compiled_spec_reruns_to_the_same_tuning_set_and_metrics(micro_run, tmp_path):
-    """Two checks in one run: the compiled spec (not just the Python DAG) runs end to end, and
-    the same config and seed give the same tuning set and the same numbers."""
-    spec = compile_pipeline(load_config(MICRO), tmp_path / "micro.yaml")
-    again = tmp_path / "again"
-    run_local(load_config(MICRO), again, pipeline_file=spec)
-    first, second = _rows(micro_run), _rows(again)
-    numeric = [k for k in first[0] if k not in ("method",)]
-    for a, b in zip(sorted(first, key=str), sorted(second, key=str), strict=True):
-        for key in numeric:
-            try:
-                assert float(a[key]) == pytest.approx(float(b[key]), nan_ok=True), key
-            except ValueError:
-                assert a[key] == b[key], key
-
-    def tuning_hashes(run: Path) -> list[str]:
-        return sorted(
-            json.loads(p.read_text())["content_hash"]
-            for p in (run / "artifacts").glob("**/select*/tuning_set/dataset.json")
-        )
-
-    assert tuning_hashes(micro_run) == tuning_hashes(again)
-
-
 def test_cli_errors_are_one_line_and_nonzero(tmp_path, capsys):
     assert main(["run", "--config", str(MICRO), "--set", "grid.methods=[nope]"]) == 2
     assert "unknown method 'nope'" in capsys.readouterr().err
@@ -186,7 +151,6 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path, capsys):
     assert not (tmp_path / "o" / "results.csv").exists()
 
 
-@on_micro_run
 def test_real_micro_report_renders_in_chromium_with_the_csv_values(micro_run):
     from browser import check_report_in_chromium, chromium_missing_reason, problems
 
@@ -198,46 +162,10 @@ def test_real_micro_report_renders_in_chromium_with_the_csv_values(micro_run):
     page = result["page"]
     assert page["images"] and all(im["naturalWidth"] > 0 for im in page["images"])
     shown = page["tables"]["cells"][1:]
-    rows = _rows(micro_run)
+    rows = result_rows(micro_run)
     assert len(shown) == len(rows)
     for row, tr in zip(rows, shown, strict=True):
         for td in tr["cells"]:
             column = td["attrs"]["data-col"]
             if column in ("s2r_auroc", "r2s_auroc", "fter") and row[column] != "":
                 assert float(td["attrs"]["data-value"]) == float(row[column]), column
-
-
-def test_shared_work_runs_once_per_seed_and_a_second_run_reuses_it(tmp_path):
-    """Class images once per seed for every fine-tune; no-finetune generates once per seed
-    for all its sizes; retrieval has no GPU stage; a second run with the same cache reuses it."""
-    overrides = [
-        "grid.methods=[random,no-finetune,retrieval]", "grid.sizes=[12,16]", "grid.seeds=[0,1]",
-        "finetune.steps=2", "classifier.epochs=1", "generate.n_per_label=8",
-        "evaluation.bootstrap_resamples=20", "cluster.parallelism=2",
-    ]  # fmt: skip
-    config = load_config(MICRO, overrides)
-    cache = tmp_path / "cache"
-    first = run_local(config, tmp_path / "first", cache_dir=cache)
-    artifacts = first / "artifacts"
-    [class_images] = _task_outputs(first, "class-images", "images")
-    assert sorted(p.name for p in class_images.iterdir() if p.is_dir()) == ["seed-0", "seed-1"]
-    # One generate task per fine-tune row (2 sizes x 2 seeds) and one per no-finetune seed.
-    generated = _task_outputs(first, "generate", "synthetic")
-    assert len(generated) == 4 + 2
-    # Every fine-tune read the shared class images; none made its own.
-    assert not list(artifacts.glob("**/finetune*/model/class_images.npy"))
-    rows = _rows(first)
-    assert len(rows) == 3 * 2 * 2
-    no_finetune = [r for r in rows if r["method"] == "no-finetune"]
-    # Sizes of a seed share one synthetic set: identical S→R/R→S numbers.
-    for seed in ("0", "1"):
-        same = {(r["s2r_auroc"], r["r2s_auroc"]) for r in no_finetune if r["seed"] == seed}
-        assert len(same) == 1
-    report = json.loads((first / "results.json").read_text())
-    assert set(report["provenance"]["fingerprints"]) >= {"data", "base_model"}
-
-    second = run_local(config, tmp_path / "second", cache_dir=cache)
-    # Cached: no task wrote new artifacts but the uncached fingerprint (and nothing else ran).
-    assert not _task_outputs(second, "class-images", "images")
-    assert not _task_outputs(second, "generate", "synthetic")
-    assert _rows(second) == rows
