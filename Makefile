@@ -23,7 +23,7 @@ demo: setup
 	rm -rf runs/demo
 	$(VENV)/bin/tgap run --config pipelines/configs/demo.yaml --output runs/demo
 
-# One pytest worker per core (at most 4); a worker takes a whole module at a time, so a module
+# One pytest worker per usable CPU (at most 4; tests/conftest.py counts them); a worker takes a whole module at a time, so a module
 # fixture (often a whole kfp.local run) is built once; the slow modules go first
 # (tests/conftest.py) so that the short ones fill in behind them.
 test: setup

@@ -57,11 +57,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     Under `make test` (pytest-xdist, `--dist loadfile --no-loadscope-reorder`: a worker takes a
     whole module, in this order) the workers start on the longest work and the many short tests
     fill in behind it, instead of a long run starting last on one worker while the others idle.
-    The sort is stable: the order inside a module, and so its module fixtures, are unchanged.
+    The key is the module's own mark, so a module never splits (pytest would then build its
+    module fixtures twice), and the sort is stable: the order inside a module is unchanged.
     """
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    items.sort(key=lambda item: item.getparent(pytest.Module).get_closest_marker("slow") is None)
 
 
+# optionalhook: without pytest-xdist (`pytest -p no:xdist`) the hook is simply unused.
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """`-n auto` (make test): one worker per CPU this process may run on, whether the machine
     counts them as cores or hyperthreads (xdist's own default counts physical cores, which is 1

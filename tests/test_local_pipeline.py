@@ -53,9 +53,10 @@ def test_run_writes_every_output_with_one_row_per_grid_cell(micro_run):
 
 
 # Relative tolerance for the golden copy's numbers. The feature distances (FID, KID, nearest
-# neighbours) are float sums whose order the CPU's BLAS picks: on two CI machines of 2026-12 the
-# same commit gave FID 381.9559 and 381.9406 (4e-5 relative) with every AUROC bit-identical. A
-# behaviour change moves numbers far more than this.
+# neighbours) are float sums whose order the CPU's BLAS picks: the committed copy (an earlier
+# machine) has FID 381.9559, while CI's machine and a 2-core dev machine (2026-12) both give
+# 381.9406 (4e-5 relative) with every AUROC bit-identical. A behaviour change moves numbers far
+# more than this.
 GOLDEN_RTOL = 1e-3
 
 
