@@ -1,0 +1,81 @@
+"""Re-generate a finished kfp.local run's fine-tuned models at other guidance scales.
+
+    .venv/bin/python scripts/guidance-sweep.py runs/seed0 3,6,9,12 [--config pipelines/configs/demo.yaml]
+
+For each loop iteration of the run (``artifacts/*/for-loop-*-iteration-*/``) it takes the
+fine-tuned model (``finetune/model``, its method from ``training_log.json``) and that
+iteration's real-trained classifier (the R→S one: ``classifier.json`` says it trained on
+``real_train``), and per guidance scale generates ``generate.n_per_label`` images per label
+with the config's other generation settings, scores them with the real classifier (R→S), trains
+the config's classifier on them and tests it on the run's real-test (S→R). One line per model
+and scale: ``RESULT <method> guidance=... steps=... r2s_auroc=... s2r_auroc=...``. This is how
+demo.yaml's guidance was chosen (docs/evaluation.md); at the config's own guidance it
+reproduces the run's numbers. Scratch output goes to ``--out`` (default a temporary folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from tgap.classify import evaluate_classifier, train_classifier
+from tgap.config import load_config
+from tgap.diffusion.generate import generate_image_set
+from tgap.imageset import ImageSet
+
+
+def real_classifier(iteration: Path) -> Path:
+    """The iteration's classifier trained on a subsample of real-train (the one R→S tests)."""
+    for info in sorted(iteration.glob("train-classifier*/model/classifier.json")):
+        summary = json.loads(info.read_text())
+        if summary.get("train_set", "").endswith("real_train"):
+            return info.parent
+    raise SystemExit(f"{iteration}: no classifier trained on real_train")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a `tgap run --output` folder")
+    parser.add_argument("guidance", help="comma-separated guidance scales")
+    parser.add_argument("--config", default="pipelines/configs/demo.yaml")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config)
+    out = args.out or Path(tempfile.mkdtemp(prefix="guidance-sweep-"))
+    (real_test,) = args.run.glob("artifacts/*/ingest/real_test")
+    iterations = sorted(args.run.glob("artifacts/*/for-loop-*-iteration-*"))
+    for iteration in iterations:
+        model = iteration / "finetune" / "model"
+        if not (model / "training_log.json").exists():
+            continue
+        method = json.loads((model / "training_log.json").read_text())["method"]
+        clf = real_classifier(iteration)
+        # The run's own generation seed for this cell, so the config's guidance reproduces it.
+        dataset = json.loads((iteration / "generate" / "synthetic" / "dataset.json").read_text())
+        seed = dataset["generator"]["seed"]
+        for guidance in (float(g) for g in args.guidance.split(",")):
+            start = time.perf_counter()
+            cell = out / f"{iteration.name}-guidance{guidance:g}"
+            generate = dataclasses.replace(cfg.generate, guidance_scale=guidance)
+            generate_image_set(model, cfg.data.labels, cfg.generate.n_per_label, cfg.prompt,
+                               generate, cfg.diffusion, seed, cell / "images")  # fmt: skip
+            synthetic = ImageSet(cell / "images")
+            r2s = evaluate_classifier(clf, synthetic, cell / "r2s", resamples=10)["auroc"]
+            train_classifier(synthetic, cfg.classifier, 0, None, cell / "classifier")
+            s2r = evaluate_classifier(cell / "classifier", ImageSet(real_test), cell / "s2r",
+                                      resamples=10)["auroc"]  # fmt: skip
+            print(f"RESULT {method} guidance={guidance:g} steps={generate.steps} "
+                  f"r2s_auroc={r2s:.3f} s2r_auroc={s2r:.3f} seconds={time.perf_counter() - start:.0f}",
+                  flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
