@@ -100,7 +100,11 @@ def test_demo_tuned_is_the_demo_plus_tuning_and_one_seed():
     assert tuned["grid"]["seeds"] == [0] and tuned["generate"]["tune"]["trials"] == 8
     # Trial 0 is the demo's own setting only when that setting lies inside the searched ranges.
     space = tuned["generate"]["tune"]["space"]
-    assert space["guidance_scale"][0] <= demo["generate"]["guidance_scale"] <= space["guidance_scale"][1]
+    assert (
+        space["guidance_scale"][0]
+        <= demo["generate"]["guidance_scale"]
+        <= space["guidance_scale"][1]
+    )
     assert space["steps"][0] <= demo["generate"]["steps"] <= space["steps"][1]
 
 
