@@ -30,13 +30,13 @@ from tgap.diffusion.generate import generate_image_set
 from tgap.imageset import ImageSet
 
 
-def real_classifier(iteration: Path) -> Path:
-    """The iteration's classifier trained on a subsample of real-train (the one R→S tests)."""
+def classifier_trained_on(iteration: Path, train_set: str) -> tuple[Path, dict]:
+    """The iteration's classifier whose ``classifier.json`` says it trained on ``train_set``."""
     for info in sorted(iteration.glob("train-classifier*/model/classifier.json")):
         summary = json.loads(info.read_text())
-        if summary.get("train_set", "").endswith("real_train"):
-            return info.parent
-    raise SystemExit(f"{iteration}: no classifier trained on real_train")
+        if summary.get("train_set", "").endswith(train_set):
+            return info.parent, summary
+    raise SystemExit(f"{iteration}: no classifier trained on {train_set}")
 
 
 def main() -> None:
@@ -47,30 +47,45 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    # Every input is checked before the first image is generated.
+    try:
+        scales = [float(g) for g in args.guidance.split(",")]
+    except ValueError:
+        raise SystemExit(f"guidance {args.guidance!r}: expected comma-separated numbers") from None
+    if any(g < 0 for g in scales):
+        raise SystemExit(f"guidance {args.guidance!r}: scales must be >= 0")
     cfg = load_config(args.config)
+    real_tests = list(args.run.glob("artifacts/*/ingest/real_test"))
+    if len(real_tests) != 1:
+        raise SystemExit(
+            f"{args.run}: expected one artifacts/*/ingest/real_test, found {len(real_tests)}"
+        )
+    real_test = ImageSet(real_tests[0])
+    torch.set_num_threads(args.threads)
     out = args.out or Path(tempfile.mkdtemp(prefix="guidance-sweep-"))
-    (real_test,) = args.run.glob("artifacts/*/ingest/real_test")
     iterations = sorted(args.run.glob("artifacts/*/for-loop-*-iteration-*"))
     for iteration in iterations:
         model = iteration / "finetune" / "model"
         if not (model / "training_log.json").exists():
             continue
         method = json.loads((model / "training_log.json").read_text())["method"]
-        clf = real_classifier(iteration)
+        real_clf, _ = classifier_trained_on(iteration, "real_train")
+        # The run's own S->R classifier settings (seed, size) for this cell.
+        _, s2r_summary = classifier_trained_on(iteration, "generate/synthetic")
         # The run's own generation seed for this cell, so the config's guidance reproduces it.
         dataset = json.loads((iteration / "generate" / "synthetic" / "dataset.json").read_text())
         seed = dataset["generator"]["seed"]
-        for guidance in (float(g) for g in args.guidance.split(",")):
+        for guidance in scales:
             start = time.perf_counter()
             cell = out / f"{iteration.name}-guidance{guidance:g}"
             generate = dataclasses.replace(cfg.generate, guidance_scale=guidance)
             generate_image_set(model, cfg.data.labels, cfg.generate.n_per_label, cfg.prompt,
                                generate, cfg.diffusion, seed, cell / "images")  # fmt: skip
             synthetic = ImageSet(cell / "images")
-            r2s = evaluate_classifier(clf, synthetic, cell / "r2s", resamples=10)["auroc"]
-            train_classifier(synthetic, cfg.classifier, 0, None, cell / "classifier")
-            s2r = evaluate_classifier(cell / "classifier", ImageSet(real_test), cell / "s2r",
+            r2s = evaluate_classifier(real_clf, synthetic, cell / "r2s", resamples=10)["auroc"]
+            train_classifier(synthetic, cfg.classifier, s2r_summary["seed"],
+                             s2r_summary["size_per_label"], cell / "classifier")  # fmt: skip
+            s2r = evaluate_classifier(cell / "classifier", real_test, cell / "s2r",
                                       resamples=10)["auroc"]  # fmt: skip
             print(f"RESULT {method} guidance={guidance:g} steps={generate.steps} "
                   f"r2s_auroc={r2s:.3f} s2r_auroc={s2r:.3f} seconds={time.perf_counter() - start:.0f}",
