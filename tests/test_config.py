@@ -99,6 +99,8 @@ def test_demo_tuned_is_the_demo_plus_tuning_and_one_seed():
     for key in ("data", "diffusion", "finetune", "classifier", "select", "cluster"):
         assert tuned[key] == demo[key], key
     assert tuned["grid"]["seeds"] == [0] and tuned["generate"]["tune"]["trials"] == 8
+    # Not random search only: the sampler's model draws the trials after its startup ones.
+    assert tuned["generate"]["tune"]["startup_trials"] < tuned["generate"]["tune"]["trials"]
     # Trial 0 is the demo's own setting only when that setting lies inside the searched ranges.
     tuned_generate = load_config("pipelines/configs/demo-tuned.yaml").generate
     assert _baseline_params(tuned_generate) == {

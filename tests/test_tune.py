@@ -30,6 +30,7 @@ from tgap.tune import (
     TuneError,
     best_trial,
     copy_tuning_record,
+    make_sampler,
     planned_work,
     tune_generation,
     tuned_generate,
@@ -75,6 +76,9 @@ def test_the_study_is_deterministic_for_a_seed_and_writes_its_record(setup, tmp_
     # trial 0 is generate's own parameters (inside the space): the "before tuning" score
     assert {k: a["trials"][0][k] for k in a["untuned"]} == a["untuned"]
     assert a["baseline"] == {"number": 0, "value": a["trials"][0]["value"]}
+    # startup_trials 3 (the default) of 3: no trial came from the sampler's model
+    assert a["startup_trials"] == 3
+    assert [t["drawn_by"] for t in a["trials"]] == ["generate's own", "random", "random"]
     for t in a["trials"]:
         assert 1.0 <= t["guidance_scale"] <= 5.0 and 2 <= t["steps"] <= 4
         assert t["scheduler"] == "ddim" and t["value"] == t["s2r_auroc"]
@@ -105,6 +109,28 @@ def test_best_is_the_argmax_of_the_recorded_scores(setup, tmp_path):
     ]
     assert best_trial(trials)["number"] == 1
     assert best_trial([{"number": 0, "value": None}]) is None
+
+
+@pytest.mark.parametrize("name", ["tpe", "gp"])
+def test_after_its_startup_trials_the_sampler_searches_near_the_best(name):
+    """Optuna's default of 10 random startup trials would make a budget of 8 random search:
+    ``startup_trials`` hands over to the model, which then samples near the optimum (0.3)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def xs(startup: int) -> list[float]:
+        study = optuna.create_study(sampler=make_sampler(name, 0, startup), direction="maximize")
+        study.optimize(lambda t: -((t.suggest_float("x", 0.0, 1.0) - 0.3) ** 2), n_trials=16)
+        return [t.params["x"] for t in study.trials]
+
+    model, random_only = xs(3), xs(16)
+    assert model[:3] == random_only[:3]  # the same seeded random draws until the hand-over
+
+    def spread(x: list[float]) -> float:
+        return float(np.median(np.abs(np.array(x[8:]) - 0.3)))
+
+    assert spread(model) < 0.5 * spread(random_only)
 
 
 def test_a_retried_study_runs_only_the_missing_trials(setup, tmp_path):

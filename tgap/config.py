@@ -380,6 +380,9 @@ class TuneConfig:
     # 0 = off: generate uses its own keys and the stage does nothing.
     trials: int = param(0, ge=0)
     sampler: Literal["tpe", "gp"] = "tpe"
+    # Trials drawn at random before the sampler's model is used (trial 0, generate's own setting,
+    # counts as one). Optuna's own default is 10, so a budget of 8 would be random search only.
+    startup_trials: int = param(3, ge=1)
     seed: int = 0
     n_per_label: int = param(64, ge=2)
     objective: Literal["cas-accuracy", "s2r-auroc"] = "s2r-auroc"

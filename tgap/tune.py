@@ -142,14 +142,15 @@ def _baseline_params(generate: GenerateConfig) -> dict[str, Any] | None:
     return fixed
 
 
-def make_sampler(name: str, seed: int):
-    """A seeded Optuna sampler: ``tpe`` (TPESampler) or ``gp`` (GPSampler)."""
+def make_sampler(name: str, seed: int, startup_trials: int):
+    """A seeded Optuna sampler, ``tpe`` (TPESampler) or ``gp`` (GPSampler), that samples at
+    random for its first ``startup_trials`` trials and from its model after."""
     import optuna
 
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials)
     if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials)
     raise TuneError(f"generate.tune.sampler {name!r}: expected tpe or gp")
 
 
@@ -268,7 +269,7 @@ def tune_generation(
     study = optuna.create_study(
         study_name=f"tune-generation-{method}-{seed}",
         storage=storage,
-        sampler=make_sampler(tune.sampler, study_seed),
+        sampler=make_sampler(tune.sampler, study_seed, tune.startup_trials),
         direction="maximize",
         load_if_exists=True,
     )
@@ -302,6 +303,14 @@ def tune_generation(
     first = trials[0] if trials else None
     is_baseline = first is not None and all(first.get(k) == v for k, v in untuned.items())
     counts = {label: int((y_val == c).sum()) for c, label in enumerate(labels)}
+    for t in trials:
+        # Optuna samples at random until ``startup_trials`` trials have finished (the enqueued
+        # trial 0 counts as one); the sampler's model draws the rest.
+        t["drawn_by"] = (
+            "generate's own" if t["number"] == 0 and is_baseline
+            else "random" if t["number"] < tune.startup_trials
+            else tune.sampler
+        )  # fmt: skip
     result = {
         "tuned": True,
         "method": method,
@@ -309,6 +318,7 @@ def tune_generation(
         "study_seed": study_seed,
         "image_seed": image_seed,
         "sampler": tune.sampler,
+        "startup_trials": tune.startup_trials,
         "objective": tune.objective,
         "n_trials": len(trials),
         "space": asdict(tune.space),

@@ -76,7 +76,8 @@ def tuning_section(cells: list[Cell], budget: ImageBudget, trials_configured: in
     for cell, t in tuned:
         trial_head = (
             "<tr><th>#</th><th>state</th><th>value</th><th>CAS accuracy</th><th>S→R AUROC</th>"
-            "<th>guidance</th><th>steps</th><th>scheduler</th><th>s</th></tr>"
+            "<th>guidance</th><th>steps</th><th>scheduler</th><th class='text'>drawn by</th>"
+            "<th>s</th></tr>"
         )
         trial_rows = "".join(
             _row(
@@ -89,6 +90,7 @@ def tuning_section(cells: list[Cell], budget: ImageBudget, trials_configured: in
                     f"<td>{h.fmt(r.get('guidance_scale'), 3)}</td>",
                     f"<td>{r.get('steps', '')}</td>",
                     f"<td>{h.esc(r.get('scheduler', ''))}</td>",
+                    f"<td class='text'>{h.esc(r.get('drawn_by', ''))}</td>",
                     f"<td>{h.fmt(r.get('seconds'), 1)}</td>",
                 ]
             )  # fmt: skip
