@@ -1,6 +1,7 @@
 """The README's measured blocks are written by scripts: their parsing on known logs."""
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,45 @@ def test_stage_times_refuses_an_unfinished_log(tmp_path):
     done = subprocess.run([sys.executable, SCRIPTS / "stage-times.py", log],
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert done.returncode == 2 and "did the run finish?" in done.stderr.strip().splitlines()[-1]
+
+
+def _run_folder(root: Path, cells: list[dict], seconds: float | None = None) -> Path:
+    root.mkdir(parents=True)
+    (root / "results.json").write_text(json.dumps({"cells": cells}))
+    if seconds is not None:
+        (root / "run.json").write_text(json.dumps({"seconds": seconds}))
+    return root
+
+
+def test_readme_tuning_pairs_each_study_with_the_untuned_cell(tmp_path):
+    script = _load("readme-tuning")
+    cell = {"method": "random", "size": 400, "seed": 0}
+    tuned = _run_folder(tmp_path / "tuned", [
+        {**cell, "s2r_auroc": 0.903, "r2s_auroc": 0.617},
+        {"method": "retrieval", "size": 400, "seed": 0, "s2r_auroc": 0.9, "r2s_auroc": 1.0},
+    ], seconds=1755.0)  # fmt: skip
+    study = tuned / "artifacts/run-1/for-loop-1-iteration-0/tune-generation/tuning"
+    study.mkdir(parents=True)
+    drawn = ["generate's own", "random", "random", "tpe"]
+    (study / "tuning.json").write_text(json.dumps({
+        "tuned": True, "method": "random", "seed": 0, "objective": "s2r-auroc", "n_trials": 4,
+        "params": {"guidance_scale": 3.832, "steps": 8, "scheduler": "ddim"},
+        "baseline": {"number": 0, "value": 0.798}, "best": {"number": 3, "value": 0.853},
+        "trials": [{"number": i, "drawn_by": d} for i, d in enumerate(drawn)],
+    }))  # fmt: skip
+    # retrieval's task writes {"tuned": false}: no row
+    other = tuned / "artifacts/run-1/for-loop-3-iteration-0/tune-generation/tuning"
+    other.mkdir(parents=True)
+    (other / "tuning.json").write_text(json.dumps({"tuned": False}))
+    before = _run_folder(tmp_path / "before", [{**cell, "s2r_auroc": 0.899, "r2s_auroc": 0.956}])
+    block = script.tuning_block(tuned, before, "2026-12-03")
+    assert "29.2 min" in block and "s2r-auroc" in block
+    rows = [line for line in block.splitlines() if line.startswith("| random")]
+    assert rows == [
+        "| random | 0 | 3.83 / 8 | 0.798 → 0.853 | 0.899 → 0.903 (+0.004) | 0.956 → 0.617 | 4 (1) |"
+    ]
+    assert not any(line.startswith("| retrieval") for line in block.splitlines())
+    # an untuned run without the cell: one clear error, nothing written
+    empty = _run_folder(tmp_path / "empty", [])
+    with pytest.raises(SystemExit, match="no cell random / size 400 / seed 0"):
+        script.tuning_block(tuned, empty, "2026-12-03")
