@@ -47,6 +47,10 @@ def _f(x) -> str:
 
 def tuning_block(tuned_dir: Path, before_dir: Path, today: str) -> str:
     tuned, before, found = cells(tuned_dir), cells(before_dir), studies(tuned_dir)
+    sizes = sorted({size for (_, size, _) in tuned})
+    if len(sizes) > 1:
+        # tuning.json names its method and seed, not its size: studies could not be told apart.
+        raise SystemExit(f"{tuned_dir}: sizes {sizes}; this table needs a run of one size")
     run = (
         json.loads((tuned_dir / "run.json").read_text())
         if (tuned_dir / "run.json").is_file()
@@ -66,8 +70,7 @@ def tuning_block(tuned_dir: Path, before_dir: Path, today: str) -> str:
                 f"{tuned_dir}'s tuned cell with"
             )
         p, base = study["params"], study.get("baseline") or {}
-        drawn = [t.get("drawn_by", "") for t in study["trials"]]
-        model = sum(d not in ("", "random", "generate's own") for d in drawn)
+        model = sum(t.get("drawn_by") == study["sampler"] for t in study["trials"])
         rows.append(
             f"| {method} | {seed} | {p['guidance_scale']:.3g} / {p['steps']} | "
             f"{_f(base.get('value'))} → {_f(study['best']['value'])} | "

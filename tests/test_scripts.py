@@ -97,6 +97,7 @@ def test_readme_tuning_pairs_each_study_with_the_untuned_cell(tmp_path):
     drawn = ["generate's own", "random", "random", "tpe"]
     (study / "tuning.json").write_text(json.dumps({
         "tuned": True, "method": "random", "seed": 0, "objective": "s2r-auroc", "n_trials": 4,
+        "sampler": "tpe",
         "params": {"guidance_scale": 3.832, "steps": 8, "scheduler": "ddim"},
         "baseline": {"number": 0, "value": 0.798}, "best": {"number": 3, "value": 0.853},
         "trials": [{"number": i, "drawn_by": d} for i, d in enumerate(drawn)],
@@ -117,3 +118,8 @@ def test_readme_tuning_pairs_each_study_with_the_untuned_cell(tmp_path):
     empty = _run_folder(tmp_path / "empty", [])
     with pytest.raises(SystemExit, match="no cell random / size 400 / seed 0"):
         script.tuning_block(tuned, empty, "2026-12-03")
+    # two sizes: tuning.json does not name its size, so the script refuses instead of guessing
+    two = _run_folder(tmp_path / "two", [cell, {**cell, "size": 800}])
+    (two / "artifacts").symlink_to(tuned / "artifacts")
+    with pytest.raises(SystemExit, match=r"sizes \[400, 800\]"):
+        script.tuning_block(two, before, "2026-12-03")

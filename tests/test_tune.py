@@ -79,6 +79,12 @@ def test_the_study_is_deterministic_for_a_seed_and_writes_its_record(setup, tmp_
     # startup_trials 3 (the default) of 3: no trial came from the sampler's model
     assert a["startup_trials"] == 3
     assert [t["drawn_by"] for t in a["trials"]] == ["generate's own", "random", "random"]
+    # startup_trials 1: trials 1 and 2 come from TPE's model, so they differ from the random ones
+    d = run(setup, tmp_path / "d", startup_trials=1)
+    assert [t["drawn_by"] for t in d["trials"]] == ["generate's own", "tpe", "tpe"]
+    assert [t["guidance_scale"] for t in d["trials"][1:]] != [
+        t["guidance_scale"] for t in a["trials"][1:]
+    ]
     for t in a["trials"]:
         assert 1.0 <= t["guidance_scale"] <= 5.0 and 2 <= t["steps"] <= 4
         assert t["scheduler"] == "ddim" and t["value"] == t["s2r_auroc"]

@@ -303,14 +303,16 @@ def tune_generation(
     first = trials[0] if trials else None
     is_baseline = first is not None and all(first.get(k) == v for k, v in untuned.items())
     counts = {label: int((y_val == c).sum()) for c, label in enumerate(labels)}
+    complete_before = 0
     for t in trials:
-        # Optuna samples at random until ``startup_trials`` trials have finished (the enqueued
-        # trial 0 counts as one); the sampler's model draws the rest.
+        # Both samplers draw at random while fewer than ``startup_trials`` trials have completed
+        # (the enqueued trial 0 counts; a failed trial does not), from their model after.
         t["drawn_by"] = (
             "generate's own" if t["number"] == 0 and is_baseline
-            else "random" if t["number"] < tune.startup_trials
+            else "random" if complete_before < tune.startup_trials
             else tune.sampler
         )  # fmt: skip
+        complete_before += t["state"] == "COMPLETE"
     result = {
         "tuned": True,
         "method": method,
