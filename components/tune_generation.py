@@ -41,4 +41,5 @@ def tune_generation(
             diffusion=section(DiffusionConfig, diffusion, "diffusion"),
             classifier=section(ClassifierConfig, classifier, "classifier"),
             out_dir=tuning.path,
+            size=int(row["size"]),
         )

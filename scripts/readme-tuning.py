@@ -26,13 +26,19 @@ from readme_block import write_block  # noqa: E402  (the scripts' shared helper)
 BEGIN, END = "<!-- tuning:begin -->", "<!-- tuning:end -->"
 
 
-def studies(run_dir: Path) -> dict[tuple[str, int], dict]:
-    """(method, seed) -> tuning.json of every study the run finished (``tuned: true``)."""
-    found: dict[tuple[str, int], dict] = {}
+def studies(run_dir: Path) -> dict[tuple[str, int | None, int], dict]:
+    """(method, size, seed) -> tuning.json of every study the run finished (``tuned: true``).
+
+    Records written before tuning.json named its size have size None.
+    """
+    found: dict[tuple[str, int | None, int], dict] = {}
     for path in sorted((run_dir / "artifacts").glob("*/**/tune-generation*/**/tuning.json")):
         record = json.loads(path.read_text())
         if record.get("tuned"):
-            found[(record["method"], int(record["seed"]))] = record
+            size = record.get("size")
+            found[(record["method"], None if size is None else int(size), int(record["seed"]))] = (
+                record
+            )
     return found
 
 
@@ -48,9 +54,13 @@ def _f(x) -> str:
 def tuning_block(tuned_dir: Path, before_dir: Path, today: str) -> str:
     tuned, before, found = cells(tuned_dir), cells(before_dir), studies(tuned_dir)
     sizes = sorted({size for (_, size, _) in tuned})
-    if len(sizes) > 1:
-        # tuning.json names its method and seed, not its size: studies could not be told apart.
-        raise SystemExit(f"{tuned_dir}: sizes {sizes}; this table needs a run of one size")
+    if len(sizes) > 1 and any(size is None for (_, size, _) in found):
+        # An older tuning.json names its method and seed, not its size: studies of different
+        # sizes could not be told apart.
+        raise SystemExit(
+            f"{tuned_dir}: sizes {sizes}, and a tuning.json without a size; rerun the studies "
+            "or make the table from a run of one size"
+        )
     run = (
         json.loads((tuned_dir / "run.json").read_text())
         if (tuned_dir / "run.json").is_file()
@@ -60,7 +70,7 @@ def tuning_block(tuned_dir: Path, before_dir: Path, today: str) -> str:
     wall = f"{seconds / 60:.1f} min" if isinstance(seconds, int | float) else "unknown"
     rows = []
     for (method, size, seed), cell in sorted(tuned.items(), key=lambda kv: kv[0]):
-        study = found.get((method, seed))
+        study = found.get((method, size, seed)) or found.get((method, None, seed))
         if study is None:
             continue
         old = before.get((method, size, seed))
@@ -72,7 +82,7 @@ def tuning_block(tuned_dir: Path, before_dir: Path, today: str) -> str:
         p, base = study["params"], study.get("baseline") or {}
         model = sum(t.get("drawn_by") == study["sampler"] for t in study["trials"])
         rows.append(
-            f"| {method} | {seed} | {p['guidance_scale']:.3g} / {p['steps']} | "
+            f"| {method} | {size} | {seed} | {p['guidance_scale']:.3g} / {p['steps']} | "
             f"{_f(base.get('value'))} → {_f(study['best']['value'])} | "
             f"{_f(old['s2r_auroc'])} → {_f(cell['s2r_auroc'])} "
             f"({cell['s2r_auroc'] - old['s2r_auroc']:+.3f}) | "
@@ -88,9 +98,9 @@ def tuning_block(tuned_dir: Path, before_dir: Path, today: str) -> str:
             "its split of real-train (trial 0 = generate's own setting → best trial); S→R and "
             "R→S = AUROC on real-test, untuned run → tuned run, same fine-tuned model.",
             "",
-            "| method | seed | chosen guidance / steps | validation | S→R AUROC | R→S AUROC "
+            "| method | size | seed | chosen guidance / steps | validation | S→R AUROC | R→S AUROC "
             "| trials (by the sampler's model) |",
-            "|---|---:|---|---|---|---|---|",
+            "|---|---:|---:|---|---|---|---|---|",
             *rows,
         ]
     )

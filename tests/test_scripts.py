@@ -111,15 +111,41 @@ def test_readme_tuning_pairs_each_study_with_the_untuned_cell(tmp_path):
     assert "29.2 min" in block and "s2r-auroc" in block
     rows = [line for line in block.splitlines() if line.startswith("| random")]
     assert rows == [
-        "| random | 0 | 3.83 / 8 | 0.798 → 0.853 | 0.899 → 0.903 (+0.004) | 0.956 → 0.617 | 4 (1) |"
+        "| random | 400 | 0 | 3.83 / 8 | 0.798 → 0.853 | 0.899 → 0.903 (+0.004) | 0.956 → 0.617 "
+        "| 4 (1) |"
     ]
     assert not any(line.startswith("| retrieval") for line in block.splitlines())
     # an untuned run without the cell: one clear error, nothing written
     empty = _run_folder(tmp_path / "empty", [])
     with pytest.raises(SystemExit, match="no cell random / size 400 / seed 0"):
         script.tuning_block(tuned, empty, "2026-12-03")
-    # two sizes: tuning.json does not name its size, so the script refuses instead of guessing
+    # two sizes and a tuning.json without its size (written before it had one): the script
+    # refuses instead of guessing
     two = _run_folder(tmp_path / "two", [cell, {**cell, "size": 800}])
     (two / "artifacts").symlink_to(tuned / "artifacts")
     with pytest.raises(SystemExit, match=r"sizes \[400, 800\]"):
         script.tuning_block(two, before, "2026-12-03")
+    # two sizes whose studies name their size: each row gets its own size's study and cell
+    grid = _run_folder(tmp_path / "grid", [
+        {**cell, "s2r_auroc": 0.80, "r2s_auroc": 0.70},
+        {**cell, "size": 800, "s2r_auroc": 0.90, "r2s_auroc": 0.95},
+    ])  # fmt: skip
+    for i, (size, guidance) in enumerate([(400, 2.0), (800, 9.0)]):
+        folder = grid / f"artifacts/run-1/for-loop-1-iteration-{i}/tune-generation/tuning"
+        folder.mkdir(parents=True)
+        record = json.loads((study / "tuning.json").read_text())
+        record["size"], record["params"]["guidance_scale"] = size, guidance
+        (folder / "tuning.json").write_text(json.dumps(record))
+    grid_before = _run_folder(tmp_path / "grid-before", [
+        {**cell, "s2r_auroc": 0.75, "r2s_auroc": 0.9},
+        {**cell, "size": 800, "s2r_auroc": 0.85, "r2s_auroc": 0.9},
+    ])  # fmt: skip
+    rows = [
+        line.split(" | ")[:5]
+        for line in script.tuning_block(grid, grid_before, "2026-12-03").splitlines()
+        if line.startswith("| random")
+    ]
+    assert rows == [
+        ["| random", "400", "0", "2 / 8", "0.798 → 0.853"],
+        ["| random", "800", "0", "9 / 8", "0.798 → 0.853"],
+    ]

@@ -62,7 +62,7 @@ def run(setup, out: Path, method: str = "random", **tune) -> dict:
     root, train = setup
     return tune_generation(
         root / "base", train, method, 0, PromptConfig(), tuning_generate(**tune),
-        tiny_diffusion(), CLASSIFIER, out,
+        tiny_diffusion(), CLASSIFIER, out, size=20,
     )  # fmt: skip
 
 
@@ -70,6 +70,8 @@ def test_the_study_is_deterministic_for_a_seed_and_writes_its_record(setup, tmp_
     a = run(setup, tmp_path / "a")
     b = run(setup, tmp_path / "b")
     assert a["tuned"] and a["n_trials"] == 3
+    # the record names its cell (method, size, seed): a grid of several sizes pairs it right
+    assert (a["method"], a["size"], a["seed"]) == ("random", 20, 0)
     strip = [{k: v for k, v in t.items() if k != "seconds"} for t in a["trials"]]
     assert strip == [{k: v for k, v in t.items() if k != "seconds"} for t in b["trials"]]
     assert a["params"] == b["params"] and a["study_seed"] == b["study_seed"]

@@ -187,8 +187,12 @@ def tune_generation(
     diffusion: DiffusionConfig,
     classifier: ClassifierConfig,
     out_dir: str | Path,
+    size: int | None = None,
 ) -> dict[str, Any]:
     """Stage: run the study for one fine-tuned model; write ``tuning.json`` into ``out_dir``.
+
+    ``size`` (the row's tuning-set size) is only recorded, so that a study of a grid with several
+    sizes names its cell by method, size and seed.
 
     With ``generate.tune.trials == 0`` (the default), or for ``retrieval`` (nothing is
     generated), it writes ``{"tuned": false, ...}`` and returns at once.
@@ -212,7 +216,10 @@ def tune_generation(
     elif method == "retrieval":
         reason = "method retrieval generates nothing: no parameters to tune"
     if reason:
-        result = {"tuned": False, "method": method, "message": reason, "params": untuned}
+        result = {
+            "tuned": False, "method": method, "size": size, "seed": seed, "message": reason,
+            "params": untuned,
+        }  # fmt: skip
         _write_json(out_dir / TUNING, result)
         log.info("tune-generation %s: %s", method, reason)
         return result
@@ -267,7 +274,7 @@ def tune_generation(
 
     storage = JournalStorage(JournalFileBackend(str(out_dir / STUDY)))
     study = optuna.create_study(
-        study_name=f"tune-generation-{method}-{seed}",
+        study_name=f"tune-generation-{method}-{size}-{seed}",
         storage=storage,
         sampler=make_sampler(tune.sampler, study_seed, tune.startup_trials),
         direction="maximize",
@@ -316,6 +323,7 @@ def tune_generation(
     result = {
         "tuned": True,
         "method": method,
+        "size": size,
         "seed": seed,
         "study_seed": study_seed,
         "image_seed": image_seed,
