@@ -187,12 +187,12 @@ def tune_generation(
     diffusion: DiffusionConfig,
     classifier: ClassifierConfig,
     out_dir: str | Path,
-    size: int | None = None,
+    size: int,
 ) -> dict[str, Any]:
     """Stage: run the study for one fine-tuned model; write ``tuning.json`` into ``out_dir``.
 
-    ``size`` (the row's tuning-set size) is only recorded, so that a study of a grid with several
-    sizes names its cell by method, size and seed.
+    ``size`` (the row's tuning-set size) is only recorded: with ``method`` and ``seed`` it names
+    the study's cell, which a grid of several sizes needs.
 
     With ``generate.tune.trials == 0`` (the default), or for ``retrieval`` (nothing is
     generated), it writes ``{"tuned": false, ...}`` and returns at once.
