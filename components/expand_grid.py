@@ -20,8 +20,9 @@ def expand_grid(
     evaluation: dict,
 ) -> list:
     """The `{method, size, seed}` rows after the same validation a config file gets (a value
-    edited in the run form that is wrong fails here, before any work); a row that needs a loop
-    the compiled spec lacks fails here too."""
+    edited in the run form that is wrong fails here, before any work); so does a grid that needs
+    a loop the compiled spec lacks, or leaves a compiled loop without items (the KFP backend
+    cannot collect from an empty loop: `tgap.grid.loop_items`)."""
     from tgap.config import config_from_parameters
     from tgap.grid import loop_items
 
@@ -51,8 +52,8 @@ def expand_grid(
 
 
 def grid_items(rows: list, kind: str) -> list:
-    """The work items of one loop kind (`tgap.grid.KINDS`) among the expanded rows; may be
-    empty (that loop then runs no iteration)."""
+    """The work items of one loop kind (`tgap.grid.KINDS`) among the expanded rows (never empty:
+    expand-grid refuses a grid that leaves a compiled loop without items)."""
     from tgap.grid import split_rows
 
     items = split_rows(rows)[kind]

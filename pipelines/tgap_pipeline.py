@@ -3,8 +3,9 @@
 The grid is three run parameters, ``methods``, ``sizes`` and ``seeds`` (what a person edits in
 the run form). The first task, ``expand-grid``, validates them like a config file and splits the
 rows by the work they need (``tgap.grid.split_rows``) into sibling flat ``dsl.ParallelFor``
-loops, one per kind present in the compiled config (kfp.local mis-binds nested loops and cannot
-collect from an empty loop), each ``dsl.Collected`` into the report:
+loops, one per kind present in the compiled config (kfp.local mis-binds nested loops; neither
+kfp.local nor the KFP backend can collect from an empty loop, so ``expand-grid`` refuses a grid
+that would leave one empty), each ``dsl.Collected`` into the report:
 
 - ``finetune``: select -> fine-tune -> generate -> classifiers -> evaluations -> cell;
 - ``no-finetune``: one item per seed: the base model generates once for all sizes;
@@ -114,7 +115,8 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
     c = build_components(cpu_image, gpu_image, cluster.gpu_stages)
     defaults = pipeline_arguments(config)
     # One loop per kind of work the compiled config's grid has; expand-grid refuses a run whose
-    # rows need a loop this spec lacks. A run-form grid may leave a compiled loop empty.
+    # rows need a loop this spec lacks or leave one of its loops empty (the backend cannot
+    # collect from a loop that ran no iteration).
     kinds = split_rows(config.grid_rows())
     compiled_kinds = [kind for kind in KIND_OUTPUTS if kinds[kind]]
     # Every task's thread count is fixed in config, never derived from the parallelism.

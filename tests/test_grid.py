@@ -1,7 +1,23 @@
-"""The grid split by the work its rows need (tgap.grid)."""
+"""The grid split by the work its rows need (tgap.grid), and the loops a run may use."""
 
-from tgap.config import load_config
-from tgap.grid import cell_folders, class_image_seeds, item_rows, split_rows
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.expand_grid import expand_grid
+from tgap.config import ConfigError, load_config
+from tgap.grid import (
+    KINDS,
+    cell_folders,
+    class_image_seeds,
+    item_rows,
+    loop_items,
+    row_kind,
+    split_rows,
+)
+
+SPEC = Path(__file__).resolve().parents[1] / "pipelines" / "compiled" / "tgap.yaml"
 
 
 def test_thesis_rows_split_into_per_row_per_seed_and_retrieval_work():
@@ -30,3 +46,40 @@ def test_a_grid_without_fine_tunes_needs_no_class_images(tmp_path):
                                              tmp_path / "size-5")]  # fmt: skip
     [row] = split_rows(rows)["retrieval"]
     assert cell_folders(row, tmp_path) == [(row, tmp_path)]
+
+
+def _run_form(spec: Path) -> tuple[dict, list[str]]:
+    """The run form's values (the spec's parameter defaults) and the loops the spec has (the
+    constant its expand-grid task is given)."""
+    doc = next(yaml.safe_load_all(spec.read_text()))
+    parameters = doc["root"]["inputDefinitions"]["parameters"]
+    form = {name: p["defaultValue"] for name, p in parameters.items()}
+    task = doc["root"]["dag"]["tasks"]["expand-grid"]
+    return form, task["inputs"]["parameters"]["compiled_kinds"]["runtimeValue"]["constant"]
+
+
+def test_the_run_form_with_one_kinds_methods_unticked_is_refused_by_expand_grid():
+    # The KFP backend cannot collect from a loop that ran no iteration, so a run whose methods
+    # leave a compiled loop empty must fail in its first task, not in the report at the end.
+    form, kinds = _run_form(SPEC)
+    assert sorted(kinds) == sorted(KINDS)
+    assert len(expand_grid(**form, compiled_kinds=kinds)) == 7 * 3 * 5  # the form as shipped
+    for kind in kinds:
+        kept = [m for m in form["methods"] if row_kind({"method": m}) != kind]
+        with pytest.raises(ConfigError) as refused:
+            expand_grid(**{**form, "methods": kept}, compiled_kinds=kinds)
+        message = str(refused.value)
+        assert f"leave this compiled spec's {kind} loop without work items" in message
+        assert f"'grid.methods=[{', '.join(sorted(kept))}]'" in message  # the fix
+
+
+def test_loop_items_refuses_a_missing_or_empty_loop_and_names_both_fixes():
+    rows = [
+        {"method": "random", "size": 5, "seed": 0},
+        {"method": "retrieval", "size": 5, "seed": 0},
+    ]
+    assert [len(v) for v in loop_items(rows, ["finetune", "retrieval"]).values()] == [1, 0, 1]
+    with pytest.raises(ConfigError, match="methods: retrieval need the retrieval loop"):
+        loop_items(rows, ["finetune"])
+    with pytest.raises(ConfigError, match=r"no-finetune loop without work items.*e\.g\. no-fine"):
+        loop_items(rows, ["finetune", "no-finetune", "retrieval"])

@@ -9,7 +9,7 @@ from kfp import components, local
 
 from pipelines.tgap_pipeline import compile_pipeline, pipeline_arguments
 from tgap.config import load_config
-from tgap.local_run import allow_empty_loops, resolve_local_paths
+from tgap.local_run import resolve_local_paths
 
 MICRO = Path("pipelines/configs/micro.yaml")
 pytestmark = pytest.mark.slow
@@ -22,7 +22,6 @@ def _run_spec(tmp_path: Path, **changes):
     )
     spec = compile_pipeline(config, tmp_path / "spec.yaml")
     root = tmp_path / "root"
-    allow_empty_loops()
     local.init(
         runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True
     )

@@ -94,19 +94,41 @@ def cell_folders(item: dict[str, Any], root: str | Path) -> list[tuple[dict[str,
     return [(row, root / size_folder(row["size"])) for row in item_rows(item)]
 
 
+# A method of each kind, for the fix an error names.
+KIND_EXAMPLE = {"finetune": "random", "no-finetune": "no-finetune", "retrieval": "retrieval"}
+
+
 def loop_items(rows: list[dict[str, Any]], compiled_kinds: list[str]) -> dict[str, list]:
-    """Each loop kind's work items for ``rows``; a row whose kind has no loop in the compiled
-    spec is an error here, before any work, naming the methods and the fix. A compiled loop
-    left without items simply runs no iteration."""
+    """Each loop kind's work items for ``rows``, refusing, before any work, a run that needs a
+    loop the compiled spec lacks or that leaves a compiled loop without items.
+
+    An empty loop cannot run on the KFP backend: its driver collects a loop's outputs for the
+    report only when the loop had iterations (``resolveUpstreamParameters`` and
+    ``resolveUpstreamArtifacts`` in ``backend/src/v2/driver/resolve.go``, 2.17.0, test
+    ``getParallelForIterationCount(...) > 0``); with none it looks for a producer task that was
+    never created, so the report would fail after every GPU task had run.
+    """
     from tgap.config import ConfigError
 
     items = split_rows(rows)
+    methods = sorted({r["method"] for r in rows})
     for kind in KINDS:
-        methods = sorted({r["method"] for r in rows if row_kind(r) == kind})
+        needing = sorted({r["method"] for r in rows if row_kind(r) == kind})
         if items[kind] and kind not in compiled_kinds:
             raise ConfigError(
-                f"methods: {', '.join(methods)} need the {kind} loop, which this compiled spec "
+                f"methods: {', '.join(needing)} need the {kind} loop, which this compiled spec "
                 f"lacks (compiled with loops: {', '.join(compiled_kinds)}); compile a spec whose "
                 "grid.methods include such a method"
             )
+    empty = [kind for kind in compiled_kinds if not items[kind]]
+    if empty:
+        raise ConfigError(
+            f"methods: {', '.join(methods)} leave this compiled spec's "
+            f"{' and '.join(empty)} loop without work items (compiled with loops: "
+            f"{', '.join(compiled_kinds)}); the KFP backend cannot collect the outputs of a loop "
+            "that ran no iteration, so the report would fail after all other work. Add a method "
+            f"of that kind (e.g. {', '.join(KIND_EXAMPLE[k] for k in empty)}), or compile a spec "
+            "for exactly these methods: tgap compile --config <config> --set "
+            f"'grid.methods=[{', '.join(methods)}]'"
+        )
     return items

@@ -93,38 +93,6 @@ class _Tee:
         return getattr(self.stream, name)
 
 
-def allow_empty_loops() -> None:
-    """Let kfp.local run a ``dsl.ParallelFor`` over an empty list.
-
-    kfp 2.17.0's local orchestrator returns early from a loop with no items without publishing
-    its outputs, so a ``dsl.Collected`` consumer fails ("Tried to get output ... from task
-    'for-loop-2', but task 'for-loop-2' not found"; measured). A run-form grid can leave a
-    compiled loop empty (say, no retrieval method), so the local runner publishes an empty list
-    for each of that loop's outputs, which is what Collected means for no iterations. Applied
-    once; a no-op if kfp changes the function it wraps.
-    """
-    from kfp.local.orchestrator import enhanced_dag_orchestrator as orchestrator
-
-    original = getattr(orchestrator, "_run_parallel_for_task", None)
-    if original is None or getattr(original, "tgap_empty_loops", False):
-        return
-
-    def run_parallel_for(task_name, task_spec, *args, **kwargs):
-        failed = original(task_name, task_spec, *args, **kwargs)
-        io_store = kwargs["io_store"]
-        # A loop that ran iterations has a status; an empty one returned before setting it.
-        ran = task_name in getattr(io_store, "_task_status_data", {task_name: None})
-        if not failed and not ran:
-            outputs = kwargs["components"][task_spec.component_ref.name].output_definitions
-            for key in [*outputs.artifacts, *outputs.parameters]:
-                io_store.put_task_output(task_name, key, [])
-            io_store.put_task_status(task_name, "SUCCEEDED")
-        return failed
-
-    run_parallel_for.tgap_empty_loops = True
-    orchestrator._run_parallel_for_task = run_parallel_for
-
-
 def resolve_local_paths(config: Config) -> Config:
     """Make local paths in the config absolute (kfp.local tasks may run from another folder).
 
@@ -216,7 +184,6 @@ def run_local(
     pipeline_root.mkdir(parents=True, exist_ok=True)
     write_json(output_dir / "config.json", config.to_dict())
 
-    allow_empty_loops()
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(pipeline_root.resolve()),
