@@ -38,30 +38,42 @@ class FakeResponse:
 
 
 class FakeKfpServer:
-    """Stands in for the KFP API server at the HTTP layer; records every request."""
+    """Stands in for the KFP API server at the HTTP layer; records every request.
 
-    def __init__(self, runs: list[dict] | None = None):
+    It keeps pipelines, their versions (an upload's file is kept as its spec) and recurring runs,
+    so that a second submit or schedule sees what the first one made.
+    """
+
+    def __init__(self, runs: list[dict] | None = None, tag: str = "2.17.0"):
         self.calls: list[dict] = []
         self.runs = runs or []
+        self.tag = tag
         self.refuse_runs = False
+        self.pipelines: dict[str, str] = {}  # display name -> id
+        self.versions: dict[str, dict] = {}  # version id -> {pipeline_id, display_name, spec}
+        self.recurring: dict[str, dict] = {}  # recurring run id -> body
 
-    def __call__(self, api_client, method, url, query_params=None, headers=None, body=None, **_):
+    def __call__(self, api_client, method, url, query_params=None, headers=None, body=None, **kw):
         path = url.removeprefix(HOST)
+        query = dict(query_params or [])
         self.calls.append(
             {
                 "method": method,
                 "path": path,
-                "query": dict(query_params or []),
+                "query": query,
                 "headers": {k.lower(): v for k, v in (headers or {}).items()},
                 "body": body,
+                "files": dict(kw.get("post_params") or []),
             }
         )
         if path.endswith("/healthz"):
-            return FakeResponse({"multi_user": False})
+            return FakeResponse({"commit_sha": "abc123", "tag_name": self.tag, "multi_user": False})
         if path == "/apis/v2beta1/experiments" and method == "GET":
             return FakeResponse({})  # no experiment of that name yet
         if path == "/apis/v2beta1/experiments" and method == "POST":
             return FakeResponse({"experiment_id": "exp-1", "display_name": body["display_name"]})
+        if path.startswith("/apis/v2beta1/pipelines"):
+            return self._pipelines(method, path, query, body, dict(kw.get("post_params") or []))
         if path == "/apis/v2beta1/runs" and method == "POST" and self.refuse_runs:
             error = kfp_server_api.ApiException(status=400, reason="Bad Request")
             error.body = json.dumps(
@@ -72,17 +84,94 @@ class FakeKfpServer:
             return FakeResponse({"run_id": "run-1", "display_name": body["display_name"]})
         if path == "/apis/v2beta1/runs" and method == "GET":
             return FakeResponse({"runs": self.runs, "total_size": len(self.runs)})
+        if path.startswith("/apis/v2beta1/recurringruns"):
+            return self._recurring(method, path, query, body)
+        raise AssertionError(f"unexpected request {method} {path}")
+
+    @staticmethod
+    def _named(query: dict) -> str | None:
+        if "filter" not in query:
+            return None
+        [predicate] = json.loads(query["filter"])["predicates"]
+        assert predicate["key"] == "display_name" and predicate["operation"] in ("EQUALS", 1)
+        return predicate["stringValue"]
+
+    def _pipelines(self, method, path, query, body, files):
+        if path == "/apis/v2beta1/pipelines" and method == "GET":
+            name = self._named(query)
+            found = [{"pipeline_id": i, "display_name": n} for n, i in self.pipelines.items()]
+            return FakeResponse({"pipelines": [p for p in found if p["display_name"] == name]})
+        if path == "/apis/v2beta1/pipelines" and method == "POST":
+            pipeline_id = f"pl-{len(self.pipelines) + 1}"
+            self.pipelines[body["display_name"]] = pipeline_id
+            return FakeResponse({"pipeline_id": pipeline_id, "display_name": body["display_name"]})
+        if path == "/apis/v2beta1/pipelines/upload_version" and method == "POST":
+            _, data, _ = files["uploadfile"]
+            version_id = f"pv-{len(self.versions) + 1}"
+            self.versions[version_id] = {
+                "pipeline_id": query["pipelineid"],
+                "display_name": query["name"],
+                "spec": yaml.safe_load(data),
+            }
+            return FakeResponse(
+                {"pipeline_id": query["pipelineid"], "pipeline_version_id": version_id}
+            )
+        if path.endswith("/versions") and method == "GET":
+            pipeline_id, name = path.split("/")[-2], self._named(query)
+            found = [
+                {
+                    "pipeline_version_id": i,
+                    "pipeline_id": v["pipeline_id"],
+                    "display_name": v["display_name"],
+                }
+                for i, v in self.versions.items()
+                if v["pipeline_id"] == pipeline_id and v["display_name"] == name
+            ]
+            return FakeResponse({"pipeline_versions": found})
+        raise AssertionError(f"unexpected request {method} {path}")
+
+    def _recurring(self, method, path, query, body):
         if path == "/apis/v2beta1/recurringruns" and method == "POST":
-            return FakeResponse({"recurring_run_id": "rr-1"})
+            recurring_id = f"rr-{len(self.calls)}"
+            self.recurring[recurring_id] = body
+            return FakeResponse({"recurring_run_id": recurring_id})
+        if path == "/apis/v2beta1/recurringruns" and method == "GET":
+            name = self._named(query)
+            found = [
+                {"recurring_run_id": i, "display_name": b["display_name"]}
+                for i, b in self.recurring.items()
+                if b["display_name"] == name and b["experiment_id"] == query["experiment_id"]
+            ]
+            return FakeResponse({"recurringRuns": found})  # the proto's own field name
+        if method == "DELETE":
+            del self.recurring[path.rsplit("/", 1)[1]]
+            return FakeResponse({})
         raise AssertionError(f"unexpected request {method} {path}")
 
     def sent(self, method: str, path: str) -> list[dict]:
         return [c for c in self.calls if c["method"] == method and c["path"] == path]
 
 
+@pytest.fixture(scope="module")
+def compiled_once(tmp_path_factory):
+    """``compile_pipeline`` that compiles each distinct config once per module (a compile takes
+    seconds; the commands under test compile on every call)."""
+    real, done = tgap_pipeline.compile_pipeline, {}
+
+    def compile_pipeline(config, output_path):
+        key = json.dumps(config.to_dict(), sort_keys=True)
+        if key not in done:
+            done[key] = real(config, tmp_path_factory.mktemp("spec") / "tgap.yaml")
+        Path(output_path).write_bytes(done[key].read_bytes())
+        return Path(output_path)
+
+    return compile_pipeline
+
+
 @pytest.fixture
-def server(monkeypatch, tmp_path):
+def server(monkeypatch, tmp_path, compiled_once):
     fake = FakeKfpServer()
+    monkeypatch.setattr(tgap_pipeline, "compile_pipeline", compiled_once)
     monkeypatch.setattr(
         kfp_server_api.ApiClient,
         "request",
@@ -119,8 +208,17 @@ def test_submit_sends_every_pipeline_parameter_with_the_bearer_token(server, cap
     params = body["runtime_config"]["parameters"]
     expected = _expected_parameters(["grid.seeds=[0,1]"])
     assert params == expected
-    # ...which is every root parameter of the pipeline spec sent in the same request.
-    spec_params = body["pipeline_spec"]["root"]["inputDefinitions"]["parameters"]
+    # The run names an uploaded version of pipeline "tgap" instead of embedding the spec...
+    assert "pipeline_spec" not in body
+    assert server.pipelines == {"tgap": "pl-1"}
+    [(version_id, version)] = server.versions.items()
+    assert body["pipeline_version_reference"] == {
+        "pipeline_id": "pl-1",
+        "pipeline_version_id": version_id,
+    }
+    assert version["display_name"].startswith("micro-")
+    # ...whose spec declares exactly the parameters the run sends.
+    spec_params = version["spec"]["root"]["inputDefinitions"]["parameters"]
     assert set(params) == set(spec_params)
     assert params["seeds"] == [0, 1]  # the override reached the run
     for call in server.calls:
@@ -153,11 +251,76 @@ def test_run_request_carries_service_account_and_pipeline_root_from_config(tmp_p
         ["cluster.service_account=tgap-runner", "cluster.pipeline_root=gs://bucket/tgap-runs"],
     )
     package = tgap_pipeline.compile_pipeline(config, tmp_path / "p.yaml")
-    request = kube.run_request(config, package, "exp", "name")
+    request = kube.run_request(config, package, "exp-9", ("pl", "pv"), "name")
     assert request["service_account"] == "tgap-runner"
     assert request["pipeline_root"] == "gs://bucket/tgap-runs"
-    assert request["experiment_name"] == "exp"
-    assert request["arguments"] == tgap_pipeline.pipeline_arguments(config)
+    assert request["experiment_id"] == "exp-9"
+    assert (request["pipeline_id"], request["version_id"]) == ("pl", "pv")
+    assert request["params"] == tgap_pipeline.pipeline_arguments(config)
+
+
+def test_a_second_submit_of_the_same_code_and_config_reuses_its_version(server):
+    argv = ["submit", "--host", HOST, "--experiment", "e", "--config", MICRO]
+    assert main(argv) == 0 and main(argv) == 0
+    assert len(server.sent("POST", "/apis/v2beta1/pipelines/upload_version")) == 1
+    assert len(server.sent("POST", "/apis/v2beta1/pipelines")) == 1
+    runs = server.sent("POST", "/apis/v2beta1/runs")
+    assert len(runs) == 2
+    assert (
+        runs[0]["body"]["pipeline_version_reference"]
+        == runs[1]["body"]["pipeline_version_reference"]
+    )
+    # Another config is another version of the same pipeline.
+    assert main([*argv, "--set", "grid.seeds=[0,1]"]) == 0
+    assert len(server.versions) == 2 and len(server.pipelines) == 1
+
+
+def test_the_version_name_is_the_config_commit_and_config_hash(tmp_path, monkeypatch):
+    config = load_config(MICRO)
+    package = tgap_pipeline.compile_pipeline(config, tmp_path / "p.yaml")
+    monkeypatch.setattr(kube, "source_commit", lambda: "0123456789abcdef0123")
+    name = kube.pipeline_version_name(config, package)
+    assert name.startswith("micro-g0123456789ab-c") and len(name.rsplit("-c", 1)[1]) == 10
+    other = kube.pipeline_version_name(load_config(MICRO, ["grid.seeds=[3]"]), package)
+    assert other != name and other.startswith("micro-g0123456789ab-c")
+    # Without a clean commit, the spec's own digest names the code.
+    monkeypatch.setattr(kube, "source_commit", lambda: None)
+    assert kube.pipeline_version_name(config, package).startswith("micro-s")
+
+
+# --------------------------------------------------------------------------- backend version
+
+
+@pytest.mark.parametrize("command", ["submit", "schedule"])
+def test_a_server_older_than_the_minimum_is_refused_before_anything_is_sent(
+    server, capsys, command
+):
+    server.tag = "2.5.0"
+    code = main([command, "--host", HOST, "--experiment", "e", "--config", MICRO])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "the KFP server is release 2.5.0, older than 2.14.0" in err
+    assert "dsl.Collected" in err
+    assert {(c["method"], c["path"]) for c in server.calls} == {("GET", "/apis/v2beta1/healthz")}
+
+
+def test_a_server_without_a_release_tag_is_refused_unless_the_check_is_skipped(server, capsys):
+    server.tag = "unknown"
+    argv = ["submit", "--host", HOST, "--experiment", "e", "--config", MICRO]
+    assert main(argv) == 1
+    assert "does not name its release (healthz tag_name 'unknown')" in capsys.readouterr().err
+    assert main([*argv, "--skip-version-check"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("tag", "ok"), [("2.14.0", True), ("v2.17.0", True), ("2.13.9", False), ("1.8.5", False)]
+)
+def test_check_backend_compares_releases_numerically(tag, ok):
+    if ok:
+        kube.check_backend(tag)
+    else:
+        with pytest.raises(kube.KfpApiError, match="older than 2.14.0"):
+            kube.check_backend(tag)
 
 
 def test_check_arguments_names_missing_and_unknown_parameters(tmp_path):
@@ -189,7 +352,24 @@ def test_schedule_creates_a_weekly_recurring_run_one_at_a_time_without_catchup(s
     assert body["no_catchup"] is True
     assert body["mode"] == "ENABLE"
     assert body["runtime_config"]["parameters"] == _expected_parameters()
+    [version_id] = server.versions
+    assert body["pipeline_version_reference"]["pipeline_version_id"] == version_id
     assert all(c["headers"].get("authorization") == f"Bearer {TOKEN}" for c in server.calls)
+
+
+def test_a_second_schedule_of_the_same_name_replaces_the_first(server, capsys):
+    argv = ["schedule", "--host", HOST, "--experiment", "weekly", "--config", MICRO]
+    assert main([*argv, "--name", "tgap weekly"]) == 0
+    [first] = server.recurring
+    assert main([*argv, "--name", "tgap weekly", "--set", "grid.seeds=[0,1]"]) == 0
+    [second] = server.recurring  # one recurring run of that name, the new one
+    assert second != first
+    assert server.recurring[second]["runtime_config"]["parameters"]["seeds"] == [0, 1]
+    assert server.sent("DELETE", f"/apis/v2beta1/recurringruns/{first}")
+    assert f"replacing {first}" in capsys.readouterr().out
+    # Another name is another recurring run.
+    assert main([*argv, "--name", "tgap nightly"]) == 0
+    assert len(server.recurring) == 2
 
 
 def test_schedule_rejects_a_five_field_cron_before_contacting_the_server(server):

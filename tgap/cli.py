@@ -162,10 +162,26 @@ def _connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _sending_arguments(parser: argparse.ArgumentParser) -> None:
+    """What ``submit`` and ``schedule`` share beyond the connection: the pipeline and the check."""
+    parser.add_argument(
+        "--pipeline",
+        default=kube.DEFAULT_PIPELINE,
+        help=f"KFP pipeline the spec is uploaded to as a version (default {kube.DEFAULT_PIPELINE!r})",
+    )
+    minimum = ".".join(map(str, kube.MIN_BACKEND))
+    parser.add_argument(
+        "--skip-version-check",
+        action="store_true",
+        help=f"send even when the server does not report release {minimum} or newer",
+    )
+
+
 def _add_cluster_commands(sub: argparse._SubParsersAction) -> None:
     """``submit``, ``schedule`` and ``runs``: the commands that talk to a KFP server (tgap.kube)."""
     p = sub.add_parser("submit", help="compile and start one run on a KFP server")
     _connection_arguments(p)
+    _sending_arguments(p)
     add_config_arguments(p)
     p.add_argument("--experiment", required=True, help="KFP experiment (created if missing)")
     p.add_argument(
@@ -173,8 +189,11 @@ def _add_cluster_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=kube.submit)
 
-    p = sub.add_parser("schedule", help="compile and create a recurring run on a KFP server")
+    p = sub.add_parser(
+        "schedule", help="compile and create (or replace) a recurring run on a KFP server"
+    )
     _connection_arguments(p)
+    _sending_arguments(p)
     add_config_arguments(p)
     p.add_argument("--experiment", required=True, help="KFP experiment (created if missing)")
     p.add_argument(

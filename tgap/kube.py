@@ -10,6 +10,11 @@ bearer token; with no ``--host`` (and no ``KF_PIPELINES_ENDPOINT``) inside a pod
 service-account token for the ``pipelines.kubeflow.org`` audience; else the local kubeconfig
 through the API-server proxy. The token is never printed.
 
+Before sending anything, ``submit`` and ``schedule`` read the server's release from
+``GET /apis/v2beta1/healthz`` and refuse one older than :data:`MIN_BACKEND`. They upload the
+compiled spec as a version of a named pipeline (:func:`pipeline_version_name`: the commit and a
+config hash) and run that version; ``schedule`` replaces the recurring run of the same name.
+
 The command line of these commands is defined in ``tgap.cli``; this module builds and sends
 the requests, so the dependency runs one way (cli -> kube).
 """
@@ -19,15 +24,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
+import re
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tgap.checkout import pipeline_module
+from tgap.checkout import ROOT, pipeline_module
 from tgap.config import Config, load_config
 
 TOKEN_ENV = "TGAP_KFP_TOKEN"
@@ -37,6 +45,17 @@ FTER_NOT_REACHABLE = (
     "API returns only artifact ids, so open the run in the UI (report step > Visualizations, or "
     "Compare runs) or read results.json under the run's pipeline root."
 )
+
+
+# The report fans in three `dsl.Collected` loop outputs. The backend collects parameters and
+# artifacts from a ParallelFor from 2.14.0 on (kubeflow/pipelines CHANGELOG, 2.14.0: "backend/sdk:
+# enable dsl.Collected for parameters & artifacts", #11725, commit ed828b5).
+MIN_BACKEND = (2, 14, 0)
+MIN_BACKEND_WHY = (
+    "the report collects the grid loops' outputs with dsl.Collected, which the backend supports "
+    "from 2.14.0 on (kubeflow/pipelines#11725)"
+)
+DEFAULT_PIPELINE = "tgap"
 
 
 class KfpApiError(RuntimeError):
@@ -60,6 +79,109 @@ def _api_call(what: str):
         raise KfpApiError(f"{what}: HTTP {exc.status} {exc.reason}{detail}") from None
     except (TimeoutError, urllib3.exceptions.HTTPError, ConnectionError) as exc:
         raise KfpApiError(f"{what}: cannot reach the KFP API ({exc})") from None
+
+
+# --------------------------------------------------------------------------- the server
+
+
+def backend_tag(client: Any) -> str:
+    """The server's release tag (``tag_name`` of ``GET /apis/v2beta1/healthz``, served by the API
+    server's ``buildHTTPRouter`` in ``backend/src/apiserver/main.go``). kfp_server_api's
+    response model keeps only ``multi_user`` and ``pipeline_store``, so the raw body is read."""
+    with _api_call("reading the KFP server's version (GET /apis/v2beta1/healthz)"):
+        response = client.healthzs.healthz_service_get_healthz(_preload_content=False)
+    try:
+        body = json.loads(response.data or b"{}")
+    except ValueError:
+        body = {}
+    return str(body.get("tag_name") or "unknown")
+
+
+def check_backend(tag: str) -> None:
+    """Refuse a server older than :data:`MIN_BACKEND`, or one whose release is unknown."""
+    minimum = ".".join(map(str, MIN_BACKEND))
+    match = re.fullmatch(r"v?(\d+)\.(\d+)\.(\d+)(?:[-+.].*)?", tag.strip())
+    if match is None:
+        raise KfpApiError(
+            f"the KFP server does not name its release (healthz tag_name {tag!r}); tgap needs "
+            f"{minimum} or newer because {MIN_BACKEND_WHY}. If you know it is newer, pass "
+            "--skip-version-check"
+        )
+    if tuple(map(int, match.groups())) < MIN_BACKEND:
+        raise KfpApiError(
+            f"the KFP server is release {tag}, older than {minimum}: tgap needs {minimum} or "
+            f"newer because {MIN_BACKEND_WHY}; upgrade Kubeflow Pipelines"
+        )
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def source_commit() -> str | None:
+    """The checkout's commit, or None when there is no git checkout or it has changes (then a
+    commit does not name the code that compiled the spec)."""
+    commit = _git("rev-parse", "HEAD")
+    if not commit or _git("status", "--porcelain", "--untracked-files=no") != "":
+        return None
+    return commit
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def pipeline_version_name(config: Config, package_path: str | Path) -> str:
+    """``<config name>-g<commit>-c<config hash>``; without a clean commit (a changed checkout, an
+    installed wheel) ``-s<spec hash>`` names the code instead. Equal names mean equal specs, so a
+    version that exists under the name is reused."""
+    config_hash = _digest(json.dumps(config.to_dict(), sort_keys=True).encode())[:10]
+    commit = source_commit()
+    code = f"g{commit[:12]}" if commit else f"s{_digest(Path(package_path).read_bytes())[:12]}"
+    name = re.sub(r"[^a-z0-9-]+", "-", config.name.lower()).strip("-") or "tgap"
+    return f"{name}-{code}-c{config_hash}"
+
+
+def _by_name(name: str) -> str:
+    return json.dumps(
+        {"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]}
+    )
+
+
+def upload_version(
+    client: Any, pipeline: str, version: str, package_path: str | Path, description: str = ""
+) -> tuple[str, str]:
+    """``(pipeline_id, version_id)`` of ``version`` of ``pipeline``: the pipeline is created when
+    missing, the version uploaded when missing, else reused (its name fixes its spec)."""
+    import kfp_server_api
+
+    with _api_call(f"finding pipeline {pipeline!r}"):
+        pipeline_id = client.get_pipeline_id(pipeline)
+    if pipeline_id is None:
+        with _api_call(f"creating pipeline {pipeline!r}"):
+            created = client.pipelines.pipeline_service_create_pipeline(
+                pipeline=kfp_server_api.V2beta1Pipeline(
+                    display_name=pipeline,
+                    description="tgap: can this synthetic dataset train a model?",
+                )
+            )
+        pipeline_id = created.pipeline_id
+    with _api_call(f"listing versions of pipeline {pipeline!r}"):
+        found = client.list_pipeline_versions(pipeline_id, filter=_by_name(version))
+    existing = list(found.pipeline_versions or [])
+    if existing:
+        return pipeline_id, existing[0].pipeline_version_id
+    with _api_call(f"uploading version {version!r} of pipeline {pipeline!r}"):
+        uploaded = client.upload_pipeline_version(
+            str(package_path), version, pipeline_id=pipeline_id, description=description or None
+        )
+    return pipeline_id, uploaded.pipeline_version_id
 
 
 # --------------------------------------------------------------------------- building requests
@@ -109,17 +231,22 @@ def check_arguments(package_path: str | Path, arguments: dict[str, Any]) -> None
 
 
 def run_request(
-    config: Config, package_path: str | Path, experiment: str, run_name: str | None = None
+    config: Config,
+    package_path: str | Path,
+    experiment_id: str,
+    version: tuple[str, str],
+    run_name: str | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for ``kfp.Client.create_run_from_pipeline_package``."""
-    arguments = pipeline_module().pipeline_arguments(config)
-    check_arguments(package_path, arguments)
+    """Keyword arguments for ``kfp.Client.run_pipeline``: a run of pipeline version ``version``
+    (``(pipeline_id, version_id)``) with every parameter of the spec at ``package_path``."""
+    arguments = run_arguments(config, package_path)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     return {
-        "pipeline_file": str(package_path),
-        "arguments": arguments,
-        "run_name": run_name or f"{config.name} {stamp}",
-        "experiment_name": experiment,
+        "experiment_id": experiment_id,
+        "job_name": run_name or f"{config.name} {stamp}",
+        "params": arguments,
+        "pipeline_id": version[0],
+        "version_id": version[1],
         "pipeline_root": config.cluster.pipeline_root or None,
         "service_account": config.cluster.service_account or None,
     }
@@ -129,16 +256,15 @@ def recurring_run_request(
     config: Config,
     package_path: str | Path,
     experiment_id: str,
+    version: tuple[str, str],
     name: str | None = None,
     cron: str = DEFAULT_CRON,
 ) -> dict[str, Any]:
-    """Keyword arguments for ``kfp.Client.create_recurring_run``.
+    """Keyword arguments for ``kfp.Client.create_recurring_run`` of pipeline version ``version``.
 
     One run at a time (a run of the thesis grid can outlast a week) and no catch-up: after a
     pause only the latest missed slot runs, not a backlog of identical runs.
     """
-    arguments = pipeline_module().pipeline_arguments(config)
-    check_arguments(package_path, arguments)
     return {
         "experiment_id": experiment_id,
         "job_name": name or f"{config.name} weekly",
@@ -146,12 +272,20 @@ def recurring_run_request(
         "cron_expression": check_cron(cron),
         "max_concurrency": 1,
         "no_catchup": True,
-        "params": arguments,
-        "pipeline_package_path": str(package_path),
+        "params": run_arguments(config, package_path),
+        "pipeline_id": version[0],
+        "version_id": version[1],
         "enabled": True,
         "pipeline_root": config.cluster.pipeline_root or None,
         "service_account": config.cluster.service_account or None,
     }
+
+
+def run_arguments(config: Config, package_path: str | Path) -> dict[str, Any]:
+    """Every parameter of the spec, from ``config``, checked against the spec's parameters."""
+    arguments = pipeline_module().pipeline_arguments(config)
+    check_arguments(package_path, arguments)
+    return arguments
 
 
 # --------------------------------------------------------------------------- showing runs
@@ -215,40 +349,79 @@ def connect(args: argparse.Namespace) -> Any:
         return kfp.Client(**client_kwargs(args.host, args.namespace, token))
 
 
+def connect_checked(args: argparse.Namespace) -> Any:
+    """:func:`connect`, then refuse a server older than :data:`MIN_BACKEND` (unless
+    ``--skip-version-check``), before anything is compiled or sent."""
+    client = connect(args)
+    if not args.skip_version_check:
+        check_backend(backend_tag(client))
+    return client
+
+
 def _load(args: argparse.Namespace) -> Config:
     return load_config(args.config, args.overrides)
 
 
-def submit(args: argparse.Namespace) -> int:
-    """Compile the pipeline for ``--config`` and start one run."""
-    config = _load(args)
-    client = connect(args)
+@contextlib.contextmanager
+def _compiled(config: Config):
     with tempfile.TemporaryDirectory() as tmp:
-        package = pipeline_module().compile_pipeline(config, Path(tmp) / "tgap.yaml")
-        request = run_request(config, package, args.experiment, args.run_name)
+        yield pipeline_module().compile_pipeline(config, Path(tmp) / "tgap.yaml")
+
+
+def _version(client: Any, args: argparse.Namespace, config: Config, package: Path):
+    version = pipeline_version_name(config, package)
+    ids = upload_version(client, args.pipeline, version, package, config.description)
+    print(f"pipeline {args.pipeline!r} version {version!r}")
+    return ids
+
+
+def _experiment(client: Any, name: str) -> str:
+    with _api_call(f"getting or creating experiment {name!r}"):
+        return client.create_experiment(name=name).experiment_id
+
+
+def submit(args: argparse.Namespace) -> int:
+    """Compile the pipeline for ``--config``, upload it as a pipeline version, run that."""
+    config = _load(args)
+    client = connect_checked(args)
+    with _compiled(config) as package:
+        version = _version(client, args, config, package)
+        experiment_id = _experiment(client, args.experiment)
+        request = run_request(config, package, experiment_id, version, args.run_name)
         with _api_call(f"creating a run in experiment {args.experiment!r}"):
-            result = client.create_run_from_pipeline_package(**request)
+            result = client.run_pipeline(**request)
     print(f"submitted run {result.run_id} to experiment {args.experiment!r}")
     return 0
 
 
 def schedule(args: argparse.Namespace) -> int:
-    """Compile the pipeline for ``--config`` and create a recurring run on ``--cron``."""
+    """Compile the pipeline for ``--config``, upload it as a pipeline version, and make the
+    recurring run named ``--name`` run that version on ``--cron``: KFP cannot edit a recurring
+    run, so the new one is created first and then any older one of that name is deleted."""
     config = _load(args)
     check_cron(args.cron)
-    client = connect(args)
-    with _api_call(f"getting or creating experiment {args.experiment!r}"):
-        experiment = client.create_experiment(name=args.experiment)
-    with tempfile.TemporaryDirectory() as tmp:
-        package = pipeline_module().compile_pipeline(config, Path(tmp) / "tgap.yaml")
+    client = connect_checked(args)
+    with _compiled(config) as package:
+        version = _version(client, args, config, package)
+        experiment_id = _experiment(client, args.experiment)
         request = recurring_run_request(
-            config, package, experiment.experiment_id, args.name, args.cron
+            config, package, experiment_id, version, args.name, args.cron
         )
-        with _api_call(f"creating recurring run {request['job_name']!r}"):
+        name = request["job_name"]
+        with _api_call(f"listing recurring runs named {name!r}"):
+            found = client.list_recurring_runs(
+                experiment_id=experiment_id, filter=_by_name(name), page_size=100
+            )
+        older = [r.recurring_run_id for r in found.recurring_runs or []]
+        with _api_call(f"creating recurring run {name!r}"):
             recurring = client.create_recurring_run(**request)
+        for old in older:
+            with _api_call(f"deleting the replaced recurring run {old}"):
+                client.delete_recurring_run(old)
+    replaced = f", replacing {', '.join(older)}" if older else ""
     print(
-        f"scheduled recurring run {recurring.recurring_run_id} ({args.cron!r}, max concurrency 1, "
-        f"no catch-up) in experiment {args.experiment!r}"
+        f"scheduled recurring run {recurring.recurring_run_id} {name!r} ({args.cron!r}, max "
+        f"concurrency 1, no catch-up) in experiment {args.experiment!r}{replaced}"
     )
     return 0
 
