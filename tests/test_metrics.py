@@ -510,6 +510,8 @@ def test_seeds_needed_is_the_fewest_seeds_reaching_the_power():
         se = 0.03 / math.sqrt(seeds)
         assert (metrics._power(0.02, se, seeds - 1, 0.05) >= 0.8) is reaches
     assert metrics.seeds_needed(0.06, 0.0, 0.02) > k  # noisier seeds need more
+    assert metrics.seeds_needed(0.0075, 0.0, 0.05) <= metrics.seeds_needed(0.0075, 0.0, 0.02)
+    assert metrics.seeds_needed(0.0075, 0.0, 0.05) == 3  # p(0.05 at 3 seeds) = 0.9986
     # A shared test set whose error alone hides the difference: no number of seeds helps.
     assert metrics.seeds_needed(0.03, 0.015**2, 0.02, max_seeds=50) == 51
     with pytest.raises(MetricsError, match="detect must be > 0"):
