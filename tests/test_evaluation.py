@@ -15,6 +15,7 @@ from tgap.config import ClassifierConfig, EvaluationConfig
 from tgap.evaluation import (
     EvaluationError,
     compute_cell,
+    read_s2r_predictions,
     read_supplementation,
     supplementation_curve,
     supplementation_stage,
@@ -133,6 +134,8 @@ def test_cell_json_has_the_documented_schema_and_assets(world, tmp_path):
     # S→R's predictions travel with the cell, so methods can be paired on the same images.
     copied = tmp_path / saved["assets"]["s2r_predictions.csv"]
     assert copied.read_text() == (world["root"] / "s2r/predictions.csv").read_text()
+    files, y_cell, scores_cell = read_s2r_predictions(tmp_path)
+    assert (y_cell == y).all() and np.array_equal(scores_cell, scores) and len(files) == len(y)
     assert (
         saved["s2r_auroc"] == json.loads((world["root"] / "s2r/metrics.json").read_text())["auroc"]
     )

@@ -99,15 +99,15 @@ def test_vectorised_resampled_auroc_equals_sklearn_with_ties():
         assert value == pytest.approx(roc_auc_score(y[row], scores[row]))
 
 
-def test_fter_is_the_auroc_ratio_and_its_ci_covers_one_for_identical_evaluations():
+def test_one_cell_fter_interval_of_a_set_against_itself_holds_one():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 200)
-    scores = rng.random(200) + 0.5 * y
-    # Both directions resampled independently: the interval of a set against itself holds 1.
-    low, high = metrics.fter_ci((y, scores), (y, scores), resamples=500, seed=0)
-    assert low < 1 < high
-    assert metrics.fter(0.8, 0.4) == 2.0
-    assert math.isnan(metrics.fter(float("nan"), 0.9)) and math.isnan(metrics.fter(0.9, 0.0))
+    auc, var = metrics.delong(y, rng.random(200) + 0.5 * y)
+    # The two directions' test sets are independent: the interval of a set against itself holds 1.
+    ratio, low, high = metrics.fter_interval([auc], [var], [auc], [var])
+    assert ratio == 1.0 and low < 1 < high
+    assert math.isnan(metrics.fter_interval([0.9], [1e-4], [math.nan], [1e-4])[0])
+    assert math.isnan(metrics.fter_interval([0.9], [1e-4], [0.0], [1e-4])[0])
 
 
 def test_bootstrap_is_seeded():

@@ -1,5 +1,6 @@
-"""Numbers of the two-way evaluation: AUROC, accuracy, FTER, bootstrap intervals, distribution
-and memorisation metrics.
+"""Numbers of the two-way evaluation: AUROC, accuracy, their intervals (DeLong per cell, over
+seeds on the logit scale), FTER, paired comparisons, Holm, power, distribution and memorisation
+metrics.
 
 Conventions:
 
@@ -186,14 +187,7 @@ def roc_points(
     return out
 
 
-# --------------------------------------------------------------------------- FTER and bootstrap
-
-
-def fter(s2r_auroc: float, r2s_auroc: float) -> float:
-    """Fine-Tune Efficiency Ratio = AUROC(S→R) / AUROC(R→S); nan if either is undefined or 0."""
-    if not (math.isfinite(s2r_auroc) and math.isfinite(r2s_auroc)) or r2s_auroc == 0:
-        return float("nan")
-    return float(s2r_auroc / r2s_auroc)
+# --------------------------------------------------------------------------- bootstrap
 
 
 def resampled_aurocs(y: np.ndarray, scores: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -266,27 +260,6 @@ def auroc_ci(
     low, high, _ = bootstrap_ci(
         lambda idx: resampled_aurocs(y, scores, idx), [len(y)], resamples, confidence, seed
     )
-    return low, high
-
-
-def fter_ci(
-    s2r: tuple[np.ndarray, np.ndarray],
-    r2s: tuple[np.ndarray, np.ndarray],
-    resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Bootstrap CI for FTER, resampling the real test set (S→R) and the synthetic test set (R→S)
-    independently. ``s2r`` and ``r2s`` are ``(y, scores)`` pairs."""
-    (ys, ss), (yr, sr) = _check_scores(*s2r), _check_scores(*r2s)
-    if auroc_undefined_reason(ys, ss.shape[1]) or auroc_undefined_reason(yr, sr.shape[1]):
-        return float("nan"), float("nan")
-
-    def ratio(i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return resampled_aurocs(ys, ss, i) / resampled_aurocs(yr, sr, j)
-
-    low, high, _ = bootstrap_ci(ratio, [len(ys), len(yr)], resamples, confidence, seed)
     return low, high
 
 
