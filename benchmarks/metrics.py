@@ -47,7 +47,7 @@ def main() -> None:
     timed("prdc", lambda: metrics.prdc(real, fake, k=5))
     timed("memorisation", lambda: metrics.memorisation(fake, tuning))
     timed("auroc + ci", lambda: metrics.classification_metrics(y, scores, ["a", "b"]))
-    timed("fter ci", lambda: metrics.fter_ci((y, scores), (y, scores)))
+    timed("delong", lambda: metrics.delong(y, scores))
     seconds = time.perf_counter() - total
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
