@@ -318,16 +318,21 @@ def _influence(y: np.ndarray, scores: np.ndarray) -> tuple[float, np.ndarray]:
     return float(np.mean(aucs)), phi / len(columns)
 
 
-def _stratified_variance(y: np.ndarray, phi: np.ndarray) -> float:
-    """Variance of a statistic whose per-image influence is ``phi``, the test set's class counts
-    held fixed: ``sum over classes of n_l / (n_l - 1) * sum (phi - class mean)^2``. For one
-    binary AUROC this is exactly DeLong's ``S10 / m + S01 / n``."""
+def _stratified_covariance(y: np.ndarray, phi_a: np.ndarray, phi_b: np.ndarray) -> float:
+    """Covariance of two statistics with per-image influences ``phi_a``, ``phi_b`` on the same
+    images, the test set's class counts held fixed:
+    ``sum over classes of n_l / (n_l - 1) * sum (phi_a - class mean)(phi_b - class mean)``.
+    With ``phi_a = phi_b`` and one binary AUROC this is DeLong's ``S10 / m + S01 / n``."""
     total = 0.0
     for label in np.unique(y):
-        part = phi[y == label]
-        if len(part) > 1:
-            total += len(part) / (len(part) - 1) * float(((part - part.mean()) ** 2).sum())
+        a, b = phi_a[y == label], phi_b[y == label]
+        if len(a) > 1:
+            total += len(a) / (len(a) - 1) * float(((a - a.mean()) * (b - b.mean())).sum())
     return total
+
+
+def _stratified_variance(y: np.ndarray, phi: np.ndarray) -> float:
+    return _stratified_covariance(y, phi, phi)
 
 
 def _defined(y: np.ndarray, scores: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -463,29 +468,60 @@ def _seed_arrays(values: Sequence[float], variances: Sequence[float], where: str
 
 
 def _mean_variance(
-    values: np.ndarray, variances: np.ndarray, shared_test: bool
+    values: np.ndarray, variances: np.ndarray, covariance: float
 ) -> tuple[float, float]:
-    """Variance of the mean over ``k`` seeds and its Satterthwaite degrees of freedom.
+    """Variance of the mean over ``k`` seeds and its Welch-Satterthwaite degrees of freedom.
 
-    ``values_i = mu + training effect_i + test error_i``. With a test set shared by every seed
-    (S→R on real-test), the test error is common to all seeds: the spread over seeds does not
-    show it and it does not shrink with more seeds, so the variance is
-    ``s^2 / k + mean(variances)`` (exact when the seeds' test errors are fully correlated,
-    conservative otherwise). With a test set per seed (R→S on each seed's synthetic set), the
-    spread already holds the test error: ``max(s^2, mean(variances)) / k``, never less than the
-    test sampling alone. Degrees of freedom: ``k - 1`` for the between-seed part, the DeLong part
-    treated as known (Welch-Satterthwaite).
+    ``values_i = mu + training effect_i + test error_i``, the test errors with variance
+    ``variances_i`` and mean covariance ``covariance`` between two seeds. The sample variance
+    ``s^2`` over seeds sees the training spread and the part of the test error that differs
+    between seeds (``mean(variances) - covariance``), but not the part they share, which does
+    not shrink with more seeds; so ``Var(mean) = s^2 / k + covariance`` (unbiased), never less
+    than the test sampling alone, ``mean(variances) / k + (1 - 1 / k) covariance``. Degrees of
+    freedom: ``k - 1`` for the ``s^2`` part, the DeLong part treated as known.
     """
     k = len(values)
     between = float(values.var(ddof=1)) / k
-    if shared_test:
-        test = float(variances.mean())
-        total = between + test
-    else:
-        total = max(between, float(variances.mean()) / k)
-        test = total - between
+    test = float(variances.mean()) / k + (1 - 1 / k) * covariance
+    total = max(between + covariance, test)
     df = math.inf if between == 0 else (k - 1) * (total / between) ** 2
     return total, df
+
+
+def _covariance(variances: np.ndarray, shared_test: bool, covariance: float | None) -> float:
+    if covariance is not None:
+        if not math.isfinite(covariance):
+            raise MetricsError(f"covariance must be finite, got {covariance}")
+        return covariance
+    return float(variances.mean()) if shared_test else 0.0
+
+
+def seed_covariance(y: np.ndarray, scores_a: Sequence[np.ndarray], scores_b=None) -> float:
+    """Mean covariance, over pairs of seeds, of the test-sampling errors of their AUROCs (or,
+    with ``scores_b``, of their paired AUROC differences ``a - b``) on the same images ``y``.
+
+    ``scores_a[i]`` is seed ``i``'s scores on the shared test set. DeLong's covariance of two
+    AUROCs on the same images, from their per-image structural components (class counts held
+    fixed). Pass it as ``covariance`` to ``seed_mean_interval`` / ``compare_over_seeds`` in
+    place of the conservative assumption that the seeds' test errors are identical.
+    """
+    if len(scores_a) < 2:
+        raise MetricsError(f"seed_covariance: needs 2+ seeds, got {len(scores_a)}")
+    if scores_b is not None and len(scores_b) != len(scores_a):
+        raise MetricsError(f"seed_covariance: {len(scores_a)} seeds of a but {len(scores_b)} of b")
+    phis = []
+    for i, scores in enumerate(scores_a):
+        y_i, s = _defined(y, scores, "seed_covariance")
+        phi = _influence(y_i, s)[1]
+        if scores_b is not None:
+            phi = phi - _influence(*_defined(y, scores_b[i], "seed_covariance"))[1]
+        phis.append(phi)
+    y = np.asarray(y)
+    k, total = len(phis), 0.0
+    for i in range(k):
+        for j in range(i + 1, k):
+            total += _stratified_covariance(y, phis[i], phis[j])
+    return total / (k * (k - 1) / 2)
 
 
 def _quantile(confidence: float, df: float) -> float:
@@ -512,6 +548,7 @@ def seed_mean_interval(
     confidence: float = 0.95,
     *,
     shared_test: bool = True,
+    covariance: float | None = None,
 ) -> tuple[float, float, float]:
     """Mean AUROC over seeds and its interval, ``(mean, low, high)``.
 
@@ -530,7 +567,7 @@ def seed_mean_interval(
     mean = float(a.mean())
     if len(a) < 2 or not (np.isfinite(a).all() and np.isfinite(v).all()):
         return mean, math.nan, math.nan
-    total, df = _mean_variance(a, v, shared_test)
+    total, df = _mean_variance(a, v, _covariance(v, shared_test, covariance))
     return (mean, *_logit_interval(mean, total, _quantile(confidence, df)))
 
 
@@ -540,6 +577,8 @@ def fter_interval(
     r2s: Sequence[float],
     r2s_var: Sequence[float],
     confidence: float = 0.95,
+    *,
+    s2r_covariance: float | None = None,
 ) -> tuple[float, float, float]:
     """FTER of a method over seeds, ``(ratio, low, high)``: mean S→R AUROC / mean R→S AUROC (the
     ratio of means, as the thesis's tables), with an interval on the log scale.
@@ -548,7 +587,8 @@ def fter_interval(
     ``u_i = s2r_i / mean(s2r) - r2s_i / mean(r2s)``, whose spread over seeds (``var(u) / k``)
     holds both directions' training randomness and their covariance, plus R→S's test error
     (each seed has its own synthetic test set); S→R's shared real-test adds
-    ``mean(s2r_var) / mean(s2r)^2`` undivided (see ``seed_mean_interval``). t quantile with
+    ``s2r_covariance / mean(s2r)^2`` (default ``mean(s2r_var)``: the seeds' real-test errors
+    taken as identical; ``seed_covariance`` measures it; see ``seed_mean_interval``). t quantile with
     Welch-Satterthwaite degrees of freedom. A single seed gives the per-cell interval of test
     sampling alone (both variances). ``nan`` bounds when a mean is 0 or a value is not finite.
     """
@@ -562,12 +602,13 @@ def fter_interval(
     if not finite or ms <= 0 or mr <= 0:
         return (ms / mr if finite and mr > 0 else math.nan), math.nan, math.nan
     k = len(s)
-    test = float(vs.mean()) / ms**2
     if k == 1:
-        between, test = 0.0, test + float(vr[0]) / mr**2
+        between, test = 0.0, float(vs[0]) / ms**2 + float(vr[0]) / mr**2
     else:
+        shared = _covariance(vs, True, s2r_covariance) / ms**2
         u = s / ms - r / mr
         between = max(float(u.var(ddof=1)), float(vr.mean()) / mr**2) / k
+        test = max(shared, float(vs.mean()) / ms**2 / k)
     total = between + test
     df = math.inf if between == 0 else (k - 1) * (total / between) ** 2
     half = _quantile(confidence, df) * math.sqrt(total)
@@ -616,6 +657,7 @@ def compare_over_seeds(
     power: float = 0.8,
     *,
     shared_test: bool = True,
+    covariance: float | None = None,
 ) -> Comparison:
     """Combine per-seed differences between two methods (paired by seed) into one comparison.
 
@@ -636,7 +678,7 @@ def compare_over_seeds(
     mean = float(d.mean())
     if len(d) < 2 or not (np.isfinite(d).all() and np.isfinite(v).all()):
         return Comparison(mean, math.nan, math.nan, math.nan, math.nan)
-    total, df = _mean_variance(d, v, shared_test)
+    total, df = _mean_variance(d, v, _covariance(v, shared_test, covariance))
     se = math.sqrt(total)
     half = _quantile(confidence, df) * se
     if se == 0:
