@@ -573,12 +573,13 @@ def test_other_numbers_are_formatted_for_their_scale():
 
 
 def _write_predictions(d: Path, y: np.ndarray, positive: np.ndarray, ids: list[str]) -> None:
-    """Made-up S→R real-test predictions in the cell's assets, and the cell's S→R AUROC."""
-    scores = np.stack([1 - positive, positive], axis=1)
-    (d / "assets" / "predictions_s2r.json").write_text(
-        json.dumps({"ids": ids, "y": y.tolist(), "scores": scores.tolist()})
-    )
-    _set(d, s2r_auroc=metrics.auroc(y, scores))
+    """Made-up S→R real-test predictions in the cell's assets (as compute_cell copies the S→R
+    evaluation's predictions.csv), and the cell's S→R AUROC."""
+    rows = ["file,label,score_No Finding,score_Unhealthy,predicted"]
+    rows += [f"{i},{LABELS[t]},{1 - p:.17g},{p:.17g},{LABELS[int(p >= 0.5)]}"
+             for i, t, p in zip(ids, y, positive, strict=True)]  # fmt: skip
+    (d / "assets" / "s2r_predictions.csv").write_text("\n".join(rows) + "\n")
+    _set(d, s2r_auroc=metrics.auroc(y, positive))
 
 
 def test_comparisons_pair_s2r_by_image_holm_and_power(tmp_path):
@@ -586,7 +587,7 @@ def test_comparisons_pair_s2r_by_image_holm_and_power(tmp_path):
     no-finetune's barely. S→R comparisons are paired on the same images within each seed."""
     methods, seeds = ["random", "active", "no-finetune"], [0, 1, 2]
     dirs = {(m, i): write_cell(tmp_path / "cells", m, 500, i) for m in methods for i in seeds}
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(2)
     y = np.repeat([0, 1], 40)
     ids = [f"img{k:03d}" for k in range(80)]
     signal = {"random": 1.0, "active": 2.0, "no-finetune": 0.2}
@@ -610,15 +611,27 @@ def test_comparisons_pair_s2r_by_image_holm_and_power(tmp_path):
         ("r2s_auroc", "active", "random"),
     }
     got = rows[("s2r_auroc", "active", "random")]
-    paired = [metrics.delong_paired(y, *(np.stack([1 - scores[(m, i)], scores[(m, i)]], 1)
-                                         for m in ("active", "random"))) for i in seeds]  # fmt: skip
-    want = metrics.compare_over_seeds([d for d, _ in paired], [v for _, v in paired])
+    two = {k: np.stack([1 - v, v], axis=1) for k, v in scores.items()}
+    a, b = [two[("active", i)] for i in seeds], [two[("random", i)] for i in seeds]
+    paired = [metrics.delong_paired(y, x, z) for x, z in zip(a, b, strict=True)]
+    want = metrics.compare_over_seeds(
+        [d for d, _ in paired], [v for _, v in paired], covariance=metrics.seed_covariance(y, a, b)
+    )
     assert got["paired_by"] == "images" and got["seeds"] == seeds
     assert got["seed_differences"] == pytest.approx([d for d, _ in paired])
     assert (got["diff"], got["ci_low"], got["ci_high"], got["p"], got["mdd"]) == pytest.approx(
         (want.diff, want.low, want.high, want.p, want.mdd)
     )
     assert "vs random" in got["why"] and "best vs runner-up" in got["why"]
+    # The group's S→R interval: the seeds' real-test errors covary as measured on the images.
+    active = next(g for g in results["aggregate"] if g["method"] == "active")["metrics"]
+    values = [metrics.auroc(y, x) for x in a]
+    _, low, high = metrics.seed_mean_interval(
+        values, [AUROC_VAR] * 3, covariance=metrics.seed_covariance(y, a)
+    )
+    assert (active["s2r_auroc"]["ci_low"], active["s2r_auroc"]["ci_high"]) == pytest.approx(
+        (low, high)
+    )
     # R→S: seed-level differences, the two cells' variances summed, seeds not sharing images.
     r2s = rows[("r2s_auroc", "active", "random")]
     want = metrics.compare_over_seeds(

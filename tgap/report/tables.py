@@ -6,6 +6,7 @@ files and the KFP Metrics artifact cannot disagree.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import re
@@ -28,7 +29,14 @@ from tgap.artifacts import (
     TrainingLog,
 )
 from tgap.methods import parse_method
-from tgap.metrics import compare_over_seeds, delong_paired, fter_interval, holm, seed_mean_interval
+from tgap.metrics import (
+    compare_over_seeds,
+    delong_paired,
+    fter_interval,
+    holm,
+    seed_covariance,
+    seed_mean_interval,
+)
 
 REQUIRED = CELL_REQUIRED
 HEADLINE = REQUIRED[3:]
@@ -278,6 +286,7 @@ def summarise(
     seeds: list[int] | None = None,
     *,
     shared_test: bool = True,
+    covariance: float | None = None,
     cell_interval: tuple[float, float] | None = None,
 ) -> Stat:
     """Mean ± sd over seeds, every seed's value, and for a metric ``bounded`` by [0, 1] its
@@ -286,7 +295,9 @@ def summarise(
     Two or more seeds: ``tgap.metrics.seed_mean_interval`` (logit scale, so inside [0, 1]): the
     spread over seeds plus the cells' test-image ``variances`` (zero when the cells carry none:
     ci_kind "seeds"); ``shared_test`` when every seed scores the same test images (S→R, R→R on
-    real-test), not when each seed has its own (R→S on its synthetic set). One seed: the cell's
+    real-test), not when each seed has its own (R→S on its synthetic set); ``covariance``: how
+    much the seeds' shared test errors covary, when measured (else all of it, conservative).
+    One seed: the cell's
     own interval over test images (``cell_interval``), ci_kind "images".
     NaN values propagate: a seed whose metric is undefined makes the mean undefined, visibly.
     """
@@ -304,7 +315,9 @@ def summarise(
         return stat
     has_variance = variances is not None and bool(np.isfinite(variances).all())
     var = np.asarray(variances if has_variance else np.zeros(n), dtype=float)
-    _, stat.ci_low, stat.ci_high = seed_mean_interval(arr, var, confidence, shared_test=shared_test)
+    _, stat.ci_low, stat.ci_high = seed_mean_interval(
+        arr, var, confidence, shared_test=shared_test, covariance=covariance
+    )
     stat.ci_kind = "seeds+images" if has_variance else "seeds"
     return stat
 
@@ -336,6 +349,13 @@ def _variances(members: list[Cell], key: str) -> list[float] | None:
     return None if any(v is None for v in found) else found
 
 
+def s2r_covariance(members: list[Cell]) -> float | None:
+    """How much the seeds' S→R test errors covary (``seed_covariance`` on their real-test
+    predictions); None with one seed or when a cell stores no predictions."""
+    found = _aligned(members) if len(members) > 1 else None
+    return None if found is None else seed_covariance(*found)
+
+
 def _ratio_stat(members: list[Cell], name: str, confidence: float) -> Stat | None:
     """FTER, utility or fidelity of a group: the ratio of mean AUROCs over the seeds that have
     both, with every seed's own ratio. Only FTER gets an interval (``fter_interval``, log
@@ -359,7 +379,9 @@ def _ratio_stat(members: list[Cell], name: str, confidence: float) -> Stat | Non
     if len(have) < 2 and not has_variance:
         return stat
     zeros = [0.0] * len(have)
-    _, stat.ci_low, stat.ci_high = fter_interval(a, var_a or zeros, b, var_b or zeros, confidence)
+    _, stat.ci_low, stat.ci_high = fter_interval(
+        a, var_a or zeros, b, var_b or zeros, confidence, s2r_covariance=s2r_covariance(have)
+    )
     stat.ci_kind = _ci_kind(len(have), has_variance)
     return stat
 
@@ -403,6 +425,7 @@ def aggregate(cells: list[Cell], confidence: float = 0.95) -> list[Group]:
                 bounded=bool(BOUNDED.match(key)),
                 seeds=[c.seed for c in have],
                 shared_test=not key.startswith("r2s_"),
+                covariance=s2r_covariance(have) if key == "s2r_auroc" else None,
                 cell_interval=_cell_interval(have[0], key),
             )
         for name in RATIOS:
@@ -594,7 +617,9 @@ class Predictions:
     scores: np.ndarray
 
 
-PREDICTIONS = "predictions_s2r.json"
+# compute_cell copies the S→R evaluation's predictions.csv here: file, label,
+# score_<label>..., predicted.
+PREDICTIONS = "s2r_predictions.csv"
 
 
 def s2r_predictions(cell: Cell) -> Predictions | None:
@@ -602,25 +627,37 @@ def s2r_predictions(cell: Cell) -> Predictions | None:
     path = cell.assets.get(PREDICTIONS)
     if path is None:
         return None
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns = [c for c in reader.fieldnames or [] if c.startswith("score_")]
+        rows = list(reader)
+    index = {c.removeprefix("score_"): i for i, c in enumerate(columns)}
     try:
-        data = json.loads(path.read_text())
-        return Predictions(
-            [str(i) for i in data["ids"]], np.asarray(data["y"]), np.asarray(data["scores"])
-        )
-    except (OSError, ValueError, KeyError) as exc:
-        raise ReportError(f"{path}: unreadable S→R predictions ({exc})") from None
+        y = np.array([index[r["label"]] for r in rows], dtype=np.int64)
+        scores = np.array([[float(r[c]) for c in columns] for r in rows], dtype=float)
+        return Predictions([r["file"] for r in rows], y, scores.reshape(len(rows), len(columns)))
+    except (KeyError, ValueError) as exc:
+        raise ReportError(f"{path}: unreadable S→R predictions ({exc!r})") from None
 
 
-def _paired_by_image(p: Predictions, q: Predictions, a: Cell, b: Cell) -> tuple[float, float]:
-    """DeLong's paired AUROC difference of two cells scored on the same real-test images."""
-    where = f"cells {a.dir} and {b.dir}"
-    if sorted(p.ids) != sorted(q.ids):
-        raise ReportError(f"{where}: S→R predictions are not on the same real-test images")
-    order = {image: i for i, image in enumerate(q.ids)}
-    index = np.array([order[image] for image in p.ids])
-    if not np.array_equal(p.y, q.y[index]):
-        raise ReportError(f"{where}: the same real-test images carry different labels")
-    return delong_paired(p.y, p.scores, q.scores[index])
+def _aligned(cells: list[Cell]) -> tuple[np.ndarray, list[np.ndarray]] | None:
+    """Every cell's S→R scores in the first cell's image order, and the labels; None when a
+    cell has no predictions. Cells scored on different images are a ReportError."""
+    found = [s2r_predictions(c) for c in cells]
+    if any(p is None for p in found):
+        return None
+    first = found[0]
+    out = []
+    for p, cell in zip(found, cells, strict=True):
+        where = f"cells {cells[0].dir} and {cell.dir}"
+        if sorted(p.ids) != sorted(first.ids):
+            raise ReportError(f"{where}: S→R predictions are not on the same real-test images")
+        order = {image: i for i, image in enumerate(p.ids)}
+        index = np.array([order[image] for image in first.ids])
+        if not np.array_equal(p.y[index], first.y):
+            raise ReportError(f"{where}: the same real-test images carry different labels")
+        out.append(p.scores[index])
+    return first.y, out
 
 
 def _cells_by_seed(cells: list[Cell], method: str, size: int) -> dict[int, Cell]:
@@ -629,22 +666,27 @@ def _cells_by_seed(cells: list[Cell], method: str, size: int) -> dict[int, Cell]
 
 def _seed_differences(
     pairs: list[tuple[Cell, Cell]], metric: str
-) -> tuple[list[float], list[float], str]:
+) -> tuple[list[float], list[float], str, float | None]:
     """Per shared seed, metric(a) − metric(b) and its test-image variance.
 
-    S→R with both cells' real-test predictions: DeLong's paired difference on the same images
-    (``paired_by`` "images"). Otherwise (R→S, or predictions absent) the difference of the two
-    cells' values with their variances summed (0 where a cell carries none), "seeds".
+    S→R with every cell's real-test predictions: DeLong's paired difference on the same images
+    (``paired_by`` "images"), and how much the seeds' differences share their test error
+    (``seed_covariance``, measured instead of assumed). Otherwise (R→S, or predictions absent)
+    the difference of the two cells' values with their variances summed (0 where a cell carries
+    none), "seeds", covariance None (compare_over_seeds' default).
     """
     if metric == "s2r_auroc":
-        scored = [(s2r_predictions(x), s2r_predictions(y), x, y) for x, y in pairs]
-        if all(p is not None and q is not None for p, q, _, _ in scored):
-            found = [_paired_by_image(*args) for args in scored]
-            return [d for d, _ in found], [v for _, v in found], "images"
+        found = _aligned([c for pair in pairs for c in pair])
+        if found is not None:
+            y, scores = found
+            a, b = scores[0::2], scores[1::2]
+            paired = [delong_paired(y, x, z) for x, z in zip(a, b, strict=True)]
+            covariance = seed_covariance(y, a, b) if len(pairs) > 1 else None
+            return [d for d, _ in paired], [v for _, v in paired], "images", covariance
     diffs = [x.values.get(metric, math.nan) - y.values.get(metric, math.nan) for x, y in pairs]
     variances = [(image_variance(x, metric) or 0.0) + (image_variance(y, metric) or 0.0)
                  for x, y in pairs]  # fmt: skip
-    return diffs, variances, "seeds"
+    return diffs, variances, "seeds", None
 
 
 def _compare(cells: list[Cell], row: dict[str, Any], confidence: float) -> dict[str, Any]:
@@ -655,13 +697,16 @@ def _compare(cells: list[Cell], row: dict[str, Any], confidence: float) -> dict[
     out.update(diff=math.nan, ci_low=math.nan, ci_high=math.nan, p=math.nan, mdd=math.nan)
     if not seeds:
         return out
-    diffs, variances, paired_by = _seed_differences([(a[s], b[s]) for s in seeds], row["metric"])
+    pairs = [(a[s], b[s]) for s in seeds]
+    diffs, variances, paired_by, covariance = _seed_differences(pairs, row["metric"])
     out.update(paired_by=paired_by, seed_differences=diffs)
     if np.isfinite(diffs).all() and np.isfinite(variances).all():
         # S→R's seeds share the real-test images (their test errors do not average out);
         # R→S's seeds each have their own synthetic sets.
         shared = row["metric"] == "s2r_auroc"
-        result = compare_over_seeds(diffs, variances, confidence, POWER, shared_test=shared)
+        result = compare_over_seeds(
+            diffs, variances, confidence, POWER, shared_test=shared, covariance=covariance
+        )
         out.update(diff=result.diff, ci_low=result.low, ci_high=result.high, p=result.p)
         out["mdd"] = result.mdd
     return out
