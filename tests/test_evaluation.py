@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tgap.classify import evaluate_classifier, train_classifier
+from tgap import metrics
+from tgap.classify import evaluate_classifier, read_predictions, train_classifier
 from tgap.config import ClassifierConfig, EvaluationConfig
 from tgap.evaluation import (
     EvaluationError,
@@ -108,7 +109,8 @@ def test_cell_json_has_the_documented_schema_and_assets(world, tmp_path):
     required = [
         "method", "size", "seed", "s2r_accuracy", "s2r_auroc", "r2s_accuracy", "r2s_auroc", "fter",
         "r2r_accuracy", "r2r_auroc", "s2r_auroc_ci_low", "s2r_auroc_ci_high", "r2s_auroc_ci_low",
-        "r2s_auroc_ci_high", "fter_ci_low", "fter_ci_high", "fid", "kid", "precision", "recall",
+        "r2s_auroc_ci_high", "fter_ci_low", "fter_ci_high", "s2r_auroc_var", "r2s_auroc_var",
+        "r2r_auroc_var", "fid", "kid", "precision", "recall",
         "density", "coverage", "near_copy_fraction", "assets", "provenance",
     ]  # fmt: skip
     for direction in ("s2r", "r2s", "r2r"):
@@ -116,6 +118,21 @@ def test_cell_json_has_the_documented_schema_and_assets(world, tmp_path):
     assert not [k for k in required if k not in saved]
     assert saved["fter"] == pytest.approx(saved["s2r_auroc"] / saved["r2s_auroc"])
     assert saved["fter_ci_low"] < saved["fter"] < saved["fter_ci_high"]
+    # Per-cell intervals: DeLong over the evaluation's predictions, inside [0, 1].
+    labels, y, scores = read_predictions(world["root"] / "s2r")
+    auc, var = metrics.delong(y, scores)
+    n_pos, n_neg = metrics.class_counts(y, len(labels))
+    assert saved["s2r_auroc"] == pytest.approx(auc)
+    assert saved["s2r_auroc_var"] == pytest.approx(metrics.auroc_variance(auc, var, n_pos, n_neg))
+    assert (saved["s2r_auroc_ci_low"], saved["s2r_auroc_ci_high"]) == pytest.approx(
+        metrics.auroc_interval(auc, var, n_pos, n_neg)
+    )
+    for direction in ("s2r", "r2s", "r2r"):
+        assert 0 <= saved[f"{direction}_auroc_ci_low"] <= saved[f"{direction}_auroc"]
+        assert saved[f"{direction}_auroc"] <= saved[f"{direction}_auroc_ci_high"] <= 1
+    # S→R's predictions travel with the cell, so methods can be paired on the same images.
+    copied = tmp_path / saved["assets"]["s2r_predictions.csv"]
+    assert copied.read_text() == (world["root"] / "s2r/predictions.csv").read_text()
     assert (
         saved["s2r_auroc"] == json.loads((world["root"] / "s2r/metrics.json").read_text())["auroc"]
     )
@@ -127,7 +144,7 @@ def test_cell_json_has_the_documented_schema_and_assets(world, tmp_path):
 
 
 def test_fter_ci_of_an_evaluation_against_itself_covers_one(world, tmp_path):
-    # The two directions are resampled independently, so the interval has width around 1.
+    # The two directions' test sets are independent, so the interval has width around 1.
     s2r = world["root"] / "s2r"
     cell = compute_cell(**cell_args(world, s2r_dir=s2r, r2s_dir=s2r), out_dir=tmp_path)
     assert cell["fter_ci_low"] < 1.0 < cell["fter_ci_high"]

@@ -1,4 +1,4 @@
-"""One grid cell's numbers: FTER with its bootstrap interval, distribution and memorisation
+"""One grid cell's numbers: AUROC and FTER with their test-sampling intervals, distribution and memorisation
 metrics, and the supplementation curve, gathered into the cell artifact the report reads.
 
 ``compute_cell`` reads the three evaluation folders written by ``tgap.classify.evaluate_classifier``
@@ -30,6 +30,7 @@ from tgap.artifacts import (
     write_json,
 )
 from tgap.classify import (
+    PREDICTIONS,
     Classifier,
     fit,
     load_resized,
@@ -44,6 +45,15 @@ from tgap.seeding import derive_seed
 log = logging.getLogger(__name__)
 
 SUPPLEMENTATION = "supplementation.json"
+S2R_PREDICTIONS = "s2r_predictions.csv"  # in assets/: file, label, score_<label>..., predicted
+AUROC_INTERVAL = (
+    "test-image sampling only: Wilson interval with DeLong's variance as an effective n "
+    "(capped by Hanley & McNeil's near AUROC 0 and 1), tgap.metrics.auroc_interval"
+)
+FTER_INTERVAL = (
+    "test-image sampling of both directions (DeLong, independent test sets), log scale, "
+    "tgap.metrics.fter_interval with one seed"
+)
 MEMORISATION_MAX_SIDE = 64  # pixel-space copies are obvious at 64 px; keeps NN search cheap
 
 
@@ -88,6 +98,19 @@ def _flat(result: Evaluation | None, prefix: str, labels: Sequence[str]) -> dict
         out[f"{prefix}_accuracy_{label}"] = get(f"accuracy_{label}")
         out[f"{prefix}_auroc_{label}"] = get(f"auroc_{label}")
     return out
+
+
+def _interval(y: np.ndarray, scores: np.ndarray, prefix: str, confidence: float) -> dict:
+    """``{prefix}_auroc_var`` (``metrics.auroc_variance``: DeLong's, kept above 0 at AUROC 0 and
+    1) and ``{prefix}_auroc_ci_low/high`` (``metrics.auroc_interval``); ``nan`` when AUROC is
+    undefined."""
+    keys = [f"{prefix}_auroc_var", f"{prefix}_auroc_ci_low", f"{prefix}_auroc_ci_high"]
+    if metrics.auroc_undefined_reason(y, scores.shape[1]):
+        return dict.fromkeys(keys, math.nan)
+    auc, var = metrics.delong(y, scores)
+    n_pos, n_neg = metrics.class_counts(y, scores.shape[1])
+    low, high = metrics.auroc_interval(auc, var, n_pos, n_neg, confidence)
+    return dict(zip(keys, (metrics.auroc_variance(auc, var, n_pos, n_neg), low, high), strict=True))
 
 
 def _embed_set(embedder: Embedder, images: ImageSet, batch_size: int = 512) -> np.ndarray:
@@ -160,7 +183,10 @@ def compute_cell(
 ) -> dict[str, Any]:
     """Compute one grid cell and write ``out_dir/cell.json`` + ``out_dir/assets/``.
 
-    FTER = AUROC(S→R) / AUROC(R→S) with a bootstrap CI that resamples both test sets; Fréchet
+    Per direction: DeLong's variance (``*_auroc_var``) and a Wilson interval (``*_auroc_ci_*``,
+    ``metrics.auroc_interval``) over test images; FTER = AUROC(S→R) / AUROC(R→S) with a
+    log-scale interval from both variances; S→R's predictions copied to
+    ``assets/s2r_predictions.csv`` (the report pairs methods on those images); Fréchet
     distance, KID and precision/recall/density/coverage between ``synthetic`` and ``real_test``
     in ``embedder``'s space; memorisation of ``tuning`` by ``synthetic``; the supplementation
     curve ``supplementation`` (what ``supplementation_curve`` wrote; needed when
@@ -186,24 +212,26 @@ def compute_cell(
     # Two-way evaluation and FTER.
     directions = {"s2r": s2r_dir, "r2s": r2s_dir, "r2r": r2r_dir}
     cell: dict[str, Any] = {"method": row["method"], "size": int(row["size"]), "seed": seed}
-    predictions = {}
     for prefix, eval_dir in directions.items():
         if eval_dir is None:
             cell.update(_flat(None, prefix, labels))
+            cell[f"{prefix}_auroc_var"] = math.nan
             notes[f"{prefix}_auroc"] = f"no {prefix} evaluation given"
             continue
         result, y, scores, eval_labels = _read_evaluation(eval_dir, prefix)
         others = {f"{prefix} evaluation {eval_dir}": eval_labels}
         check_same_labels(("real test set", real_test), others, EvaluationError)
         cell.update(_flat(result, prefix, labels))
+        cell.update(_interval(y, scores, prefix, evaluation.confidence))
         if result.auroc_undefined_reason:
             notes[f"{prefix}_auroc"] = result.auroc_undefined_reason
-        predictions[prefix] = (y, scores)
         write_json(assets / f"roc_{prefix}.json", result.roc.to_json())
-    cell["fter"] = metrics.fter(cell["s2r_auroc"], cell["r2s_auroc"])
-    cell["fter_ci_low"], cell["fter_ci_high"] = metrics.fter_ci(
-        predictions["s2r"], predictions["r2s"], evaluation.bootstrap_resamples,
-        evaluation.confidence, derive_seed(seed, "bootstrap", "fter"),
+        if prefix == "s2r":
+            # Every cell scores the same real-test images: the report pairs methods on them.
+            shutil.copy2(Path(eval_dir) / PREDICTIONS, assets / S2R_PREDICTIONS)
+    cell["fter"], cell["fter_ci_low"], cell["fter_ci_high"] = metrics.fter_interval(
+        [cell["s2r_auroc"]], [cell["s2r_auroc_var"]], [cell["r2s_auroc"]], [cell["r2s_auroc_var"]],
+        evaluation.confidence,
     )  # fmt: skip
     if not np.isfinite(cell["fter"]):
         notes["fter"] = "undefined: S→R or R→S AUROC is undefined or zero"
@@ -303,9 +331,8 @@ def compute_cell(
                                      ("tuning", tuning))},
             # external:<name>: which files were evaluated (name, URI, sha256 of path + bytes).
             **({"external_set": synthetic.info["external"]} if "external" in synthetic.info else {}),
-            "bootstrap": {"resamples": evaluation.bootstrap_resamples,
-                          "confidence": evaluation.confidence,
-                          "resampled": "test images of both directions, independently"},
+            "intervals": {"confidence": evaluation.confidence, "auroc": AUROC_INTERVAL,
+                          "fter": FTER_INTERVAL},
             "evaluation": {k: getattr(evaluation, k) for k in evaluation.__dataclass_fields__},
         },
     )  # fmt: skip
