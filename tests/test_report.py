@@ -760,3 +760,24 @@ def test_readme_results_block_is_written_from_a_run_folder(tmp_path):
     )
     assert "Fine-tuned vs `no-finetune` on S→R: `random` (size 500) separated" in text
     assert "Targets" not in text
+
+
+def test_the_report_says_which_data_chose_the_settings(tmp_path):
+    """The line comes from provenance's ``choices`` (tgap.provenance); none without it."""
+    dirs = [write_cell(tmp_path / "cells", "random", 500, i, assets=False) for i in range(2)]
+    config = grid_config(["random"], [500], [0, 1])
+    choices = {
+        "generate.tune (guidance, steps, scheduler)": {"chosen_on": "real-val"},
+        "real-test": {"read_by": "compute-FTER", "chosen_on": "nothing"},
+    }
+    out = build_report(dirs, config, {"choices": choices}, tmp_path / "with")
+    line = "generate.tune (guidance, steps, scheduler): real-val; real-test: nothing"
+    assert f"Settings chosen on: {line}." in Path(out["summary.md"]).read_text()
+    assert json.loads(Path(out["results.json"]).read_text())["settings_chosen_on"] == line
+    assert (
+        f'id="settings-chosen-on">Settings chosen on: {line}.'
+        in Path(out["report.html"]).read_text()
+    )
+    out = build_report(dirs, config, {}, tmp_path / "without")
+    assert "Settings chosen on" not in Path(out["summary.md"]).read_text()
+    assert "settings-chosen-on" not in Path(out["report.html"]).read_text()
