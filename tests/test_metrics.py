@@ -35,6 +35,21 @@ def test_per_class_auroc_is_one_vs_rest_on_that_class_score():
     assert metrics.auroc(y3, s3) == pytest.approx(roc_auc_score(y3, s3, multi_class="ovr"))
 
 
+def test_per_class_auroc_uses_each_class_own_score_and_can_differ():
+    # Two labels whose score columns are each class's own output (not 1 - the other):
+    # class 0's score ranks its images perfectly, class 1's score misplaces one pair.
+    scores = np.array([[0.9, 0.5], [0.8, 0.2], [0.7, 0.3], [0.1, 0.4], [0.2, 0.9], [0.3, 0.8]])
+    assert metrics.class_auroc(Y, scores, 0) == 1.0
+    # Class 1 (images 3-5) on column 1: 0.4 is below image 0's 0.5, 8 of 9 pairs right.
+    assert metrics.class_auroc(Y, scores, 1) == pytest.approx(8 / 9)
+    result = metrics.classification_metrics(Y, scores, ["neg", "pos"])
+    assert (result["auroc_neg"], result["auroc_pos"]) == pytest.approx((1.0, 8 / 9))
+    # With softmax scores of two labels, one column is 1 - the other, so the two classes'
+    # one-vs-rest AUROCs on their own scores are equal by construction.
+    softmax = np.stack([1 - scores[:, 1], scores[:, 1]], axis=1)
+    assert metrics.class_auroc(Y, softmax, 0) == metrics.class_auroc(Y, softmax, 1)
+
+
 def test_auroc_is_nan_with_a_reason_when_one_class_is_present():
     assert math.isnan(metrics.auroc(np.ones(5, int), np.linspace(0, 1, 5)))
     assert "only one class" in metrics.auroc_undefined_reason(np.ones(5, int), 2)
@@ -510,6 +525,8 @@ def test_seeds_needed_is_the_fewest_seeds_reaching_the_power():
         se = 0.03 / math.sqrt(seeds)
         assert (metrics._power(0.02, se, seeds - 1, 0.05) >= 0.8) is reaches
     assert metrics.seeds_needed(0.06, 0.0, 0.02) > k  # noisier seeds need more
+    assert metrics.seeds_needed(0.0075, 0.0, 0.05) <= metrics.seeds_needed(0.0075, 0.0, 0.02)
+    assert metrics.seeds_needed(0.0075, 0.0, 0.05) == 3  # p(0.05 at 3 seeds) = 0.9986
     # A shared test set whose error alone hides the difference: no number of seeds helps.
     assert metrics.seeds_needed(0.03, 0.015**2, 0.02, max_seeds=50) == 51
     with pytest.raises(MetricsError, match="detect must be > 0"):

@@ -109,3 +109,80 @@ def test_a_memory_request_kubernetes_cannot_read_is_a_compile_error():
     config = load_config(THESIS, ["cluster.gpu.memory_request=16 gigs"])
     with pytest.raises(ConfigError, match=r"cluster.gpu.memory_request: '16 gigs' is not a memory"):
         check_placement(config)
+
+
+# --------------------------------------------------------------------------- power from a pilot
+
+
+def _pilot_run(root, with_predictions: bool):
+    """A made-up finished run: random and spectral-pixel (fine-tuned) and no-finetune (a
+    control, ignored) at size 500, seeds 0-2, scored on the same 120 real-test images.
+    ALL NUMBERS MADE UP: binormal scores whose separation differs by method and seed."""
+    import csv
+
+    import numpy as np
+
+    from tgap import metrics
+    from tgap.artifacts import CellArtifact
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 60)
+    files = [f"img{i}.png" for i in range(120)]
+    shared = rng.normal(size=120)  # the images' own difficulty, the same for every classifier
+    separation = {"random": 1.4, "spectral-pixel": 1.6, "no-finetune": 0.3}
+    for method, d in separation.items():
+        for seed in range(3):
+            score = d * y + 0.8 * shared + 0.6 * rng.normal(size=120) + 0.2 * rng.normal()
+            positive = 1 / (1 + np.exp(-score))
+            auc, var = metrics.delong(y, positive)
+            folder = root / f"compute-cell-{method}-{seed}"
+            assets = {}
+            if with_predictions:
+                (folder / "assets").mkdir(parents=True)
+                with open(folder / "assets/s2r_predictions.csv", "w", newline="") as fh:
+                    writer = csv.writer(fh)
+                    writer.writerow(["file", "label", "score_No Finding", "score_Unhealthy",
+                                     "predicted"])  # fmt: skip
+                    for f, label, p in zip(files, y, positive, strict=True):
+                        name = ["No Finding", "Unhealthy"][label]
+                        writer.writerow([f, name, 1 - p, p, name])
+                assets = {"s2r_predictions.csv": "assets/s2r_predictions.csv"}
+            metrics_ = {"s2r_accuracy": 0.8, "s2r_auroc": auc, "r2s_accuracy": 0.9,
+                        "r2s_auroc": 0.9, "fter": auc / 0.9,
+                        "s2r_auroc_var": metrics.auroc_variance(auc, var, 60, 60)}  # fmt: skip
+            CellArtifact(method, 500, seed, metrics_, assets=assets).write(
+                folder if with_predictions else folder.mkdir(parents=True) or folder
+            )
+    return root
+
+
+@pytest.mark.parametrize("with_predictions", [True, False])
+def test_plan_pilot_prints_the_seeds_needed_and_their_cost(capsys, tmp_path, with_predictions):
+    from tgap.metrics import seeds_needed
+    from tgap.plan import pilot_power
+
+    run = _pilot_run(tmp_path, with_predictions)
+    pilot = pilot_power(run)
+    assert pilot.seeds == 3 and pilot.pairs == 1  # no-finetune is a control: not paired
+    assert ("measured" in pilot.test_from) is with_predictions
+    assert main(["plan", "--config", THESIS, "--pilot", str(run), "--detect", "0.05"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    total = dict(re.findall(r"(\w+)=([\d.]+)", out[-2]))
+    power = dict(re.findall(r"(\w+)=([\d.]+)", out[-1]))
+    assert out[-1].startswith("power: pilot 3 seeds"), out[-1]
+    k = seeds_needed(pilot.between_sd, pilot.test_var, 0.05)
+    if not with_predictions:
+        # Assumed fully shared, the two cells' real-test variance alone hides 0.05.
+        assert k == 201 and "only a larger test set helps" in out[-1]
+        return
+    # The thesis grid has 5 seeds: per-seed cost x seeds needed.
+    per_seed = float(total["gpu_hours"]) / 5
+    assert int(power["seeds"]) == k
+    assert float(power["gpu_hours"]) == pytest.approx(k * per_seed, abs=0.1 * k)
+
+
+def test_plan_pilot_needs_two_fine_tuned_methods(tmp_path):
+    from tgap.plan import pilot_power
+
+    with pytest.raises(ConfigError, match=r"no cell\.json"):
+        pilot_power(tmp_path)

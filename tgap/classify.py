@@ -543,8 +543,9 @@ def evaluate_classifier(
 
 
 def read_predictions(eval_dir: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """``(labels, y, scores)`` from an evaluation folder's ``predictions.csv``."""
-    path = Path(eval_dir) / PREDICTIONS
+    """``(labels, y, scores)`` from an evaluation folder's ``predictions.csv`` (or that file,
+    under any name, given directly)."""
+    path = Path(eval_dir) if Path(eval_dir).is_file() else Path(eval_dir) / PREDICTIONS
     if not path.is_file():
         raise ClassifierError(f"{eval_dir}: not an evaluation folder ({PREDICTIONS} is missing)")
     with open(path, newline="") as fh:

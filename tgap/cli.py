@@ -80,6 +80,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     stages = plan(config, legacy=args.legacy)
     warnings = memory_warnings(stages, config)
     print(format_plan(stages, config.cluster.parallelism, warnings))
+    if args.pilot is not None:
+        from tgap.plan import pilot_power, power_line
+
+        gpu_hours = sum(s.hours for s in stages if s.gpu)
+        per_seed = gpu_hours / len(config.grid.seeds)
+        detect = 0.02 if args.detect is None else args.detect
+        print(power_line(pilot_power(args.pilot), detect, per_seed))
+    elif args.detect is not None:
+        raise ConfigError("plan --detect needs --pilot RUN_DIR (the run to estimate from)")
     return 0
 
 
@@ -134,6 +143,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="model the pipeline as it was before per-stage placement and shared work "
         "(only fine-tune and generate on GPUs, full model copies, work repeated per row)",
+    )
+    plan.add_argument(
+        "--pilot",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="a finished run folder: from its fine-tuned methods' S→R by seed, print how many "
+        "seeds this grid needs to detect --detect with 80%% power, and their GPU-hours",
+    )
+    plan.add_argument(
+        "--detect",
+        type=float,
+        default=None,
+        help="the S→R AUROC difference between two fine-tuned methods to detect (default 0.02)",
     )
     plan.set_defaults(func=cmd_plan)
 

@@ -9,6 +9,7 @@ stage. ``supplementation_curve`` does train (one classifier per ratio) and is it
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -478,6 +479,22 @@ def supplementation_stage(
         size_per_label, seed, out_dir, bootstrap_resamples=evaluation.bootstrap_resamples,
         confidence=evaluation.confidence,
     )  # fmt: skip
+
+
+def read_s2r_predictions(cell_dir: str | Path, name: str = S2R_PREDICTIONS):
+    """``(files, y, scores)`` of the S→R predictions ``compute_cell`` copied into a cell folder
+    (``assets/s2r_predictions.csv``): the real-test files, their label indices and per-label
+    scores. Cells of one run list the same files in the same order, so two methods' S→R can be
+    paired by image (``metrics.delong_paired``)."""
+    path = Path(cell_dir) / ASSETS / name
+    if not path.is_file():
+        raise EvaluationError(
+            f"{cell_dir}: no {ASSETS}/{name} (a cell written before it was kept?)"
+        )
+    with open(path, newline="") as fh:
+        files = [row["file"] for row in csv.DictReader(fh)]
+    _, y, scores = read_predictions(path)
+    return files, y, scores
 
 
 def read_supplementation(folder: str | Path) -> dict[str, Any]:

@@ -637,7 +637,9 @@ def _power(detect: float, se: float, df: float, alpha: float) -> float:
         return float(stats.norm.sf(crit - ncp) + stats.norm.cdf(-crit - ncp))
     crit = float(stats.t.ppf(1 - alpha / 2, df))
     ncp = detect / se
-    return float(stats.nct.sf(crit, df, ncp) + stats.nct.cdf(-crit, df, ncp))
+    # scipy's noncentral t returns nan for the far tail at a large ncp; that tail is ~0 there.
+    far = float(stats.nct.cdf(-crit, df, ncp))
+    return float(stats.nct.sf(crit, df, ncp)) + (far if math.isfinite(far) else 0.0)
 
 
 def _minimum_detectable(se: float, df: float, alpha: float, power: float) -> float:

@@ -28,10 +28,17 @@ float32 embeddings, the fp32 base model a diffusion stage loads on the host) plu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
+
+from tgap import metrics
+from tgap.artifacts import ASSETS, CELL, CellArtifact
 from tgap.config import Config, ConfigError, DeviceThroughput, quantity_bytes
 from tgap.grid import class_image_seeds, item_rows, split_rows
+from tgap.methods import parse_method
 from tgap.tune import planned_work
 
 # NIH ChestX-ray14 is about 42 GB of 1024x1024 8-bit PNGs for 112,120 images: 0.36 bytes/pixel.
@@ -450,3 +457,116 @@ def format_plan(stages: list[Stage], parallelism: int, warnings: list[str] = ())
         f"max_task_mem_gb={(RUNTIME_BYTES + max(s.memory_bytes for s in stages)) / GB:.1f}"
     )
     return "\n".join([*text, *warnings, total])
+
+
+# --------------------------------------------------------------------------- power from a pilot
+
+
+@dataclass
+class Pilot:
+    """What a finished run says about S→R differences between fine-tuned methods.
+
+    ``between_sd``: pooled SD over seeds of the per-seed S→R difference of two fine-tuned
+    methods (same size and seed), over every such pair; ``test_var``: the real-test sampling
+    variance of one seed's difference that every seed shares (``metrics.seed_covariance`` of the
+    paired differences when the cells carry their S→R predictions, else the two cells'
+    ``s2r_auroc_var`` summed: fully shared, conservative); ``seeds``: the pilot's seeds.
+    """
+
+    between_sd: float
+    test_var: float
+    seeds: int
+    pairs: int
+    test_from: str
+
+
+def _pilot_cells(run_dir: Path) -> dict[tuple[str, int], dict[int, tuple[CellArtifact, Path]]]:
+    """The run's cells of fine-tuned methods with their folders, by (method, size) then seed."""
+    paths = sorted(run_dir.glob("**/" + CELL))
+    if not paths:
+        raise ConfigError(f"--pilot {run_dir}: no {CELL} under it; is it a finished run folder?")
+    cells: dict[tuple[str, int], dict[int, tuple[CellArtifact, Path]]] = {}
+    for path in paths:
+        cell = CellArtifact.read(path)
+        if parse_method(cell.method).fine_tunes:
+            cells.setdefault((cell.method, cell.size), {})[cell.seed] = (cell, path.parent)
+    return cells
+
+
+def _shared_test_variance(a: list[tuple[CellArtifact, Path]], b: list[tuple[CellArtifact, Path]]):
+    """``metrics.seed_covariance`` of the paired S→R differences ``a - b`` from the cells'
+    copied predictions; None when a cell has none or they are not on the same images."""
+    from tgap.evaluation import S2R_PREDICTIONS, read_s2r_predictions  # imports torch: lazily
+
+    runs = []
+    for cell, folder in a + b:
+        if f"{ASSETS}/{S2R_PREDICTIONS}" not in cell.assets.values():
+            return None
+        runs.append(read_s2r_predictions(folder))
+    if any(files != runs[0][0] for files, _, _ in runs):
+        return None
+    k = len(a)
+    scores = [r[2] for r in runs]
+    return metrics.seed_covariance(runs[0][1], scores[:k], scores[k:])
+
+
+def pilot_power(run_dir: str | Path) -> Pilot:
+    """Estimate ``Pilot`` from a finished run folder (its ``cell.json`` files): every pair of
+    fine-tuned methods at the same size, over the seeds both have."""
+    run_dir = Path(run_dir)
+    cells = _pilot_cells(run_dir)
+    squares = dof = 0.0
+    tests: list[float] = []
+    measured, seeds, pairs = True, set(), 0
+    for (a, size), cells_a in cells.items():
+        for (b, size_b), cells_b in cells.items():
+            common = sorted(set(cells_a) & set(cells_b))
+            if size_b != size or b <= a or len(common) < 2:
+                continue
+            pa, pb = [cells_a[s] for s in common], [cells_b[s] for s in common]
+            diffs = [
+                x.metrics["s2r_auroc"] - y.metrics["s2r_auroc"]
+                for (x, _), (y, _) in zip(pa, pb, strict=True)
+            ]
+            squares += float(np.var(diffs, ddof=1)) * (len(common) - 1)
+            dof += len(common) - 1
+            pairs += 1
+            seeds.update(common)
+            shared = _shared_test_variance(pa, pb)
+            if shared is None:
+                measured = False
+                shared = float(np.mean([x.metrics["s2r_auroc_var"] + y.metrics["s2r_auroc_var"]
+                                        for (x, _), (y, _) in zip(pa, pb, strict=True)]))  # fmt: skip
+            tests.append(shared)
+    if not pairs:
+        raise ConfigError(
+            f"--pilot {run_dir}: no two fine-tuned methods share a size and 2+ seeds; the power "
+            "line needs them"
+        )
+    return Pilot(
+        between_sd=math.sqrt(squares / dof), test_var=max(float(np.mean(tests)), 0.0),
+        seeds=len(seeds), pairs=pairs,
+        test_from="measured (DeLong covariance across seeds on the shared real-test images)"
+        if measured else "assumed fully shared (the cells' S→R variances summed: conservative)",
+    )  # fmt: skip
+
+
+def power_line(pilot: Pilot, detect: float, gpu_hours_per_seed: float, power: float = 0.8,
+               alpha: float = 0.05, max_seeds: int = 200) -> str:  # fmt: skip
+    """One line: seeds the grid needs to detect an S→R difference ``detect`` between two
+    fine-tuned methods with ``power`` at ``alpha`` (per comparison, before Holm), and their cost."""
+    k = metrics.seeds_needed(pilot.between_sd, pilot.test_var, detect, alpha, power, max_seeds)
+    head = (
+        f"power: pilot {pilot.seeds} seeds, {pilot.pairs} fine-tuned method pairs: between-seed "
+        f"SD of S→R differences {pilot.between_sd:.4f}, shared test SD {math.sqrt(pilot.test_var):.4f} "
+        f"({pilot.test_from}); "
+    )
+    if k > max_seeds:
+        return head + (
+            f"no number of seeds up to {max_seeds} detects {detect:g} with {power:.0%} power: the "
+            "shared real-test's sampling error alone hides it; only a larger test set helps"
+        )
+    return head + (
+        f"detecting {detect:g} with {power:.0%} power at alpha {alpha:g} needs seeds={k}, "
+        f"{gpu_hours_per_seed:.1f} GPU-hours per seed, gpu_hours={k * gpu_hours_per_seed:.1f}"
+    )
