@@ -587,7 +587,7 @@ def test_comparisons_pair_s2r_by_image_holm_and_power(tmp_path):
     no-finetune's barely. S→R comparisons are paired on the same images within each seed."""
     methods, seeds = ["random", "active", "no-finetune"], [0, 1, 2]
     dirs = {(m, i): write_cell(tmp_path / "cells", m, 500, i) for m in methods for i in seeds}
-    rng = np.random.default_rng(2)
+    rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 40)
     ids = [f"img{k:03d}" for k in range(80)]
     signal = {"random": 1.0, "active": 2.0, "no-finetune": 0.2}

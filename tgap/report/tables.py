@@ -617,8 +617,9 @@ class Predictions:
     scores: np.ndarray
 
 
-# compute_cell copies the S→R evaluation's predictions.csv here: file, label,
-# score_<label>..., predicted.
+# tgap.evaluation.S2R_PREDICTIONS: compute_cell copies the S→R evaluation's predictions.csv
+# there (file, label, score_<label>..., predicted). Read here rather than with
+# tgap.evaluation.read_s2r_predictions, whose module imports torch: the report does not need it.
 PREDICTIONS = "s2r_predictions.csv"
 
 
