@@ -105,7 +105,7 @@ def summary_markdown(
         f"{len(cells)} cells: {len({g.method for g in groups})} methods × "
         f"{len(sizes)} sizes × {len(seeds)} seeds ({', '.join(map(str, seeds))}). "
         "Values are mean ± sd over seeds with the interval over seeds (inside [0, 1]); FTER is "
-        "the ratio of the mean AUROCs; ★ marks the best fine-tuned S→R AUROC per size, only "
+        "the ratio of the mean AUROCs (± the sd of the per-seed ratios); ★ marks the best fine-tuned S→R AUROC per size, only "
         "where its comparison with the runner-up is separated after Holm's correction. "
         "Controls are listed apart and never ranked.",
         "",
