@@ -199,66 +199,6 @@ def test_memorisation_of_a_set_of_copies_has_ratio_zero():
         metrics.memorisation(np.zeros((0, 5)), tuning)
 
 
-# --------------------------------------------------------------------------- over seeds
-
-
-def test_paired_difference_matches_scipy_on_fixed_numbers():
-    from scipy import stats as st
-
-    from tgap.metrics import paired_difference
-
-    a = [0.852, 0.871, 0.830, 0.866, 0.845]
-    b = [0.801, 0.842, 0.829, 0.810, 0.790]
-    got = paired_difference(a, b, 0.95)
-    ref = st.ttest_rel(a, b)
-    ci = ref.confidence_interval(0.95)
-    assert got["p_value"] == pytest.approx(ref.pvalue, rel=1e-12)
-    assert (got["ci_low"], got["ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-12)
-    assert got["mean"] == pytest.approx(np.mean(np.subtract(a, b))) and got["n"] == 5
-    # Hand-checked: differences 0.051 0.029 0.001 0.056 0.055, mean 0.0384, sd 0.02370,
-    # t = 0.0384 / (0.02370 / sqrt 5) = 3.623 on 4 df -> p = 0.0223.
-    assert got["p_value"] == pytest.approx(0.0223, abs=5e-4)
-    one = paired_difference([0.9], [0.8])
-    assert one["mean"] == pytest.approx(0.1) and math.isnan(one["p_value"])
-    assert math.isnan(one["ci_low"])
-
-
-def test_seed_interval_matches_scipy_t_interval():
-    from scipy import stats as st
-
-    from tgap.metrics import seed_interval
-
-    values = [0.91, 0.87, 0.95]
-    mean, low, high = seed_interval(values, 0.9)
-    ref = st.t.interval(0.9, 2, loc=np.mean(values), scale=st.sem(values))
-    assert (low, high) == pytest.approx(ref, rel=1e-12) and mean == pytest.approx(0.91)
-
-
-@pytest.mark.parametrize("n_seeds", [3, 5])
-def test_interval_over_seeds_covers_at_the_nominal_rate_in_simulation(n_seeds):
-    """Each simulated seed: AUROC of its own classifier (true mean 0.85 + a training effect,
-    sd 0.04) measured on its own 200 test images (binormal scores). The t-interval over seeds
-    must cover the true mean in [0.90, 0.99] of 2,000 simulated runs at 0.95."""
-    from scipy import stats
-
-    from tgap.metrics import seed_interval
-
-    rng = np.random.default_rng(0)
-    truth, runs = 0.85, 2000
-    y = np.repeat([0, 1], 100)
-    target = truth + rng.normal(0, 0.04, (runs, n_seeds, 1))
-    scores = rng.normal(0, 1, (runs, n_seeds, 200)) + math.sqrt(2) * stats.norm.ppf(target) * y
-    # AUROC per (run, seed) by the Mann-Whitney rank formula (what roc_auc_score computes).
-    ranks = stats.rankdata(scores, axis=-1)
-    values = (ranks[..., y == 1].sum(-1) - 100 * 101 / 2) / (100 * 100)
-    assert values[0, 0] == pytest.approx(roc_auc_score(y, scores[0, 0]))
-    hits = 0
-    for run in values:
-        _, low, high = seed_interval(run, 0.95)
-        hits += low <= truth <= high
-    assert 0.90 <= hits / runs <= 0.99, hits / runs
-
-
 # --------------------------------------------------------------------------- DeLong and intervals
 
 

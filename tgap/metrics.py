@@ -721,55 +721,6 @@ def seeds_needed(
     return max_seeds + 1
 
 
-# --------------------------------------------------------------------------- over seeds (raw scale, superseded)
-
-
-def seed_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean over seeds and its Student-t interval, ``(mean, low, high)``.
-
-    Each seed is one whole run (selection, fine-tune, generation, classifiers), so the spread
-    of its values is the training randomness and, where each seed has its own test set (R→S,
-    the synthetic set), the test-image randomness too. Chosen over a hierarchical bootstrap
-    because with 3-5 seeds a bootstrap over seeds under-covers (it cannot see a spread wider
-    than the few values drawn); the t quantile is exact for normal seed effects. Needs 2+
-    finite values, else the bounds are ``nan``.
-    """
-    arr = np.asarray(values, dtype=float)
-    if len(arr) == 0:
-        raise MetricsError("seed_interval: no values")
-    if not 0 < confidence < 1:
-        raise MetricsError(f"confidence must be in (0, 1), got {confidence}")
-    mean = float(arr.mean())
-    if len(arr) < 2 or not np.isfinite(arr).all():
-        return mean, float("nan"), float("nan")
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(arr) - 1) * arr.std(ddof=1))
-    half /= math.sqrt(len(arr))
-    return mean, mean - half, mean + half
-
-
-def paired_difference(
-    a: Sequence[float], b: Sequence[float], confidence: float = 0.95
-) -> dict[str, float]:
-    """Mean of ``a - b`` over paired seeds, its t-interval and the paired t-test's two-sided
-    p-value (``scipy.stats.ttest_rel``). ``nan`` bounds and p with fewer than 2 pairs or a
-    non-finite value; when every seed gives the same difference, p is 0 (``nan`` if it is 0)."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.shape != b.shape or a.ndim != 1:
-        raise MetricsError(
-            f"paired_difference: expected two equal-length lists, got {a.shape}, {b.shape}"
-        )
-    diff = a - b
-    mean, low, high = seed_interval(diff, confidence) if len(diff) else (math.nan,) * 3
-    p = math.nan
-    if len(diff) >= 2 and np.isfinite(diff).all():
-        if np.ptp(diff) <= 1e-12 * max(1.0, abs(mean)):
-            # Every seed gives the same difference: certain if it is not 0, nothing if it is.
-            p = 0.0 if abs(mean) > 1e-12 else math.nan
-        else:
-            p = float(stats.ttest_rel(a, b).pvalue)
-    return {"mean": mean, "ci_low": low, "ci_high": high, "p_value": p, "n": int(len(diff))}
-
-
 # --------------------------------------------------------------------------- distributions
 
 
