@@ -180,7 +180,7 @@ def test_thesis_gpu_stages_have_accelerator_toleration_and_node_selector(thesis)
             continue
         container = spec["deploymentSpec"]["executors"][label]["container"]
         assert container["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu", stage
-        assert container["image"] == config.cluster.gpu_image, stage
+        assert container["image"] == images.component_images(config.cluster)[1], stage
         assert platform[label]["nodeSelector"]["labels"], stage
         assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in (
             platform[label]["tolerations"]
