@@ -3,7 +3,7 @@
 A cheap CPU stage: it reads the evaluations and the supplementation curve, and trains nothing.
 """
 
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 
 def compute_fter(
@@ -20,7 +20,6 @@ def compute_fter(
     select: dict,
     evaluation: dict,
     cell: Output[Artifact],
-    metrics: Output[Metrics],
     clip_fingerprint: str = "",
 ) -> None:
     """Combine the two-way evaluation of a grid row into its results row (`cell/cell.json`).
@@ -28,9 +27,10 @@ def compute_fter(
     A per-seed item (`no-finetune`) gives one cell per size, in `size-<n>/` sub-folders.
     `model` is the generator (the base model for `no-finetune`; unused for `retrieval`).
     `clip_fingerprint` is the CLIP weights' hash (the distribution embedder may be CLIP).
+    No KFP Metrics output: the report's one Metrics artifact carries every cell's numbers under
+    names the compare page can tell apart (`fter.<method>.<size>`); see evaluate_classifier.
     """
     import json
-    import math
     import time
     from pathlib import Path
 
@@ -75,7 +75,7 @@ def compute_fter(
         }
         # Real test images beside the synthetic grids (drawn once, by ingest).
         extras.update({p.name: p for p in sorted(Path(real_test.path).glob("real_grid_*.png"))})
-        result = compute_cell(
+        compute_cell(
             row,
             s2r.path,
             r2s.path,
@@ -96,8 +96,3 @@ def compute_fter(
             seconds["tune-generation"] = json.loads(tuning.read_text())["seconds"]
         seconds["compute-FTER"] = round(time.perf_counter() - started, 2)
         (cell_dir / "assets" / STAGE_SECONDS).write_text(json.dumps(seconds) + "\n")
-        prefix = f"{row['size']}." if len(cells) > 1 else ""
-        for key, value in result.items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                if math.isfinite(value):
-                    metrics.log_metric(prefix + key, float(value))

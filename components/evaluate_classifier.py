@@ -1,6 +1,6 @@
 """evaluate-classifier: a trained classifier on a test image set (S→R, R→S or R→R)."""
 
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Model, Output
 
 
 def evaluate_classifier(
@@ -8,12 +8,15 @@ def evaluate_classifier(
     test_set: Input[Dataset],
     evaluation: dict,
     result: Output[Artifact],
-    metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
 ) -> None:
-    """Score `test_set` with `model`; write metrics.json, predictions.csv and KFP metrics."""
-    import math
+    """Score `test_set` with `model`; write metrics.json, predictions.csv and the ROC curve and
+    confusion matrix for the KFP UI.
 
+    No KFP Metrics output: the compare page makes every Metrics artifact a column named
+    "<task> > metrics" without method, size or seed (hundreds per thesis run); the numbers a
+    person compares are the report's one Metrics artifact (`fter.<method>.<size>`, ...).
+    """
     from tgap.artifacts import Evaluation
     from tgap.classify import evaluate_classifier as run_evaluate
     from tgap.config import EvaluationConfig, section
@@ -30,9 +33,6 @@ def evaluate_classifier(
             confidence=settings.confidence,
         )
     out = Evaluation.read(result.path)
-    for key, value in out.metrics.items():
-        if math.isfinite(value):
-            metrics.log_metric(key, value)
     # KFP's ROC viewer takes one curve with thresholds: the binary one (a multi-class macro
     # average has none; its one-vs-rest curves are in the report).
     if out.roc.fpr and not out.roc.per_class:

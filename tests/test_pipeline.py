@@ -9,6 +9,7 @@ import yaml
 from kfp import components
 
 from components import STAGES as STAGE_FUNCTIONS
+from pipelines import images
 from pipelines.tgap_pipeline import PARAMETER_HELP, compile_pipeline, pipeline_arguments
 from tgap.config import Config, ConfigError, config_from_parameters, load_config, section
 
@@ -110,6 +111,32 @@ def test_committed_spec_is_up_to_date(tmp_path):
     )
 
 
+def test_committed_spec_names_no_floating_image_tag():
+    # Each image is pinned by digest or tagged by the content of its build (pipelines/images.py):
+    # resolving it again, with floating tags refused, changes nothing.
+    spec = _spec(COMMITTED)
+    refs = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert refs and all("@sha256:" in r or ":" in r.rsplit("/", 1)[-1] for r in refs), refs
+    tag = images.content_tag()
+    digests = images.recorded_digests(tag)
+    for ref in refs:
+        assert images.resolve(ref, ref, tag, digests, allow_floating=False) == ref
+
+
+def test_the_run_has_one_metrics_artifact_the_reports():
+    # The KFP compare page makes every Metrics artifact a column "<task> > <artifact>"; per-cell
+    # ones would add hundreds of identical columns, without method, size or seed.
+    spec = _spec(COMMITTED)
+    producers = sorted(
+        name
+        for name, component in spec["components"].items()
+        for output in component.get("outputDefinitions", {}).get("artifacts", {}).values()
+        if output["artifactType"]["schemaTitle"] == "system.Metrics"
+        and "executorLabel" in component
+    )
+    assert producers == ["comp-report"]
+
+
 # --------------------------------------------------------------------------- the thesis spec
 
 
@@ -153,7 +180,7 @@ def test_thesis_gpu_stages_have_accelerator_toleration_and_node_selector(thesis)
             continue
         container = spec["deploymentSpec"]["executors"][label]["container"]
         assert container["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu", stage
-        assert container["image"] == config.cluster.gpu_image, stage
+        assert container["image"] == images.component_images(config.cluster)[1], stage
         assert platform[label]["nodeSelector"]["labels"], stage
         assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in (
             platform[label]["tolerations"]

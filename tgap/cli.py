@@ -68,7 +68,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
-    path = pipeline_module().compile_pipeline(config, args.output)
+    path = pipeline_module().compile_pipeline(
+        config, args.output, allow_floating_tag=args.allow_floating_tag
+    )
     print(f"compiled {args.config} -> {path}")
     return 0
 
@@ -128,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument(
         "--output", type=Path, default=Path("pipelines/compiled/tgap.yaml"), help="spec path"
     )
+    _floating_tag_argument(comp)
     comp.set_defaults(func=cmd_compile)
 
     plan = sub.add_parser(
@@ -185,8 +188,26 @@ def _connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _floating_tag_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-floating-tag",
+        action="store_true",
+        help="compile even when cluster.cpu_image/gpu_image carry a tag that does not name the "
+        "image's content (KFP's cache would reuse results across rebuilds under that tag)",
+    )
+
+
 def _sending_arguments(parser: argparse.ArgumentParser) -> None:
-    """What ``submit`` and ``schedule`` share beyond the connection: the pipeline and the check."""
+    """What ``submit`` and ``schedule`` share beyond the connection: the spec, the pipeline and
+    the check."""
+    parser.add_argument(
+        "--spec",
+        type=Path,
+        default=None,
+        help="send this compiled spec (from `tgap compile` with the same --config) instead of "
+        "compiling: needs no checkout, as in the in-cluster schedule Job",
+    )
+    _floating_tag_argument(parser)
     parser.add_argument(
         "--pipeline",
         default=kube.DEFAULT_PIPELINE,

@@ -562,8 +562,11 @@ def _default_throughput() -> dict[str, DeviceThroughput]:
 class ClusterConfig:
     """How the pipeline runs on Kubeflow (ignored by local runs)."""
 
-    cpu_image: str = "ghcr.io/tgap/tgap-cpu:0.1.0"
-    gpu_image: str = "ghcr.io/tgap/tgap-cuda:0.1.0"
+    # Image repositories: the compiled spec names `<repository>@sha256:...` recorded by `make
+    # images`, else `<repository>:<version>-<content digest>` (pipelines/images.py). A digest may
+    # be given here; any other tag is refused at compile time unless --allow-floating-tag.
+    cpu_image: str = "ghcr.io/tgap/tgap-cpu"
+    gpu_image: str = "ghcr.io/tgap/tgap-cuda"
     gpu: GpuConfig = field(default_factory=GpuConfig)
     # Stages placed on the GPU pool (CUDA image, `gpu` accelerator, node selector, tolerations,
     # requests); every other stage runs on the CPU image with `cpu`'s requests. Names: STAGES.

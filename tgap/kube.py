@@ -1,9 +1,11 @@
 """``tgap submit``, ``tgap schedule`` and ``tgap runs``: the pipeline on a Kubeflow Pipelines server.
 
-Each command compiles the pipeline from the config, builds the exact request (the keyword
-arguments of a ``kfp.Client`` method: see :func:`run_request`, :func:`recurring_run_request`),
-then sends it. Every pipeline parameter is sent explicitly, so the UI's compare view shows all
-of them, even those equal to their defaults.
+Each command compiles the pipeline from the config (or takes a compiled spec, ``--spec``: what
+the in-cluster schedule Job does, from an installed wheel with no checkout), builds the exact
+request (the keyword arguments of a ``kfp.Client`` method: see :func:`run_request`,
+:func:`recurring_run_request`), then sends it. Every pipeline parameter is sent explicitly
+(``tgap.parameters``), so the UI's compare view shows all of them, even those equal to their
+defaults.
 
 Authentication is whatever ``kfp.Client`` supports: ``--token`` (or env ``TGAP_KFP_TOKEN``) as a
 bearer token; with no ``--host`` (and no ``KF_PIPELINES_ENDPOINT``) inside a pod, the pod's
@@ -37,6 +39,7 @@ import yaml
 
 from tgap.checkout import ROOT, pipeline_module
 from tgap.config import Config, load_config
+from tgap.parameters import pipeline_arguments
 
 TOKEN_ENV = "TGAP_KFP_TOKEN"
 DEFAULT_CRON = "0 0 3 * * 1"  # Mondays 03:00:00 (KFP cron has a leading seconds field)
@@ -137,12 +140,15 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def pipeline_version_name(config: Config, package_path: str | Path) -> str:
+def pipeline_version_name(
+    config: Config, package_path: str | Path, compiled_here: bool = True
+) -> str:
     """``<config name>-g<commit>-c<config hash>``; without a clean commit (a changed checkout, an
-    installed wheel) ``-s<spec hash>`` names the code instead. Equal names mean equal specs, so a
-    version that exists under the name is reused."""
+    installed wheel) or for a spec compiled elsewhere (``compiled_here`` false: ``--spec``)
+    ``-s<spec hash>`` names the code instead. Equal names mean equal specs, so a version that
+    exists under the name is reused."""
     config_hash = _digest(json.dumps(config.to_dict(), sort_keys=True).encode())[:10]
-    commit = source_commit()
+    commit = source_commit() if compiled_here else None
     code = f"g{commit[:12]}" if commit else f"s{_digest(Path(package_path).read_bytes())[:12]}"
     name = re.sub(r"[^a-z0-9-]+", "-", config.name.lower()).strip("-") or "tgap"
     return f"{name}-{code}-c{config_hash}"
@@ -283,7 +289,7 @@ def recurring_run_request(
 
 def run_arguments(config: Config, package_path: str | Path) -> dict[str, Any]:
     """Every parameter of the spec, from ``config``, checked against the spec's parameters."""
-    arguments = pipeline_module().pipeline_arguments(config)
+    arguments = pipeline_arguments(config)
     check_arguments(package_path, arguments)
     return arguments
 
@@ -363,13 +369,22 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 @contextlib.contextmanager
-def _compiled(config: Config):
+def _package(args: argparse.Namespace, config: Config):
+    """The spec to send: ``--spec`` as given (no checkout needed: the Job's case), else the
+    pipeline compiled from the checkout for ``config``."""
+    if args.spec is not None:
+        if not args.spec.is_file():
+            raise FileNotFoundError(f"--spec {args.spec}: no such file")
+        yield args.spec
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        yield pipeline_module().compile_pipeline(config, Path(tmp) / "tgap.yaml")
+        yield pipeline_module().compile_pipeline(
+            config, Path(tmp) / "tgap.yaml", allow_floating_tag=args.allow_floating_tag
+        )
 
 
 def _version(client: Any, args: argparse.Namespace, config: Config, package: Path):
-    version = pipeline_version_name(config, package)
+    version = pipeline_version_name(config, package, compiled_here=args.spec is None)
     ids = upload_version(client, args.pipeline, version, package, config.description)
     print(f"pipeline {args.pipeline!r} version {version!r}")
     return ids
@@ -381,10 +396,11 @@ def _experiment(client: Any, name: str) -> str:
 
 
 def submit(args: argparse.Namespace) -> int:
-    """Compile the pipeline for ``--config``, upload it as a pipeline version, run that."""
+    """Compile the pipeline for ``--config`` (or take ``--spec``), upload it as a pipeline
+    version, run that."""
     config = _load(args)
     client = connect_checked(args)
-    with _compiled(config) as package:
+    with _package(args, config) as package:
         version = _version(client, args, config, package)
         experiment_id = _experiment(client, args.experiment)
         request = run_request(config, package, experiment_id, version, args.run_name)
@@ -395,13 +411,14 @@ def submit(args: argparse.Namespace) -> int:
 
 
 def schedule(args: argparse.Namespace) -> int:
-    """Compile the pipeline for ``--config``, upload it as a pipeline version, and make the
+    """Compile the pipeline for ``--config`` (or take ``--spec``, compiled from that config),
+    upload it as a pipeline version, and make the
     recurring run named ``--name`` run that version on ``--cron``: KFP cannot edit a recurring
     run, so the new one is created first and then any older one of that name is deleted."""
     config = _load(args)
     check_cron(args.cron)
     client = connect_checked(args)
-    with _compiled(config) as package:
+    with _package(args, config) as package:
         version = _version(client, args, config, package)
         experiment_id = _experiment(client, args.experiment)
         request = recurring_run_request(

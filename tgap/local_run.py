@@ -199,7 +199,8 @@ def run_local(
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
     log.info("kfp.local: running every task in this Python; images and GPU requests are ignored")
     if pipeline_file is None:
-        pipeline = dag.build_pipeline(config)
+        # Local tasks run in this Python, not in the images: any tag will do.
+        pipeline = dag.build_pipeline(config, allow_floating_tag=True)
     else:
         pipeline = components.load_component_from_file(str(pipeline_file))
     started = time.perf_counter()
