@@ -83,6 +83,19 @@ def test_the_four_split_fractions_sum_to_1_and_real_val_has_a_source():
         load_config("pipelines/configs/micro.yaml", ["data.split.val_fraction=-0.1"])
 
 
+def test_the_thesis_preset_uses_the_conformance_settings():
+    """docs/evaluation.md, "Conformance with the thesis": every setting that exists is set."""
+    config = load_config("pipelines/configs/thesis.yaml")
+    active = config.finetune.active
+    assert (active.embedder, active.similarity, active.threshold) == ("clip", "mean-embedding", 0.3)
+    assert active.n_generate == config.finetune.batch_size
+    assert (config.select.k, config.select.cluster_images) == (10, 10_000)
+    assert config.grid.seeds == [0, 1, 2, 3, 4]
+    assert config.generate.n_per_label == 10_000
+    split = config.data.split
+    assert (split.train_fraction, split.test_fraction) == (0.2, 0.2)
+
+
 def test_missing_and_malformed_files(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")

@@ -261,6 +261,9 @@ class SelectConfig:
     """Tuning-set selection: embedders and clustering."""
 
     k: int = param(10, ge=1)
+    # Clustered methods: cluster (and pick from) a seeded random sample of this many pool images
+    # per label (the thesis: 10,000); 0 = every pool image of the label.
+    cluster_images: int = param(0, ge=0)
     pixel_side: int = param(16, ge=1)
     n_neighbors: int = param(10, ge=1)
     # Embedding used by the methods that name none (`active`, `curated` pseudo-labels, retrieval).
