@@ -41,7 +41,7 @@ def child(source: str, out: str) -> None:
 
     data = DataConfig(source=source, format="nih-csv", csv=CSV_NAME, resolution=RESOLUTION)
     start = time.perf_counter()
-    summary = ingest(data, f"{out}/pool", f"{out}/train", f"{out}/test")
+    summary = ingest(data, f"{out}/pool", f"{out}/train", f"{out}/val", f"{out}/test")
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     images = sum(summary["totals"].values())

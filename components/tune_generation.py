@@ -10,7 +10,7 @@ from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 def tune_generation(
     model: Input[Model],
-    real_train: Input[Dataset],
+    real_val: Input[Dataset],
     row: dict,
     diffusion: dict,
     prompt: dict,
@@ -18,7 +18,7 @@ def tune_generation(
     classifier: dict,
     tuning: Output[Artifact],
 ) -> None:
-    """Run the study on a validation split of real-train; real-test is not an input."""
+    """Run the study, scored on real-val (ingest's validation split); real-test is not an input."""
     from tgap.config import (
         ClassifierConfig,
         DiffusionConfig,
@@ -33,7 +33,7 @@ def tune_generation(
     with timed_stage("tune-generation", tuning.path):
         run_tuning(
             model.path,
-            ImageSet(real_train.path),
+            ImageSet(real_val.path),
             method=row["method"],
             seed=int(row["seed"]),
             prompt=section(PromptConfig, prompt, "prompt"),

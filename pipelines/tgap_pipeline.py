@@ -131,6 +131,9 @@ def build_pipeline(
         ).set_display_name("ingest").after(expanded))  # fmt: skip
         pool = ingest.outputs["pool"]
         real_train = ingest.outputs["real_train"]
+        # real-val: every choice (tune-generation's objective). real-test: sealed, read only by
+        # the tasks that report on it (tests/test_pipeline.py asserts which).
+        real_val = ingest.outputs["real_val"]
         real_test = ingest.outputs["real_test"]
         weights = prints.outputs["classifier_weights"]
         clip = prints.outputs["clip_weights"]
@@ -179,7 +182,7 @@ def build_pipeline(
                 # Always in the fine-tune loop (kfp.local cannot dsl.If on loop items): with
                 # generate.tune.trials 0 it only writes {"tuned": false}.
                 study = place("tune-generation", c.tune_generation(
-                    model=model, real_train=real_train, row=item, diffusion=diffusion,
+                    model=model, real_val=real_val, row=item, diffusion=diffusion,
                     prompt=prompt, generate=generate, classifier=classifier,
                 ).set_display_name("tune-generation"), True,
                     gpu=config.generate.tune.trials > 0)  # fmt: skip

@@ -7,10 +7,11 @@ fine-tuned model (``finetune/model``, its method from ``training_log.json``) and
 iteration's real-trained classifier (the R→S one: ``classifier.json`` says it trained on
 ``real_train``), and per guidance scale generates ``generate.n_per_label`` images per label
 with the config's other generation settings, scores them with the real classifier (R→S), trains
-the config's classifier on them and tests it on the run's real-test (S→R). One line per model
-and scale: ``RESULT <method> guidance=... steps=... r2s_auroc=... s2r_auroc=...``. This is how
-demo.yaml's guidance was chosen (docs/evaluation.md); at the config's own guidance it
-reproduces the run's numbers. Scratch output goes to ``--out`` (default a temporary folder).
+the config's classifier on them and tests it on the run's **real-val** (S→R on real-val, the
+split where choices are made; real-test is never read, so the sweep cannot choose on the
+numbers that are reported). One line per model and scale:
+``RESULT <method> guidance=... steps=... r2s_auroc=... s2r_val_auroc=... chosen_on=real-val``.
+Scratch output goes to ``--out`` (default a temporary folder).
 """
 
 from __future__ import annotations
@@ -55,12 +56,15 @@ def main() -> None:
     if any(g < 0 for g in scales):
         raise SystemExit(f"guidance {args.guidance!r}: scales must be >= 0")
     cfg = load_config(args.config)
-    real_tests = list(args.run.glob("artifacts/*/ingest/real_test"))
-    if len(real_tests) != 1:
+    real_vals = list(args.run.glob("artifacts/*/ingest/real_val"))
+    if len(real_vals) != 1:
         raise SystemExit(
-            f"{args.run}: expected one artifacts/*/ingest/real_test, found {len(real_tests)}"
+            f"{args.run}: expected one artifacts/*/ingest/real_val, found {len(real_vals)} "
+            "(a run made before ingest wrote real-val cannot be swept: real-test is sealed)"
         )
-    real_test = ImageSet(real_tests[0])
+    real_val = ImageSet(real_vals[0])
+    print(f"S->R is scored on real-val ({real_vals[0]}, {len(real_val)} images), never on "
+          "real-test", flush=True)  # fmt: skip
     torch.set_num_threads(args.threads)
     out = args.out or Path(tempfile.mkdtemp(prefix="guidance-sweep-"))
     iterations = sorted(args.run.glob("artifacts/*/for-loop-*-iteration-*"))
@@ -85,11 +89,11 @@ def main() -> None:
             r2s = evaluate_classifier(real_clf, synthetic, cell / "r2s", resamples=10)["auroc"]
             train_classifier(synthetic, cfg.classifier, s2r_summary["seed"],
                              s2r_summary["size_per_label"], cell / "classifier")  # fmt: skip
-            s2r = evaluate_classifier(cell / "classifier", real_test, cell / "s2r",
+            s2r = evaluate_classifier(cell / "classifier", real_val, cell / "s2r",
                                       resamples=10)["auroc"]  # fmt: skip
             print(f"RESULT {method} guidance={guidance:g} steps={generate.steps} "
-                  f"r2s_auroc={r2s:.3f} s2r_auroc={s2r:.3f} seconds={time.perf_counter() - start:.0f}",
-                  flush=True)  # fmt: skip
+                  f"r2s_auroc={r2s:.3f} s2r_val_auroc={s2r:.3f} chosen_on=real-val "
+                  f"seconds={time.perf_counter() - start:.0f}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@
     python scripts/readme-tuning.py runs/demo-tuned --before runs/demo [--readme README.md]
 
 Per cell of the tuned run that ran a study (its ``tuning.json`` under ``artifacts/``): the
-study's chosen guidance and steps, its score on the tuning validation split (carved from
-real-train) for trial 0 (generate's own setting) and for the best trial, and S→R / R→S AUROC on
+study's chosen guidance and steps, its score on real-val (ingest's validation split) for
+trial 0 (generate's own setting) and for the best trial, and S→R / R→S AUROC on
 real-test in the untuned run's cell of the same method, size and seed and in the tuned run's.
 The two runs must share their fine-tunes (``demo-tuned.yaml`` extends ``demo.yaml``; tuning sits
 between fine-tune and generate), which the script cannot check beyond the cells' identity.
@@ -95,7 +95,7 @@ def tuning_block(tuned_dir: Path, before_dir: Path, today: str) -> str:
         [
             f"Written by `python scripts/readme-tuning.py {tuned_dir} --before {before_dir}` on "
             f"{today}: tuned run's wall time **{wall}**. Validation = the study's {objective} on "
-            "its split of real-train (trial 0 = generate's own setting → best trial); S→R and "
+            "real-val (trial 0 = generate's own setting → best trial); S→R and "
             "R→S = AUROC on real-test, untuned run → tuned run, same fine-tuned model.",
             "",
             "| method | size | seed | chosen guidance / steps | validation | S→R AUROC | R→S AUROC "

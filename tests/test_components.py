@@ -104,6 +104,7 @@ def ingested(stage, args, out, artifact):
     o = {
         "pool": artifact(Dataset, out / "ingest" / "pool"),
         "real_train": artifact(Dataset, out / "ingest" / "real_train"),
+        "real_val": artifact(Dataset, out / "ingest" / "real_val"),
         "real_test": artifact(Dataset, out / "ingest" / "real_test"),
         "summary": artifact(Markdown, out / "ingest" / "summary"),
     }
@@ -385,11 +386,14 @@ def test_fingerprint_hashes_each_source_and_changes_when_the_data_changes(
     assert stage.fingerprint.python_func(data=data, **call).data != first.data
 
 
-def test_ingest_writes_three_disjoint_sets_the_real_grids_and_a_summary(ingested, args):
-    sets = {name: ImageSet(ingested[name]) for name in ("pool", "real_train", "real_test")}
+def test_ingest_writes_four_disjoint_sets_the_real_grids_and_a_summary(ingested, args):
+    names = ("pool", "real_train", "real_val", "real_test")
+    sets = {name: ImageSet(ingested[name]) for name in names}
     assert sum(len(s) for s in sets.values()) == 160
     ids = [{r.original_id for r in s.records} for s in sets.values()]
-    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert sum(len(i) for i in ids) == len(set().union(*ids))  # disjoint
+    # MedMNIST: real-val is the npz's official val split
+    assert all(i.startswith("val/") for i in ids[2]) and ids[2]
     labels = args["data"]["label_policy"].values()
     assert all(set(s.labels) == set(labels) for s in sets.values())
     # The real test set's sample grids, drawn once here for every cell.

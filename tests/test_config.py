@@ -63,6 +63,39 @@ def test_bad_values_name_the_key(override, message):
         load_config("pipelines/configs/micro.yaml", [override])
 
 
+def test_the_four_split_fractions_sum_to_1_and_real_val_has_a_source():
+    config = load_config("pipelines/configs/nih-mini.yaml")
+    split = config.data.split
+    assert split.val_fraction > 0 and split.drop_test_patients  # the default: sealed
+    fractions = (split.pool_fraction, split.train_fraction, split.val_fraction, split.test_fraction)
+    assert sum(fractions) == pytest.approx(1)
+    with pytest.raises(ConfigError, match=r"data.split: .*val_fraction.* sum to 1 \(got 0.45 \+"):
+        load_config("pipelines/configs/nih-mini.yaml", ["data.split.val_fraction=0.2"])
+    # val_fraction 0 only where the source has an official validation split
+    zero = ["data.split.val_fraction=0", "data.split.pool_fraction=0.55"]
+    with pytest.raises(ConfigError, match=r"data.split.val_fraction: 0 but data.format nih-csv"):
+        load_config("pipelines/configs/nih-mini.yaml", zero)
+    assert load_config("pipelines/configs/micro.yaml").data.split.val_fraction == 0  # MedMNIST
+    folders = "data.split_folders={test: test, pool_and_train: train, val: val}"
+    image_folder = ["data.format=image-folder", "data.source=x", folders]
+    assert load_config("pipelines/configs/nih-mini.yaml", [*image_folder, *zero])
+    with pytest.raises(ConfigError, match=r"data.split.val_fraction: -0.1 is out of range"):
+        load_config("pipelines/configs/micro.yaml", ["data.split.val_fraction=-0.1"])
+
+
+def test_the_thesis_preset_uses_the_conformance_settings():
+    """docs/evaluation.md, "Conformance with the thesis": every setting that exists is set."""
+    config = load_config("pipelines/configs/thesis.yaml")
+    active = config.finetune.active
+    assert (active.embedder, active.similarity, active.threshold) == ("clip", "mean-embedding", 0.3)
+    assert active.n_generate == config.finetune.batch_size
+    assert (config.select.k, config.select.cluster_images) == (10, 10_000)
+    assert config.grid.seeds == [0, 1, 2, 3, 4]
+    assert config.generate.n_per_label == 10_000
+    split = config.data.split
+    assert (split.train_fraction, split.test_fraction) == (0.2, 0.2)
+
+
 def test_missing_and_malformed_files(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")

@@ -66,8 +66,8 @@ def nih_config(source: str | Path, **kw) -> DataConfig:
     return DataConfig(source=str(source), format="nih-csv", resolution=16, **kw)
 
 
-def outs(tmp: Path, tag: str = "out") -> tuple[Path, Path, Path]:
-    return tmp / tag / "pool", tmp / tag / "train", tmp / tag / "test"
+def outs(tmp: Path, tag: str = "out") -> tuple[Path, Path, Path, Path]:
+    return tmp / tag / "pool", tmp / tag / "train", tmp / tag / "val", tmp / tag / "test"
 
 
 def assert_no_outputs(tmp: Path, tag: str = "out") -> None:
@@ -103,28 +103,39 @@ def local_mini(tmp_path_factory) -> tuple[dict, tuple[Path, Path, Path]]:
 def test_nih_mini_is_split_by_patient_and_stratified(local_mini, mini_rows) -> None:
     summary, dirs = local_mini
     sets = [ImageSet(d) for d in dirs]
-    assert [len(s) for s in sets] == [summary["totals"][k] for k in ("pool", "train", "test")]
+    splits = ("pool", "train", "val", "test")
+    assert [len(s) for s in sets] == [summary["totals"][k] for k in splits]
     assert sum(len(s) for s in sets) == 1000
     # Label policy: "No Finding" stays, every finding combination becomes Unhealthy (README: 499/501).
     totals = Counter(r.label for s in sets for r in s.records)
     assert totals == {"No Finding": 499, "Unhealthy": 501}
     # Patients never cross splits (checked from the manifests, not from the summary).
     patients = [{r.patient_id for r in s.records} for s in sets]
-    assert not (patients[0] & patients[1] or patients[0] & patients[2] or patients[1] & patients[2])
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert not patients[i] & patients[j], (splits[i], splits[j])
     assert summary["shared_patients_total"] == 0
-    # 264 patients cut 0.5 / 0.3 / 0.2 within each label stratum.
+    # 264 patients cut 0.45 / 0.25 / 0.1 / 0.2 within each label stratum.
     assert sum(len(p) for p in patients) == 264
-    assert [len(p) for p in patients] == [summary["patients"][k] for k in ("pool", "train", "test")]
-    assert abs(len(patients[0]) - 132) <= 2 and abs(len(patients[1]) - 79) <= 2
+    assert [len(p) for p in patients] == [summary["patients"][k] for k in splits]
+    expected = [0.45 * 264, 0.25 * 264, 0.1 * 264, 0.2 * 264]
+    assert all(abs(len(p) - e) <= 2 for p, e in zip(patients, expected, strict=True))
+    # NIH has no official split: nothing to drop, and the summary says 0, not "unknown".
+    assert summary["test_patients_dropped"] == {
+        "on": True,
+        "patients": 0,
+        "images": 0,
+        "by_split": {},
+    }
     # Every split holds both labels; manifests record the split, patient and original name.
-    for name, s in zip(("pool", "train", "test"), sets, strict=True):
+    for name, s in zip(splits, sets, strict=True):
         assert s.resolution == 16 and all(s.counts()[label] > 0 for label in s.labels)
         assert {r.split for r in s.records} == {name}
         assert all(r.source == f"images/{r.original_id}" for r in s.records)
     by_name = {r["Image Index"]: r for r in mini_rows}
-    record = sets[2].records[0]
+    record = sets[3].records[0]
     assert by_name[record.original_id]["Patient ID"] == record.patient_id
-    image = sets[2].load(0)
+    image = sets[3].load(0)
     assert image.shape == (16, 16) and image.dtype == np.uint8
 
 
@@ -177,11 +188,12 @@ def test_full_nih_metadata_loads_validates_and_splits_fast(tmp_path) -> None:
     assert info["rows_read"] == len(rows) == 112_120
     assert elapsed < 5, f"112k rows took {elapsed:.1f}s"
     assert len({r.patient_id for r in rows}) == 30_805
-    by_split: dict[str, set[str]] = {"pool": set(), "train": set(), "test": set()}
+    by_split: dict[str, set[str]] = {"pool": set(), "train": set(), "val": set(), "test": set()}
     for row in rows:
         by_split[row.split].add(row.patient_id)
-    assert not (by_split["pool"] & by_split["train"] or by_split["train"] & by_split["test"])
+    assert sum(len(p) for p in by_split.values()) == 30_805  # disjoint
     assert abs(len(by_split["test"]) / 30_805 - 0.2) < 0.01
+    assert abs(len(by_split["val"]) / 30_805 - 0.1) < 0.01
 
 
 def test_full_nih_metadata_with_only_the_mini_images_skips_the_rest(tmp_path) -> None:
@@ -210,11 +222,15 @@ def test_medmnist_keeps_the_official_test_split_and_maps_class_numbers(tmp_path)
     )
     dirs = outs(tmp_path)
     summary = ingest(data, *dirs)
-    pool, train, test = (ImageSet(d) for d in dirs)
-    assert len(pool) + len(train) + len(test) == 400
+    pool, train, val, test = (ImageSet(d) for d in dirs)
+    assert len(pool) + len(train) + len(val) + len(test) == 400
+    # The official test and val splits are kept; pool and real-train come from train only.
     assert all(r.original_id.startswith("test/") for r in test.records)
-    assert not any(r.original_id.startswith("test/") for r in pool.records + train.records)
-    assert abs(len(pool) / (len(pool) + len(train)) - 0.5 / 0.8) < 0.02
+    assert all(r.original_id.startswith("val/") for r in val.records) and len(val) > 0
+    assert all(r.original_id.startswith("train/") for r in pool.records + train.records)
+    assert abs(len(pool) / (len(pool) + len(train)) - 0.45 / 0.7) < 0.02
+    assert summary["totals"] == {"pool": len(pool), "train": len(train), "val": len(val),
+                                 "test": len(test)}  # fmt: skip
     # Known answer: the stored pixels and labels are the npz's own.
     npz = np.load(PNEUMONIA / "pneumoniamnist.npz")
     record = test.records[0]
@@ -223,6 +239,7 @@ def test_medmnist_keeps_the_official_test_split_and_maps_class_numbers(tmp_path)
     assert record.label == ("No Finding", "Unhealthy")[int(npz["test_labels"][i, 0])]
     # MedMNIST has no patient IDs: the summary says so, never "0 patients shared".
     assert summary["shared_patients_total"] is None and summary["patients_known"] is False
+    assert summary["test_patients_dropped"] is None
     assert "leakage is possible" in summary["leakage_warning"]
 
 
@@ -244,7 +261,9 @@ def test_image_folder_labels_come_from_the_first_folder_level(tmp_path) -> None:
         r.label == ("No Finding" if r.source.startswith("No Finding/") else "Unhealthy")
         for r in records
     )
+    # 20 images per label, each its own patient: 0.45 / 0.25 / 0.1 / 0.2 -> 9 / 5 / 2 / 4.
     assert summary["counts"]["test"] == {"No Finding": 4, "Unhealthy": 4}
+    assert summary["counts"]["val"] == {"No Finding": 2, "Unhealthy": 2}
 
 
 def test_nih_images_in_tar_archives_give_the_same_sets(tmp_path, mini_rows) -> None:
@@ -329,11 +348,11 @@ def test_label_with_too_few_patients_for_the_split_is_an_error(tmp_path, mini_ro
 
 
 def test_existing_output_is_refused_before_any_work(tmp_path) -> None:
-    pool, train, test = outs(tmp_path)
+    pool, train, val, test = outs(tmp_path)
     train.mkdir(parents=True)
     (train / "keep.txt").write_text("user data")
     with pytest.raises(IngestError, match="already exists and is not empty"):
-        ingest(nih_config(NIH_MINI), pool, train, test)
+        ingest(nih_config(NIH_MINI), pool, train, val, test)
     assert (train / "keep.txt").read_text() == "user data" and not pool.exists()
 
 

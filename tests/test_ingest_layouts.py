@@ -69,8 +69,8 @@ def chest_config(source: Path, **kw) -> DataConfig:
     )
 
 
-def outs(tmp: Path, tag: str = "out") -> tuple[Path, Path, Path]:
-    return tmp / tag / "pool", tmp / tag / "train", tmp / tag / "test"
+def outs(tmp: Path, tag: str = "out") -> tuple[Path, Path, Path, Path]:
+    return tmp / tag / "pool", tmp / tag / "train", tmp / tag / "val", tmp / tag / "test"
 
 
 def patients_of(image_set: ImageSet) -> set[str]:
@@ -85,20 +85,33 @@ def test_pattern_split_folders_give_patient_disjoint_sets_counted_independently(
     written = chest_folder(tmp_path / "src")
     dirs = outs(tmp_path)
     summary = ingest(chest_config(tmp_path / "src", patient_id_pattern=PATTERN), *dirs)
-    pool, train, test = (ImageSet(d) for d in dirs)
-    ids = {name: patients_of(s) for name, s in (("pool", pool), ("train", train), ("test", test))}
-    independent = {
-        f"{a}-{b}": len(ids[a] & ids[b])
-        for a, b in (("pool", "train"), ("pool", "test"), ("train", "test"))
+    pool, train, val, test = (ImageSet(d) for d in dirs)
+    ids = {
+        name: patients_of(s)
+        for name, s in (("pool", pool), ("train", train), ("val", val), ("test", test))
     }
-    assert independent == {"pool-train": 0, "pool-test": 0, "train-test": 0}
+    names = list(ids)
+    independent = {
+        f"{a}-{b}": len(ids[a] & ids[b]) for i, a in enumerate(names) for b in names[i + 1 :]
+    }
+    assert set(independent.values()) == {0} and len(independent) == 6
     assert summary["shared_patients"] == independent and summary["shared_patients_total"] == 0
     assert summary["patients"] == {s: len(ids[s]) for s in ids}
     assert summary["patients_known"] and not summary["leakage_warning"]
-    # The official test folder became real-test unchanged; val/ and OS litter were left out.
-    assert ids["test"] == written["test"] and ids["pool"] | ids["train"] == written["train"]
+    assert summary["test_patients_dropped"] == {
+        "on": True,
+        "patients": 0,
+        "images": 0,
+        "by_split": {},
+    }
+    # The official test folder became real-test unchanged; real-val was cut by patient from the
+    # train folder (no val entry in split_folders); val/ and OS litter were left out.
+    assert ids["test"] == written["test"]
+    assert ids["pool"] | ids["train"] | ids["val"] == written["train"] and ids["val"]
     assert all(r.source.startswith("test/") for r in test.records)
-    assert not any(r.source.startswith(("test/", "val/")) for r in pool.records + train.records)
+    kept = pool.records + train.records + val.records
+    assert not any(r.source.startswith(("test/", "val/")) for r in kept)
+    assert {r.split for r in val.records} == {"val"}
     assert len(test) == sum(2 + p % 2 for p in range(100, 110))
     assert summary["outside_split_folders"] == 1
     assert "official splits kept" in summary["split"] and "by patient" in summary["split"]
@@ -120,21 +133,73 @@ def test_without_a_pattern_the_split_is_by_image_and_says_leakage_is_possible(tm
     assert ImageSet(dirs[0]).info["ingest"]["leakage_warning"] == summary["leakage_warning"]
 
 
-def test_a_patient_in_two_split_folders_is_reported(tmp_path) -> None:
+def test_a_test_patient_in_the_train_folder_is_dropped_and_counted(tmp_path) -> None:
     written = chest_folder(tmp_path / "src", shared=3)
+    shared = written["train"] & written["test"]
+    assert len(shared) == 3  # one extra image each in train/ (chest_folder)
     dirs = outs(tmp_path)
     summary = ingest(chest_config(tmp_path / "src", patient_id_pattern=PATTERN), *dirs)
+    pool, train, val, test = (patients_of(ImageSet(d)) for d in dirs)
+    # Sealed: no test patient is left in pool, real-train or real-val (read back from the sets).
+    assert not (pool | train | val) & test
+    assert test == written["test"]
+    assert summary["test_patients_dropped"] == {
+        "on": True, "patients": 3, "images": 3, "by_split": {"pool_and_train": 3},
+    }  # fmt: skip
+    assert summary["shared_patients_total"] == 0 and summary["cross_split_patients_total"] == 0
+    n_train_folder = sum(2 + p % 2 for p in range(24)) + 3
+    assert sum(summary["totals"][s] for s in ("pool", "train", "val")) == n_train_folder - 3
+    assert ImageSet(dirs[0]).info["ingest"]["test_patients_dropped"]["images"] == 3
+    assert "dropped 3 images of 3 patients" in summary_markdown(summary)
+
+
+def test_with_the_drop_off_a_patient_in_two_split_folders_is_reported(tmp_path) -> None:
+    written = chest_folder(tmp_path / "src", shared=3)
+    dirs = outs(tmp_path)
+    data = chest_config(tmp_path / "src", patient_id_pattern=PATTERN)
+    data.split.drop_test_patients = False
+    summary = ingest(data, *dirs)
     expected = len(written["train"] & written["test"])
     assert expected == 3
     assert summary["cross_split_patients_total"] == expected
-    pool, train, test = (patients_of(ImageSet(d)) for d in dirs)
-    assert summary["shared_patients"]["pool-train"] == 0  # the split tgap made is clean
+    assert summary["test_patients_dropped"] == {
+        "on": False, "patients": 0, "images": 0, "by_split": {},
+    }  # fmt: skip
+    pool, train, val, test = (patients_of(ImageSet(d)) for d in dirs)
+    assert len((pool | train | val) & test) == 3
+    # the splits tgap made are clean
+    assert {k: summary["shared_patients"][k] for k in ("pool-train", "pool-val", "train-val")} == {
+        "pool-train": 0, "pool-val": 0, "train-val": 0,
+    }  # fmt: skip
     assert summary["cross_split_patients"] == {
         k: v
-        for k, v in {"pool-test": len(pool & test), "train-test": len(train & test)}.items()
+        for k, v in {
+            "pool-test": len(pool & test), "train-test": len(train & test),
+            "val-test": len(val & test),
+        }.items()
         if v
-    }
+    }  # fmt: skip
     assert "Leak in the dataset itself" in summary_markdown(summary)
+
+
+def test_an_official_val_folder_becomes_real_val(tmp_path) -> None:
+    written = chest_folder(tmp_path / "src")
+    for p in range(200, 204):  # a val/ folder with both labels
+        save(tmp_path / "src" / "val" / ("NORMAL" if p % 2 else "PNEUMONIA") / f"person{p}_0.jpeg",
+             picture(p), "JPEG")  # fmt: skip
+    data = chest_config(
+        tmp_path / "src",
+        patient_id_pattern=PATTERN,
+        split_folders={"test": "test", "pool_and_train": "train", "val": "val"},
+    )
+    dirs = outs(tmp_path)
+    summary = ingest(data, *dirs)
+    pool, train, val, test = (ImageSet(d) for d in dirs)
+    assert {r.source.split("/")[0] for r in val.records} == {"val"}
+    # person999 (in val/ from chest_folder) and the four added
+    assert patients_of(val) == {"999", "200", "201", "202", "203"}
+    assert patients_of(pool) | patients_of(train) == written["train"]
+    assert summary["totals"]["val"] == 5 and summary["outside_split_folders"] == 0
 
 
 def test_unmatched_paths_fail_or_become_their_own_patients(tmp_path) -> None:
@@ -160,8 +225,8 @@ def test_a_missing_split_folder_is_named(tmp_path) -> None:
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_pool_train_test_folders_are_all_kept(tmp_path) -> None:
-    for folder, base in (("a", 0), ("b", 20), ("c", 40)):
+def test_pool_train_val_test_folders_are_all_kept(tmp_path) -> None:
+    for folder, base in (("a", 0), ("b", 20), ("v", 60), ("c", 40)):
         for p in range(base, base + 6):
             save(
                 tmp_path / "src" / folder / ("x" if p % 2 else "y") / f"person{p}_0.png", picture(p)
@@ -172,12 +237,12 @@ def test_pool_train_test_folders_are_all_kept(tmp_path) -> None:
         resolution=12,
         labels=["x", "y"],
         label_policy={},
-        split_folders={"pool": "a", "train": "b", "test": "c"},
+        split_folders={"pool": "a", "train": "b", "val": "v", "test": "c"},
         patient_id_pattern=PATTERN,
     )
     dirs = outs(tmp_path)
     ingest(data, *dirs)
-    for d, folder in zip(dirs, "abc", strict=True):
+    for d, folder in zip(dirs, "abvc", strict=True):
         assert {r.source.split("/")[0] for r in ImageSet(d).records} == {folder}
 
 
@@ -191,6 +256,10 @@ def test_pool_train_test_folders_are_all_kept(tmp_path) -> None:
         (r"data.patient_id_pattern=person(\d+", r"data.patient_id_pattern: .* not a valid regex"),
         ("data.split_folders={test: test}", r"data.split_folders: \['test'\] must be"),
         ("data.split_folders={tests: t, pool_and_train: x}", r"data.split_folders: unknown split"),
+        (
+            "data.split_folders={test: t, pool: p, train: r}",
+            r"data.split_folders: test \+ pool \+ train fix every image.*val entry",
+        ),
         ("data.csv_format.path_column=", r"data.csv_format.path_column: '' is too short"),
         ("grid.methods=[external:mine]", r"grid.methods\[0\]: 'external:mine' names no set"),
     ],
@@ -279,7 +348,9 @@ def chexpert_config(root: Path, uncertain: str, **kw) -> DataConfig:
             split_values={"test": "valid", "pool_and_train": "train"},
             uncertain=uncertain,
         ),
-        split=SplitConfig(0.5, 0.3, 0.2, 0),
+        split=SplitConfig(
+            pool_fraction=0.5, train_fraction=0.3, val_fraction=0.1, test_fraction=0.1
+        ),
         **kw,
     )
 
@@ -317,8 +388,8 @@ def test_chexpert_csv_maps_one_hot_columns_with_each_uncertainty_policy(
     got = {r.source: r.label for s in sets for r in s.records}
     assert got == expected_labels(rows, uncertain)
     # The official valid split became real-test; patients from the path pattern.
-    assert {r.source.split("/")[1] for r in sets[2].records} == {"valid"}
-    assert {r.source.split("/")[1] for s in sets[:2] for r in s.records} == {"train"}
+    assert {r.source.split("/")[1] for r in sets[3].records} == {"valid"}
+    assert {r.source.split("/")[1] for s in sets[:3] for r in s.records} == {"train"}
     assert all(r.patient_id == r.source.split("patient")[1][:5] for s in sets for r in s.records)
     left_out = summary["csv_rows_left_out"]
     assert left_out["filtered_view"] == 1
@@ -433,7 +504,7 @@ def test_every_image_mode_decodes_to_the_same_grey(tmp_path) -> None:
         save(src / "b" / f"b{k}.png", picture(50 + k), mode="L")
     data = DataConfig(
         source=str(src), format="image-folder", resolution=12, labels=["a", "b"], label_policy={},
-        split=SplitConfig(0.34, 0.33, 0.33, 0),
+        split=SplitConfig(pool_fraction=0.25, train_fraction=0.25, val_fraction=0.25, test_fraction=0.25),
     )  # fmt: skip
     dirs = outs(tmp_path)
     ingest(data, *dirs)

@@ -84,6 +84,9 @@ def run(tmp_path_factory) -> tuple[Path, Path]:
             "data.max_images=null",
             r"data.patient_id_pattern=person(\d+)_",
             "data.split_folders={test: test, pool_and_train: train}",
+            # no val/ folder: real-val is cut by patient from train/
+            "data.split.pool_fraction=0.4",
+            "data.split.val_fraction=0.1",
             "grid.methods=[random, 'external:mine']",
             "grid.sizes=[8]",
             f"select.external_sets={{mine: {external}}}",
@@ -165,4 +168,4 @@ def test_report_says_how_the_data_was_split(run):
     out, _ = run
     html = (out / "report.html").read_text()
     assert "official splits kept" in html and "by patient" in html
-    assert "shared between pool, real-train and real-test: 0" in html
+    assert "shared between pool, real-train, real-val and real-test: 0" in html

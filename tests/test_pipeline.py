@@ -12,6 +12,7 @@ from components import STAGES as STAGE_FUNCTIONS
 from pipelines import images
 from pipelines.tgap_pipeline import PARAMETER_HELP, compile_pipeline, pipeline_arguments
 from tgap.config import Config, ConfigError, config_from_parameters, load_config, section
+from tgap.provenance import REAL_TEST_READERS, REAL_VAL_READERS
 
 COMMITTED = Path("pipelines/compiled/tgap.yaml")
 
@@ -78,6 +79,48 @@ def test_every_stage_is_a_task_and_each_row_kind_is_a_flat_loop(tmp_path):
         "fingerprint", "ingest", "train-reference-classifier", "embed", "prepare-base-model",
         "class-images", "report", "expand-grid", "validate-run",
     } <= outer  # fmt: skip
+
+
+def _readers(spec: dict, producer: str, output: str) -> set[str]:
+    """Display names of the tasks that take ``producer``'s artifact ``output`` as an input, in
+    the root DAG or inside a loop (a loop's component input is traced to its producer)."""
+    found = set()
+
+    def walk(tasks: dict, inherited: dict[str, tuple[str, str]]) -> None:
+        for task in tasks.values():
+            sources = {}
+            for name, value in task.get("inputs", {}).get("artifacts", {}).items():
+                if "taskOutputArtifact" in value:
+                    out = value["taskOutputArtifact"]
+                    sources[name] = (out["producerTask"], out["outputArtifactKey"])
+                elif "componentInputArtifact" in value:
+                    sources[name] = inherited.get(value["componentInputArtifact"])
+            dag = spec["components"][task["componentRef"]["name"]].get("dag")
+            if dag:  # a loop: its inner tasks see these inputs by name
+                walk(dag["tasks"], sources)
+            elif (producer, output) in sources.values():
+                found.add(task["taskInfo"]["name"])
+
+    walk(spec["root"]["dag"]["tasks"], {})
+    return found
+
+
+def test_real_test_is_read_only_by_the_tasks_that_report_on_it(tmp_path):
+    """Sealed real-test: every choice is made on real-val, never on real-test."""
+    # tune-generation is in the fine-tune loop whatever generate.tune.trials says
+    config = load_config(
+        "pipelines/configs/micro.yaml", ["grid.methods=[random,no-finetune,retrieval]"]
+    )
+    spec = _spec(compile_pipeline(config, tmp_path / "p.yaml"))
+    assert _readers(spec, "ingest", "real_test") == set(REAL_TEST_READERS) == {
+        "evaluate-S2R", "evaluate-R2R", "supplementation", "compute-FTER",
+    }  # fmt: skip
+    assert _readers(spec, "ingest", "real_val") == set(REAL_VAL_READERS) == {"tune-generation"}
+    # the tracer sees through loops: real-train reaches the reference classifier (outside) and
+    # the per-seed real classifier (inside every loop)
+    assert {"train-reference-classifier", "train-real-classifier", "validate-run"} <= _readers(
+        spec, "ingest", "real_train"
+    )
 
 
 def test_a_kind_absent_from_the_grid_has_no_loop(tmp_path):

@@ -120,6 +120,23 @@ def test_clustered_selection_takes_equal_shares_and_duplicates_only_short_cluste
     assert any(c["duplicates"] for c in clusters) and not all(c["duplicates"] for c in clusters)
 
 
+def test_cluster_images_clusters_a_seeded_sample_of_the_pool(pool, tmp_path):
+    """select.cluster_images (the thesis: 10,000 per label): every pick comes from a seeded
+    sample of that many pool images per label, and the sample is the same for every size."""
+    report, tuning, _ = run(pool, tmp_path, "spectral-pixel", 40, cluster_images=60)
+    again, _, _ = run(pool, tmp_path, "spectral-pixel", 20, cluster_images=60)
+    assert tuning.counts() == {label: 40 for label in LABELS}
+    for label in LABELS:
+        entry = report["labels"][label]
+        assert sum(c["size"] for c in entry["clusters"]) == 60
+        assert entry["pool_count"] == PER_LABEL
+        # both sizes pick from one sample of 60 (the sample does not depend on the size)
+        assert len(set(again["pool_indices"][label]) | set(report["pool_indices"][label])) <= 60
+    assert report["cluster_images"] == 60
+    with pytest.raises(SelectionError, match=r"select.cluster_images=5 is fewer than select.k=10"):
+        run(pool, tmp_path, "spectral-pixel", 40, cluster_images=5)
+
+
 def test_equal_shares_known_answer():
     clusters = np.array([0] + [1] * 5 + [2] * 10)  # sizes 1, 5, 10
     rng = np.random.default_rng(0)

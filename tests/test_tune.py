@@ -29,12 +29,12 @@ from tgap.tune import (
     TUNING,
     TuneError,
     best_trial,
+    check_real_val,
     copy_tuning_record,
     make_sampler,
     planned_work,
     tune_generation,
     tuned_generate,
-    validation_split,
 )
 
 CLASSIFIER = ClassifierConfig(epochs=1, batch_size=8, patience=1, device="cpu")
@@ -51,17 +51,17 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("tune")
     prepare_base_model(tiny_diffusion(), root / "base")
     real = real_image_set(root / "real", 30)
-    # A real-train set: two images per patient, split "train" (what ingest writes).
-    with ImageSetWriter(root / "train", real.labels, real.resolution) as writer:
+    # A real-val set: two images per patient, split "val" (what ingest writes).
+    with ImageSetWriter(root / "val", real.labels, real.resolution) as writer:
         for i, record in enumerate(real.records):
-            writer.add(real.load(i), record.label, patient_id=f"p{i // 2}", split="train")
-    return root, ImageSet(root / "train")
+            writer.add(real.load(i), record.label, patient_id=f"p{i // 2}", split="val")
+    return root, ImageSet(root / "val")
 
 
 def run(setup, out: Path, method: str = "random", **tune) -> dict:
-    root, train = setup
+    root, val = setup
     return tune_generation(
-        root / "base", train, method, 0, PromptConfig(), tuning_generate(**tune),
+        root / "base", val, method, 0, PromptConfig(), tuning_generate(**tune),
         tiny_diffusion(), CLASSIFIER, out, size=20,
     )  # fmt: skip
 
@@ -75,6 +75,8 @@ def test_the_study_is_deterministic_for_a_seed_and_writes_its_record(setup, tmp_
     strip = [{k: v for k, v in t.items() if k != "seconds"} for t in a["trials"]]
     assert strip == [{k: v for k, v in t.items() if k != "seconds"} for t in b["trials"]]
     assert a["params"] == b["params"] and a["study_seed"] == b["study_seed"]
+    # scored on all of real-val, and the record says so
+    assert a["chosen_on"] == "real-val" and a["validation"]["n_images"] == len(setup[1])
     # trial 0 is generate's own parameters (inside the space): the "before tuning" score
     assert {k: a["trials"][0][k] for k in a["untuned"]} == a["untuned"]
     assert a["baseline"] == {"number": 0, "value": a["trials"][0]["value"]}
@@ -169,8 +171,9 @@ def test_generate_uses_the_tuned_parameters_only_when_it_tuned(setup, tmp_path):
     assert skipped["tuned"] is False and "retrieval" in skipped["message"]
 
 
-def test_real_test_is_disjoint_from_the_tuning_objective_data(tmp_path):
-    """On NIH (patient IDs), the objective's images come from real-train only."""
+def test_the_objective_reads_real_val_only_which_shares_no_patient_with_real_test(tmp_path):
+    """On NIH (patient IDs): real-val is disjoint by patient from real-test and real-train, and
+    any set but real-val is refused as the objective's data."""
     source = DATA / "nih-cxr14-mini"
     if not source.is_dir():
         pytest.skip(f"{source} not found")
@@ -178,23 +181,18 @@ def test_real_test_is_disjoint_from_the_tuning_objective_data(tmp_path):
         source=str(source), format="nih-csv", csv="Data_Entry_2017_v2020.csv", resolution=16,
         label_policy={"No Finding": "No Finding"}, default_label="Unhealthy",
     )  # fmt: skip
-    dirs = [tmp_path / name for name in ("pool", "train", "test")]
+    dirs = [tmp_path / name for name in ("pool", "train", "val", "test")]
     ingest(data, *dirs)
-    train, test = ImageSet(dirs[1]), ImageSet(dirs[2])
-    idx = validation_split(train, 0.3, seed=0)
-    chosen = [train.records[i] for i in idx]
-    assert set(np.unique(train.label_indices[idx])) == {0, 1}
-    test_patients = {r.patient_id for r in test.records}
-    test_images = {r.original_id for r in test.records}
-    assert test_patients and not {r.patient_id for r in chosen} & test_patients
-    assert not {r.original_id for r in chosen} & test_images
-    # whole patients: every image of a chosen patient is in, none of another
-    chosen_patients = {r.patient_id for r in chosen}
-    assert sum(r.patient_id in chosen_patients for r in train.records) == len(idx)
-    # deterministic, and real-test itself is refused as the objective's data
-    assert np.array_equal(idx, validation_split(train, 0.3, seed=0))
-    with pytest.raises(TuneError, match="real-train only"):
-        validation_split(test, 0.3, seed=0)
+    train, val, test = (ImageSet(d) for d in dirs[1:])
+    check_real_val(val)
+    assert set(np.unique(val.label_indices)) == {0, 1}
+    val_patients = {r.patient_id for r in val.records}
+    for other in (train, test):
+        assert not val_patients & {r.patient_id for r in other.records}
+        assert not {r.original_id for r in val.records} & {r.original_id for r in other.records}
+    for other in (train, test):
+        with pytest.raises(TuneError, match="real-val only"):
+            check_real_val(other)
 
 
 @pytest.mark.parametrize(

@@ -335,7 +335,8 @@ class SelectionReport(_Stored):
     seed: int
     labels: dict[str, LabelSelection] = field(default_factory=dict)
     embedder_description: str | None = None
-    clustering: dict[str, Any] | None = None  # k, n_neighbors, clustering (clustered methods)
+    # k, cluster_images, n_neighbors, clustering (clustered methods)
+    clustering: dict[str, Any] | None = None
     curated: dict[str, Any] | None = None  # the curated source's pseudo-labelling
     retrieval: Retrieval | None = None  # method retrieval only
     external: dict[str, Any] | None = None  # method external:<name>: the set's URI, counts, hash
@@ -377,7 +378,9 @@ class SelectionReport(_Stored):
     @classmethod
     def from_json(cls, data: Any, where: str) -> SelectionReport:
         data = _require(data, ("method", "selection", "size", "seed", "labels"), where)
-        clustering = {k: data[k] for k in ("k", "n_neighbors", "clustering") if k in data}
+        clustering = {
+            k: data[k] for k in ("k", "cluster_images", "n_neighbors", "clustering") if k in data
+        }
         retrieval = data.get("retrieval")
         return cls(
             method=data["method"],

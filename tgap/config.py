@@ -160,15 +160,24 @@ LR_SCHEDULERS = (
 
 @dataclass
 class SplitConfig:
-    """How ingest divides the real images: pool (tuning sets, retrieval), real-train, real-test.
+    """How ingest divides the real images: pool (tuning sets, retrieval), real-train, real-val
+    (where every choice is made) and real-test (read only by the tasks that report on it).
 
-    Fractions are of patients where the source has patient IDs, else of images; stratified by label.
+    Fractions are of patients where the source has patient IDs, else of images; stratified by
+    label; the four sum to 1. A split the source fixes itself (an official test or validation
+    split) takes its images from there, and the others are cut from the rest in proportion to
+    their fractions. ``val_fraction`` may be 0 only when the source has an official validation
+    split (MedMNIST's ``val_*`` arrays, a ``val`` split folder or split value).
     """
 
-    pool_fraction: float = param(0.5, gt=0, lt=1)
-    train_fraction: float = param(0.3, gt=0, lt=1)
+    pool_fraction: float = param(0.45, gt=0, lt=1)
+    train_fraction: float = param(0.25, gt=0, lt=1)
+    val_fraction: float = param(0.1, ge=0, lt=1)
     test_fraction: float = param(0.2, gt=0, lt=1)
     seed: int = param(0, ge=0)
+    # Sealed real-test: a patient with an image in real-test has none in pool, real-train or
+    # real-val; their other images are dropped there, and the summary counts them.
+    drop_test_patients: bool = True
 
 
 @dataclass
@@ -228,7 +237,8 @@ class DataConfig:
     # A path the pattern does not match: an error, or its own patient (counted in the summary).
     on_unmatched: Literal["fail", "own-patient"] = "fail"
     # Official splits (image-folder): run split -> subfolder of `source`, e.g.
-    # {test: test, pool_and_train: train}; keys test + pool_and_train, or test + pool + train.
+    # {test: test, pool_and_train: train}; keys test + pool_and_train (+ val), or test + pool +
+    # train + val. Without val, real-val is cut by patient from pool_and_train.
     split_folders: dict[str, str] = field(default_factory=dict)
     # An image that does not decode: stop, or leave it out and list it (summary, dataset.json, report).
     on_corrupt: Literal["fail", "skip"] = "fail"
@@ -251,6 +261,9 @@ class SelectConfig:
     """Tuning-set selection: embedders and clustering."""
 
     k: int = param(10, ge=1)
+    # Clustered methods: cluster (and pick from) a seeded random sample of this many pool images
+    # per label (the thesis: 10,000); 0 = every pool image of the label.
+    cluster_images: int = param(0, ge=0)
     pixel_side: int = param(16, ge=1)
     n_neighbors: int = param(10, ge=1)
     # Embedding used by the methods that name none (`active`, `curated` pseudo-labels, retrieval).
@@ -372,9 +385,9 @@ class TuneConfig:
     """The optional tune-generation stage: Bayesian optimisation of sampling parameters.
 
     Each trial generates ``n_per_label`` images per label with the fine-tuned model, trains the
-    run's classifier on them and scores it on a validation split carved from real-train (by
-    patient where the source has patient IDs); real-test is never seen. Generate then uses the
-    best trial's parameters.
+    run's classifier on them and scores it on real-val (ingest's validation split, disjoint
+    from real-train and, by patient, from real-test); real-test is never seen. Generate then
+    uses the best trial's parameters.
     """
 
     # 0 = off: generate uses its own keys and the stage does nothing.
@@ -386,8 +399,6 @@ class TuneConfig:
     seed: int = 0
     n_per_label: int = param(64, ge=2)
     objective: Literal["cas-accuracy", "s2r-auroc"] = "s2r-auroc"
-    # Fraction of real-train (of its patients where it has patient IDs) scored on.
-    val_fraction: float = param(0.2, gt=0.0, lt=1.0)
     space: TuneSpaceConfig = field(default_factory=TuneSpaceConfig)
 
 
@@ -871,13 +882,7 @@ def validate(config: Config) -> None:
             "open_clip weights, a path or URI; tgap never uses random weights as CLIP)"
         )
 
-    split = config.data.split
-    total = split.pool_fraction + split.train_fraction + split.test_fraction
-    if abs(total - 1.0) > 1e-6:
-        raise ConfigError(
-            "data.split: pool_fraction, train_fraction and test_fraction must sum to 1 "
-            f"(got {split.pool_fraction} + {split.train_fraction} + {split.test_fraction})"
-        )
+    _validate_split(config.data)
     check_tune(config.generate)
     if config.diffusion.conditioning == "class-encoder":
         if config.finetune.train_text_encoder:
@@ -980,20 +985,53 @@ def config_from_parameters(parameters: dict[str, Any], base: Config | None = Non
     return config
 
 
-SPLIT_KEYS = ("test", "pool_and_train", "pool", "train")
+SPLIT_KEYS = ("test", "pool_and_train", "pool", "train", "val")
+
+
+def has_official_val(data: DataConfig) -> bool:
+    """Whether the source fixes real-val itself (MedMNIST's ``val_*`` arrays, a ``val`` split
+    folder or split value)."""
+    return (
+        data.format == "medmnist-npz"
+        or "val" in data.split_folders
+        or "val" in data.csv_format.split_values
+    )
+
+
+def _validate_split(data: DataConfig) -> None:
+    """The four fractions sum to 1; real-val has images to come from."""
+    split = data.split
+    fractions = (split.pool_fraction, split.train_fraction, split.val_fraction, split.test_fraction)
+    if abs(sum(fractions) - 1.0) > 1e-6:
+        raise ConfigError(
+            "data.split: pool_fraction, train_fraction, val_fraction and test_fraction must sum "
+            "to 1 (got {})".format(" + ".join(f"{f:g}" for f in fractions))
+        )
+    if split.val_fraction == 0 and not has_official_val(data):
+        raise ConfigError(
+            f"data.split.val_fraction: 0 but data.format {data.format} has no official validation "
+            "split here (expected > 0: real-val is where tuning and sweeps choose, never real-test)"
+        )
 
 
 def _validate_split_map(mapping: dict[str, str], key: str) -> None:
-    """``{test: ..., pool_and_train: ...}`` or ``{test, pool, train}``: run split -> folder/value."""
+    """``{test, pool_and_train}`` or ``{test, pool, train, val}`` (``val`` optional with
+    ``pool_and_train``): run split -> folder/value."""
     if not mapping:
         return
     unknown = sorted(set(mapping) - set(SPLIT_KEYS))
     if unknown:
         raise ConfigError(f"{key}: unknown split(s) {unknown} (known: {', '.join(SPLIT_KEYS)})")
-    keys = set(mapping)
+    keys = set(mapping) - {"val"}
     if keys not in ({"test", "pool_and_train"}, {"test", "pool", "train"}):
         raise ConfigError(
-            f"{key}: {sorted(keys)} must be test + pool_and_train, or test + pool + train"
+            f"{key}: {sorted(mapping)} must be test + pool_and_train (+ val), or test + pool + "
+            "train + val"
+        )
+    if keys == {"test", "pool", "train"} and "val" not in mapping:
+        raise ConfigError(
+            f"{key}: test + pool + train fix every image, so real-val has none to be cut from "
+            "(expected a val entry too)"
         )
     if any(not str(v).strip() for v in mapping.values()):
         raise ConfigError(f"{key}: empty folder/value in {mapping}")

@@ -1,4 +1,4 @@
-"""Ingest: real images from a local folder, ``s3://`` or ``gs://`` into three image sets.
+"""Ingest: real images from a local folder, ``s3://`` or ``gs://`` into four image sets.
 
 Formats (``data.format``)
     ``nih-csv``       NIH ChestX-ray14: ``Data_Entry_2017*.csv`` (``.gz`` too) + an images folder.
@@ -11,26 +11,32 @@ Formats (``data.format``)
     ``csv``           a manifest with one row per image (CheXpert / MIMIC-CXR style): path, label
                       column or one-hot finding columns, optional patient, split and view columns.
 
+The four sets are pool (tuning sets, retrieval), real-train, real-val (where every choice is made:
+tuning, sweeps) and real-test (sealed: read only by the tasks that report on it).
 Splits are by patient, stratified by label, seeded by ``data.split.seed``. NIH has ``Patient ID``;
 image folders and CSVs get patient IDs from ``data.patient_id_pattern`` (a regex with one group on
 the path) or a patient column. Without patient IDs each image is its own patient, and the summary
 says in words that the split is by image and leakage is possible. Official splits are kept:
 ``data.split_folders`` (image folders) and ``data.csv_format.split_column`` (CSVs) fix real-test
-(and optionally pool and real-train); a patient found in two official splits is reported, as a
-leak of the dataset itself. For ``medmnist-npz`` the
-official test split is kept as the real-test set and train+val are divided into pool and
-real-train by ``pool_fraction : train_fraction``: MedMNIST ships no patient IDs, and
-PneumoniaMNIST's official test split comes from the source dataset's own patient-disjoint test
-set, so it is the only split we can show shares no child with the others.
+(and optionally real-val, pool and real-train); the rest is cut by patient into the splits no
+official split fixes, in proportion to their fractions. A test patient's images in the other
+splits are dropped (``data.split.drop_test_patients``, counted in the summary); a patient found in
+two official splits and kept is reported, as a leak of the dataset itself. For ``medmnist-npz``
+the official test and validation splits are kept as real-test and real-val, and the official
+train split is divided into pool and real-train by ``pool_fraction : train_fraction``: MedMNIST
+ships no patient IDs, and PneumoniaMNIST's official test split comes from the source dataset's
+own patient-disjoint test set, so it is the only split we can show shares no child with the
+others.
 
 Images stream: metadata is read in full (112k NIH rows take well under a second), images are
 fetched and decoded a few at a time by a small thread pool, in source order, and written
-straight into the three ``ImageSetWriter``s. Any error leaves no output folder behind.
+straight into the four ``ImageSetWriter``s. Any error leaves no output folder behind.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -62,7 +68,7 @@ from tgap.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("pool", "train", "test")
+SPLITS = ("pool", "train", "val", "test")
 NIH_REQUIRED = ("Image Index", "Finding Labels", "Patient ID")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
@@ -139,12 +145,27 @@ def map_labels(rows: list[Row], data: DataConfig, where: str) -> None:
 
 
 def _fractions(split: SplitConfig) -> list[float]:
-    fractions = [split.pool_fraction, split.train_fraction, split.test_fraction]
+    """The split's fractions in ``SPLITS`` order, checked."""
+    fractions = [split.pool_fraction, split.train_fraction, split.val_fraction, split.test_fraction]
     if any(f < 0 or f > 1 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise IngestError(
-            f"data.split fractions pool/train/test = {fractions} must each be in [0, 1] and sum to 1"
+            f"data.split fractions pool/train/val/test = {fractions} must each be in [0, 1] and "
+            "sum to 1"
         )
     return fractions
+
+
+def _rest_of(split: SplitConfig, fixed: Iterable[str]) -> SplitConfig:
+    """The fractions the rows no official split fixes are cut by: the ``fixed`` splits' set to
+    0, the others rescaled to sum to 1 (their proportions kept)."""
+    fixed = set(fixed)
+    kept = {s: f for s, f in zip(SPLITS, _fractions(split), strict=True) if s not in fixed}
+    total = sum(kept.values())
+    if total <= 0:
+        raise IngestError(
+            f"data.split: every fraction of the splits left to cut ({sorted(kept)}) is 0"
+        )
+    return dataclasses.replace(split, **{f"{s}_fraction": kept.get(s, 0.0) / total for s in SPLITS})
 
 
 def _allocate(n: int, fractions: list[float]) -> list[int]:
@@ -192,8 +213,8 @@ def split_by_patient(
             images = sum(by_patient[p][label] for p in by_patient)
             raise IngestError(
                 f"label {label!r}: {len(patients)} patients ({images} images) are too few for "
-                f"the split pool/train/test = {fractions}: every split needs at least one patient "
-                f"of every label"
+                f"the split pool/train/val/test = {fractions}: every split needs at least one "
+                f"patient of every label"
             )
         rng = np.random.default_rng(derive_seed(split.seed, "ingest-split", label))
         order = [patients[i] for i in rng.permutation(len(patients))]
@@ -467,7 +488,8 @@ def read_npz(uri: str, what: str) -> np.lib.npyio.NpzFile:
 
 def _split_of(mapping: dict[str, str]) -> dict[str, str]:
     """Run split keys of ``data.split_folders`` / ``split_values`` -> the row's fixed split."""
-    # pool_and_train is divided later, by patient, into pool and real-train.
+    # pool_and_train is divided later, by patient, into pool and real-train (and real-val when
+    # no official split fixes it).
     return {key: ("" if key == "pool_and_train" else key) for key in mapping}
 
 
@@ -738,7 +760,7 @@ def _medmnist_rows(data: DataConfig) -> tuple[list[Row], dict[str, Any], dict[st
                     f"{split}-{i}",
                     ident,
                 )
-                row.split = "test" if split == "test" else ""
+                row.split = split if split in ("val", "test") else ""
                 rows.append(row)
     map_labels(rows, data, uri)
     return rows, {"npz": uri, "rows_read": len(rows), "filtered_out": 0}, arrays
@@ -784,7 +806,7 @@ def _file_loader(resolution: int) -> Callable[[Row], np.ndarray]:
 def _check_outputs(dirs: list[Path]) -> list[bool]:
     if len({d.resolve() for d in dirs}) != len(dirs):
         raise IngestError(
-            f"pool/train/test output folders must differ, got {[str(d) for d in dirs]}"
+            f"pool/train/val/test output folders must differ, got {[str(d) for d in dirs]}"
         )
     existed = []
     for d in dirs:
@@ -825,27 +847,70 @@ def _split_statement(data: DataConfig, patients: dict[str, Any], fixed: str) -> 
         )
         warning = (
             "Patients are not known, so the split is by image and leakage is possible: images of "
-            f"one patient may be in more than one of pool, real-train and real-test ({hint})."
+            "one patient may be in more than one of pool, real-train, real-val and real-test "
+            f"({hint})."
         )
     return {"split": f"{fixed}; {how}" if fixed else how, "leakage_warning": warning}
+
+
+def _drop_test_patients(
+    rows: list[Row], patients_known: bool, on: bool
+) -> tuple[list[Row], dict[str, Any] | None]:
+    """Rows without the images that test patients have outside the official test split.
+
+    Returns the rows kept and what the summary says: None when patients are unknown (nothing
+    can be checked), else how many patients and images were dropped, by the split they were in
+    (``pool_and_train`` = not yet divided). With ``on`` false nothing is dropped and the count
+    is 0 (those patients are then reported as shared between splits).
+    """
+    if not patients_known:
+        return rows, None
+    test_patients = {r.patient_id for r in rows if r.split == "test"}
+    dropped = [r for r in rows if r.split != "test" and r.patient_id in test_patients] if on else []
+    by_split = Counter(r.split or "pool_and_train" for r in dropped)
+    info = {
+        "on": on,
+        "patients": len({r.patient_id for r in dropped}),
+        "images": len(dropped),
+        "by_split": dict(sorted(by_split.items())),
+    }
+    if not dropped:
+        return rows, info
+    gone = {id(r) for r in dropped}
+    return [r for r in rows if id(r) not in gone], info
+
+
+def _assign_splits(rows: list[Row], data: DataConfig, fixed: list[str]) -> None:
+    """Cut the rows no official split fixes into the splits no official split fixes."""
+    if all(r.split for r in rows):
+        return
+    if "val" not in fixed and data.split.val_fraction == 0:
+        raise IngestError(
+            f"{data.source}: no official validation split and data.split.val_fraction is 0: "
+            "real-val would be empty (set data.split.val_fraction > 0)"
+        )
+    split_by_patient(rows, _rest_of(data.split, fixed), data.labels, fixed)
 
 
 def ingest(
     data: DataConfig,
     pool_dir: str | Path,
     train_dir: str | Path,
+    val_dir: str | Path,
     test_dir: str | Path,
+    *,
     cache_dir: str | Path | None = None,
 ) -> dict:
-    """Read ``data.source`` and write the pool, real-train and real-test image sets.
+    """Read ``data.source`` and write the pool, real-train, real-val and real-test image sets.
 
     Returns the summary: counts per split and label, how the split was made and whether
     patients are known (``shared_patients`` is None when not: never "0 shared" for unknown
-    patients), patients found in two official splits, skipped and filtered rows, the source URI
-    and timing. The same facts go into each set's ``dataset.json`` under ``ingest``.
+    patients), test patients' images dropped from the other splits, patients found in two
+    official splits, skipped and filtered rows, the source URI and timing. The same facts go
+    into each set's ``dataset.json`` under ``ingest``.
     """
     start = time.perf_counter()
-    outs = [Path(pool_dir), Path(train_dir), Path(test_dir)]
+    outs = [Path(pool_dir), Path(train_dir), Path(val_dir), Path(test_dir)]
     existed = _check_outputs(outs)
     _fractions(data.split)
     cache = Path(cache_dir) if cache_dir is not None else None
@@ -868,7 +933,7 @@ def ingest(
     elif data.format == "medmnist-npz":
         rows, info, arrays = _medmnist_rows(data)
         patients_info = {"patients_known": False, "patient_ids": "none (MedMNIST ships none)"}
-        official = "official test split kept as test"
+        official = "official test and validation splits kept as test and val"
     else:
         raise IngestError(
             f"data.format {data.format!r} is not one of nih-csv, image-folder, csv, medmnist-npz"
@@ -876,19 +941,12 @@ def ingest(
 
     rows = _limit(rows, data.max_images, data.split.seed)
     fixed = sorted({r.split for r in rows if r.split})
-    split_fractions = data.split
-    if fixed:
-        if "test" not in fixed:
-            raise IngestError(f"{data.source}: no image falls in the official test split")
-        total = data.split.pool_fraction + data.split.train_fraction
-        split_fractions = SplitConfig(
-            data.split.pool_fraction / total,
-            data.split.train_fraction / total,
-            0.0,
-            data.split.seed,
-        )
-    if any(not r.split for r in rows):
-        split_by_patient(rows, split_fractions, data.labels, fixed)
+    if fixed and "test" not in fixed:
+        raise IngestError(f"{data.source}: no image falls in the official test split")
+    rows, dropped = _drop_test_patients(
+        rows, patients_info["patients_known"], data.split.drop_test_patients
+    )
+    _assign_splits(rows, data, fixed)
     planned = {s: Counter(r.label for r in rows if r.split == s) for s in SPLITS}
     for s in SPLITS:
         for label in data.labels:
@@ -951,6 +1009,7 @@ def ingest(
             summary = _summary(
                 data, info, patients_info, official, counts, patients, corrupt, n_corrupt, fixed
             )
+            summary["test_patients_dropped"] = dropped
             for writer in writers.values():
                 writer.info["ingest"] = {k: summary[k] for k in DATASET_KEYS if k in summary}
     except BaseException:
@@ -972,8 +1031,13 @@ def ingest(
             summary["cross_split_patients_total"],
             summary["cross_split_patients"],
         )
+    if dropped and dropped["images"]:
+        log.warning(
+            "ingest: dropped %d images of %d test patients from %s (data.split.drop_test_patients)",
+            dropped["images"], dropped["patients"], dropped["by_split"],
+        )  # fmt: skip
     log.info(
-        "ingest %s (%s): %s images, pool/train/test %s, patients shared %s, %d skipped, %.1fs",
+        "ingest %s (%s): %s images, pool/train/val/test %s, patients shared %s, %d skipped, %.1fs",
         data.source,
         data.format,
         sum(summary["totals"].values()),
@@ -996,6 +1060,7 @@ DATASET_KEYS = (
     "shared_patients_total",
     "cross_split_patients",
     "cross_split_patients_total",
+    "test_patients_dropped",
     "unmatched_own_patient",
     "unmatched_files",
     "skipped_missing",
@@ -1071,6 +1136,14 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         lines += [f"**Warning:** {summary['leakage_warning']}", ""]
     elif summary.get("shared_patients_total") is not None:
         lines += [f"Patients shared between splits: {summary['shared_patients_total']}.", ""]
+    dropped = summary.get("test_patients_dropped")
+    if dropped and dropped["images"]:
+        lines += [
+            f"**Sealed real-test:** dropped {dropped['images']} images of {dropped['patients']} "
+            f"patients who also have images in real-test (from {dropped['by_split']}; "
+            "data.split.drop_test_patients).",
+            "",
+        ]
     if summary.get("cross_split_patients_total"):
         lines += [
             f"**Leak in the dataset itself:** {summary['cross_split_patients_total']} patients "

@@ -177,8 +177,8 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
         )
     labels = len(data.labels)
     split = data.split
-    n_pool, n_train, n_test = (round(n_source * f) for f in (
-        split.pool_fraction, split.train_fraction, split.test_fraction))  # fmt: skip
+    n_pool, n_train, n_val, n_test = (round(n_source * f) for f in (
+        split.pool_fraction, split.train_fraction, split.val_fraction, split.test_fraction))  # fmt: skip
     png = PNG_BYTES_PER_PIXEL * data.resolution**2
     gen_png = PNG_BYTES_PER_PIXEL * config.diffusion.sample_size**2
     diffusion_scale = (config.diffusion.sample_size / SD15_RESOLUTION) ** 2
@@ -336,7 +336,7 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
                     "tune-generation", "classifier_train_images_per_s",
                     work["images"] * clf.epochs, clf_scale,
                 )  # fmt: skip
-                val = config.generate.tune.val_fraction * n_train * clf.resolution**2
+                val = n_val * clf.resolution**2  # real-val, held at the classifier's size
                 trial = classifier_train_bytes(
                     work["images"] / max(1, work["trials_per_cell"]), clf.resolution,
                     config.diffusion.sample_size, clf.val_fraction, legacy,

@@ -191,6 +191,44 @@ def _model_sources(
     return sources
 
 
+# The pipeline tasks (display names) that read ingest's real-val and real-test outputs;
+# tests/test_pipeline.py checks these against the compiled spec. Choices are made on real-val;
+# real-test is read only by the tasks that report on it.
+REAL_VAL_READERS = ("tune-generation",)
+REAL_TEST_READERS = ("evaluate-S2R", "evaluate-R2R", "supplementation", "compute-FTER")
+
+
+def choices(config: Config) -> dict[str, dict[str, str]]:
+    """Which data chose each setting a run picks by itself (``chosen_on``), for the report.
+
+    Settings a config fixes are fixed by a person before the run; this lists only what the run
+    picks from data, and says that no choice reads real-test.
+    """
+    tune = config.generate.tune
+    active = config.finetune.active
+    made = {
+        "generate.tune (guidance, steps, scheduler)": {
+            "chosen_on": "real-val" if tune.trials else "not tuned (generate.tune.trials is 0)",
+        },
+        "classifier early stopping and threshold": {
+            "chosen_on": "a validation split carved from each classifier's own training images "
+            "(classifier.val_fraction)",
+        },
+        "finetune.active.threshold": {
+            "chosen_on": "the tuning set's own batches (from pool), before training"
+            if active.threshold == "auto"
+            else f"fixed in config ({active.threshold})",
+        },
+    }
+    return {
+        **made,
+        "real-test": {
+            "read_by": ", ".join(REAL_TEST_READERS),
+            "chosen_on": "nothing: real-test is read only by the tasks that report on it",
+        },
+    }
+
+
 def collect_provenance(
     config: Config,
     grid_rows: list[dict],
@@ -219,4 +257,5 @@ def collect_provenance(
         "seeds": sorted({int(r["seed"]) for r in grid_rows}),
         "grid_rows": len(grid_rows),
         "stage_seconds": _stage_seconds(cell_dirs),
+        "choices": choices(config),
     }

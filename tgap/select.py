@@ -228,6 +228,14 @@ def _embedder_info(embeddings_dir: Path, name: str) -> str:
     return json.loads(path.read_text()).get("description", name) if path.is_file() else name
 
 
+def _cluster_sample(members: np.ndarray, n: int, seed: int, label: str) -> np.ndarray:
+    """``n`` of a label's pool indices, seeded and sorted (``n`` 0 or >= all: every one)."""
+    if n == 0 or n >= len(members):
+        return members
+    rng = np.random.default_rng(derive_seed(seed, "cluster-sample", label))
+    return np.sort(rng.choice(members, size=n, replace=False))
+
+
 def _check_size(size: int, available: int, label: str, what: str) -> None:
     if size < 1:
         raise SelectionError(f"size={size}: expected at least 1 image per label")
@@ -280,6 +288,7 @@ def select_tuning_set(
             report.embedder_description = _embedder_info(embeddings_dir, method.embedder)
             report.clustering = {
                 "k": select.k,
+                "cluster_images": select.cluster_images,
                 "n_neighbors": select.n_neighbors,
                 "clustering": (
                     "sklearn SpectralClustering(affinity=nearest_neighbors, "
@@ -296,12 +305,20 @@ def select_tuning_set(
                     f"{label!r} images"
                 )
             _check_size(size, len(members), label, "in the pool")
+            if vectors is not None and 0 < select.cluster_images < select.k:
+                raise SelectionError(
+                    f"select.cluster_images={select.cluster_images} is fewer than select.k="
+                    f"{select.k} clusters"
+                )
             if vectors is not None and size < select.k:
                 raise SelectionError(
                     f"size={size} per label is smaller than select.k={select.k} clusters: every "
                     "cluster needs at least one pick"
                 )
             rng = np.random.default_rng(derive_seed(seed, "select", method.selection, label))
+            pool_count = len(members)
+            if vectors is not None:
+                members = _cluster_sample(members, select.cluster_images, seed, label)
             shares = None
             if vectors is None:
                 chosen = rng.choice(members, size=size, replace=False)
@@ -320,7 +337,7 @@ def select_tuning_set(
                 picked=int(len(chosen)),
                 unique=unique,
                 duplicates=int(len(chosen) - unique),
-                pool_count=int(len(members)),
+                pool_count=int(pool_count),
                 clusters=shares,
             )
             picks[label] = chosen

@@ -6,9 +6,9 @@ on synthetic, test on real). ``tune_generation`` does that per fine-tuned model 
 
 - each trial generates ``generate.tune.n_per_label`` images per label with the trial's
   parameters (``tgap.diffusion.generate.generate_image_set``), trains the run's classifier on
-  them (``tgap.classify.train_classifier``) and scores it on a validation split carved from
-  **real-train** (``validation_split``: by patient where the source has patient IDs). real-test is
-  not an input of this stage, so tuning can never see it;
+  them (``tgap.classify.train_classifier``) and scores it on **real-val**, ingest's validation
+  split (the source's official one, or cut by patient; ``check_real_val`` refuses any other
+  set). real-test is not an input of this stage, so tuning can never see it;
 - the sampler (TPE or GP) is seeded, every trial generates from the same seeds (only the
   parameters differ between trials) and the classifier is seeded: a study is deterministic for
   a seed on the same machine;
@@ -54,44 +54,18 @@ class TuneError(ValueError):
 # --------------------------------------------------------------------------- the real split
 
 
-def validation_split(real_train: ImageSet, fraction: float, seed: int) -> np.ndarray:
-    """Sorted indices of the tuning objective's images: ``fraction`` of real-train's patients.
-
-    Grouped by patient (images without a patient ID are their own group), stratified by the
-    label most of a patient's images have, seeded. Refuses any set that is not real-train, so
-    the objective cannot be computed on real-test by mistake.
-    """
-    if not 0 < fraction < 1:
-        raise TuneError(f"generate.tune.val_fraction {fraction}: expected a value in (0, 1)")
-    splits = {r.split for r in real_train.records}
-    if splits != {"train"}:
+def check_real_val(real_val: ImageSet) -> None:
+    """Refuse any set that is not ingest's real-val (manifest split ``val``) or lacks a label,
+    so the objective cannot be computed on real-test, or on real-train, by mistake."""
+    splits = {r.split for r in real_val.records}
+    if splits != {"val"}:
         raise TuneError(
-            f"{real_train.root}: the tuning objective is scored on real-train only, but this set "
+            f"{real_val.root}: the tuning objective is scored on real-val only, but this set "
             f"has split(s) {sorted(splits)}"
         )
-    y = real_train.label_indices
-    groups: dict[str, list[int]] = {}
-    for i, record in enumerate(real_train.records):
-        groups.setdefault(record.patient_id or f"image:{record.file}", []).append(i)
-    strata: dict[int, list[str]] = {}
-    for patient, idx in groups.items():
-        strata.setdefault(int(np.bincount(y[idx]).argmax()), []).append(patient)
-    rng = np.random.default_rng(derive_seed(seed, "tune", "validation"))
-    chosen: list[int] = []
-    for c in sorted(strata):
-        patients = sorted(strata[c])
-        order = rng.permutation(len(patients))
-        n = max(1, round(fraction * len(patients)))
-        for k in order[:n]:
-            chosen.extend(groups[patients[k]])
-    chosen_idx = np.sort(np.array(chosen, dtype=np.int64))
-    missing = [label for c, label in enumerate(real_train.labels) if not (y[chosen_idx] == c).any()]
+    missing = [label for label, n in real_val.counts().items() if n == 0]
     if missing:
-        raise TuneError(
-            f"{real_train.root}: the tuning validation split has no image of {missing}; "
-            "raise generate.tune.val_fraction"
-        )
-    return chosen_idx
+        raise TuneError(f"{real_val.root}: real-val has no image of {missing}")
 
 
 # --------------------------------------------------------------------------- the study
@@ -179,7 +153,7 @@ def tuned_generate(generate: GenerateConfig, tuning_dir: str | Path | None) -> G
 
 def tune_generation(
     model_dir: str | Path,
-    real_train: ImageSet,
+    real_val: ImageSet,
     method: str,
     seed: int,
     prompt: PromptConfig,
@@ -230,11 +204,12 @@ def tune_generation(
         )
 
     start = time.perf_counter()
-    val_idx = validation_split(real_train, tune.val_fraction, seed)
+    check_real_val(real_val)
+    val_idx = np.arange(len(real_val))
     # At the classifier's resolution (what each trial's classifier sees): one copy, read in chunks.
-    val_images = load_resized(real_train, val_idx, classifier.resolution)
-    y_val = real_train.label_indices[val_idx]
-    labels = list(real_train.labels)
+    val_images = load_resized(real_val, val_idx, classifier.resolution)
+    y_val = real_val.label_indices
+    labels = list(real_val.labels)
     study_seed = derive_seed(seed, "tune", tune.seed)
     # Every trial samples from the same image seeds: trials differ only by their parameters.
     image_seed = derive_seed(seed, "tune", "images")
@@ -339,14 +314,14 @@ def tune_generation(
         "baseline": {"number": 0, "value": first["value"]} if is_baseline else None,
         "trials": trials,
         "validation": {
-            "set": str(real_train.root),
-            "content_hash": real_train.info.get("content_hash", ""),
-            "fraction": tune.val_fraction,
+            "set": str(real_val.root),
+            "content_hash": real_val.info.get("content_hash", ""),
             "n_images": int(len(val_idx)),
             "counts": counts,
-            "n_patients": len({real_train.records[i].patient_id for i in val_idx}),
-            "split": "carved from real-train by patient; real-test is not an input",
+            "n_patients": len({r.patient_id for r in real_val.records}),
+            "split": "real-val (ingest's validation split); real-test is not an input",
         },
+        "chosen_on": "real-val",
         "n_per_label": tune.n_per_label,
         "message": f"best of {len(trials)} trials: {tune.objective} {best['value']:.4f} at "
         f"guidance {params['guidance_scale']:.3g}, {params['steps']} {params['scheduler']} steps",

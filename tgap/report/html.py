@@ -316,7 +316,15 @@ def data_section(ingest: dict[str, Any] | None) -> str:
     elif ingest.get("shared_patients_total") is not None:
         parts.append(
             f'<div class="ok">Patients ({esc(ingest.get("patient_ids", ""))}) shared between '
-            f"pool, real-train and real-test: {esc(ingest['shared_patients_total'])}.</div>"
+            f"pool, real-train, real-val and real-test: {esc(ingest['shared_patients_total'])}.</div>"
+        )
+    dropped = ingest.get("test_patients_dropped") or {}
+    if dropped.get("images"):
+        parts.append(
+            f'<div class="ok">Sealed real-test: {esc(dropped["images"])} images of '
+            f"{esc(dropped['patients'])} patients who also have images in real-test were dropped "
+            f"from the other splits ({esc(dropped.get('by_split'))}; "
+            "data.split.drop_test_patients).</div>"
         )
     if ingest.get("cross_split_patients_total"):
         parts.append(

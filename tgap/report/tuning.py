@@ -1,8 +1,8 @@
 """The report's tune-generation section: chosen parameters per cell, trial tables, history plots.
 
 Reads each cell's ``tuning.json`` asset (copied there by generate when the study tuned). Scores
-are on the tuning validation split carved from real-train, never on real-test: the S→R tables
-above are the real-test numbers.
+are on real-val (ingest's validation split), never on real-test: the S→R tables above are the
+real-test numbers.
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ def tuning_section(cells: list[Cell], budget: ImageBudget, trials_configured: in
             )  # fmt: skip
         )
     parts = [
-        f'<p class="note">{len(tuned)} cell(s) tuned. Scores are on the tuning validation split '
-        "carved from real-train (by patient), never on real-test; generate then used the best "
+        f'<p class="note">{len(tuned)} cell(s) tuned. Scores are on real-val (ingest\'s '
+        "validation split), never on real-test; generate then used the best "
         "trial's parameters, so the S→R tables above are after tuning.</p>",
         f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>',
     ]
