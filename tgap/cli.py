@@ -75,11 +75,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from tgap.plan import format_plan, memory_warnings, plan
+    from tgap.transfer import format_transfers, transfers
 
     config = load_config(args.config, args.overrides)
     stages = plan(config, legacy=args.legacy)
     warnings = memory_warnings(stages, config)
     print(format_plan(stages, config.cluster.parallelism, warnings))
+    print()
+    print(format_transfers(transfers(config, args.shard_size), args.shard_size,
+                           args.object_latency_ms, args.bandwidth_mb_s))  # fmt: skip
     return 0
 
 
@@ -121,12 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comp.set_defaults(func=cmd_compile)
 
+    from tgap.imageset import SHARD_SIZE
+    from tgap.transfer import DEFAULT_BANDWIDTH_MB_S, DEFAULT_LATENCY_MS
+
     plan = sub.add_parser(
         "plan",
         help="what a run will cost, before it runs: tasks, GPU-hours, bytes per stage",
         description="Per stage: tasks (on GPUs), units of work, artifact bytes, GPU-hours, "
         "CPU-hours and wall time at cluster.parallelism, from the throughputs in "
-        "cluster.throughput. The last line is the total.",
+        "cluster.throughput, then a total line. Then per stage: objects and bytes downloaded "
+        "and uploaded, and the transfer time at a per-object latency and a bandwidth, then a "
+        "`transfer` total line.",
     )
     add_config_arguments(plan)
     plan.add_argument(
@@ -134,6 +143,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="model the pipeline as it was before per-stage placement and shared work "
         "(only fine-tune and generate on GPUs, full model copies, work repeated per row)",
+    )
+    plan.add_argument(
+        "--shard-size",
+        type=int,
+        default=SHARD_SIZE,
+        help=f"images per image-set shard (default {SHARD_SIZE}, what runs write; 1 models one "
+        "object per image, the layout before shards)",
+    )
+    plan.add_argument(
+        "--object-latency-ms",
+        type=float,
+        default=DEFAULT_LATENCY_MS,
+        help=f"per-object round trip of a download or upload (default {DEFAULT_LATENCY_MS:g})",
+    )
+    plan.add_argument(
+        "--bandwidth-mb-s",
+        type=float,
+        default=DEFAULT_BANDWIDTH_MB_S,
+        help=f"object-store bandwidth of one task, MB/s (default {DEFAULT_BANDWIDTH_MB_S:g})",
     )
     plan.set_defaults(func=cmd_plan)
 
