@@ -15,7 +15,6 @@ def compute_fter(
     synthetic: Input[Dataset],
     real_test: Input[Dataset],
     tuning_set: Input[Dataset],
-    model: Input[Model],
     reference_classifier: Input[Model],
     select: dict,
     evaluation: dict,
@@ -25,7 +24,8 @@ def compute_fter(
     """Combine the two-way evaluation of a grid row into its results row (`cell/cell.json`).
 
     A per-seed item (`no-finetune`) gives one cell per size, in `size-<n>/` sub-folders.
-    `model` is the generator (the base model for `no-finetune`; unused for `retrieval`).
+    The generator's description, training log and stage time come from beside the synthetic
+    set (generate copies them there), so no model is downloaded.
     `clip_fingerprint` is the CLIP weights' hash (the distribution embedder may be CLIP).
     No KFP Metrics output: the report's one Metrics artifact carries every cell's numbers under
     names the compare page can tell apart (`fter.<method>.<size>`); see evaluate_classifier.
@@ -39,7 +39,12 @@ def compute_fter(
     from tgap.evaluation import compute_cell, read_supplementation
     from tgap.grid import cell_folders, row_kind
     from tgap.imageset import ImageSet
-    from tgap.provenance import STAGE_SECONDS, STAGE_TIME, read_stage_times
+    from tgap.provenance import (
+        GENERATOR_STAGE_TIME,
+        STAGE_SECONDS,
+        STAGE_TIME,
+        read_stage_times,
+    )
 
     started = time.perf_counter()
     evaluation_cfg = section(EvaluationConfig, evaluation, "evaluation")
@@ -50,18 +55,15 @@ def compute_fter(
     )
     kind = row_kind({"size": 0, **item})
     stage_folders = {
-        "fine-tune": model.path,
         "generate": synthetic.path,
         "evaluate-S2R": s2r.path,
         "evaluate-R2S": r2s.path,
         "evaluate-R2R": r2r.path,
         "supplementation": supplementation.path,
     }
-    if kind != "finetune":  # no fine-tune ran for this item; `model` is the base model
-        del stage_folders["fine-tune"]
     if kind == "retrieval":  # the synthetic side is select's retrieved set
         del stage_folders["generate"]
-    sources = [Path(synthetic.path)] + ([Path(model.path)] if kind != "retrieval" else [])
+    generator_time = Path(synthetic.path) / GENERATOR_STAGE_TIME
     curve = read_supplementation(supplementation.path)
     cells = cell_folders(item, cell.path)
     for (row, tuning_dir), (_, cell_dir) in zip(
@@ -69,9 +71,10 @@ def compute_fter(
     ):
         extras = {
             p.name: p
-            for folder in (*sources, tuning_dir)
+            for folder in (Path(synthetic.path), tuning_dir)
             for p in sorted(folder.glob("*"))
-            if p.suffix in (".json", ".png") and p.name not in ("dataset.json", STAGE_TIME)
+            if p.suffix in (".json", ".png")
+            and p.name not in ("dataset.json", STAGE_TIME, GENERATOR_STAGE_TIME)
         }
         # Real test images beside the synthetic grids (drawn once, by ingest).
         extras.update({p.name: p for p in sorted(Path(real_test.path).glob("real_grid_*.png"))})
@@ -91,6 +94,8 @@ def compute_fter(
         )
         # This cell's stage times, for the report's provenance.
         seconds = read_stage_times({"select": tuning_set.path, **stage_folders})
+        if kind == "finetune" and generator_time.is_file():  # the fine-tuned model's own time
+            seconds["fine-tune"] = json.loads(generator_time.read_text())["seconds"]
         tuning = Path(synthetic.path) / "tuning.json"  # generate copies it there when it tuned
         if tuning.is_file():
             seconds["tune-generation"] = json.loads(tuning.read_text())["seconds"]

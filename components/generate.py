@@ -18,7 +18,8 @@ def generate(
     The item is a fine-tuning row, or a `no-finetune` per-seed item (the base model generates
     once per seed, shared by every tuning-set size). With tuning on (fine-tuning rows), the
     tune-generation stage's best parameters replace generate's own, and its tuning.json +
-    history plot travel beside the images into the FTER cell's assets.
+    history plot travel beside the images into the FTER cell's assets, as do the model's
+    description, training log and stage time (`tgap.provenance.copy_generator_record`).
     """
     import json
     from pathlib import Path
@@ -26,7 +27,7 @@ def generate(
     from tgap.config import DataConfig, DiffusionConfig, GenerateConfig, PromptConfig, section
     from tgap.diffusion.generate import generate_image_set
     from tgap.grid import row_kind
-    from tgap.provenance import timed_stage
+    from tgap.provenance import copy_generator_record, timed_stage
     from tgap.tune import copy_tuning_record, tuned_generate
 
     generate_cfg = section(GenerateConfig, generate, "generate")
@@ -43,6 +44,9 @@ def generate(
             seed=int(item["seed"]),
             out_dir=synthetic.path,
         )
+    # The model's description, training log and stage time travel beside the images into the
+    # FTER cell, so compute-FTER never downloads the model.
+    copy_generator_record(model.path, synthetic.path)
     if row_kind({"size": 0, **item}) == "no-finetune":
         # What the report shows for a model that was not fine-tuned.
         log = {

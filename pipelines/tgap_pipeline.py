@@ -210,9 +210,8 @@ def build_pipeline(
                 item=item, s2r=s2r.outputs["result"], r2s=r2s.outputs["result"],
                 r2r=r2r.outputs["result"], supplementation=curve.outputs["curve"],
                 synthetic=synthetic, real_test=real_test,
-                tuning_set=selected.outputs["tuning_set"], model=model,
-                reference_classifier=reference_model, select=select, evaluation=evaluation,
-                clip_fingerprint=clip,
+                tuning_set=selected.outputs["tuning_set"], reference_classifier=reference_model,
+                select=select, evaluation=evaluation, clip_fingerprint=clip,
             ).set_display_name("compute-FTER"), True)  # fmt: skip
 
         # The data-dependent checks of every row; no select, fine-tune or generate task starts

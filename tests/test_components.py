@@ -12,6 +12,7 @@ a per-seed ``no-finetune`` item with two sizes, and a retrieval row.
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import shutil
 from pathlib import Path
@@ -209,7 +210,7 @@ def tuned(stage, args, out, artifact, base, selected, reference, class_images):
 
 @pytest.fixture(scope="module")
 def generators(tuned, base):
-    """The model each item generates with (`model` of compute-FTER): the base for the others."""
+    """The model each item generates with: the base for the others."""
     return {"random": tuned, "no-finetune": base, "retrieval": base}
 
 
@@ -296,7 +297,7 @@ def curves(stage, args, out, artifact, ingested, generated):
     return outputs
 
 
-def fter_inputs(args, artifact, ingested, selected, generators, generated, evaluated, reference):
+def fter_inputs(args, artifact, ingested, selected, generated, evaluated, reference):
     def inputs(name: str, supplementation: Path) -> dict:
         return dict(
             item=ITEMS[name],
@@ -307,7 +308,6 @@ def fter_inputs(args, artifact, ingested, selected, generators, generated, evalu
             synthetic=artifact(Dataset, generated[name]),
             real_test=artifact(Dataset, ingested["real_test"]),
             tuning_set=artifact(Dataset, selected[name]["tuning_set"]),
-            model=artifact(Model, generators[name]),
             reference_classifier=artifact(Model, reference),
             select=args["select"],
             evaluation=args["evaluation"],
@@ -318,12 +318,10 @@ def fter_inputs(args, artifact, ingested, selected, generators, generated, evalu
 
 @pytest.fixture(scope="module")
 def cells(
-    stage, args, out, artifact, ingested, selected, generators, generated, evaluated, curves,
+    stage, args, out, artifact, ingested, selected, generated, evaluated, curves,
     reference,
 ):  # fmt: skip
-    inputs = fter_inputs(
-        args, artifact, ingested, selected, generators, generated, evaluated, reference
-    )
+    inputs = fter_inputs(args, artifact, ingested, selected, generated, evaluated, reference)
     outputs = {}
     for name in ITEMS:
         o = {
@@ -568,14 +566,20 @@ def test_finetune_stores_the_trained_unet_and_a_reference_to_the_base(
         )
 
 
-def test_generate_samples_n_per_label_with_the_item_model(generated, base):
+def test_generate_samples_n_per_label_with_the_item_model(generated, base, tuned):
     grids = ["grid_no-finding.png", "grid_unhealthy.png"]
     for name in ("random", "no-finetune"):
         synthetic = ImageSet(generated[name])
         assert synthetic.counts() == {label: 8 for label in synthetic.labels}
         assert synthetic.resolution == 16
         assert sorted(p.name for p in generated[name].glob("grid_*.png")) == grids
-    assert not (generated["random"] / "training_log.json").exists()
+    # The generator's small files travel beside the images (compute-FTER reads them there).
+    for name in ("training_log.json", "tgap_model.json"):
+        assert (generated["random"] / name).read_bytes() == (tuned / name).read_bytes()
+    assert (generated["random"] / "generator_stage_time.json").is_file()
+    assert (generated["no-finetune"] / "tgap_model.json").read_bytes() == (
+        base / "tgap_model.json"
+    ).read_bytes()
     # The no-finetune item says what the report shows for a model that was not fine-tuned.
     log = TrainingLog.read(generated["no-finetune"])
     assert log.method == "no-finetune" and not log.fine_tuned and "base model" in log.message
@@ -628,7 +632,7 @@ def test_supplementation_trains_one_classifier_per_ratio_and_r0_is_the_real_clas
 
 
 def test_compute_fter_writes_each_items_cells_from_the_evaluations_and_the_curve(
-    cells, evaluated, curves, selected
+    stage, cells, evaluated, curves, selected
 ):
     for name in ITEMS:
         s2r = Evaluation.read(evaluated[name]["s2r"]["result"].path)["auroc"]
@@ -651,18 +655,19 @@ def test_compute_fter_writes_each_items_cells_from_the_evaluations_and_the_curve
             assert {"select", "evaluate-S2R", "supplementation", "compute-FTER"} <= set(seconds)
             assert ("fine-tune" in seconds) == (KIND[name] == "finetune")
             assert ("generate" in seconds) == (KIND[name] != "retrieval")
-    assert "training_log.json" in CellArtifact.read(Path(cells["random"]["cell"].path)).assets
+    # The fine-tuned generator's files come from beside the synthetic set, not from the model.
+    tuned_cell = CellArtifact.read(Path(cells["random"]["cell"].path))
+    assert {"training_log.json", "tgap_model.json"} <= set(tuned_cell.assets)
+    assert "model" not in inspect.signature(stage.compute_fter.python_func).parameters
     nf = CellArtifact.read(Path(cells["no-finetune"]["cell"].path) / "size-8")
     assert "training_log.json" in nf.assets  # generate's "not fine-tuned" log
 
 
 def test_compute_fter_reads_the_curve_and_trains_nothing(
-    stage, args, artifact, tmp_path, ingested, selected, generators, generated, evaluated,
+    stage, args, artifact, tmp_path, ingested, selected, generated, evaluated,
     reference,
 ):  # fmt: skip
-    inputs = fter_inputs(
-        args, artifact, ingested, selected, generators, generated, evaluated, reference
-    )
+    inputs = fter_inputs(args, artifact, ingested, selected, generated, evaluated, reference)
     not_a_curve = tmp_path / "curve"
     not_a_curve.mkdir()
     with pytest.raises(EvaluationError, match="not a supplementation folder"):

@@ -76,8 +76,8 @@ def assert_no_outputs(tmp: Path, tag: str = "out") -> None:
     assert left == [], f"ingest left {left}"
 
 
-def manifests(dirs) -> list[bytes]:
-    return [(Path(d) / "manifest.csv").read_bytes() for d in dirs]
+def manifests(dirs) -> list[list]:
+    return [ImageSet(d).records for d in dirs]
 
 
 def hashes(dirs) -> list[str]:

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from tgap.config import load_config
+from tgap.imageset import ImageSet
 from tgap.local_run import run_local
 
 MICRO = Path("pipelines/configs/micro.yaml")
@@ -149,7 +150,7 @@ def test_external_cell_has_its_file_hash_and_no_fine_tune_or_generation(run):
     assert not (Path(cell["_dir"]) / "assets" / "training_log.json").exists()
     # Memorisation against the pool: the "tuning set" of an external cell is the whole pool.
     pool = next((out / "artifacts").glob("**/ingest*/pool"))
-    assert cell["n_tuning"] == len((pool / "manifest.csv").read_text().splitlines()) - 1
+    assert cell["n_tuning"] == len(ImageSet(pool))
     for key in ("fid", "precision", "recall", "near_copy_fraction"):
         assert cell[key] is not None and math.isfinite(cell[key]), key
 

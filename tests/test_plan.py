@@ -7,13 +7,19 @@ import pytest
 from tgap.cli import main
 from tgap.config import ConfigError, check_placement, load_config, quantity_bytes
 from tgap.plan import classifier_train_bytes, memory_warnings, plan, sd15_lora_params
+from tgap.transfer import StageTransfer, format_transfers, image_set, transfers
 
 THESIS = "pipelines/configs/thesis.yaml"
 
 
+def _cost_lines(out: str) -> list[str]:
+    """The cost table's lines: the output before the blank line that precedes the transfer table."""
+    return out.strip().split("\n\n")[0].splitlines()
+
+
 def _total(capsys, *args: str) -> dict[str, float]:
     assert main(["plan", "--config", THESIS, *args]) == 0
-    last = capsys.readouterr().out.strip().splitlines()[-1]
+    last = _cost_lines(capsys.readouterr().out)[-1]
     assert last.startswith("total ")
     return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", last)}
 
@@ -93,7 +99,7 @@ def test_host_memory_per_task_is_planned_and_checked_against_the_pool_requests(c
     assert any(w.startswith("memory: supplementation holds ~5.") for w in warnings)
     assert all("cluster.gpu.memory_request 4Gi: raise it" in w for w in warnings)
     assert main(["plan", "--config", THESIS, "--set", "cluster.gpu.memory_request=4Gi"]) == 0
-    out = capsys.readouterr().out.strip().splitlines()
+    out = _cost_lines(capsys.readouterr().out)
     assert out[-2] == warnings[-1] and out[-1].startswith("total ")
 
 
@@ -167,7 +173,7 @@ def test_plan_pilot_prints_the_seeds_needed_and_their_cost(capsys, tmp_path, wit
     assert ("measured" in pilot.test_from) is with_predictions
     assert main(["plan", "--config", THESIS, "--pilot", str(run), "--detect", "0.05"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    total = dict(re.findall(r"(\w+)=([\d.]+)", out[-2]))
+    total = dict(re.findall(r"(\w+)=([\d.]+)", next(x for x in out if x.startswith("total"))))
     power = dict(re.findall(r"(\w+)=([\d.]+)", out[-1]))
     assert out[-1].startswith("power: pilot 3 seeds"), out[-1]
     k = seeds_needed(pilot.between_sd, pilot.test_var, 0.05)
@@ -186,3 +192,35 @@ def test_plan_pilot_needs_two_fine_tuned_methods(tmp_path):
 
     with pytest.raises(ConfigError, match=r"no cell\.json"):
         pilot_power(tmp_path)
+
+
+def test_an_image_set_is_its_manifest_plus_one_object_per_shard():
+    assert image_set(20_000, 32, 1000).objects == 21
+    assert image_set(20_001, 32, 1000).objects == 22
+    assert image_set(0, 32, 1000).objects == 1
+    assert image_set(20_000, 32, 1).objects == 20_001  # one object per image
+    assert image_set(10, 100, 4, extra=2).bytes == 10 * 0.36 * 100**2
+
+
+def test_shards_cut_the_thesis_downloads_more_than_tenfold(capsys):
+    config = load_config(THESIS)
+    per_image = sum(s.down_objects for s in transfers(config, shard_size=1))
+    sharded = {s.name: s for s in transfers(config)}
+    assert per_image >= 10 * sum(s.down_objects for s in sharded.values())
+    # The pool (67,272 images: 68 shards + manifest) goes into every select task.
+    assert sharded["select"].tasks == 95
+    assert sharded["compute-fter"].tasks == 95
+    assert main(["plan", "--config", THESIS, "--shard-size", "1", "--object-latency-ms", "0"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("transfer shard_size=1 latency_ms=0 ")
+    assert f"down_objects={per_image} " in last
+
+
+def test_transfer_time_is_a_round_trip_per_object_plus_bytes_over_bandwidth():
+    stage = StageTransfer("s", 1, [image_set(1000, 100, 100)], [image_set(0, 100, 100)])
+    assert stage.down_objects + stage.up_objects == 12
+    assert stage.seconds(0.5, 1e6) == pytest.approx(12 * 0.5 + 1000 * 0.36 * 100**2 / 1e6)
+    table = format_transfers([stage], 100, latency_ms=500, bandwidth_mb_s=1)
+    assert table.splitlines()[-1].endswith(f"transfer_hours={stage.seconds(0.5, 1e6) / 3600:.1f}")
+    with pytest.raises(ValueError, match="bandwidth 0 MB/s"):
+        format_transfers([stage], 100, bandwidth_mb_s=0)

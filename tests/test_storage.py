@@ -9,9 +9,11 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tgap import storage
+from tgap.imageset import ImageSet, ImageSetWriter
 from tgap.storage import StorageError
 
 try:
@@ -177,6 +179,24 @@ def test_upload_folder_then_download_to_cache_round_trips_and_caches(
     one = storage.download_to_cache(f"{bucket_uri}/models/m1/unet/weights.bin", cache)
     assert one.is_file() and one.name == "weights.bin" and one.read_bytes() == b"w" * 1000
     assert not [p for p in cache.iterdir() if "partial" in p.name]
+
+
+@pytest.mark.servers
+def test_an_image_set_round_trips_through_the_store_as_its_shards_and_manifest(
+    bucket_uri: str, tmp_path: Path
+) -> None:
+    images = np.random.default_rng(0).integers(0, 256, (5, 8, 8), dtype=np.uint8)
+    with ImageSetWriter(tmp_path / "set", ["a", "b"], 8, shard_size=2) as writer:
+        for i, image in enumerate(images):
+            writer.add(image, "ab"[i % 2], original_id=str(i))
+    written = storage.upload_folder(tmp_path / "set", f"{bucket_uri}/sets/s1")
+    assert sorted(u.rsplit("/", 1)[1] for u in written) == [
+        "dataset.json", "shard-00000.tar", "shard-00001.tar", "shard-00002.tar",
+    ]  # fmt: skip
+    got = ImageSet(storage.download_to_cache(f"{bucket_uri}/sets/s1", tmp_path / "cache"))
+    np.testing.assert_array_equal(got.load_many([4, 0, 2]), images[[4, 0, 2]])
+    assert [r.original_id for r in got.records] == ["0", "1", "2", "3", "4"]
+    assert list(got.label_indices) == [0, 1, 0, 1, 0]
 
 
 @pytest.mark.servers

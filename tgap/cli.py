@@ -77,11 +77,17 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from tgap.plan import format_plan, memory_warnings, plan
+    from tgap.transfer import format_transfers, transfers
 
+    if args.detect is not None and args.pilot is None:
+        raise ConfigError("plan --detect needs --pilot RUN_DIR (the run to estimate from)")
     config = load_config(args.config, args.overrides)
     stages = plan(config, legacy=args.legacy)
     warnings = memory_warnings(stages, config)
     print(format_plan(stages, config.cluster.parallelism, warnings))
+    print()
+    print(format_transfers(transfers(config, args.shard_size), args.shard_size,
+                           args.object_latency_ms, args.bandwidth_mb_s))  # fmt: skip
     if args.pilot is not None:
         from tgap.plan import pilot_power, power_line
 
@@ -89,8 +95,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
         per_seed = gpu_hours / len(config.grid.seeds)
         detect = 0.02 if args.detect is None else args.detect
         print(power_line(pilot_power(args.pilot), detect, per_seed))
-    elif args.detect is not None:
-        raise ConfigError("plan --detect needs --pilot RUN_DIR (the run to estimate from)")
     return 0
 
 
@@ -133,12 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
     _floating_tag_argument(comp)
     comp.set_defaults(func=cmd_compile)
 
+    from tgap.imageset import SHARD_SIZE
+    from tgap.transfer import DEFAULT_BANDWIDTH_MB_S, DEFAULT_LATENCY_MS
+
     plan = sub.add_parser(
         "plan",
         help="what a run will cost, before it runs: tasks, GPU-hours, bytes per stage",
         description="Per stage: tasks (on GPUs), units of work, artifact bytes, GPU-hours, "
         "CPU-hours and wall time at cluster.parallelism, from the throughputs in "
-        "cluster.throughput. The last line is the total.",
+        "cluster.throughput, then a total line. Then per stage: objects and bytes downloaded "
+        "and uploaded, and the transfer time at a per-object latency and a bandwidth, then a "
+        "`transfer` total line.",
     )
     add_config_arguments(plan)
     plan.add_argument(
@@ -160,6 +169,25 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="the S→R AUROC difference between two fine-tuned methods to detect (default 0.02)",
+    )
+    plan.add_argument(
+        "--shard-size",
+        type=int,
+        default=SHARD_SIZE,
+        help=f"images per image-set shard (default {SHARD_SIZE}, what runs write; 1 models one "
+        "object per image, the layout before shards)",
+    )
+    plan.add_argument(
+        "--object-latency-ms",
+        type=float,
+        default=DEFAULT_LATENCY_MS,
+        help=f"per-object round trip of a download or upload (default {DEFAULT_LATENCY_MS:g})",
+    )
+    plan.add_argument(
+        "--bandwidth-mb-s",
+        type=float,
+        default=DEFAULT_BANDWIDTH_MB_S,
+        help=f"object-store bandwidth of one task, MB/s (default {DEFAULT_BANDWIDTH_MB_S:g})",
     )
     plan.set_defaults(func=cmd_plan)
 

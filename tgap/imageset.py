@@ -1,37 +1,50 @@
 """The image-set artifact every stage reads and writes.
 
-An image set is a folder::
+An image set is a folder of a few large objects, sized for object storage (a 20,000-image set
+is 21 objects, not 20,002)::
 
-    manifest.csv   file, label, patient_id, source, split, original_id   (one row per image)
-    images/        grey 8-bit PNGs, all of the same square resolution
-    dataset.json   labels, resolution, counts per label, source URI, content hash, extra info
+    dataset.json       the manifest: labels, resolution, counts per label, source URI, content
+                       hash, extra info, the shard list, and one record per image (file, label,
+                       patient_id, source, split, original_id, and where its PNG lies: shard,
+                       byte offset, byte size)
+    shard-00000.tar    uncompressed tar of up to ``shard_size`` grey 8-bit PNGs (0000000.png,
+    shard-00001.tar    0000001.png, ...), all of the same square resolution, in manifest order
 
-It streams (``iter_batches`` decodes one batch at a time), it is inspectable with any CSV
-viewer, and it scales to NIH's 112k images. Writers build the set in a sibling temp folder and
-rename it into place on success, so a failed stage never leaves a half-written artifact.
+Readers stream: ``load``/``load_many`` seek to a record's offset and read its bytes (no tar
+scan), ``iter_batches`` decodes one batch at a time. Any ``tar`` lists or extracts a shard. Writers
+build the set in a sibling temp folder and rename it into place on success, so a failed stage
+never leaves a half-written artifact. A folder in the former per-image layout (``manifest.csv`` +
+``images/``) is refused with a message saying to re-make it.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
+import tarfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-MANIFEST = "manifest.csv"
 INFO = "dataset.json"
-IMAGES = "images"
+FORMAT = "tgap-image-set/tar-shards-1"
+# Images per shard: a shard of 1,000 PNGs is 0.1-100 MB from 32 to 512 px, a size object stores
+# move at full bandwidth, and a 20,000-image set is 20 shards.
+SHARD_SIZE = 1000
 COLUMNS = ("file", "label", "patient_id", "source", "split", "original_id")
+WHERE_COLUMNS = ("shard", "offset", "size")  # the record's PNG: shard index, byte offset, bytes
+# Manifest keys that describe the layout; a writer's ``info`` cannot use them.
+LAYOUT_KEYS = ("image_set_format", "shard_size", "shards", "columns", "records")
+OLD_MANIFEST = "manifest.csv"  # the per-image layout before shards (manifest.csv + images/)
 
 
 class ImageSetError(ValueError):
@@ -40,7 +53,7 @@ class ImageSetError(ValueError):
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """One manifest row. ``file`` is relative to the image-set folder."""
+    """One manifest record. ``file`` is the PNG's member name in its shard (unique in the set)."""
 
     file: str
     label: str
@@ -48,6 +61,10 @@ class ImageRecord:
     source: str = ""
     split: str = ""
     original_id: str = ""
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.tar"
 
 
 def grey_image(image: Image.Image) -> Image.Image:
@@ -96,21 +113,69 @@ def to_grey_square(image: Image.Image | np.ndarray, resolution: int) -> np.ndarr
 def decode_png(data: bytes | Path, where: str) -> Image.Image:
     """Decode an image fully (so truncated files fail here), naming ``where`` on failure."""
     try:
-        if isinstance(data, Path):
-            with Image.open(data) as im:
-                im.load()
-                return im.copy()
-        import io
-
-        with Image.open(io.BytesIO(data)) as im:
+        source = data if isinstance(data, Path) else io.BytesIO(data)
+        with Image.open(source) as im:
             im.load()
             return im.copy()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageSetError(f"{where}: not a readable image ({exc})") from None
 
 
+def encode_png(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(out, format="PNG", optimize=False, compress_level=1)
+    return out.getvalue()
+
+
+class _ShardWriter:
+    """Appends PNGs to numbered uncompressed tar shards and says where each one's bytes lie."""
+
+    def __init__(self, folder: Path, shard_size: int) -> None:
+        self.folder, self.shard_size = folder, shard_size
+        self.shards: list[dict[str, Any]] = []  # {"file", "count", "bytes"} per closed shard
+        self._file: BinaryIO | None = None
+        self._tar: tarfile.TarFile | None = None
+        self._count = 0
+
+    def add(self, name: str, data: bytes) -> tuple[int, int, int]:
+        """Write member ``name``; return (shard index, byte offset of its data, byte size)."""
+        if self._tar is None or self._count == self.shard_size:
+            self.close()
+            self._file = open(self.folder / shard_name(len(self.shards)), "wb")
+            self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT)
+            self._count = 0
+        # Fixed metadata: the same images give the same bytes (cache keys, content checks).
+        member = tarfile.TarInfo(name)
+        member.size, member.mode, member.mtime = len(data), 0o644, 0
+        header = member.tobuf(tarfile.USTAR_FORMAT, tarfile.ENCODING, "surrogateescape")
+        offset = self._file.tell() + len(header)
+        self._tar.addfile(member, io.BytesIO(data))
+        self._count += 1
+        return len(self.shards), offset, len(data)
+
+    def close(self) -> None:
+        if self._tar is None:
+            return
+        self._tar.close()
+        self._file.close()
+        path = self.folder / shard_name(len(self.shards))
+        self.shards.append({"file": path.name, "count": self._count, "bytes": path.stat().st_size})
+        self._tar = self._file = None
+
+
+def write_manifest(path: Path, manifest: dict[str, Any], rows: list[list]) -> None:
+    """``manifest`` as indented JSON plus ``records`` last, one record per line (readable)."""
+    head = json.dumps(manifest, indent=2)  # "{\n  ...\n}"
+    lines = ",\n".join("    " + json.dumps(row) for row in rows)
+    records = "[\n" + lines + "\n  ]" if rows else "[]"
+    path.write_text(head[:-2] + ',\n  "records": ' + records + "\n}\n")
+
+
 class ImageSetWriter:
-    """Write an image set atomically: ``with ImageSetWriter(path, labels, 32) as w: w.add(...)``."""
+    """Write an image set atomically: ``with ImageSetWriter(path, labels, 32) as w: w.add(...)``.
+
+    ``shard_size`` images go into each tar shard (the last one holds the rest).
+    """
 
     def __init__(
         self,
@@ -119,22 +184,30 @@ class ImageSetWriter:
         resolution: int,
         source_uri: str = "",
         info: dict[str, Any] | None = None,
+        shard_size: int = SHARD_SIZE,
     ) -> None:
+        if int(shard_size) < 1:
+            raise ValueError(f"shard_size {shard_size}: expected at least 1 image per shard")
         self.root = Path(root)
         self.labels = list(labels)
         self.resolution = int(resolution)
         self.source_uri = source_uri
         self.info = dict(info or {})
+        taken = set(self.info) & set(LAYOUT_KEYS)
+        if taken:
+            raise ValueError(f"info keys {sorted(taken)} are the image set's own (layout) keys")
+        self.shard_size = int(shard_size)
         self.records: list[ImageRecord] = []
+        self._where: list[tuple[int, int, int]] = []
         self._tmp = self.root.parent / f".{self.root.name}.partial-{os.getpid()}"
         self._hash = hashlib.sha256()
-        self._open = False
+        self._shards: _ShardWriter | None = None
 
     def __enter__(self) -> ImageSetWriter:
         if self._tmp.exists():
             shutil.rmtree(self._tmp)
-        (self._tmp / IMAGES).mkdir(parents=True)
-        self._open = True
+        self._tmp.mkdir(parents=True)
+        self._shards = _ShardWriter(self._tmp, self.shard_size)
         return self
 
     def add(
@@ -147,13 +220,13 @@ class ImageSetWriter:
         original_id: str = "",
     ) -> ImageRecord:
         """Add one image (converted to grey at the set's resolution) and return its record."""
-        if not self._open:
+        if self._shards is None:
             raise RuntimeError("ImageSetWriter.add called outside its `with` block")
         if label not in self.labels:
             raise ImageSetError(f"label {label!r} is not one of the set's labels {self.labels}")
         pixels = to_grey_square(image, self.resolution)
-        name = f"{IMAGES}/{len(self.records):07d}.png"
-        Image.fromarray(pixels, mode="L").save(self._tmp / name, optimize=False, compress_level=1)
+        name = f"{len(self.records):07d}.png"
+        self._where.append(self._shards.add(name, encode_png(pixels)))
         self._hash.update(label.encode())
         self._hash.update(pixels.tobytes())
         record = ImageRecord(name, label, str(patient_id), source, split, str(original_id))
@@ -161,27 +234,13 @@ class ImageSetWriter:
         return record
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._open = False
-        if exc_type is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            return
+        shards, self._shards = self._shards, None
         try:
-            with open(self._tmp / MANIFEST, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-                writer.writeheader()
-                for record in self.records:
-                    writer.writerow(asdict(record))
-            counts = Counter(r.label for r in self.records)
-            info = {
-                "labels": self.labels,
-                "resolution": self.resolution,
-                "count": len(self.records),
-                "counts": {label: counts.get(label, 0) for label in self.labels},
-                "source_uri": self.source_uri,
-                "content_hash": self._hash.hexdigest(),
-                **self.info,
-            }
-            (self._tmp / INFO).write_text(json.dumps(info, indent=2) + "\n")
+            shards.close()
+            if exc_type is not None:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+                return
+            write_manifest(self._tmp / INFO, self._manifest(shards.shards), self._rows())
             if self.root.exists():
                 # KFP may pre-create an empty output folder; anything else we refuse to clobber.
                 if self.root.is_dir() and not any(self.root.iterdir()):
@@ -194,36 +253,118 @@ class ImageSetWriter:
             shutil.rmtree(self._tmp, ignore_errors=True)
             raise
 
+    def _manifest(self, shards: list[dict[str, Any]]) -> dict[str, Any]:
+        counts = Counter(r.label for r in self.records)
+        return {
+            "labels": self.labels,
+            "resolution": self.resolution,
+            "count": len(self.records),
+            "counts": {label: counts.get(label, 0) for label in self.labels},
+            "source_uri": self.source_uri,
+            "content_hash": self._hash.hexdigest(),
+            **self.info,
+            "image_set_format": FORMAT,
+            "shard_size": self.shard_size,
+            "shards": shards,
+            "columns": [*COLUMNS, *WHERE_COLUMNS],
+        }
+
+    def _rows(self) -> list[list]:
+        return [[*astuple(r), *w] for r, w in zip(self.records, self._where, strict=True)]
+
+
+def _old_layout(root: Path) -> ImageSetError:
+    return ImageSetError(
+        f"{root}: an image set in the per-image layout (manifest.csv + images/), which this "
+        f"version no longer reads; re-make it (re-run the pipeline from ingest) to get tar shards"
+    )
+
 
 class ImageSet:
-    """A read-only image set on disk. ``ImageSet(path)`` validates the folder."""
+    """A read-only image set on disk. ``ImageSet(path)`` validates the manifest and the shards'
+    sizes (no image is read until asked for)."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        info_path, manifest_path = self.root / INFO, self.root / MANIFEST
-        for path in (info_path, manifest_path):
-            if not path.is_file():
-                raise ImageSetError(f"{self.root}: not an image set ({path.name} is missing)")
-        try:
-            self.info: dict[str, Any] = json.loads(info_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ImageSetError(f"{info_path}: not valid JSON ({exc})") from None
-        for key in ("labels", "resolution"):
-            if key not in self.info:
-                raise ImageSetError(f"{info_path}: missing field {key!r}")
-        self.labels: list[str] = list(self.info["labels"])
-        self.resolution: int = int(self.info["resolution"])
-        with open(manifest_path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            missing = set(COLUMNS) - set(reader.fieldnames or [])
-            if missing:
-                raise ImageSetError(f"{manifest_path}: missing columns {sorted(missing)}")
-            self.records: list[ImageRecord] = [
-                ImageRecord(**{c: row[c] for c in COLUMNS}) for row in reader
-            ]
+        manifest = self._read_manifest()
+        rows = manifest.pop("records")
+        self.shards: list[dict[str, Any]] = manifest.pop("shards")
+        manifest.pop("columns")
+        manifest.pop("image_set_format")
+        self.info: dict[str, Any] = manifest
+        self.labels: list[str] = list(manifest["labels"])
+        self.resolution: int = int(manifest["resolution"])
+        self._check_shards()
+        self.records, self._where = self._parse_rows(rows)
         unknown = {r.label for r in self.records} - set(self.labels)
         if unknown:
-            raise ImageSetError(f"{manifest_path}: labels {sorted(unknown)} not in {self.labels}")
+            raise ImageSetError(
+                f"{self.root / INFO}: labels {sorted(unknown)} not in {self.labels}"
+            )
+
+    def _read_manifest(self) -> dict[str, Any]:
+        path = self.root / INFO
+        if not path.is_file():
+            if (self.root / OLD_MANIFEST).is_file():
+                raise _old_layout(self.root)
+            raise ImageSetError(f"{self.root}: not an image set ({INFO} is missing)")
+        try:
+            manifest = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ImageSetError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(manifest, dict):
+            raise ImageSetError(f"{path}: expected a JSON object")
+        found = manifest.get("image_set_format")
+        if found != FORMAT:
+            if found is None and (self.root / OLD_MANIFEST).is_file():
+                raise _old_layout(self.root)
+            raise ImageSetError(f"{path}: image_set_format {found!r}, expected {FORMAT!r}")
+        for key in ("labels", "resolution", "shards", "columns", "records"):
+            if key not in manifest:
+                raise ImageSetError(f"{path}: missing field {key!r}")
+        if manifest["columns"] != [*COLUMNS, *WHERE_COLUMNS]:
+            raise ImageSetError(
+                f"{path}: columns {manifest['columns']}, expected {[*COLUMNS, *WHERE_COLUMNS]}"
+            )
+        return manifest
+
+    def _check_shards(self) -> None:
+        """Every listed shard is there with the listed size (a truncated copy fails here)."""
+        for k, shard in enumerate(self.shards):
+            if not isinstance(shard, dict) or {"file", "bytes"} - set(shard):
+                raise ImageSetError(f"{self.root / INFO}: shard {k} needs 'file' and 'bytes'")
+            path = self.root / shard["file"]
+            if Path(shard["file"]).name != shard["file"]:
+                raise ImageSetError(f"{self.root / INFO}: shard file {shard['file']!r} is a path")
+            if not path.is_file():
+                raise ImageSetError(f"{path}: shard listed in {INFO} is missing")
+            if path.stat().st_size != shard["bytes"]:
+                raise ImageSetError(
+                    f"{path}: {path.stat().st_size} bytes, {INFO} says {shard['bytes']} "
+                    "(truncated or replaced)"
+                )
+
+    def _parse_rows(self, rows: Any) -> tuple[list[ImageRecord], np.ndarray]:
+        where = self.root / INFO
+        width = len(COLUMNS) + len(WHERE_COLUMNS)
+        if not isinstance(rows, list):
+            raise ImageSetError(f"{where}: 'records' is not a list")
+        records, places = [], np.zeros((len(rows), 3), dtype=np.int64)
+        for i, row in enumerate(rows):
+            if not isinstance(row, list) or len(row) != width:
+                raise ImageSetError(f"{where}: record {i} is not a list of {width} values")
+            records.append(ImageRecord(*(str(v) for v in row[: len(COLUMNS)])))
+            shard, offset, size = row[len(COLUMNS) :]
+            if not all(isinstance(v, int) and v >= 0 for v in (shard, offset, size)):
+                raise ImageSetError(
+                    f"{where}: record {i}: shard, offset, size must be integers >= 0"
+                )
+            if shard >= len(self.shards) or offset + size > self.shards[shard]["bytes"]:
+                raise ImageSetError(
+                    f"{where}: record {i} ({records[-1].file}) lies outside the listed shards"
+                )
+            places[i] = shard, offset, size
+        return records, places
 
     def __len__(self) -> int:
         return len(self.records)
@@ -243,16 +384,39 @@ class ImageSet:
 
     def load(self, i: int) -> np.ndarray:
         """Image ``i`` as a (resolution, resolution) uint8 array."""
-        record = self.records[i]
-        image = decode_png(self.root / record.file, f"{self.root}/{record.file}")
-        return to_grey_square(image, self.resolution)
+        return self.load_many([i])[0]
 
     def load_many(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Images at ``indices`` as an (n, resolution, resolution) uint8 array."""
+        """Images at ``indices`` as an (n, resolution, resolution) uint8 array.
+
+        Each shard is opened once per call and read in offset order; every read is one seek
+        and one read of the PNG's bytes.
+        """
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(indices) and (indices.min() < -len(self) or indices.max() >= len(self)):
+            raise IndexError(f"{self.root}: index out of range for {len(self)} images")
+        indices = indices % max(1, len(self))
         out = np.empty((len(indices), self.resolution, self.resolution), dtype=np.uint8)
-        for j, i in enumerate(indices):
-            out[j] = self.load(int(i))
+        places = self._where[indices]
+        order = np.lexsort((places[:, 1], places[:, 0]))
+        fh, open_shard = None, -1
+        try:
+            for j in order:
+                shard, offset, size = (int(v) for v in places[j])
+                if shard != open_shard:
+                    if fh is not None:
+                        fh.close()
+                    fh, open_shard = open(self.root / self.shards[shard]["file"], "rb"), shard
+                fh.seek(offset)
+                out[j] = self._decode(fh.read(size), int(indices[j]), shard)
+        finally:
+            if fh is not None:
+                fh.close()
         return out
+
+    def _decode(self, data: bytes, i: int, shard: int) -> np.ndarray:
+        where = f"{self.root / self.shards[shard]['file']}:{self.records[i].file}"
+        return to_grey_square(decode_png(data, where), self.resolution)
 
     def load_all(self) -> np.ndarray:
         """Every image at once; for sets known to be small (tuning sets, synthetic sets)."""

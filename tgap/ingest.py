@@ -63,6 +63,7 @@ from tqdm import tqdm
 
 from tgap import storage
 from tgap.config import DataConfig, SplitConfig
+from tgap.imageset import INFO as IMAGE_SET_INFO
 from tgap.imageset import ImageSetError, ImageSetWriter, decode_png, to_grey_square
 from tgap.seeding import derive_seed
 
@@ -1015,7 +1016,7 @@ def ingest(
     except BaseException:
         # A writer that already renamed its set into place must not survive a later failure.
         for out, was_there in zip(outs, existed, strict=True):
-            if (out / "manifest.csv").exists():
+            if (out / IMAGE_SET_INFO).exists():
                 shutil.rmtree(out, ignore_errors=True)
                 if was_there:
                     out.mkdir(parents=True, exist_ok=True)

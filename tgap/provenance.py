@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import sys
 import threading
 import time
@@ -15,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tgap import artifacts
 from tgap.artifacts import write_json
 from tgap.config import Config
 
@@ -135,6 +137,25 @@ def read_stage_times(folders: dict[str, str | Path]) -> dict[str, float]:
         if path.is_file():
             times[name] = json.loads(path.read_text())["seconds"]
     return times
+
+
+# The generator's small files, copied beside its synthetic set by generate, so compute-FTER reads
+# them there and never downloads the model (weights: megabytes for a LoRA, gigabytes for a base).
+GENERATOR_FILES = (artifacts.MODEL_INFO, artifacts.TRAINING_LOG)
+GENERATOR_STAGE_TIME = "generator_stage_time.json"  # the model folder's stage_time.json
+
+
+def copy_generator_record(model_dir: str | Path, out_dir: str | Path) -> list[str]:
+    """Copy ``GENERATOR_FILES`` and the stage time of the model in ``model_dir`` (those it has)
+    into ``out_dir``; return the names written."""
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    pairs = [(name, name) for name in GENERATOR_FILES] + [(STAGE_TIME, GENERATOR_STAGE_TIME)]
+    copied = []
+    for source, target in pairs:
+        if (model_dir / source).is_file():
+            shutil.copy2(model_dir / source, out_dir / target)
+            copied.append(target)
+    return copied
 
 
 def _stage_seconds(cell_dirs: list[Path]) -> dict[str, dict[str, float]]:

@@ -156,7 +156,7 @@ def generate_image_set(
 
     Manifest rows have ``source=synthetic`` and ``original_id`` = the image's own seed. After the
     image set is complete, a sample grid ``grid_<label-slug>.png`` per label (the first
-    ``generate.grid_images`` images) is added beside ``manifest.csv``.
+    ``generate.grid_images`` images) is added beside ``dataset.json``.
     """
     if generate.scheduler not in SCHEDULERS:
         raise ValueError(f"generate.scheduler {generate.scheduler!r}: expected one of {SCHEDULERS}")
