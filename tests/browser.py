@@ -65,7 +65,7 @@ return {
     naturalHeight: im.naturalHeight, scheme: im.currentSrc.split(':')[0]})),
   resources: performance.getEntriesByType('resource').map(e => e.name),
   tables: {cells: table('cells'), s2r: table('table-s2r'), r2s: table('table-r2s'),
-           paired: table('table-paired')},
+           comparisons: table('table-comparisons')},
   flags: Array.from(document.querySelectorAll('.flag')).map(e => ({
     text: e.innerText.trim(), title: e.title, visible: e.getBoundingClientRect().height > 0})),
   separated: Array.from(document.querySelectorAll('[data-separated]')).map(e => e.innerText),

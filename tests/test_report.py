@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from made_up import (
+    AUROC_VAR,
     LABELS,
+    N_TEST,
     PROVENANCE,
     R2S,
     SEED_SD,
@@ -29,12 +31,13 @@ from made_up import (
     write_cell,
 )
 
+from tgap import metrics
 from tgap.artifacts import (
     RocCurve,
 )
 from tgap.report import ReportError, build_report
 from tgap.report.plots import pick_curve
-from tgap.report.tables import summarise
+from tgap.report.tables import is_control, summarise
 
 
 class TableParser(HTMLParser):
@@ -158,40 +161,121 @@ def test_aggregation_mean_sd_and_intervals_have_known_answers(thesis_report):
     agg = {(a["method"], a["size"]): a for a in results["aggregate"]}
     assert len(agg) == 21
     s = agg[("curated", 1000)]["metrics"]["s2r_auroc"]
+    values = [made_up_s2r("curated", 1000, i) for i in range(5)]
     assert s["mean"] == pytest.approx(0.71 + 0.01)
     assert s["sd"] == pytest.approx(SEED_SD)
     assert s["n"] == 5 and agg[("curated", 1000)]["seeds"] == SEEDS
-    # The interval is a t interval over the 5 seeds; the cells' bootstrap intervals (test
-    # images only) are kept beside it, their bounds averaged over seeds.
-    assert s["ci_kind"] == "seeds"
-    assert s["ci_high"] - s["mean"] == pytest.approx(2.7764451 * SEED_SD / math.sqrt(5), rel=1e-6)
-    assert s["test_images_ci_low"] == pytest.approx(0.72 - 0.03)
-    assert s["test_images_ci_high"] == pytest.approx(0.72 + 0.03)
-    # No interval in the cells for the accuracy: a t interval over the 5 seeds.
+    # Every seed's value, in seed order.
+    assert s["seeds"] == SEEDS and s["values"] == pytest.approx(values)
+    # The interval over seeds holds the seed spread and the cells' test-image variance, on
+    # the logit scale; S→R's real-test is shared by every seed.
+    assert s["ci_kind"] == "seeds+images"
+    _, low, high = metrics.seed_mean_interval(values, [AUROC_VAR] * 5, 0.95, shared_test=True)
+    assert (s["ci_low"], s["ci_high"]) == pytest.approx((low, high))
+    # R→S: each seed has its own synthetic test set.
+    r = agg[("curated", 1000)]["metrics"]["r2s_auroc"]
+    _, low, high = metrics.seed_mean_interval([R2S] * 5, [AUROC_VAR] * 5, shared_test=False)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((low, high))
+    # Accuracy: the binomial variance at the Agresti-Coull point on the cells' N_TEST images.
     a = agg[("curated", 1000)]["metrics"]["s2r_accuracy"]
-    assert a["ci_kind"] == "seeds"
-    assert a["ci_high"] - a["mean"] == pytest.approx(2.7764451 * SEED_SD / math.sqrt(5), rel=1e-6)
+    accuracies = [v - 0.1 for v in values]
+    variances = [(p * N_TEST + 2) / (N_TEST + 4) * (1 - (p * N_TEST + 2) / (N_TEST + 4))
+                 / (N_TEST + 4) for p in accuracies]  # fmt: skip
+    _, low, high = metrics.seed_mean_interval(accuracies, variances, shared_test=True)
+    assert a["ci_kind"] == "seeds+images" and (a["ci_low"], a["ci_high"]) == pytest.approx(
+        (low, high)
+    )
+    # FTER: the ratio of the mean AUROCs, its interval from fter_interval.
     f = agg[("retrieval", 10000)]["metrics"]["fter"]
+    s2r = [made_up_s2r("retrieval", 10000, i) for i in range(5)]
     assert f["mean"] == pytest.approx((0.78 + 0.02 + 0.05) / R2S)
+    assert f["values"] == pytest.approx([v / R2S for v in s2r])
+    _, low, high = metrics.fter_interval(s2r, [AUROC_VAR] * 5, [R2S] * 5, [AUROC_VAR] * 5)
+    assert (f["ci_low"], f["ci_high"]) == pytest.approx((low, high))
     # R→R: one value per (size, seed), so the same mean whatever the number of methods.
     ref = results["reference"]["r2r_auroc"]["10000"]
     assert ref["mean"] == pytest.approx(0.97) and ref["n"] == 5
+    # Utility and fidelity: ratios of mean AUROCs with R→R, per cell in results.csv too.
+    u = agg[("retrieval", 10000)]["metrics"]["utility"]
+    assert u["mean"] == pytest.approx(0.85 / 0.97) and u["ci_kind"] == ""
+    fid = agg[("retrieval", 10000)]["metrics"]["fidelity"]
+    assert fid["mean"] == pytest.approx(R2S / 0.97)
 
 
 def test_summarise_known_answers():
     s = summarise([0.5, 0.6, 0.7])
-    assert (s.mean, s.sd, s.n, s.ci_kind) == (pytest.approx(0.6), pytest.approx(0.1), 3, "seeds")
-    assert s.ci_high - s.mean == pytest.approx(4.3026527 * 0.1 / math.sqrt(3), rel=1e-6)
-    one = summarise([0.8])
+    assert (s.mean, s.sd, s.n, s.ci_kind) == (pytest.approx(0.6), pytest.approx(0.1), 3, "")
+    assert s.values == pytest.approx([0.5, 0.6, 0.7])  # unbounded by default: no interval
+    bounded = summarise([0.5, 0.6, 0.7], bounded=True)  # no test-image variance: seeds only
+    assert bounded.ci_kind == "seeds"
+    _, low, high = metrics.seed_mean_interval([0.5, 0.6, 0.7], [0, 0, 0])
+    assert (bounded.ci_low, bounded.ci_high) == pytest.approx((low, high))
+    one = summarise([0.8], bounded=True)
     assert one.mean == 0.8 and math.isnan(one.sd) and one.ci_kind == ""
-    two = summarise([0.8, 0.9], lows=[0.7, 0.8], highs=[0.9, 1.0])
-    assert two.ci_kind == "seeds" and (two.test_ci_low, two.test_ci_high) == (
-        pytest.approx(0.75),
-        pytest.approx(0.95),
-    )
-    boot = summarise([0.8], lows=[0.7], highs=[0.9])  # one seed: test images only, labelled
-    assert (boot.ci_low, boot.ci_high, boot.ci_kind) == (0.7, 0.9, "bootstrap")
+    boot = summarise([0.8], bounded=True, cell_interval=(0.7, 0.9))  # one seed: test images only
+    assert (boot.ci_low, boot.ci_high, boot.ci_kind) == (0.7, 0.9, "images")
     assert math.isnan(summarise([0.5, float("nan")]).mean)  # an undefined seed stays visible
+
+
+def _set(d: Path, **values) -> None:
+    data = json.loads((d / "cell.json").read_text())
+    data.update(values)
+    (d / "cell.json").write_text(json.dumps(data))
+
+
+def test_fter_is_the_ratio_of_mean_aurocs_and_csv_keeps_each_seed(tmp_path):
+    """Made up: S→R 0.8 on every seed, R→S 0.6 / 0.9 / 0.99. The mean of per-seed ratios is
+    0.990, the thesis's ratio of means 0.8 / 0.83 = 0.964."""
+    r2s = [0.6, 0.9, 0.99]
+    dirs = [write_cell(tmp_path / "cells", "random", 500, i, assets=False) for i in range(3)]
+    for d, value in zip(dirs, r2s, strict=True):
+        _set(d, s2r_auroc=0.8, r2s_auroc=value, fter=0.8 / value)
+    result = build_report(dirs, grid_config(["random"], [500], [0, 1, 2]), {}, tmp_path / "out")
+    assert result["metrics"]["fter.random.500"] == pytest.approx(0.8 / np.mean(r2s))
+    assert 0.8 / np.mean(r2s) == pytest.approx(0.9639, abs=1e-4)
+    results = json.loads(Path(result["results.json"]).read_text())
+    fter = results["aggregate"][0]["metrics"]["fter"]
+    assert fter["mean"] == pytest.approx(0.8 / np.mean(r2s))
+    assert fter["values"] == pytest.approx([0.8 / v for v in r2s])
+    assert fter["ci_low"] < fter["mean"] < fter["ci_high"]
+    with open(result["results.csv"], newline="") as f:
+        assert [float(r["fter"]) for r in csv.DictReader(f)] == pytest.approx(
+            [0.8 / v for v in r2s]
+        )
+
+
+def test_no_interval_leaves_zero_one_near_one(tmp_path):
+    """Made up: values near 1 with a skewed spread (R→S 0.956 / 0.673 / 0.997, S→R 1.0 on
+    every seed): every interval the report prints stays inside [0, 1] and holds its mean."""
+    dirs = [write_cell(tmp_path / "cells", "random", 500, i, assets=False) for i in range(3)]
+    for d, r2s, acc in zip(dirs, [0.956, 0.673, 0.997], [1.0, 0.99, 1.0], strict=True):
+        _set(d, s2r_auroc=1.0, r2s_auroc=r2s, fter=1.0 / r2s, s2r_accuracy=acc,
+             r2r_auroc=0.999, r2s_accuracy=acc)  # fmt: skip
+    result = build_report(dirs, grid_config(["random"], [500], [0, 1, 2]), {}, tmp_path / "out")
+    results = json.loads(Path(result["results.json"]).read_text())
+    stats = [*results["aggregate"][0]["metrics"].items()]
+    stats += [(k, v["500"]) for k, v in results["reference"].items()]
+    bounded = [(k, s) for k, s in stats if s["ci_low"] is not None and k not in ("fter",)]
+    assert {k for k, _ in bounded} >= {"s2r_auroc", "r2s_auroc", "s2r_accuracy", "r2r_auroc"}
+    for key, s in bounded:
+        assert 0 <= s["ci_low"] <= s["mean"] + 1e-12 and s["mean"] <= s["ci_high"] + 1e-12, key
+        assert s["ci_high"] <= 1, key
+    # S→R 1.0 on every seed: the interval does not collapse to the point.
+    s2r = results["aggregate"][0]["metrics"]["s2r_auroc"]
+    assert s2r["ci_low"] < 1.0 and s2r["ci_high"] == 1.0
+    page = parse(Path(result["report.html"]).read_text())
+    shown = [
+        (metric, text)
+        for table in ("table-s2r", "table-r2s")
+        for _, tds in page.tables[table]
+        for _, _, spans in tds
+        for metric, text in spans.items()
+        if metric != "fter"
+    ]
+    assert len(shown) == 8  # accuracy and AUROC of the method and of R→R, in both tables
+    for metric, text in shown:
+        low, high = map(float, re.fullmatch(r"\[([0-9.]+), ([0-9.]+)\]", text).groups())
+        assert 0 <= low <= high <= 1, (metric, text)
 
 
 def test_flat_metric_names_line_up_cell_by_cell(thesis_report):
@@ -199,7 +283,15 @@ def test_flat_metric_names_line_up_cell_by_cell(thesis_report):
     m = result["metrics"]
     expected = {
         f"{name}.{meth}.{n}"
-        for name in ("fter", "auroc_s2r", "auroc_r2s", "accuracy_s2r", "accuracy_r2s")
+        for name in (
+            "fter",
+            "utility",
+            "fidelity",
+            "auroc_s2r",
+            "auroc_r2s",
+            "accuracy_s2r",
+            "accuracy_r2s",
+        )
         for meth in THESIS_METHODS
         for n in THESIS_SIZES
     } | {f"{name}.{n}" for name in ("auroc_r2r", "accuracy_r2r") for n in THESIS_SIZES}
@@ -207,7 +299,9 @@ def test_flat_metric_names_line_up_cell_by_cell(thesis_report):
     assert m["fter.active.500"] == pytest.approx(0.80 / R2S)
     assert m["auroc_s2r.random.1000"] == pytest.approx(0.71)
     assert m["auroc_r2s.spectral-clip.10000"] == pytest.approx(R2S)
-    assert all(isinstance(v, float) for v in m.values())
+    assert m["utility.active.500"] == pytest.approx(0.80 / 0.95)
+    assert m["fidelity.active.500"] == pytest.approx(R2S / 0.95)
+    assert all(isinstance(v, float) and math.isfinite(v) for v in m.values())
 
 
 def test_html_tables_aggregate_over_seeds_and_mark_best_method(thesis_report):
@@ -222,7 +316,14 @@ def test_html_tables_aggregate_over_seeds_and_mark_best_method(thesis_report):
         for r in methods_rows
         if "best" in r[0].get("class", "")
     }
-    assert best == {("active", 500), ("active", 1000), ("retrieval", 10000)}
+    # Made up: retrieval has the highest S→R at 10000, but a control is never ranked; the
+    # fine-tuned active leads every size by a constant 0.06 over spectral-clip: separated.
+    assert best == {("active", 500), ("active", 1000), ("active", 10000)}
+    controls = {r[0]["data-method"] for r in methods_rows if "control" in r[0].get("class", "")}
+    assert controls == {"no-finetune", "retrieval"}
+    # Per size: the fine-tuned methods, then the controls' block, then R→R.
+    order = [r[0].get("data-method") or r[1][0][1] for r in s2r[1:9]]
+    assert order[5].startswith("controls at size 500") and order[6:] == ["no-finetune", "retrieval"]
     row = next(
         r
         for r in methods_rows
@@ -230,31 +331,46 @@ def test_html_tables_aggregate_over_seeds_and_mark_best_method(thesis_report):
     )
     auroc = next(c for c in row[1] if c[0].get("data-metric") == "s2r_auroc")
     assert float(auroc[0]["data-mean"]) == pytest.approx(0.74)
-    half = 2.7764451 * SEED_SD / math.sqrt(5)  # t interval over the 5 seeds
-    assert auroc[1] == f"0.740 ± {SEED_SD:.3f}[{0.74 - half:.3f}, {0.74 + half:.3f}]"
-    assert auroc[2] == {"s2r_auroc": f"[{0.74 - half:.3f}, {0.74 + half:.3f}]"}
+    values = [made_up_s2r("spectral-clip", 500, i) for i in range(5)]
+    _, low, high = metrics.seed_mean_interval(values, [AUROC_VAR] * 5)
+    assert auroc[1] == f"0.740 ± {SEED_SD:.3f}[{low:.3f}, {high:.3f}]"
+    assert auroc[2] == {"s2r_auroc": f"[{low:.3f}, {high:.3f}]"}
     fter = next(c for c in row[1] if c[0].get("data-metric") == "fter")
-    f_half = half / R2S
-    assert fter[2]["fter"] == f"[{0.74 / R2S - f_half:.3f}, {0.74 / R2S + f_half:.3f}]"
+    _, f_low, f_high = metrics.fter_interval(values, [AUROC_VAR] * 5, [R2S] * 5, [AUROC_VAR] * 5)
+    assert fter[2]["fter"] == f"[{f_low:.3f}, {f_high:.3f}]"
     # R→S 0.85 is below R→R's interval (0.95 ± 0.020): every FTER carries the caveat flag.
     assert fter[1].endswith("⚑ R→S below R→R")
+    utility = next(c for c in row[1] if c[0].get("data-metric") == "utility")
+    assert utility[1] == f"{0.74 / 0.95:.3f}"
     ref = next(r for r in body if r[0]["data-method"] == "R→R" and r[0]["data-size"] == "500")
     ref_auroc = next(c for c in ref[1] if c[0].get("data-metric") == "r2r_auroc")
-    assert ref_auroc[2] == {"r2r_auroc": f"[{0.95 - half:.3f}, {0.95 + half:.3f}]"}
+    r2r = [0.95 + o for o in (-0.02, -0.01, 0.0, 0.01, 0.02)]
+    _, low, high = metrics.seed_mean_interval(r2r, [AUROC_VAR] * 5)
+    assert ref_auroc[2] == {"r2r_auroc": f"[{low:.3f}, {high:.3f}]"}
     headers = [c[1] for c in s2r[0][1]]
     assert "accuracy No Finding" in headers and "AUROC Unhealthy" in headers
-    assert "FTER(95% CI)" in headers
+    assert "FTER(95% CI)" in headers and "utilityS→R / R→R" in headers
     best_cell = next(
-        c for r in methods_rows if r[0]["data-method"] == "retrieval" and r[0]["data-size"] == "10000"
+        c for r in methods_rows if r[0]["data-method"] == "active" and r[0]["data-size"] == "10000"
         for c in r[1] if c[0].get("data-metric") == "s2r_auroc"
     )  # fmt: skip
     assert "★" in best_cell[1] and "metric-best" in best_cell[0]["class"]
+    # No ★ anywhere near FTER or a control.
+    assert not any("★" in c[1] for r in methods_rows for c in r[1]
+                   if c[0].get("data-metric") == "fter" or is_control(r[0]["data-method"]))  # fmt: skip
     # The R→S table ranks by R→S AUROC: every method ties at the made-up 0.85, so no method
     # is separated from its runner-up and none is marked.
     r2s_best = [r for r in page.tables["table-r2s"] if "best" in r[0].get("class", "")]
     assert r2s_best == []
-    assert "size 500: no method separated:" in (out / "report.html").read_text()
+    assert "size 500: no fine-tuned method separated:" in (out / "report.html").read_text()
     assert len([r for r in page.tables["cells"] if r[0] == {}]) == 106  # header + 105 cells
+    # Every seed's value, folded: a column per seed.
+    seeds = page.tables["table-seeds"]
+    row = next(r for r in seeds if r[0].get("data-method") == "curated"
+               and r[0]["data-size"] == "1000" and r[0]["data-metric"] == "s2r_auroc")  # fmt: skip
+    assert [c[1] for c in row[1][3:]] == [
+        f"{made_up_s2r('curated', 1000, i):.3f}" for i in range(5)
+    ]
 
 
 def test_html_is_self_contained_and_under_10_mb(thesis_report):
@@ -296,15 +412,23 @@ def test_provenance_states_randomly_initialised_models(thesis_report):
 def test_summary_markdown_has_one_row_per_method_and_size(thesis_report):
     _, out = thesis_report
     summary = (out / "summary.md").read_text()
-    main = summary.split("Paired differences")[0]
+    main = summary.split("Controls (not fine-tuned")[0]
     rows = [
         line
         for line in main.splitlines()
         if line.startswith("| ") and not line.startswith("| method")
     ]
-    assert len([r for r in rows if "R→R" not in r]) == 21
+    assert len([r for r in rows if "R→R" not in r]) == 15  # 5 fine-tuned methods × 3 sizes
     active = next(r for r in rows if r.startswith("| active | 500 |"))
-    assert f"**0.800 ± {SEED_SD:.3f}** ★" in active
+    values = [made_up_s2r("active", 500, i) for i in range(5)]
+    _, low, high = metrics.seed_mean_interval(values, [AUROC_VAR] * 5)
+    assert f"**0.800 ± {SEED_SD:.3f} [{low:.3f}, {high:.3f}]** ★" in active
+    controls = summary.split("Controls (not fine-tuned")[1].split("\n\n")[1]
+    assert len([r for r in controls.splitlines() if r.startswith("| retrieval")]) == 3
+    assert "★" not in controls
+    # Every seed's value.
+    seeds = next(r for r in summary.splitlines() if r.startswith("| active | 500 | 0."))
+    assert " / ".join(f"{v:.3f}" for v in values) in seeds
     assert "105 cells: 7 methods × 3 sizes × 5 seeds" in summary
 
 
@@ -333,11 +457,12 @@ def test_duplicate_grid_rows_are_rejected(tmp_path):
 def test_minimal_cells_build_and_absent_sections_say_so(tmp_path):
     """Only the required keys, no assets, one NaN FTER: the report builds and says what is missing."""
     dirs = []
-    for i, (method, fter) in enumerate([("random", 0.9), ("active", float("nan"))]):
+    for i, (method, r2s) in enumerate([("random", 0.7 / 0.9), ("active", None)]):
         d = tmp_path / "cells" / str(i)
         d.mkdir(parents=True)
+        fter = None if r2s is None else 0.7 / r2s
         cell = {"method": method, "size": 20, "seed": 0, "s2r_accuracy": 0.6, "s2r_auroc": 0.7,
-                "r2s_accuracy": 0.7, "r2s_auroc": 0.8, "fter": fter}  # fmt: skip
+                "r2s_accuracy": 0.7, "r2s_auroc": r2s, "fter": fter}  # fmt: skip
         (d / "cell.json").write_text(json.dumps(cell))
         dirs.append(d)
     result = build_report(dirs, grid_config(["random", "active"], [20], [0]), {}, tmp_path / "out")
@@ -447,70 +572,122 @@ def test_other_numbers_are_formatted_for_their_scale():
 # --------------------------------------------------------------------------- comparisons, caveats
 
 
-def _set(d: Path, **values) -> None:
-    data = json.loads((d / "cell.json").read_text())
-    data.update(values)
-    (d / "cell.json").write_text(json.dumps(data))
+def _write_predictions(d: Path, y: np.ndarray, positive: np.ndarray, ids: list[str]) -> None:
+    """Made-up S→R real-test predictions in the cell's assets (as compute_cell copies the S→R
+    evaluation's predictions.csv), and the cell's S→R AUROC."""
+    rows = ["file,label,score_No Finding,score_Unhealthy,predicted"]
+    rows += [f"{i},{LABELS[t]},{1 - p:.17g},{p:.17g},{LABELS[int(p >= 0.5)]}"
+             for i, t, p in zip(ids, y, positive, strict=True)]  # fmt: skip
+    (d / "assets" / "s2r_predictions.csv").write_text("\n".join(rows) + "\n")
+    _set(d, s2r_auroc=metrics.auroc(y, positive))
 
 
-def test_paired_table_flags_and_separation_have_known_answers(tmp_path):
-    from scipy import stats as st
-
-    methods, seeds = ["random", "active", "spectral-pixel"], [0, 1, 2]
-    dirs = {(m, i): write_cell(tmp_path / "cells", m, 500, i) for m in methods for i in range(3)}
-    # Made up: active beats random by 0.05, 0.02, 0.08 (S→R); spectral-pixel equals random but for
-    # noise (+0.01 on average); active's R→S 0.60 is below R→R's bootstrap lower bound (0.90
-    # in its cells, 0.80 in the others, whose R→S 0.85 is above it): active's FTER is flagged.
-    random_s2r = [0.70, 0.72, 0.74]
-    for i, base in enumerate(random_s2r):
-        _set(
-            dirs[("random", i)],
-            s2r_auroc=base,
-            fter=base / R2S,
-            r2r_auroc_ci_low=0.80,
-            r2r_auroc_ci_high=0.99,
-        )
-        active = base + [0.05, 0.02, 0.08][i]
-        _set(dirs[("active", i)], s2r_auroc=active, r2s_auroc=0.60, fter=active / 0.60,
-             r2r_auroc_ci_low=0.90, r2r_auroc_ci_high=0.99)  # fmt: skip
-        _set(dirs[("spectral-pixel", i)], s2r_auroc=base + [0.02, 0.0, 0.01][i],
-             fter=(base + [0.02, 0.0, 0.01][i]) / R2S, r2r_auroc_ci_low=0.80, r2r_auroc_ci_high=0.99)  # fmt: skip
+def test_comparisons_pair_s2r_by_image_holm_and_power(tmp_path):
+    """Made up: 80 real-test images; active's scores separate the labels better than random's,
+    no-finetune's barely. S→R comparisons are paired on the same images within each seed."""
+    methods, seeds = ["random", "active", "no-finetune"], [0, 1, 2]
+    dirs = {(m, i): write_cell(tmp_path / "cells", m, 500, i) for m in methods for i in seeds}
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    ids = [f"img{k:03d}" for k in range(80)]
+    signal = {"random": 1.0, "active": 2.0, "no-finetune": 0.2}
+    scores = {}
+    for (m, i), d in dirs.items():
+        scores[(m, i)] = 1 / (1 + np.exp(-(signal[m] * (y - 0.5) + rng.normal(0, 1, 80))))
+        # Each cell lists the images in its own order: pairing goes by image id.
+        order = rng.permutation(80) if m == "active" else np.arange(80)
+        _write_predictions(d, y[order], scores[(m, i)][order], [ids[k] for k in order])
+    for i, value in enumerate([0.80, 0.86, 0.83]):
+        _set(dirs[("active", i)], r2s_auroc=value)
     out = tmp_path / "out"
     build_report(list(dirs.values()), grid_config(methods, [500], seeds), PROVENANCE, out)
     results = json.loads((out / "results.json").read_text())
-    rows = {r["method"]: r for r in results["paired"]["rows"]}
-    assert results["paired"]["reference_method"] == "random" and set(rows) == {
-        "active",
-        "spectral-pixel",
+    rows = {(r["metric"], r["method"], r["against"]): r for r in results["comparisons"]["rows"]}
+    # Each fine-tuned method against no-finetune (S→R) and against the reference (S→R, R→S).
+    assert set(rows) == {
+        ("s2r_auroc", "random", "no-finetune"),
+        ("s2r_auroc", "active", "no-finetune"),
+        ("s2r_auroc", "active", "random"),
+        ("r2s_auroc", "active", "random"),
     }
-    a = [b + d for b, d in zip(random_s2r, [0.05, 0.02, 0.08], strict=True)]
-    ref = st.ttest_rel(a, random_s2r)
-    got = rows["active"]["s2r_auroc"]
-    assert got["mean"] == pytest.approx(0.05) and got["p_value"] == pytest.approx(ref.pvalue)
-    assert (got["ci_low"], got["ci_high"]) == pytest.approx(tuple(ref.confidence_interval()))
-    assert rows["active"]["r2s_auroc"]["mean"] == pytest.approx(0.60 - R2S)
-    # S→R: active leads the runner-up spectral-pixel by 0.03, 0.02, 0.07 -> p = 0.12 at 3
-    # seeds: not separated, so no ★ and the report says so.
-    assert results["best"]["s2r_auroc"] == {}
-    assert (
-        "no method separated: active vs runner-up spectral-pixel"
-        in (results["not_separated"]["s2r_auroc"]["500"])
+    got = rows[("s2r_auroc", "active", "random")]
+    two = {k: np.stack([1 - v, v], axis=1) for k, v in scores.items()}
+    a, b = [two[("active", i)] for i in seeds], [two[("random", i)] for i in seeds]
+    paired = [metrics.delong_paired(y, x, z) for x, z in zip(a, b, strict=True)]
+    want = metrics.compare_over_seeds(
+        [d for d, _ in paired], [v for _, v in paired], covariance=metrics.seed_covariance(y, a, b)
     )
-    html = (out / "report.html").read_text()
-    assert 'id="table-paired"' in html and "size 500: no method separated" in html
-    page = parse(html)
-    paired = {r[0]["data-method"]: r[1] for r in page.tables["table-paired"] if r[0]}
-    assert paired["active"][3][1].startswith("+0.050")
-    # The FTER flag: results.csv column, summary.md and the HTML row of active only.
-    with open(out / "results.csv", newline="") as f:
-        flags = {(r["method"], r["seed"]): r["fter_flag"] for r in csv.DictReader(f)}
-    assert {k for k, v in flags.items() if v} == {("active", str(i)) for i in range(3)}
-    assert set(flags.values()) == {"", "r2s_below_r2r"}
+    assert got["paired_by"] == "images" and got["seeds"] == seeds
+    assert got["seed_differences"] == pytest.approx([d for d, _ in paired])
+    assert (got["diff"], got["ci_low"], got["ci_high"], got["p"], got["mdd"]) == pytest.approx(
+        (want.diff, want.low, want.high, want.p, want.mdd)
+    )
+    assert "vs random" in got["why"] and "best vs runner-up" in got["why"]
+    # The group's S→R interval: the seeds' real-test errors covary as measured on the images.
+    active = next(g for g in results["aggregate"] if g["method"] == "active")["metrics"]
+    values = [metrics.auroc(y, x) for x in a]
+    _, low, high = metrics.seed_mean_interval(
+        values, [AUROC_VAR] * 3, covariance=metrics.seed_covariance(y, a)
+    )
+    assert (active["s2r_auroc"]["ci_low"], active["s2r_auroc"]["ci_high"]) == pytest.approx(
+        (low, high)
+    )
+    # R→S: seed-level differences, the two cells' variances summed, seeds not sharing images.
+    r2s = rows[("r2s_auroc", "active", "random")]
+    want = metrics.compare_over_seeds(
+        [v - R2S for v in (0.80, 0.86, 0.83)], [2 * AUROC_VAR] * 3, shared_test=False
+    )
+    assert r2s["paired_by"] == "seeds" and r2s["p"] == pytest.approx(want.p)
+    assert "R→S cannot be paired by image" in results["comparisons"]["r2s_note"]
+    # Holm over every comparison of the report.
+    ordered = results["comparisons"]["rows"]
+    assert [r["p_holm"] for r in ordered] == pytest.approx(metrics.holm([r["p"] for r in ordered]))
+    assert results["comparisons"]["family_size"] == 4
+    assert all(r["separated"] == (r["p_holm"] < 0.05) for r in ordered)
+    # The page and the summary print each comparison with its Holm p and what it could detect.
+    page = parse((out / "report.html").read_text())
+    shown = [r for r in page.tables["table-comparisons"] if r[0].get("data-metric")]
+    assert len(shown) == 4
+    assert all(r[1][-1][1].startswith("could detect ≥ ") and r[1][-1][1].endswith("at 3 seeds")
+               for r in shown)  # fmt: skip
     summary = (out / "summary.md").read_text()
-    assert "FTER > 1 here does not mean it trains better" in summary
-    assert [line for line in summary.splitlines() if "⚑ |" in line][0].startswith("| active |")
-    assert html.count("⚑ R→S below R→R") == 2  # the active row of the S→R and R→S tables
-    assert results["fter_flags"] == [{"method": "active", "size": 500, "flag": "r2s_below_r2r"}]
+    assert "| S→R AUROC | 500 | active − no-finetune | vs no-finetune | images | 3 |" in summary
+    mdd = rows[("s2r_auroc", "active", "no-finetune")]["mdd"]
+    assert f"could detect ≥ {mdd:.3f} with 80% power at 3 seeds" in summary
+
+
+def test_flag_is_two_sided_with_words_for_each_side(tmp_path):
+    """Made up: active's R→S 0.60 is below R→R's interval, spectral-pixel's 0.999 above it,
+    random's 0.85 inside the cells' R→R bounds [0.80, 0.99] (the rows' reference is R→R over
+    seeds, 0.94-0.96 here, so random's row is flagged below too)."""
+    methods, seeds = ["random", "active", "spectral-pixel"], [0, 1, 2]
+    dirs = {(m, i): write_cell(tmp_path / "cells", m, 500, i) for m in methods for i in seeds}
+    for (m, _), d in dirs.items():
+        r2s = {"random": R2S, "active": 0.60, "spectral-pixel": 0.999}[m]
+        _set(d, r2s_auroc=r2s, r2r_auroc_ci_low=0.80, r2r_auroc_ci_high=0.99)
+    out = tmp_path / "out"
+    build_report(list(dirs.values()), grid_config(methods, [500], seeds), PROVENANCE, out)
+    with open(out / "results.csv", newline="") as f:
+        flags = {r["method"]: r["fter_flag"] for r in csv.DictReader(f)}
+    assert flags == {"random": "", "active": "r2s_below_r2r", "spectral-pixel": "r2s_above_r2r"}
+    results = json.loads((out / "results.json").read_text())
+    assert {f["method"]: f["flag"] for f in results["fter_flags"]} == {
+        "random": "r2s_below_r2r",
+        "active": "r2s_below_r2r",
+        "spectral-pixel": "r2s_above_r2r",
+    }
+    html = (out / "report.html").read_text()
+    assert html.count("⚑ R→S below R→R") == 4 and html.count("⚑ R→S above R→R") == 2
+    assert "synthetic easier to classify than real" in html
+    summary = (out / "summary.md").read_text()
+    assert "⚑ above: synthetic easier to classify than real" in summary
+    assert "⚑ below: synthetic harder to classify than real" in summary
+    row = next(
+        line for line in summary.splitlines() if line.startswith("| spectral-pixel | 500 | 3")
+    )
+    assert "⚑ above |" in row
+    # No ★ on FTER: the report ranks S→R and R→S only.
+    assert set(results["best"]) == {"s2r_auroc", "r2s_auroc"}
 
 
 def test_a_fine_tune_that_did_not_train_is_flagged_and_never_ranked(tmp_path):
@@ -560,16 +737,47 @@ def test_readme_results_block_is_written_from_a_run_folder(tmp_path):
     assert f"`python scripts/readme-results.py {run}`" in text and "wall time **10.0 min**" in text
     results = json.loads((run / "results.json").read_text())
     active = next(a for a in results["aggregate"] if a["method"] == "active")["metrics"]
-    m = active["s2r_auroc"]
-    assert f"| active ★ | 500 | {m['mean']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}] |" in text
+    m, f = active["s2r_auroc"], active["fter"]
+    assert f"| active ★ | 500 | {m['mean']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}] | " in text
+    assert f"{f['mean']:.3f} [{f['ci_low']:.3f}, {f['ci_high']:.3f}] ⚑ below |" in text
+    # Every interval in the block lies inside [0, 1], except FTER's (a ratio).
+    for line in text.splitlines():
+        if line.startswith("| ") and "[" in line:
+            cells = line.split(" | ")
+            for cell in cells[2:4] + cells[-2:]:  # AUROCs and accuracies
+                for low, high in re.findall(r"\[(-?[0-9.]+), (-?[0-9.]+)\]", cell):
+                    assert 0 <= float(low) <= float(high) <= 1, line
+    # Controls apart, never starred; every seed's value; the comparisons with Holm p and mdd.
+    controls = text.split("Controls (not fine-tuned, never ranked):")[1].split("Every seed")[0]
+    assert "| no-finetune | 500 |" in controls and "★" not in controls
+    assert " / ".join(f"{v:.3f}" for v in m["values"]) in text
+    row = next(r for r in results["comparisons"]["rows"]
+               if (r["method"], r["against"]) == ("active", "no-finetune"))  # fmt: skip
     assert (
-        "| no-finetune (control) | 500 |" in text and "Paired differences against `random`" in text
+        f"| S→R AUROC | 500 | active − no-finetune | seeds | **{row['diff']:+.3f} "
+        f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]** | {row['p']:.3g} | {row['p_holm']:.3g} | "
+        f"{row['mdd']:.3f} (3 seeds) |" in text
     )
-    # The demo's targets, judged from the means (controls are not judged).
-    assert "Targets (R→S AUROC ≥ 0.8 and S→R AUROC ≥ 0.7, means over seeds): " in text
-    assert "`no-finetune` (size" not in text
-    for agg in [a for a in results["aggregate"] if a["method"] != "no-finetune"]:
-        means = agg["metrics"]
-        met = means["r2s_auroc"]["mean"] >= 0.8 and means["s2r_auroc"]["mean"] >= 0.7
-        assert (f"`{agg['method']}` (size 500) met" in text) is met, agg["method"]
-        assert (f"`{agg['method']}` (size 500) missed: " in text) is not met, agg["method"]
+    assert "Fine-tuned vs `no-finetune` on S→R: `random` (size 500) separated" in text
+    assert "Targets" not in text
+
+
+def test_the_report_says_which_data_chose_the_settings(tmp_path):
+    """The line comes from provenance's ``choices`` (tgap.provenance); none without it."""
+    dirs = [write_cell(tmp_path / "cells", "random", 500, i, assets=False) for i in range(2)]
+    config = grid_config(["random"], [500], [0, 1])
+    choices = {
+        "generate.tune (guidance, steps, scheduler)": {"chosen_on": "real-val"},
+        "real-test": {"read_by": "compute-FTER", "chosen_on": "nothing"},
+    }
+    out = build_report(dirs, config, {"choices": choices}, tmp_path / "with")
+    line = "generate.tune (guidance, steps, scheduler): real-val; real-test: nothing"
+    assert f"Settings chosen on: {line}." in Path(out["summary.md"]).read_text()
+    assert json.loads(Path(out["results.json"]).read_text())["settings_chosen_on"] == line
+    assert (
+        f'id="settings-chosen-on">Settings chosen on: {line}.'
+        in Path(out["report.html"]).read_text()
+    )
+    out = build_report(dirs, config, {}, tmp_path / "without")
+    assert "Settings chosen on" not in Path(out["summary.md"]).read_text()
+    assert "settings-chosen-on" not in Path(out["report.html"]).read_text()

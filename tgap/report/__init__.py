@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -23,23 +24,25 @@ from tgap.report import plots
 from tgap.report.images import ImageBudget
 from tgap.report.markdown import summary_markdown
 from tgap.report.tables import (
+    FLAG_TEXT,
     FLAT_NAMES,
-    FTER_FLAG,
-    FTER_FLAG_TEXT,
+    POWER,
+    R2S_NOT_PAIRED,
     ReportError,
     active_thresholds,
     add_cell_flags,
     aggregate,
     cell_rows,
     class_keys,
+    comparisons,
     did_not_train,
     flat_metrics,
     group_fter_flag,
+    is_control,
     load_cell,
     load_cells,
-    paired_comparisons,
     reference_by_size,
-    separated_best,
+    settings_chosen_on,
 )
 from tgap.report.tuning import conditioning_note, tuning_section
 
@@ -111,26 +114,28 @@ def build_report(
     methods = list(dict.fromkeys(c.method for c in cells))
     sizes = sorted({c.size for c in cells})
     seeds = sorted({c.seed for c in cells})
-    groups = aggregate(cells, config.evaluation.confidence)
     confidence = config.evaluation.confidence
+    groups = aggregate(cells, confidence)
     # A fine-tune flagged "did not train" is the base model: never ranked.
     untrained = {c.method for c in cells if did_not_train(c)}
-    separated = {
-        m: separated_best(groups, m, confidence, untrained)
-        for m in ("s2r_auroc", "r2s_auroc", "fter")
-    }
-    best = {m: b for m, (b, _) in separated.items()}
-    not_separated = {m: why for m, (_, why) in separated.items()}
-    paired = paired_comparisons(cells, config.evaluation.reference_method, confidence)
+    controls = [m for m in methods if is_control(m)]
+    compared, best, not_separated = comparisons(
+        groups, cells, config.evaluation.reference_method, untrained, confidence
+    )
     thresholds = active_thresholds(cells)
     ref_keys = ["r2r_accuracy", "r2r_auroc"]
     ref_keys += [k for _, k in class_keys(cells, "r2r", "accuracy", labels)]
     ref_keys += [k for _, k in class_keys(cells, "r2r", "auroc", labels)]
-    reference = {k: reference_by_size(cells, k, config.evaluation.confidence) for k in ref_keys}
+    reference = {k: reference_by_size(cells, k, confidence) for k in ref_keys}
     columns, rows = cell_rows(cells)
     columns = add_cell_flags(columns, rows, cells)
-    fter_flags = {(g.method, g.size) for g in groups if group_fter_flag(g, reference["r2r_auroc"])}
+    fter_flags = {
+        (g.method, g.size): flag
+        for g in groups
+        if (flag := group_fter_flag(g, reference["r2r_auroc"]))
+    }
     metrics = flat_metrics(groups, cells)
+    chosen_on = settings_chosen_on(provenance)
 
     # ---- results.csv / results.json / metrics.json
     buf = io.StringIO()
@@ -143,6 +148,7 @@ def build_report(
         "name": config.name,
         "labels": labels,
         "methods": methods,
+        "controls": controls,
         "sizes": sizes,
         "seeds": seeds,
         "columns": columns,
@@ -151,6 +157,7 @@ def build_report(
             {
                 "method": g.method,
                 "size": g.size,
+                "control": is_control(g.method),
                 "seeds": g.seeds,
                 "metrics": {k: s.to_dict() for k, s in g.stats.items()},
             }
@@ -161,9 +168,19 @@ def build_report(
         },
         "best": {m: {str(size): ms for size, ms in b.items()} for m, b in best.items()},
         "not_separated": {m: {str(k): v for k, v in w.items()} for m, w in not_separated.items()},
-        "paired": {"reference_method": config.evaluation.reference_method, "rows": paired},
-        "fter_flags": [{"method": m, "size": n, "flag": FTER_FLAG} for m, n in sorted(fter_flags)],
+        "comparisons": {
+            "confidence": confidence,
+            "power": POWER,
+            "correction": "holm",
+            "family_size": sum(1 for r in compared if math.isfinite(r["p"])),
+            "r2s_note": R2S_NOT_PAIRED,
+            "rows": compared,
+        },
+        "fter_flags": [
+            {"method": m, "size": n, "flag": flag} for (m, n), flag in sorted(fter_flags.items())
+        ],
         "did_not_train": sorted(untrained),
+        "settings_chosen_on": chosen_on,
         "active_thresholds": thresholds,
         "metrics": metrics,
         "provenance": provenance,
@@ -177,14 +194,13 @@ def build_report(
             groups,
             cells,
             best["s2r_auroc"],
-            best["fter"],
-            reference["r2r_auroc"],
+            reference,
             provenance,
             fter_flags=fter_flags,
             untrained=untrained,
             not_separated=not_separated["s2r_auroc"],
-            paired=paired,
-            reference_method=config.evaluation.reference_method,
+            compared=compared,
+            chosen_on=chosen_on,
         ),
     )
 
@@ -195,13 +211,21 @@ def build_report(
         for ok, text in h.model_statements(provenance, cells)
     )
     ci_note = (
-        f"{confidence:.0%} CI: a Student-t interval of the mean over seeds (each seed a whole "
-        "run, so training randomness is in it); ‡ marks a cell with one seed, whose interval is "
-        "its bootstrap over test images only. ★ marks the best method per size (highest mean "
-        "AUROC of the table's direction) only when a paired t-test over seeds separates it from "
-        f"the runner-up at p < {1 - confidence:.2g}. R→R: a classifier trained and tested on "
-        f"real images, the reference. ⚑ beside FTER: {FTER_FLAG_TEXT} (mean R→S AUROC below the "
-        "lower bound of R→R's interval)."
+        f"{confidence:.0%} intervals stay inside [0, 1]: AUROC and accuracy over seeds on the "
+        "logit scale, combining the spread over seeds (each seed a whole run) with each cell's "
+        "test-image variance (DeLong's for AUROC, binomial for accuracy); † the cells carry no "
+        "test-image variance, so the interval holds the seed spread only; ‡ one seed, test "
+        "images only. FTER is the ratio of the mean AUROCs over seeds (as in the thesis), its "
+        "interval on the log scale; utility = S→R / R→R and fidelity = R→S / R→R, ratios of "
+        "means, no interval. ★ marks the best fine-tuned method per size only where its "
+        "comparison with the runner-up is separated after Holm's correction; controls and FTER "
+        f"are never ranked. ⚑ beside FTER: {FLAG_TEXT['r2s_below_r2r']}; or "
+        f"{FLAG_TEXT['r2s_above_r2r']}."
+    )
+    chosen_html = (
+        f'<p class="note" id="settings-chosen-on">Settings chosen on: {h.esc(chosen_on)}.</p>'
+        if chosen_on
+        else ""
     )
 
     active_note = (
@@ -228,9 +252,10 @@ def build_report(
         f'<p class="note">{h.esc(config.description)}</p>' if config.description else "",
         f"<p>{len(cells)} cells: methods {h.esc(', '.join(methods))}; tuning-set sizes "
         f"{h.esc(', '.join(map(str, sizes)))} (images per label); seeds {h.esc(', '.join(map(str, seeds)))}. "
-        "Tables show mean ± sd over seeds. FTER = AUROC(S→R) / AUROC(R→S): below 1 is a "
-        "trainability gap.</p>",
+        "Tables show mean ± sd over seeds. FTER = mean AUROC(S→R) / mean AUROC(R→S): below 1 "
+        "is a trainability gap.</p>",
         statements,
+        chosen_html,
         "<h2>Real data and its split</h2>",
         h.data_section(provenance.get("ingest")),
         conditioning_note(config.diffusion.conditioning),
@@ -247,11 +272,21 @@ def build_report(
         h.per_class_table("r2s", groups, cells, labels, reference),
         separation_note("r2s_auroc"),
         f'<p class="note">{h.esc(ci_note)}</p>',
-        f"<h2>Paired comparisons against {h.esc(config.evaluation.reference_method)}</h2>",
-        '<p class="note">Method − reference on the same sizes and seeds: mean paired '
-        f"difference, its {confidence:.0%} t-interval over seeds and the two-sided p-value of "
-        "a paired t-test (scipy.stats.ttest_rel). Bold: the interval excludes 0.</p>",
-        h.paired_table(paired, config.evaluation.reference_method, confidence),
+        "<h3>Every seed</h3>",
+        h.seeds_table(groups, reference),
+        "<h2>Comparisons</h2>",
+        '<p class="note">'
+        + h.esc(
+            "S→R between two methods is paired on the same real-test images within each seed "
+            "(DeLong's paired test on the stored predictions, 'paired by images'; 'seeds' where a "
+            "cell has no predictions), combined over seeds. "
+            + R2S_NOT_PAIRED
+            + f" Holm's correction runs over every comparison of this report; bold: separated "
+            f"at {1 - confidence:.2g} after it. 'power': the smallest difference each "
+            f"comparison could detect with {POWER:.0%} power at its seeds."
+        )
+        + "</p>",
+        h.comparisons_table(compared, confidence),
         h.run_notes(cells),
         "<h2>Distribution and memorisation metrics</h2>",
         _metric_sections(groups, cells),
@@ -259,7 +294,7 @@ def build_report(
         _plot_section(
             "FTER vs tuning-set size",
             plots.fter_vs_size(groups, methods),
-            "Mean ± sd over seeds; dashed line FTER = 1.",
+            "Ratio of the mean AUROCs over seeds with its interval; dashed line FTER = 1.",
             "",
             budget,
         ),

@@ -15,12 +15,14 @@ from typing import Any
 
 from tgap.report.images import MAX_IMAGE_SIDE, ImageBudget, shrink_png
 from tgap.report.tables import (
-    FTER_FLAG,
-    FTER_FLAG_TEXT,
+    FLAG_SHORT,
+    FLAG_TEXT,
     Cell,
     Group,
     Stat,
     class_keys,
+    detect_text,
+    is_control,
     same_label,
 )
 
@@ -70,12 +72,16 @@ def fmt_stat(stat: Stat | None) -> str:
     return fmt(stat.mean)
 
 
+# What an interval leaves out: † seed spread only (the cells carry no test-image variance),
+# ‡ one seed (test images only).
+CI_MARK = {"seeds+images": "", "seeds": "†", "images": "‡"}
+
+
 def fmt_ci(stat: Stat | None) -> str:
-    """The interval over seeds; ‡ marks a one-seed cell's test-image-only bootstrap interval."""
+    """The interval over seeds, marked when it holds only one of the two sources of variance."""
     if stat is None or not stat.ci_kind:
         return "—"
-    mark = "" if stat.ci_kind == "seeds" else "‡"
-    return f"[{fmt(stat.ci_low)}, {fmt(stat.ci_high)}]{mark}"
+    return f"[{fmt(stat.ci_low)}, {fmt(stat.ci_high)}]{CI_MARK.get(stat.ci_kind, '')}"
 
 
 def _stat_td(stat: Stat | None, metric: str, best: bool = False, ci: bool = False) -> str:
@@ -90,6 +96,23 @@ def _stat_td(stat: Stat | None, metric: str, best: bool = False, ci: bool = Fals
     return f"<td{cls}{attrs}>{esc(fmt_stat(stat))}{' ★' if best else ''}{interval}</td>"
 
 
+def _flag_html(flag: str) -> str:
+    if not flag:
+        return ""
+    return (
+        f'<br><span class="flag" data-flag="{esc(flag)}" title="{esc(FLAG_TEXT[flag])}">'
+        f"{esc(FLAG_SHORT[flag])}</span>"
+    )
+
+
+def _ratio_td(stat: Stat | None, metric: str) -> str:
+    """Utility or fidelity: the ratio of mean AUROCs, no interval (see tables._ratio_stat)."""
+    attrs = f' data-metric="{esc(metric)}"'
+    if stat is not None:
+        attrs += f' data-mean="{stat.mean!r}" data-n="{stat.n}"'
+    return f"<td{attrs}>{esc('—' if stat is None else fmt(stat.mean))}</td>"
+
+
 def results_table(
     direction: str,
     groups: list[Group],
@@ -97,16 +120,18 @@ def results_table(
     labels: list[str],
     best: dict[int, list[str]],
     reference: dict[str, dict[int, Stat]],
-    fter_flags: set[tuple[str, int]] | None = None,
+    fter_flags: dict[tuple[str, int], str] | None = None,
     untrained: set[str] | None = None,
 ) -> str:
-    """The thesis-form table for one direction: a row per method × size, R→R per size.
+    """The thesis-form table for one direction: per size, the fine-tuned methods (ranked, ★),
+    then the controls in their own block (never ranked), then R→R.
 
     With more than ``INLINE_CLASSES`` labels the per-class columns move to ``per_class_table``,
-    so ten labels do not push the table off the page. ``fter_flags`` (method, size) rows get the
-    FTER caveat flag beside their FTER; methods in ``untrained`` are marked "did not train".
+    so ten labels do not push the table off the page. ``fter_flags`` maps (method, size) rows to
+    their two-sided R→S flag, shown beside FTER; methods in ``untrained`` are marked "did not
+    train".
     """
-    fter_flags, untrained = fter_flags or set(), untrained or set()
+    fter_flags, untrained = fter_flags or {}, untrained or set()
     acc_classes = class_keys(cells, direction, "accuracy", labels)
     auc_classes = class_keys(cells, direction, "auroc", labels)
     if len(labels) > INLINE_CLASSES:
@@ -114,34 +139,48 @@ def results_table(
     ref_acc_classes = dict(class_keys(cells, "r2r", "accuracy", labels))
     ref_auc_classes = dict(class_keys(cells, "r2r", "auroc", labels))
     head = (
-        '<tr><th class="text">method</th><th>size</th><th>seeds</th><th>accuracy</th>'
+        '<tr><th class="text">method</th><th>size</th><th>seeds</th><th>accuracy<br>(95% CI)</th>'
         + "".join(f"<th>accuracy {esc(lab)}</th>" for lab, _ in acc_classes)
         + "<th>AUROC<br>(95% CI)</th>"
         + "".join(f"<th>AUROC {esc(lab)}</th>" for lab, _ in auc_classes)
-        + "<th>FTER<br>(95% CI)</th></tr>"
+        + "<th>FTER<br>(95% CI)</th><th>utility<br>S→R / R→R</th>"
+        "<th>fidelity<br>R→S / R→R</th></tr>"
     )
+    width = 8 + len(acc_classes) + len(auc_classes)
+
+    def method_row(g: Group, classes: list[str]) -> str:
+        is_best = g.method in best.get(g.size, [])
+        classes = [*classes, "best"] if is_best else classes
+        s = g.stats
+        return (
+            f'<tr class="{" ".join(classes)}" data-method="{esc(g.method)}" data-size="{g.size}">'
+            f'<td class="text">{esc(g.method)}{" ★" if is_best else ""}'
+            f"{UNTRAINED_HTML if g.method in untrained else ''}</td><td>{g.size}</td>"
+            f"<td>{len(g.cells)}</td>"
+            + _stat_td(s.get(f"{direction}_accuracy"), f"{direction}_accuracy", ci=True)
+            + "".join(_stat_td(s.get(k), k) for _, k in acc_classes)
+            + _stat_td(s.get(f"{direction}_auroc"), f"{direction}_auroc", is_best, ci=True)
+            + "".join(_stat_td(s.get(k), k) for _, k in auc_classes)
+            + _stat_td(s.get("fter"), "fter", ci=True)[: -len("</td>")]
+            + _flag_html(fter_flags.get((g.method, g.size), ""))
+            + "</td>"
+            + _ratio_td(s.get("utility"), "utility")
+            + _ratio_td(s.get("fidelity"), "fidelity")
+            + "</tr>"
+        )
+
     rows = []
-    sizes = sorted({g.size for g in groups})
-    for size in sizes:
-        first = True
-        for g in (g for g in groups if g.size == size):
-            is_best = g.method in best.get(size, [])
-            classes = [c for c in ("best" if is_best else "", "size-start" if first else "") if c]
-            first = False
-            s = g.stats
+    for size in sorted({g.size for g in groups}):
+        here = [g for g in groups if g.size == size]
+        tuned = [g for g in here if not is_control(g.method)]
+        controls = [g for g in here if is_control(g.method)]
+        rows += [method_row(g, ["size-start"] if i == 0 else []) for i, g in enumerate(tuned)]
+        if controls:
             rows.append(
-                f'<tr class="{" ".join(classes)}" data-method="{esc(g.method)}" data-size="{size}">'
-                f'<td class="text">{esc(g.method)}{" ★" if is_best else ""}'
-                f"{UNTRAINED_HTML if g.method in untrained else ''}</td><td>{size}</td>"
-                f"<td>{len(g.cells)}</td>"
-                + _stat_td(s.get(f"{direction}_accuracy"), f"{direction}_accuracy")
-                + "".join(_stat_td(s.get(k), k) for _, k in acc_classes)
-                + _stat_td(s.get(f"{direction}_auroc"), f"{direction}_auroc", is_best, ci=True)
-                + "".join(_stat_td(s.get(k), k) for _, k in auc_classes)
-                + _stat_td(s.get("fter"), "fter", ci=True)[: -len("</td>")]
-                + (FTER_FLAG_HTML if (g.method, size) in fter_flags else "")
-                + "</td></tr>"
+                f'<tr class="controls-head{"" if tuned else " size-start"}"><td class="text" '
+                f'colspan="{width}">controls at size {size}: not fine-tuned, never ranked</td></tr>'
             )
+            rows += [method_row(g, ["control"]) for g in controls]
         acc = reference.get("r2r_accuracy", {}).get(size)
         auc = reference.get("r2r_auroc", {}).get(size)
         if acc is not None or auc is not None:
@@ -150,15 +189,59 @@ def results_table(
             rows.append(
                 f'<tr class="ref" data-method="R→R" data-size="{size}">'
                 f'<td class="text">R→R (real → real)</td><td>{size}</td><td>{acc.n if acc else auc.n}</td>'
-                + _stat_td(acc, "r2r_accuracy")
+                + _stat_td(acc, "r2r_accuracy", ci=True)
                 + "".join(
                     _stat_td(per_acc.get(lab), f"r2r_accuracy_{lab}") for lab, _ in acc_classes
                 )
                 + _stat_td(auc, "r2r_auroc", ci=True)
                 + "".join(_stat_td(per_auc.get(lab), f"r2r_auroc_{lab}") for lab, _ in auc_classes)
-                + "<td>—</td></tr>"
+                + "<td>—</td><td>—</td><td>—</td></tr>"
             )
     return f'<div class="scroll"><table id="table-{direction}">{head}{"".join(rows)}</table></div>'
+
+
+SEED_METRICS = (
+    ("s2r_auroc", "S→R AUROC"),
+    ("r2s_auroc", "R→S AUROC"),
+    ("fter", "FTER"),
+    ("s2r_accuracy", "S→R accuracy"),
+    ("r2s_accuracy", "R→S accuracy"),
+)
+
+
+def seeds_table(groups: list[Group], reference: dict[str, dict[int, Stat]]) -> str:
+    """Every seed's value of the headline numbers, a column per seed (folded)."""
+    seeds = sorted({s for g in groups for s in g.seeds})
+    head = (
+        '<tr><th class="text">method</th><th>size</th><th class="text">metric</th>'
+        + "".join(f"<th>seed {s}</th>" for s in seeds)
+        + "</tr>"
+    )
+
+    def row(method: str, size: int, key: str, title: str, stat: Stat | None) -> str:
+        if stat is None:
+            return ""
+        by_seed = dict(zip(stat.seeds, stat.values, strict=True))
+        tds = "".join(f'<td data-seed="{s}">{esc(fmt(by_seed.get(s)))}</td>' for s in seeds)
+        return (
+            f'<tr data-method="{esc(method)}" data-size="{size}" data-metric="{esc(key)}">'
+            f'<td class="text">{esc(method)}</td><td>{size}</td><td class="text">{esc(title)}</td>'
+            f"{tds}</tr>"
+        )
+
+    rows = []
+    for size in sorted({g.size for g in groups}):
+        for g in (g for g in groups if g.size == size):
+            rows += [row(g.method, size, k, t, g.stats.get(k)) for k, t in SEED_METRICS]
+        for key, title in (("r2r_auroc", "R→R AUROC"), ("r2r_accuracy", "R→R accuracy")):
+            rows.append(
+                row("R→R (real → real)", size, key, title, reference.get(key, {}).get(size))
+            )
+    return (
+        f"<details><summary>Every seed's value ({len(seeds)} seeds)</summary>"
+        f'<div class="scroll"><table id="table-seeds">{head}{"".join(rows)}</table></div>'
+        "</details>"
+    )
 
 
 INLINE_CLASSES = 3  # per-class columns inside the main table up to this many labels
@@ -267,47 +350,48 @@ def data_section(ingest: dict[str, Any] | None) -> str:
     return "".join(parts)
 
 
-FTER_FLAG_HTML = (
-    f'<br><span class="flag" data-flag="{FTER_FLAG}" title="{esc(FTER_FLAG_TEXT)}">'
-    "⚑ R→S below R→R</span>"
-)
 UNTRAINED_HTML = (
     '<br><span class="flag" data-flag="did-not-train">did not train (not ranked)</span>'
 )
+METRIC_NAMES = {"s2r_auroc": "S→R AUROC", "r2s_auroc": "R→S AUROC"}
 
 
-def _diff_td(d: dict[str, Any], key: str) -> str:
-    sig = math.isfinite(d["p_value"]) and d["ci_low"] * d["ci_high"] > 0
-    p = "—" if not math.isfinite(d["p_value"]) else f"{d['p_value']:.3g}"
-    return (
-        f'<td data-metric="{esc(key)}" data-mean="{d["mean"]!r}" data-p="{d["p_value"]!r}"'
-        f'{" class=metric-best" if sig else ""}>{d["mean"]:+.3f}<br><span class="ci">'
-        f"[{fmt(d['ci_low'])}, {fmt(d['ci_high'])}] p {esc(p)}</span></td>"
-    )
-
-
-def paired_table(paired: list[dict[str, Any]], reference_method: str, confidence: float) -> str:
-    """Method − reference, per size, on the seeds both ran: mean paired difference, its
-    t-interval over seeds and the paired t-test's p-value."""
-    if not paired:
+def comparisons_table(rows: list[dict[str, Any]], confidence: float) -> str:
+    """Every comparison of the report: difference (method − against) with its interval over
+    seeds, p, Holm-adjusted p, what it could detect; bold where Holm separates it."""
+    if not rows:
         return absent(
-            f"No paired comparisons: the reference method {reference_method!r} "
-            "(evaluation.reference_method) is not in the grid."
+            "No comparisons: the grid has no fine-tuned method beside another method at one size."
         )
     head = (
-        '<tr><th class="text">method</th><th>size</th><th>seeds</th>'
-        f"<th>Δ S→R AUROC<br>({confidence:.0%} CI, p)</th>"
-        f"<th>Δ R→S AUROC<br>({confidence:.0%} CI, p)</th>"
-        f"<th>Δ FTER<br>({confidence:.0%} CI, p)</th></tr>"
+        '<tr><th class="text">metric</th><th>size</th><th class="text">method − against</th>'
+        '<th class="text">why</th><th class="text">paired by</th><th>seeds</th>'
+        f"<th>difference<br>({confidence:.0%} CI)</th><th>p</th><th>Holm p</th>"
+        '<th class="text">power</th></tr>'
     )
-    rows = [
-        f'<tr data-method="{esc(r["method"])}" data-size="{r["size"]}">'
-        f'<td class="text">{esc(r["method"])}</td><td>{r["size"]}</td><td>{len(r["seeds"])}</td>'
-        + "".join(_diff_td(r[k], k) for k in ("s2r_auroc", "r2s_auroc", "fter"))
-        + "</tr>"
-        for r in paired
-    ]
-    return f'<div class="scroll"><table id="table-paired">{head}{"".join(rows)}</table></div>'
+    body = []
+    for r in rows:
+        p = "—" if not math.isfinite(r["p"]) else f"{r['p']:.3g}"
+        p_holm = "—" if not math.isfinite(r["p_holm"]) else f"{r['p_holm']:.3g}"
+        cls = ' class="metric-best"' if r["separated"] else ""
+        body.append(
+            f'<tr data-metric="{esc(r["metric"])}" data-method="{esc(r["method"])}" '
+            f'data-against="{esc(r["against"])}" data-size="{r["size"]}" '
+            f'data-outcome="{"separated" if r["separated"] else "not separated"}">'
+            f'<td class="text">{esc(METRIC_NAMES[r["metric"]])}</td><td>{r["size"]}</td>'
+            f'<td class="text">{esc(r["method"])} − {esc(r["against"])}</td>'
+            f'<td class="text">{esc("; ".join(r["why"]))}</td>'
+            f'<td class="text">{esc(r["paired_by"] or "—")}</td><td>{len(r["seeds"])}</td>'
+            f'<td{cls} data-diff="{r["diff"]!r}">{esc(fmt_signed(r["diff"]))}<br><span class="ci">'
+            f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]</span></td>"
+            f'<td data-p="{r["p"]!r}">{esc(p)}</td><td data-p-holm="{r["p_holm"]!r}">{esc(p_holm)}</td>'
+            f'<td class="text">{esc(detect_text(r))}</td></tr>'
+        )
+    return f'<div class="scroll"><table id="table-comparisons">{head}{"".join(body)}</table></div>'
+
+
+def fmt_signed(x: float) -> str:
+    return "nan" if not math.isfinite(x) else f"{x:+.3f}"
 
 
 def fmt_auto(stat: Stat | None) -> str:

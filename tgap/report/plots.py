@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from tgap.artifacts import RocCurve, SelectionReport, TrainingLog
 from tgap.report.images import figure_png
-from tgap.report.tables import Cell, Group
+from tgap.report.tables import Cell, Group, Stat
 
 MARKERS = "osD^vP*Xh<>p"
 
@@ -36,8 +36,17 @@ def _subplots(
     return fig, [ax for row in axes for ax in row]
 
 
+def _below_above(stat: Stat) -> tuple[float, float]:
+    """Error-bar lengths below and above the point: its interval, or none."""
+    low, high, mean = stat.ci_low, stat.ci_high, stat.mean
+    if not all(map(math.isfinite, (low, high, mean))):
+        return 0.0, 0.0
+    return max(mean - low, 0.0), max(high - mean, 0.0)
+
+
 def fter_vs_size(groups: list[Group], methods: list[str]) -> bytes | None:
-    """FTER (mean ± sd over seeds) against tuning-set size, one line per method, FTER = 1 marked."""
+    """FTER (ratio of mean AUROCs, with its interval where there is one) against tuning-set
+    size, one line per method, FTER = 1 marked."""
     looks = style(methods)
     fig = Figure(figsize=(7.5, 4.2))
     ax = fig.subplots()
@@ -50,7 +59,7 @@ def fter_vs_size(groups: list[Group], methods: list[str]) -> bytes | None:
             continue
         x = [g.size for g in mine]
         y = [g.stats["fter"].mean for g in mine]
-        err = [0.0 if not math.isfinite(g.stats["fter"].sd) else g.stats["fter"].sd for g in mine]
+        err = np.array([_below_above(g.stats["fter"]) for g in mine]).T
         ax.errorbar(x, y, yerr=err, label=method, capsize=3, lw=1.5, ms=5, **looks[method])
     ax.axhline(1.0, color="k", ls="--", lw=1, label="FTER = 1")
     if len(sizes) > 1 and sizes[-1] / max(sizes[0], 1) >= 10:
@@ -58,7 +67,7 @@ def fter_vs_size(groups: list[Group], methods: list[str]) -> bytes | None:
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.set_xlabel("tuning-set size (images per label)")
     ax.set_ylabel("FTER = AUROC(S→R) / AUROC(R→S)")
-    ax.set_title("FTER vs tuning-set size (mean ± sd over seeds)")
+    ax.set_title("FTER vs tuning-set size (ratio of mean AUROCs, interval over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return figure_png(fig)

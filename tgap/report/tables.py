@@ -6,6 +6,7 @@ files and the KFP Metrics artifact cannot disagree.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import re
@@ -27,12 +28,23 @@ from tgap.artifacts import (
     Supplementation,
     TrainingLog,
 )
-from tgap.metrics import paired_difference, seed_interval
+from tgap.methods import parse_method
+from tgap.metrics import (
+    compare_over_seeds,
+    delong_paired,
+    fter_interval,
+    holm,
+    seed_covariance,
+    seed_mean_interval,
+)
 
 REQUIRED = CELL_REQUIRED
 HEADLINE = REQUIRED[3:]
 REFERENCE = ("r2r_accuracy", "r2r_auroc")
-CI_LOW, CI_HIGH = "_ci_low", "_ci_high"
+# Per cell, computed here from its AUROCs: S→R / R→R and R→S / R→R.
+DERIVED = ("utility", "fidelity")
+CI_LOW, CI_HIGH, VAR = "_ci_low", "_ci_high", "_var"
+SUFFIXES = (CI_LOW, CI_HIGH, VAR)
 
 
 class ReportError(ValueError):
@@ -111,12 +123,25 @@ def load_cell(cell_dir: str | Path) -> Cell:
         art.method,
         art.size,
         art.seed,
-        art.metrics,
+        {**art.metrics, **derived_values(art.metrics)},
         _find_assets(cell_dir, art.assets),
         art.provenance,
         {**art.text, "notes": art.notes},
         art.supplementation,
     )
+
+
+def derived_values(values: dict[str, float]) -> dict[str, float]:
+    """Utility (S→R / R→R) and fidelity (R→S / R→R) of one cell, when it has an R→R AUROC."""
+    r2r = values.get("r2r_auroc")
+    if r2r is None:
+        return {}
+    out = {}
+    for name, key in (("utility", "s2r_auroc"), ("fidelity", "r2s_auroc")):
+        value = values.get(key, math.nan)
+        finite = math.isfinite(value) and math.isfinite(r2r) and r2r > 0
+        out[name] = value / r2r if finite else math.nan
+    return out
 
 
 def load_cells(cell_dirs: list[Path], method_order: list[str] | None = None) -> list[Cell]:
@@ -159,10 +184,7 @@ def class_keys(
     """
     prefix = f"{direction}_{metric}_"
     present = {
-        k
-        for c in cells
-        for k in c.values
-        if k.startswith(prefix) and not k.endswith((CI_LOW, CI_HIGH))
+        k for c in cells for k in c.values if k.startswith(prefix) and not k.endswith(SUFFIXES)
     }
     out: list[tuple[str, str]] = []
     for label in labels:
@@ -176,11 +198,12 @@ def class_keys(
 
 
 def csv_columns(cells: list[Cell]) -> list[str]:
-    """results.csv columns: identity and headline first, then R→R, per class, CIs, the rest."""
+    """results.csv columns: identity and headline first, then R→R, utility and fidelity, per
+    class, CIs and variances, the rest."""
     keys = {k for c in cells for k in c.values}
-    head = [*REQUIRED, *(k for k in REFERENCE if k in keys)]
+    head = [*REQUIRED, *(k for k in (*REFERENCE, *DERIVED) if k in keys)]
     rest = keys - set(head)
-    ci = sorted(k for k in rest if k.endswith((CI_LOW, CI_HIGH)))
+    ci = sorted(k for k in rest if k.endswith(SUFFIXES))
     per_class = sorted(
         k for k in rest if re.match(r"^(s2r|r2s|r2r)_(accuracy|auroc)_", k) and k not in ci
     )
@@ -201,22 +224,36 @@ def cell_rows(cells: list[Cell]) -> tuple[list[str], list[dict[str, Any]]]:
 
 # --------------------------------------------------------------------------- aggregation
 
+# Metrics bounded by [0, 1]: their intervals are computed on the logit scale
+# (tgap.metrics.seed_mean_interval) and cannot leave that range.
+BOUNDED = re.compile(r"^(s2r|r2s|r2r)_(accuracy|auroc)(_.+)?$")
+# Ratios of mean AUROCs over seeds (the thesis's FTER), name -> (numerator, denominator).
+RATIOS = {
+    "fter": ("s2r_auroc", "r2s_auroc"),
+    "utility": ("s2r_auroc", "r2r_auroc"),
+    "fidelity": ("r2s_auroc", "r2r_auroc"),
+}
+
 
 @dataclass
 class Stat:
-    """One metric of one (method, size) over its seeds."""
+    """One metric of one (method, size) over its seeds.
+
+    ``mean`` is the mean over seeds; for a ratio (FTER, utility, fidelity) the ratio of the mean
+    AUROCs, as the thesis computes FTER, while ``values`` and ``sd`` stay those of the per-seed
+    ratios.
+    """
 
     mean: float
-    sd: float  # sample sd (ddof=1); NaN with one seed
+    sd: float  # sample sd of the per-seed values (ddof=1); NaN with one seed
     n: int
     ci_low: float = math.nan
     ci_high: float = math.nan
-    # "seeds": Student-t interval over seeds (training variance in it); "bootstrap": one seed,
-    # the cell's bootstrap interval over test images only.
+    # What the interval holds: "seeds+images" (seed spread and each cell's test-image variance),
+    # "seeds" (the cells carry no test-image variance), "images" (one seed), "" (no interval).
     ci_kind: str = ""
-    # The cells' bootstrap intervals over test images only (bounds averaged over seeds).
-    test_ci_low: float = math.nan
-    test_ci_high: float = math.nan
+    values: list[float] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -226,8 +263,8 @@ class Stat:
             "ci_low": _finite_or_none(self.ci_low),
             "ci_high": _finite_or_none(self.ci_high),
             "ci_kind": self.ci_kind,
-            "test_images_ci_low": _finite_or_none(self.test_ci_low),
-            "test_images_ci_high": _finite_or_none(self.test_ci_high),
+            "seeds": self.seeds,
+            "values": [_finite_or_none(v) for v in self.values],
         }
 
 
@@ -235,33 +272,118 @@ def _finite_or_none(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+def _ci_kind(n: int, has_variance: bool) -> str:
+    if not has_variance:
+        return "seeds"
+    return "seeds+images" if n > 1 else "images"
+
+
 def summarise(
     values: list[float],
-    lows: list[float] | None = None,
-    highs: list[float] | None = None,
+    variances: list[float] | None = None,
     confidence: float = 0.95,
+    bounded: bool = False,
+    seeds: list[int] | None = None,
+    *,
+    shared_test: bool = True,
+    covariance: float | None = None,
+    cell_interval: tuple[float, float] | None = None,
 ) -> Stat:
-    """Mean ± sd over seeds and an interval.
+    """Mean ± sd over seeds, every seed's value, and for a metric ``bounded`` by [0, 1] its
+    interval. Unbounded metrics (FID, counts) get no interval.
 
-    With two or more seeds: a Student-t interval of the mean over seeds
-    (``tgap.metrics.seed_interval``), which holds the training randomness. The cells' own
-    bootstrap intervals (test images only; bounds averaged over seeds) are kept beside it, and
-    are the interval with one seed (``ci_kind`` "bootstrap", labelled as test images only).
+    Two or more seeds: ``tgap.metrics.seed_mean_interval`` (logit scale, so inside [0, 1]): the
+    spread over seeds plus the cells' test-image ``variances`` (zero when the cells carry none:
+    ci_kind "seeds"); ``shared_test`` when every seed scores the same test images (S→R, R→R on
+    real-test), not when each seed has its own (R→S on its synthetic set); ``covariance``: how
+    much the seeds' shared test errors covary, when measured (else all of it, conservative).
+    One seed: the cell's
+    own interval over test images (``cell_interval``), ci_kind "images".
     NaN values propagate: a seed whose metric is undefined makes the mean undefined, visibly.
     """
     arr = np.asarray(values, dtype=float)
     n = len(arr)
     mean = float(arr.mean())
     sd = float(arr.std(ddof=1)) if n > 1 else math.nan
-    test = (math.nan, math.nan)
-    if lows and highs and len(lows) == n and len(highs) == n:
-        test = (float(np.mean(lows)), float(np.mean(highs)))
-    if n > 1 and math.isfinite(sd):
-        _, low, high = seed_interval(arr, confidence)
-        return Stat(mean, sd, n, low, high, "seeds", *test)
-    if math.isfinite(test[0]):
-        return Stat(mean, sd, n, test[0], test[1], "bootstrap", *test)
-    return Stat(mean, sd, n)
+    stat = Stat(mean, sd, n, values=[float(v) for v in arr], seeds=list(seeds or []))
+    if not bounded or not np.isfinite(arr).all():
+        return stat
+    if n == 1:
+        if cell_interval is not None and all(map(math.isfinite, cell_interval)):
+            stat.ci_low, stat.ci_high = cell_interval
+            stat.ci_kind = "images"
+        return stat
+    has_variance = variances is not None and bool(np.isfinite(variances).all())
+    var = np.asarray(variances if has_variance else np.zeros(n), dtype=float)
+    _, stat.ci_low, stat.ci_high = seed_mean_interval(
+        arr, var, confidence, shared_test=shared_test, covariance=covariance
+    )
+    stat.ci_kind = "seeds+images" if has_variance else "seeds"
+    return stat
+
+
+def image_variance(cell: Cell, key: str) -> float | None:
+    """The test-image variance of one cell's metric: ``<key>_var`` (written by compute_cell,
+    DeLong's with a floor) or, for an overall accuracy on ``<direction>_n`` test images, the
+    binomial variance at the Agresti-Coull point (x + 2) / (n + 4), never 0 even at accuracy 1;
+    None when the cell cannot say."""
+    value = cell.values.get(key + VAR)
+    if value is not None:
+        return value
+    match = re.fullmatch(r"(s2r|r2s|r2r)_accuracy", key)
+    n = cell.values.get(f"{match[1]}_n") if match else None
+    p = cell.values.get(key)
+    if n is None or p is None or not n > 0 or not math.isfinite(p):
+        return None
+    centre = (p * n + 2) / (n + 4)
+    return centre * (1 - centre) / (n + 4)
+
+
+def _cell_interval(cell: Cell, key: str) -> tuple[float, float] | None:
+    low, high = cell.values.get(key + CI_LOW), cell.values.get(key + CI_HIGH)
+    return None if low is None or high is None else (low, high)
+
+
+def _variances(members: list[Cell], key: str) -> list[float] | None:
+    found = [image_variance(c, key) for c in members]
+    return None if any(v is None for v in found) else found
+
+
+def s2r_covariance(members: list[Cell]) -> float | None:
+    """How much the seeds' S→R test errors covary (``seed_covariance`` on their real-test
+    predictions); None with one seed or when a cell stores no predictions."""
+    found = _aligned(members) if len(members) > 1 else None
+    return None if found is None else seed_covariance(*found)
+
+
+def _ratio_stat(members: list[Cell], name: str, confidence: float) -> Stat | None:
+    """FTER, utility or fidelity of a group: the ratio of mean AUROCs over the seeds that have
+    both, with every seed's own ratio. Only FTER gets an interval (``fter_interval``, log
+    scale): utility's and fidelity's numerator and denominator share test images or a
+    classifier, which that interval assumes they do not."""
+    num, den = RATIOS[name]
+    have = [c for c in members if num in c.values and den in c.values]
+    if not have:
+        return None
+    a = np.array([c.values[num] for c in have], dtype=float)
+    b = np.array([c.values[den] for c in have], dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_seed = np.where(b > 0, a / b, math.nan)
+    stat = summarise(per_seed.tolist(), seeds=[c.seed for c in have])
+    mean_b = float(b.mean())
+    stat.mean = float(a.mean()) / mean_b if mean_b and np.isfinite(mean_b) else math.nan
+    if name != "fter" or not math.isfinite(stat.mean):
+        return stat
+    var_a, var_b = _variances(have, num), _variances(have, den)
+    has_variance = var_a is not None and var_b is not None
+    if len(have) < 2 and not has_variance:
+        return stat
+    zeros = [0.0] * len(have)
+    _, stat.ci_low, stat.ci_high = fter_interval(
+        a, var_a or zeros, b, var_b or zeros, confidence, s2r_covariance=s2r_covariance(have)
+    )
+    stat.ci_kind = _ci_kind(len(have), has_variance)
+    return stat
 
 
 @dataclass
@@ -278,6 +400,11 @@ class Group:
         return [c.seed for c in self.cells]
 
 
+def _summary_keys(members: list[Cell]) -> list[str]:
+    keys = {k for c in members for k in c.values}
+    return sorted(k for k in keys if not k.endswith(SUFFIXES) and k not in RATIOS)
+
+
 def aggregate(cells: list[Cell], confidence: float = 0.95) -> list[Group]:
     """Group cells by (method, size) in their sorted order and summarise every metric over seeds.
 
@@ -288,56 +415,56 @@ def aggregate(cells: list[Cell], confidence: float = 0.95) -> list[Group]:
         groups.setdefault((c.method, c.size), []).append(c)
     out = []
     for (method, size), members in groups.items():
-        keys = sorted({k for c in members for k in c.values if not k.endswith((CI_LOW, CI_HIGH))})
         summary = {}
-        for key in keys:
+        for key in _summary_keys(members):
             have = [c for c in members if key in c.values]
-            lows = [c.values[key + CI_LOW] for c in have if key + CI_LOW in c.values]
-            highs = [c.values[key + CI_HIGH] for c in have if key + CI_HIGH in c.values]
-            summary[key] = summarise([c.values[key] for c in have], lows, highs, confidence)
+            summary[key] = summarise(
+                [c.values[key] for c in have],
+                _variances(have, key),
+                confidence,
+                bounded=bool(BOUNDED.match(key)),
+                seeds=[c.seed for c in have],
+                shared_test=not key.startswith("r2s_"),
+                covariance=s2r_covariance(have) if key == "s2r_auroc" else None,
+                cell_interval=_cell_interval(have[0], key),
+            )
+        for name in RATIOS:
+            stat = _ratio_stat(members, name, confidence)
+            if stat is not None:
+                summary[name] = stat
         out.append(Group(method, size, members, summary))
     return out
 
 
-def best_methods(groups: list[Group], metric: str) -> dict[int, list[str]]:
-    """Per size, the method(s) with the highest mean ``metric`` (ties all marked; NaN never best)."""
-    best: dict[int, list[str]] = {}
-    for size in sorted({g.size for g in groups}):
-        scores = {
-            g.method: g.stats[metric].mean
-            for g in groups
-            if g.size == size and metric in g.stats and math.isfinite(g.stats[metric].mean)
-        }
-        if scores:
-            top = max(scores.values())
-            best[size] = [
-                m for m, v in scores.items() if math.isclose(v, top, rel_tol=0, abs_tol=1e-12)
-            ]
-    return best
-
-
 def reference_by_size(cells: list[Cell], key: str, confidence: float = 0.95) -> dict[int, Stat]:
     """R→R per size over seeds: the real classifier depends on (size, seed) only, so each seed
-    counts once (its value, and its bootstrap bounds when present, averaged over the methods
-    that report it)."""
+    counts once (its value and test-image variance, averaged over the methods that carry the
+    same number)."""
     per: dict[int, dict[int, list[Cell]]] = {}
     for c in cells:
         if key in c.values:
             per.setdefault(c.size, {}).setdefault(c.seed, []).append(c)
     out = {}
     for size, seeds in sorted(per.items()):
-        groups = [members for _, members in sorted(seeds.items())]
-        values = [float(np.mean([c.values[key] for c in m])) for m in groups]
-        bounds = {}
-        for end in (CI_LOW, CI_HIGH):
-            if all(key + end in c.values for m in groups for c in m):
-                bounds[end] = [float(np.mean([c.values[key + end] for c in m])) for m in groups]
-        out[size] = summarise(values, bounds.get(CI_LOW), bounds.get(CI_HIGH), confidence)
+        ordered = sorted(seeds.items())
+        values = [float(np.mean([c.values[key] for c in m])) for _, m in ordered]
+        found = [_variances(m, key) for _, m in ordered]
+        variances = None if any(v is None for v in found) else [float(np.mean(v)) for v in found]
+        out[size] = summarise(
+            values,
+            variances,
+            confidence,
+            bool(BOUNDED.match(key)),
+            [s for s, _ in ordered],
+            cell_interval=_cell_interval(ordered[0][1][0], key),
+        )
     return out
 
 
 FLAT_NAMES = {
     "fter": "fter",
+    "utility": "utility",
+    "fidelity": "fidelity",
     "s2r_auroc": "auroc_s2r",
     "r2s_auroc": "auroc_r2s",
     "s2r_accuracy": "accuracy_s2r",
@@ -346,10 +473,11 @@ FLAT_NAMES = {
 
 
 def flat_metrics(groups: list[Group], cells: list[Cell]) -> dict[str, float]:
-    """Name -> mean over seeds, e.g. ``fter.active.500``, for the KFP run comparison.
+    """Name -> value over seeds, e.g. ``fter.active.500`` (ratio of mean AUROCs), for the KFP
+    run comparison.
 
-    Non-finite means are left out (KFP Metrics and JSON cannot hold NaN); the report tables still
-    show them.
+    Non-finite values are left out (KFP Metrics and JSON cannot hold NaN); the report tables
+    still show them.
     """
     out: dict[str, float] = {}
     for g in groups:
@@ -364,32 +492,43 @@ def flat_metrics(groups: list[Group], cells: list[Cell]) -> dict[str, float]:
     return out
 
 
-# --------------------------------------------------------------------------- caveats, comparisons
+# --------------------------------------------------------------------------- caveats
 
-FTER_FLAG = "r2s_below_r2r"
-FTER_FLAG_TEXT = (
-    "synthetic set is harder to label than real data; FTER > 1 here does not mean it trains better"
-)
+FLAG_BELOW, FLAG_ABOVE = "r2s_below_r2r", "r2s_above_r2r"
+FLAG_TEXT = {
+    FLAG_BELOW: "synthetic harder to classify than real (R→S below R→R's interval): "
+    "FTER > 1 here does not mean the set trains better",
+    FLAG_ABOVE: "synthetic easier to classify than real (R→S above R→R's interval): "
+    "FTER understates how well the set trains",
+}
+FLAG_SIDE = {FLAG_BELOW: "below", FLAG_ABOVE: "above"}
+FLAG_SHORT = {flag: f"⚑ R→S {side} R→R" for flag, side in FLAG_SIDE.items()}
+
+
+def _outside(value: float, low: float | None, high: float | None) -> str:
+    if low is None or high is None or not all(map(math.isfinite, (value, low, high))):
+        return ""
+    return FLAG_BELOW if value < low else FLAG_ABOVE if value > high else ""
 
 
 def cell_fter_flag(cell: Cell) -> str:
-    """``r2s_below_r2r`` when the cell's R→S AUROC is below the lower bound of its R→R
-    interval (the real-trained classifier labels the synthetic set worse than real images)."""
-    r2s, low = cell.values.get("r2s_auroc", math.nan), cell.values.get("r2r_auroc" + CI_LOW)
-    if low is None or not (math.isfinite(r2s) and math.isfinite(low)):
-        return ""
-    return FTER_FLAG if r2s < low else ""
+    """``r2s_below_r2r`` / ``r2s_above_r2r`` when the cell's R→S AUROC is outside its R→R
+    interval (the real-trained classifier labels the synthetic set worse / better than real
+    images); '' inside it or when the cell has no R→R interval."""
+    return _outside(
+        cell.values.get("r2s_auroc", math.nan),
+        cell.values.get("r2r_auroc" + CI_LOW),
+        cell.values.get("r2r_auroc" + CI_HIGH),
+    )
 
 
-def group_fter_flag(group: Group, reference: dict[int, Stat]) -> bool:
-    """A method × size row's flag: mean R→S AUROC below the lower bound of R→R's test-image
-    interval (the same bound the cells are flagged against; its interval over seeds when the
-    cells carry no bootstrap bounds)."""
+def group_fter_flag(group: Group, reference: dict[int, Stat]) -> str:
+    """A method × size row's flag: its mean R→S AUROC against R→R's interval over seeds at that
+    size, on either side ('' inside or without an interval)."""
     r2s, ref = group.stats.get("r2s_auroc"), reference.get(group.size)
     if r2s is None or ref is None:
-        return False
-    low = ref.test_ci_low if math.isfinite(ref.test_ci_low) else ref.ci_low
-    return math.isfinite(r2s.mean) and math.isfinite(low) and r2s.mean < low
+        return ""
+    return _outside(r2s.mean, ref.ci_low, ref.ci_high)
 
 
 def did_not_train(cell: Cell) -> str:
@@ -406,78 +545,241 @@ def add_cell_flags(columns: list[str], rows: list[dict[str, Any]], cells: list[C
     return [*columns, "fter_flag", "did_not_train"]
 
 
-PAIRED_METRICS = ("s2r_auroc", "r2s_auroc", "fter")
+# --------------------------------------------------------------------------- comparisons
+
+COMPARED = ("s2r_auroc", "r2s_auroc")
+POWER = 0.8
+NO_FINETUNE = "no-finetune"
+R2S_NOT_PAIRED = (
+    "R→S cannot be paired by image: each method is tested on its own synthetic set, so R→S "
+    "compares seed by seed (the same real-trained classifier) with the two cells' test-image "
+    "variances summed."
+)
 
 
-def paired_comparisons(
-    cells: list[Cell], reference_method: str, confidence: float = 0.95
-) -> list[dict[str, Any]]:
-    """Each method against ``reference_method`` on the seeds both have, per size: the mean paired
-    difference (method - reference), its t-interval and the paired t-test's p-value, for S→R
-    AUROC, R→S AUROC and FTER. Empty when the reference method is not in the cells."""
-    by_key = {c.key: c for c in cells}
+def is_control(method: str) -> bool:
+    """A method that fine-tunes nothing (``no-finetune``, ``retrieval``, ``external:*``, or a
+    name tgap's methods do not know, such as ``real``): shown apart, never ranked."""
+    try:
+        return not parse_method(method).fine_tunes
+    except ValueError:
+        return True
+
+
+def _plan(
+    groups: list[Group], reference_method: str, untrained: set[str]
+) -> tuple[dict[tuple, dict[str, Any]], dict[tuple[str, int], tuple[str, str]]]:
+    """The comparisons one report makes, and per (metric, size) the ranked top two.
+
+    Each fine-tuned method against ``no-finetune`` on S→R (the effect the demo must detect) and
+    against ``reference_method`` on S→R and R→S; the best fine-tuned method against its
+    runner-up (★). A pair asked for twice is made once, with both reasons.
+    """
+    planned: dict[tuple, dict[str, Any]] = {}
+    ranked_top: dict[tuple[str, int], tuple[str, str]] = {}
+
+    def add(metric: str, size: int, a: str, b: str, why: str) -> None:
+        row = planned.setdefault(
+            (metric, size, frozenset((a, b))),
+            {"metric": metric, "size": size, "method": a, "against": b, "why": []},
+        )
+        row["why"].append(why)
+
+    for size in sorted({g.size for g in groups}):
+        here = {g.method: g for g in groups if g.size == size}
+        tuned = [m for m in here if not is_control(m)]
+        for m in tuned:
+            if NO_FINETUNE in here:
+                add("s2r_auroc", size, m, NO_FINETUNE, f"vs {NO_FINETUNE}")
+            if reference_method in here and m != reference_method:
+                for metric in COMPARED:
+                    add(metric, size, m, reference_method, f"vs {reference_method}")
+        for metric in COMPARED:
+            ranked = sorted(
+                (m for m in tuned if m not in untrained and metric in here[m].stats
+                 and math.isfinite(here[m].stats[metric].mean)),
+                key=lambda m: -here[m].stats[metric].mean,
+            )  # fmt: skip
+            if len(ranked) >= 2:
+                ranked_top[(metric, size)] = (ranked[0], ranked[1])
+                add(metric, size, ranked[0], ranked[1], "best vs runner-up")
+            elif ranked:
+                ranked_top[(metric, size)] = (ranked[0], "")
+    return planned, ranked_top
+
+
+@dataclass
+class Predictions:
+    """A cell's S→R scores on real-test, one row per image (for pairing two methods)."""
+
+    ids: list[str]
+    y: np.ndarray
+    scores: np.ndarray
+
+
+# tgap.evaluation.S2R_PREDICTIONS: compute_cell copies the S→R evaluation's predictions.csv
+# there (file, label, score_<label>..., predicted). Read here rather than with
+# tgap.evaluation.read_s2r_predictions, whose module imports torch: the report does not need it.
+PREDICTIONS = "s2r_predictions.csv"
+
+
+def s2r_predictions(cell: Cell) -> Predictions | None:
+    """The cell's stored S→R real-test predictions (None when the cell has none)."""
+    path = cell.assets.get(PREDICTIONS)
+    if path is None:
+        return None
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns = [c for c in reader.fieldnames or [] if c.startswith("score_")]
+        rows = list(reader)
+    index = {c.removeprefix("score_"): i for i, c in enumerate(columns)}
+    try:
+        y = np.array([index[r["label"]] for r in rows], dtype=np.int64)
+        scores = np.array([[float(r[c]) for c in columns] for r in rows], dtype=float)
+        return Predictions([r["file"] for r in rows], y, scores.reshape(len(rows), len(columns)))
+    except (KeyError, ValueError) as exc:
+        raise ReportError(f"{path}: unreadable S→R predictions ({exc!r})") from None
+
+
+def _aligned(cells: list[Cell]) -> tuple[np.ndarray, list[np.ndarray]] | None:
+    """Every cell's S→R scores in the first cell's image order, and the labels; None when a
+    cell has no predictions. Cells scored on different images are a ReportError."""
+    found = [s2r_predictions(c) for c in cells]
+    if any(p is None for p in found):
+        return None
+    first = found[0]
     out = []
-    methods = list(dict.fromkeys(c.method for c in cells))
-    if reference_method not in methods:
-        return []
-    for size in sorted({c.size for c in cells}):
-        ref_seeds = {c.seed for c in cells if c.method == reference_method and c.size == size}
-        for method in methods:
-            if method == reference_method:
-                continue
-            seeds = sorted(
-                ref_seeds & {c.seed for c in cells if c.method == method and c.size == size}
-            )
-            if not seeds:
-                continue
-            row: dict[str, Any] = {"method": method, "size": size, "seeds": seeds}
-            for key in PAIRED_METRICS:
-                a = [by_key[(method, size, s)].values.get(key, math.nan) for s in seeds]
-                b = [by_key[(reference_method, size, s)].values.get(key, math.nan) for s in seeds]
-                row[key] = paired_difference(a, b, confidence)
-            out.append(row)
+    for p, cell in zip(found, cells, strict=True):
+        where = f"cells {cells[0].dir} and {cell.dir}"
+        if sorted(p.ids) != sorted(first.ids):
+            raise ReportError(f"{where}: S→R predictions are not on the same real-test images")
+        order = {image: i for i, image in enumerate(p.ids)}
+        index = np.array([order[image] for image in first.ids])
+        if not np.array_equal(p.y[index], first.y):
+            raise ReportError(f"{where}: the same real-test images carry different labels")
+        out.append(p.scores[index])
+    return first.y, out
+
+
+def _cells_by_seed(cells: list[Cell], method: str, size: int) -> dict[int, Cell]:
+    return {c.seed: c for c in cells if c.method == method and c.size == size}
+
+
+def _seed_differences(
+    pairs: list[tuple[Cell, Cell]], metric: str
+) -> tuple[list[float], list[float], str, float | None]:
+    """Per shared seed, metric(a) − metric(b) and its test-image variance.
+
+    S→R with every cell's real-test predictions: DeLong's paired difference on the same images
+    (``paired_by`` "images"), and how much the seeds' differences share their test error
+    (``seed_covariance``, measured instead of assumed). Otherwise (R→S, or predictions absent)
+    the difference of the two cells' values with their variances summed (0 where a cell carries
+    none), "seeds", covariance None (compare_over_seeds' default).
+    """
+    if metric == "s2r_auroc":
+        found = _aligned([c for pair in pairs for c in pair])
+        if found is not None:
+            y, scores = found
+            a, b = scores[0::2], scores[1::2]
+            paired = [delong_paired(y, x, z) for x, z in zip(a, b, strict=True)]
+            covariance = seed_covariance(y, a, b) if len(pairs) > 1 else None
+            return [d for d, _ in paired], [v for _, v in paired], "images", covariance
+    diffs = [x.values.get(metric, math.nan) - y.values.get(metric, math.nan) for x, y in pairs]
+    variances = [(image_variance(x, metric) or 0.0) + (image_variance(y, metric) or 0.0)
+                 for x, y in pairs]  # fmt: skip
+    return diffs, variances, "seeds", None
+
+
+def _compare(cells: list[Cell], row: dict[str, Any], confidence: float) -> dict[str, Any]:
+    a = _cells_by_seed(cells, row["method"], row["size"])
+    b = _cells_by_seed(cells, row["against"], row["size"])
+    seeds = sorted(set(a) & set(b))
+    out = {**row, "seeds": seeds, "paired_by": "", "seed_differences": []}
+    out.update(diff=math.nan, ci_low=math.nan, ci_high=math.nan, p=math.nan, mdd=math.nan)
+    if not seeds:
+        return out
+    pairs = [(a[s], b[s]) for s in seeds]
+    diffs, variances, paired_by, covariance = _seed_differences(pairs, row["metric"])
+    out.update(paired_by=paired_by, seed_differences=diffs)
+    if np.isfinite(diffs).all() and np.isfinite(variances).all():
+        # S→R's seeds share the real-test images (their test errors do not average out);
+        # R→S's seeds each have their own synthetic sets.
+        shared = row["metric"] == "s2r_auroc"
+        result = compare_over_seeds(
+            diffs, variances, confidence, POWER, shared_test=shared, covariance=covariance
+        )
+        out.update(diff=result.diff, ci_low=result.low, ci_high=result.high, p=result.p)
+        out["mdd"] = result.mdd
     return out
 
 
-def separated_best(
-    groups: list[Group], metric: str, confidence: float = 0.95, exclude: set[str] | None = None
-) -> tuple[dict[int, list[str]], dict[int, str]]:
-    """Per size, the method with the highest mean ``metric``, only when a paired t-test over
-    the seeds they share separates it from the runner-up at ``confidence`` (p < 1 -
-    confidence, the difference's interval above 0). Methods in ``exclude`` (did not train)
-    are never ranked. Returns ``({size: [best]}, {size: why none was marked})``."""
-    exclude = exclude or set()
-    best: dict[int, list[str]] = {}
-    why: dict[int, str] = {}
-    for size in sorted({g.size for g in groups}):
-        ranked = sorted(
-            (g for g in groups
-             if g.size == size and g.method not in exclude and metric in g.stats
-             and math.isfinite(g.stats[metric].mean)),
-            key=lambda g: -g.stats[metric].mean,
-        )  # fmt: skip
-        if len(ranked) == 1:
-            best[size] = [ranked[0].method]
-        if len(ranked) < 2:
+def comparisons(
+    groups: list[Group],
+    cells: list[Cell],
+    reference_method: str,
+    untrained: set[str],
+    confidence: float = 0.95,
+) -> tuple[list[dict[str, Any]], dict[str, dict[int, list[str]]], dict[str, dict[int, str]]]:
+    """Every comparison the report makes, Holm-adjusted together, and the ★ they allow.
+
+    Returns ``(rows, best, not_separated)``: rows with ``diff`` (method − against), its
+    interval, ``p``, ``p_holm`` (Holm over every row with a p-value), ``mdd`` (the smallest
+    difference detectable with 80 % power at these seeds) and ``separated`` (p_holm below
+    1 − confidence); per metric and size the ★ fine-tuned method, or why none was marked.
+    Controls and fine-tunes that did not train are never ranked; FTER is never ranked.
+    """
+    planned, ranked_top = _plan(groups, reference_method, untrained)
+    rows = [_compare(cells, row, confidence) for row in planned.values()]
+    tested = [r for r in rows if math.isfinite(r["p"])]
+    for r, adjusted in zip(tested, holm([r["p"] for r in tested]) if tested else [], strict=True):
+        r["p_holm"] = adjusted
+    alpha = 1 - confidence
+    for r in rows:
+        r.setdefault("p_holm", math.nan)
+        r["separated"] = math.isfinite(r["p_holm"]) and r["p_holm"] < alpha
+    best: dict[str, dict[int, list[str]]] = {m: {} for m in COMPARED}
+    why: dict[str, dict[int, str]] = {m: {} for m in COMPARED}
+    by_pair = {(r["metric"], r["size"], frozenset((r["method"], r["against"]))): r for r in rows}
+    for (metric, size), (top, second) in ranked_top.items():
+        if not second:
+            best[metric][size] = [top]
             continue
-        top, second = ranked[0], ranked[1]
-        a = {c.seed: c.values.get(metric, math.nan) for c in top.cells}
-        b = {c.seed: c.values.get(metric, math.nan) for c in second.cells}
-        seeds = sorted(set(a) & set(b))
-        test = paired_difference([a[s] for s in seeds], [b[s] for s in seeds], confidence)
-        if (
-            math.isfinite(test["p_value"])
-            and test["p_value"] < 1 - confidence
-            and test["ci_low"] > 0
-        ):
-            best[size] = [top.method]
+        r = by_pair[(metric, size, frozenset((top, second)))]
+        lead = r["diff"] if r["method"] == top else -r["diff"]
+        if r["separated"] and lead > 0:
+            best[metric][size] = [top]
         else:
-            p = "no test with one seed" if len(seeds) < 2 else f"p = {test['p_value']:.3g}"
-            why[size] = (
-                f"no method separated: {top.method} vs runner-up {second.method}, paired "
-                f"difference {test['mean']:+.3f} over {len(seeds)} seed(s), {p}"
+            p = (
+                "no test"
+                if not math.isfinite(r["p_holm"])
+                else f"Holm-adjusted p = {r['p_holm']:.3g}"
             )
-    return best, why
+            why[metric][size] = (
+                f"no fine-tuned method separated: {top} vs runner-up {second}, difference "
+                f"{lead:+.3f} over {len(r['seeds'])} seed(s), {p}"
+            )
+    return rows, best, why
+
+
+def detect_text(row: dict[str, Any]) -> str:
+    """'could detect ≥ 0.052 with 80 % power at 3 seeds' (or why it cannot say)."""
+    if not math.isfinite(row["mdd"]):
+        return f"no power estimate at {len(row['seeds'])} seed(s)"
+    return f"could detect ≥ {row['mdd']:.3f} with {POWER:.0%} power at {len(row['seeds'])} seeds"
+
+
+def settings_chosen_on(provenance: dict[str, Any]) -> str:
+    """Which data chose the run's settings, in one line, from provenance's ``choices``
+    (``{setting: {"chosen_on": text}}``, written by tgap.provenance); '' when it has none."""
+    choices = provenance.get("choices")
+    if not isinstance(choices, dict):
+        return ""
+    parts = []
+    for setting, value in choices.items():
+        said = value.get("chosen_on") if isinstance(value, dict) else value
+        if isinstance(said, str) and said:
+            parts.append(f"{setting}: {said}")
+    return "; ".join(parts)
 
 
 def active_thresholds(cells: list[Cell]) -> list[dict[str, Any]]:
