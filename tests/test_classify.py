@@ -14,9 +14,11 @@ from safetensors.torch import load_file
 
 from tgap import metrics
 from tgap.classify import (
+    NORMALISATION,
     Classifier,
     ClassifierError,
     evaluate_classifier,
+    head_loss,
     load_resized,
     read_predictions,
     resize_images,
@@ -225,3 +227,83 @@ def test_load_resized_reads_in_chunks_the_same_pixels_as_resizing_the_whole_load
     # At its own resolution it is the plain load; no indices give an empty (0, r, r) array.
     np.testing.assert_array_equal(load_resized(images, picks, 32, chunk=2), images.load_many(picks))
     assert load_resized(images, [], 20).shape == (0, 20, 20)
+
+
+# --------------------------------------------------------------------------- heads
+
+# Per image: class 0's own score ranks its images perfectly, class 1's misplaces one pair
+# (image 0's 0.5 is above image 3's 0.4); labels [0, 0, 0, 1, 1, 1].
+OWN_SCORES = np.array([[0.9, 0.5], [0.8, 0.2], [0.7, 0.3], [0.1, 0.4], [0.2, 0.9], [0.3, 0.8]])
+
+
+class FixedLogits(torch.nn.Module):
+    """Image k of ``fixed_images()`` (grey level 40 k) -> the logits of OWN_SCORES' row k."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grey = x.mean(dim=(1, 2, 3)) * 0.25 + 0.5  # undo small-cnn's normalisation
+        row = torch.round(grey * 255 / 40).long()
+        return torch.logit(torch.tensor(OWN_SCORES, dtype=torch.float32))[row]
+
+
+def fixed_images() -> np.ndarray:
+    return np.stack([np.full((32, 32), 40 * k, np.uint8) for k in range(6)])
+
+
+def fixed_classifier(head: str) -> Classifier:
+    info = {"labels": LABELS, "resolution": 32, "arch": "small-cnn", "head": head,
+            "normalisation": NORMALISATION["small-cnn"]}  # fmt: skip
+    return Classifier(FixedLogits(), info)
+
+
+def test_sigmoid_head_scores_each_label_on_its_own_output_so_per_class_aurocs_differ():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    sigmoid = fixed_classifier("sigmoid").predict_proba(fixed_images())
+    np.testing.assert_allclose(sigmoid, OWN_SCORES, atol=1e-6)  # not normalised
+    result = metrics.classification_metrics(y, sigmoid, LABELS)
+    assert result["auroc_No Finding"] == 1.0
+    assert result["auroc_Unhealthy"] == pytest.approx(8 / 9)
+    assert result["auroc"] == result["auroc_Unhealthy"]  # two labels: the positive label's
+    # The same logits through softmax: one score is 1 - the other, one AUROC for both labels.
+    softmax = fixed_classifier("softmax").predict_proba(fixed_images())
+    np.testing.assert_allclose(softmax.sum(axis=1), 1, atol=1e-6)
+    result = metrics.classification_metrics(y, softmax, LABELS)
+    assert result["auroc_No Finding"] == result["auroc_Unhealthy"] == result["auroc"]
+
+
+def test_sigmoid_loss_is_the_mean_one_vs_rest_binary_cross_entropy():
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.0, 1.0, -3.0]])
+    y = torch.tensor([0, 2])
+    p = torch.sigmoid(logits)
+    target = torch.tensor([[1.0, 0, 0], [0, 0, 1]])
+    by_hand = -(target * p.log() + (1 - target) * (1 - p).log()).mean()
+    assert head_loss(logits, y, "sigmoid").item() == pytest.approx(by_hand.item(), rel=1e-6)
+    assert head_loss(logits, y, "softmax").item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, y).item()
+    )
+
+
+def test_sigmoid_head_trains_reproducibly_and_lowers_its_loss(sets, tmp_path):
+    config = ClassifierConfig(epochs=3, batch_size=8, head="sigmoid", augment=False)
+    for name in ("a", "b"):
+        train_classifier(sets["small"], config, seed=5, size_per_label=15, out_dir=tmp_path / name)
+    info = json.loads((tmp_path / "a" / "classifier.json").read_text())
+    assert info["head"] == "sigmoid" and info["config"]["head"] == "sigmoid"
+    losses = [h["train_loss"] for h in info["history"]]
+    assert losses[-1] < losses[0]
+    a, b = (load_file(str(tmp_path / n / "model.safetensors")) for n in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    clf = Classifier.load(tmp_path / "a")
+    assert clf.head == "sigmoid"
+    result = evaluate_classifier(tmp_path / "a", sets["small"], tmp_path / "eval", resamples=20)
+    assert result["head"] == "sigmoid"
+    assert result["auroc"] == pytest.approx(result["auroc_Unhealthy"])
+    scores = read_predictions(tmp_path / "eval")[2]
+    assert not np.allclose(scores.sum(axis=1), 1, atol=1e-3)  # independent outputs
+
+
+def test_an_unknown_head_is_a_clear_error(sets, tmp_path):
+    config = ClassifierConfig(epochs=1, head="tanh")
+    with pytest.raises(ClassifierError, match="classifier.head 'tanh': expected one of softmax"):
+        train_classifier(sets["small"], config, seed=0, size_per_label=4, out_dir=tmp_path / "m")
+    with pytest.raises(ClassifierError, match="classifier.json head 'tanh'"):
+        fixed_classifier("tanh")

@@ -34,6 +34,13 @@ def test_thesis_grid_is_seven_methods_three_sizes_five_seeds():
     assert config.generate.n_per_label == 10000
 
 
+def test_thesis_classifier_has_chexnet_sigmoid_head_and_the_small_presets_keep_softmax():
+    thesis = load_config("pipelines/configs/thesis.yaml").classifier
+    assert (thesis.arch, thesis.head) == ("densenet121", "sigmoid")
+    for preset in ("demo.yaml", "micro.yaml"):
+        assert load_config(f"pipelines/configs/{preset}").classifier.head == "softmax", preset
+
+
 def test_override_sets_nested_value_with_yaml_typing():
     config = load_config(
         "pipelines/configs/micro.yaml",
@@ -52,6 +59,7 @@ def test_override_sets_nested_value_with_yaml_typing():
         ("finetune.steps=3.5", "finetune.steps: expected an integer"),
         ("finetune.steps=many", "finetune.steps: expected an integer"),
         ("generate.scheduler=magic", "generate.scheduler: 'magic' is not one of"),
+        ("classifier.head=tanh", "classifier.head: 'tanh' is not one of 'softmax', 'sigmoid'"),
         ("grid.methods=[random, nonsense]", "grid.methods[1]: unknown method 'nonsense'"),
         ("data.split.test_fraction=0.5", "data.split: pool_fraction, train_fraction"),
         ("data=3", "data: expected a mapping"),

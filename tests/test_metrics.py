@@ -50,6 +50,21 @@ def test_per_class_auroc_uses_each_class_own_score_and_can_differ():
     assert metrics.class_auroc(Y, softmax, 0) == metrics.class_auroc(Y, softmax, 1)
 
 
+def test_overall_auroc_ranks_unnormalised_scores_of_a_sigmoid_head():
+    # Three labels, each column its own output (rows do not sum to 1, which scikit-learn's
+    # multi-class roc_auc_score refuses): the macro mean of the one-vs-rest AUROCs.
+    y3 = np.array([0, 0, 1, 1, 2, 2])
+    s3 = np.array([[0.9, 0.5, 0.1], [0.6, 0.1, 0.2], [0.7, 0.8, 0.3], [0.2, 0.7, 0.9],
+                   [0.1, 0.2, 0.8], [0.3, 0.6, 0.7]])  # fmt: skip
+    per_class = [metrics.class_auroc(y3, s3, c) for c in range(3)]
+    # Class 0: 0.6 is below negative 0.7; class 1 separates; class 2: negative 0.9 tops both.
+    assert per_class == pytest.approx([7 / 8, 1.0, 6 / 8])
+    assert metrics.auroc(y3, s3) == pytest.approx(np.mean(per_class))
+    assert metrics.delong(y3, s3)[0] == pytest.approx(np.mean(per_class))
+    identity = np.arange(6)[None, :]
+    assert metrics.resampled_aurocs(y3, s3, identity)[0] == pytest.approx(np.mean(per_class))
+
+
 def test_auroc_is_nan_with_a_reason_when_one_class_is_present():
     assert math.isnan(metrics.auroc(np.ones(5, int), np.linspace(0, 1, 5)))
     assert "only one class" in metrics.auroc_undefined_reason(np.ones(5, int), 2)

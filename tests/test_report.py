@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -35,9 +36,12 @@ from tgap import metrics
 from tgap.artifacts import (
     RocCurve,
 )
+from tgap.config import ClassifierConfig
 from tgap.report import ReportError, build_report
 from tgap.report.plots import pick_curve
 from tgap.report.tables import is_control, summarise
+
+SIGMOID = ClassifierConfig(head="sigmoid")
 
 
 class TableParser(HTMLParser):
@@ -108,9 +112,9 @@ def thesis_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     # Cell folders arrive in any order (KFP collects them by task id): shuffle them.
     order = np.random.default_rng(0).permutation(len(dirs))
-    result = build_report(
-        [dirs[i] for i in order], grid_config(THESIS_METHODS, THESIS_SIZES, SEEDS), PROVENANCE, out
-    )
+    # The thesis preset's classifier head: each label's AUROC on its own output.
+    config = replace(grid_config(THESIS_METHODS, THESIS_SIZES, SEEDS), classifier=SIGMOID)
+    result = build_report([dirs[i] for i in order], config, PROVENANCE, out)
     return result, out
 
 
@@ -478,6 +482,25 @@ def test_minimal_cells_build_and_absent_sections_say_so(tmp_path):
         rows = list(csv.DictReader(f))
     assert [r["method"] for r in rows] == ["random", "active"] and rows[1]["fter"] == "nan"
     assert "r2r_auroc" not in rows[0]
+
+
+def test_a_two_label_softmax_head_shows_one_auroc_with_a_note(tmp_path):
+    d = tmp_path / "cells" / "0"
+    d.mkdir(parents=True)
+    cell = {"method": "random", "size": 20, "seed": 0, "s2r_accuracy": 0.6, "s2r_auroc": 0.7,
+            "r2s_accuracy": 0.7, "r2s_auroc": 0.8, "fter": 0.875,
+            "s2r_auroc_No Finding": 0.7, "s2r_auroc_Unhealthy": 0.7}  # fmt: skip
+    (d / "cell.json").write_text(json.dumps(cell))
+    config = grid_config(["random"], [20], [0])
+    headers = {}
+    for head in ("softmax", "sigmoid"):
+        config = replace(config, classifier=ClassifierConfig(head=head))
+        result = build_report([d], config, {}, tmp_path / head)
+        text = Path(result["report.html"]).read_text()
+        headers[head] = [c[1] for c in parse(text).tables["table-s2r"][0][1]]
+        assert ("identical for both labels with a softmax head" in text) == (head == "softmax")
+    assert "AUROC Unhealthy" not in headers["softmax"]
+    assert {"AUROC No Finding", "AUROC Unhealthy"} <= set(headers["sigmoid"])
 
 
 def test_roc_asset_is_the_curve_compute_fter_wrote_and_a_malformed_one_is_named(tmp_path):

@@ -183,7 +183,7 @@ class Evaluation(_Stored):
     roc: RocCurve
     confusion_matrix: list[list[int]]
     auroc_undefined_reason: str = ""
-    # Descriptive entries (n_per_class, threshold, bootstrap, model_dir, test_set, arch).
+    # Descriptive entries (n_per_class, threshold, bootstrap, model_dir, test_set, arch, head).
     info: dict[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> float:

@@ -7,7 +7,12 @@ Two architectures:
   per label. The grey image is repeated to 3 channels (and normalised with ImageNet statistics)
   rather than replacing the first conv, so ImageNet or CheXNet weights load unchanged.
 
-A trained classifier is a folder: ``model.safetensors`` + ``classifier.json`` (architecture,
+Two heads on either architecture (``classifier.head``): ``softmax`` (one distribution over the
+labels, cross-entropy) and ``sigmoid`` (one independent logistic output per label, one-vs-rest
+binary cross-entropy, as CheXNet). Scores are the softmax probabilities or the per-label sigmoid
+probabilities; the latter need not sum to 1, and each label's AUROC ranks its own output.
+
+A trained classifier is a folder: ``model.safetensors`` + ``classifier.json`` (architecture, head,
 labels, resolution, threshold, normalisation, training history, seed, images per label).
 Training is separate from evaluation so the real-data classifier is trained once per
 (size, seed) and KFP caching shares it across methods.
@@ -45,6 +50,7 @@ INFO = CLASSIFIER_INFO
 METRICS = EVALUATION
 PREDICTIONS = "predictions.csv"
 ARCHS = ("small-cnn", "densenet121")
+HEADS = ("softmax", "sigmoid")
 # small-cnn: pixels/255 mapped to roughly zero mean, unit spread; densenet121: ImageNet stats.
 NORMALISATION = {
     "small-cnn": {"mean": [0.5], "std": [0.25], "channels": 1},
@@ -140,6 +146,26 @@ def _load_pretrained(model: DenseNet121, uri: str) -> dict[str, Any]:
     return {"weights": uri, "tensors": len(trunk)}
 
 
+def _check_head(head: str, where: str) -> str:
+    if head not in HEADS:
+        raise ClassifierError(f"{where} {head!r}: expected one of {', '.join(HEADS)}")
+    return head
+
+
+def head_scores(logits: torch.Tensor, head: str) -> torch.Tensor:
+    """Scores of the logits (n, n_labels): softmax over labels, or each label's own sigmoid."""
+    return torch.softmax(logits, dim=1) if head == "softmax" else torch.sigmoid(logits)
+
+
+def head_loss(logits: torch.Tensor, y: torch.Tensor, head: str) -> torch.Tensor:
+    """Cross-entropy (softmax), or the mean one-vs-rest binary cross-entropy over every image and
+    label (sigmoid: label ``c``'s output is trained to say "this image is ``c``")."""
+    if head == "softmax":
+        return F.cross_entropy(logits, y)
+    targets = F.one_hot(y, logits.shape[1]).to(logits.dtype)
+    return F.binary_cross_entropy_with_logits(logits, targets)
+
+
 # --------------------------------------------------------------------------- preprocessing
 
 
@@ -228,6 +254,8 @@ class Classifier:
         self.resolution: int = int(info["resolution"])
         self.threshold: float | None = info.get("threshold")
         self.arch: str = info["arch"]
+        # Folders written before heads existed were trained with softmax.
+        self.head: str = _check_head(info.get("head", "softmax"), f"{INFO} head")
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu") -> Classifier:
@@ -257,7 +285,7 @@ class Classifier:
             if which == "features":
                 out.append(self.model.features(x).float().cpu())
             else:
-                out.append(torch.softmax(self.model(x).float(), dim=1).cpu())
+                out.append(head_scores(self.model(x).float(), self.head).cpu())
         if not out:
             width = len(self.labels) if which == "proba" else self.feature_dim
             return np.zeros((0, width), np.float64 if which == "proba" else np.float32)
@@ -269,7 +297,8 @@ class Classifier:
         return 128 if self.arch == "small-cnn" else 1024
 
     def predict_proba(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
-        """Class probabilities, float (n, n_labels), columns in ``self.labels`` order."""
+        """Scores, float (n, n_labels), columns in ``self.labels`` order: softmax probabilities
+        (rows sum to 1) or, with a sigmoid head, each label's own probability."""
         return self._run(images, "proba", batch_size)
 
     def features(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
@@ -341,6 +370,7 @@ def fit(
         raise ClassifierError(
             f"classifier.arch {classifier.arch!r}: expected one of {', '.join(ARCHS)}"
         )
+    _check_head(classifier.head, "classifier.head")
     if len(labels) < 2:
         raise ClassifierError(f"{where}: a classifier needs at least 2 labels, got {labels}")
     for name in ("epochs", "batch_size", "resolution"):
@@ -384,7 +414,8 @@ def fit(
             x = x_train[batch].to(device).float().div_(255)
             if classifier.augment:
                 x = _augment(x, generator)
-            loss = F.cross_entropy(model(_normalise(x, normalisation)), y_train[batch].to(device))
+            logits = model(_normalise(x, normalisation))
+            loss = head_loss(logits, y_train[batch].to(device), classifier.head)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -393,8 +424,8 @@ def fit(
         train_seconds += time.perf_counter() - t0
         model.eval()
         current = Classifier(model, {"labels": labels, "resolution": classifier.resolution,
-                                     "normalisation": normalisation, "arch": classifier.arch},
-                             device)  # fmt: skip
+                                     "normalisation": normalisation, "arch": classifier.arch,
+                                     "head": classifier.head}, device)  # fmt: skip
         val_scores = current.predict_proba(val_images)
         val_auroc = metrics.auroc(y_val, val_scores)
         history.append({
@@ -419,6 +450,7 @@ def fit(
     # Threshold on the validation split (Youden's J on the positive = second label's score).
     info: dict[str, Any] = {
         "arch": classifier.arch,
+        "head": classifier.head,
         "labels": labels,
         "resolution": classifier.resolution,
         "normalisation": normalisation,
@@ -520,7 +552,8 @@ def evaluate_classifier(
         y, score, clf.labels, clf.threshold,
         bootstrap_resamples=resamples, confidence=confidence, seed=seed,
     )  # fmt: skip
-    result.update({"model_dir": str(model_dir), "test_set": str(test.root), "arch": clf.arch})
+    result.update({"model_dir": str(model_dir), "test_set": str(test.root), "arch": clf.arch,
+                   "head": clf.head})  # fmt: skip
     if result["auroc_undefined_reason"]:
         log.warning("AUROC undefined on %s: %s", test.root, result["auroc_undefined_reason"])
 

@@ -425,6 +425,11 @@ class ClassifierConfig:
     """The classifier of the two-way evaluation (CheXNet = densenet121)."""
 
     arch: Literal["small-cnn", "densenet121"] = "small-cnn"
+    # softmax: one distribution over the labels (cross-entropy); with two labels one score is
+    # 1 - the other, so both per-class AUROCs are one number. sigmoid: an independent logistic
+    # output per label (one-vs-rest binary cross-entropy, CheXNet's head), so each label's AUROC
+    # ranks its own output.
+    head: Literal["softmax", "sigmoid"] = "softmax"
     weights: str = ""
     resolution: int = param(32, ge=8)
     epochs: int = param(15, ge=1)

@@ -5,7 +5,9 @@ metrics.
 Conventions:
 
 - ``y`` holds integer label indices (index into the run's ``labels``), ``scores`` is an
-  ``(n, n_labels)`` array of class probabilities.
+  ``(n, n_labels)`` array of class scores: softmax probabilities, or a sigmoid head's per-label
+  probabilities, whose rows need not sum to 1. AUROC uses only each column's ranks, so nothing
+  here requires normalised rows.
 - Overall AUROC of a binary task is the AUROC of the positive (second) label's score; with more
   labels it is the macro average of one-vs-rest AUROCs. Per-class AUROC is one-vs-rest on that
   class's own score.
@@ -70,7 +72,9 @@ def auroc(y: np.ndarray, scores: np.ndarray) -> float:
         return float("nan")
     if scores.shape[1] == 2:
         return float(roc_auc_score(y == 1, scores[:, 1]))
-    return float(roc_auc_score(y, scores, multi_class="ovr", average="macro"))
+    # The macro one-vs-rest average, as roc_auc_score(multi_class="ovr") computes it, but without
+    # its demand that rows sum to 1: a sigmoid head's scores are not one distribution.
+    return float(np.mean([class_auroc(y, scores, c) for c in range(scores.shape[1])]))
 
 
 def class_auroc(y: np.ndarray, scores: np.ndarray, c: int) -> float:

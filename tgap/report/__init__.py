@@ -111,6 +111,7 @@ def build_report(
     provenance = provenance or {}
     cells = load_cells([Path(d) for d in cell_dirs], list(config.grid.methods))
     labels = list(config.data.labels)
+    head = config.classifier.head  # a two-label softmax head has one AUROC for both labels
     methods = list(dict.fromkeys(c.method for c in cells))
     sizes = sorted({c.size for c in cells})
     seeds = sorted({c.seed for c in cells})
@@ -261,13 +262,13 @@ def build_report(
         conditioning_note(config.diffusion.conditioning),
         "<h2>S→R: train on synthetic, test on real</h2>",
         h.results_table(
-            "s2r", groups, cells, labels, best["s2r_auroc"], reference, fter_flags, untrained
+            "s2r", groups, cells, labels, best["s2r_auroc"], reference, fter_flags, untrained, head
         ),
         h.per_class_table("s2r", groups, cells, labels, reference),
         separation_note("s2r_auroc"),
         "<h2>R→S: train on real, test on synthetic</h2>",
         h.results_table(
-            "r2s", groups, cells, labels, best["r2s_auroc"], reference, fter_flags, untrained
+            "r2s", groups, cells, labels, best["r2s_auroc"], reference, fter_flags, untrained, head
         ),
         h.per_class_table("r2s", groups, cells, labels, reference),
         separation_note("r2s_auroc"),

@@ -122,9 +122,13 @@ def results_table(
     reference: dict[str, dict[int, Stat]],
     fter_flags: dict[tuple[str, int], str] | None = None,
     untrained: set[str] | None = None,
+    classifier_head: str | None = None,
 ) -> str:
     """The thesis-form table for one direction: per size, the fine-tuned methods (ranked, ★),
     then the controls in their own block (never ranked), then R→R.
+
+    ``classifier_head`` is ``classifier.head``: a two-label softmax head's per-class AUROCs equal
+    the AUROC column by construction, so they are not repeated and a note says so.
 
     With more than ``INLINE_CLASSES`` labels the per-class columns move to ``per_class_table``,
     so ten labels do not push the table off the page. ``fter_flags`` maps (method, size) rows to
@@ -136,6 +140,9 @@ def results_table(
     auc_classes = class_keys(cells, direction, "auroc", labels)
     if len(labels) > INLINE_CLASSES:
         acc_classes, auc_classes = [], []
+    one_auroc = len(labels) == 2 and classifier_head == "softmax"
+    if one_auroc:
+        auc_classes = []
     ref_acc_classes = dict(class_keys(cells, "r2r", "accuracy", labels))
     ref_auc_classes = dict(class_keys(cells, "r2r", "auroc", labels))
     head = (
@@ -197,7 +204,18 @@ def results_table(
                 + "".join(_stat_td(per_auc.get(lab), f"r2r_auroc_{lab}") for lab, _ in auc_classes)
                 + "<td>—</td><td>—</td><td>—</td></tr>"
             )
-    return f'<div class="scroll"><table id="table-{direction}">{head}{"".join(rows)}</table></div>'
+    note = f'<p class="note">{esc(ONE_AUROC_NOTE)}</p>' if one_auroc else ""
+    return (
+        f'<div class="scroll"><table id="table-{direction}">{head}{"".join(rows)}</table></div>'
+        + note
+    )
+
+
+ONE_AUROC_NOTE = (
+    "Per-class AUROC: identical for both labels with a softmax head (one label's score is "
+    "1 − the other's), so it is the AUROC column; classifier.head: sigmoid scores each label "
+    "on its own output."
+)
 
 
 SEED_METRICS = (
