@@ -1,0 +1,131 @@
+"""tgap.curves: the monotone fit, its inverse, the real-equivalent size and saturation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tgap.curves import (
+    ABOVE,
+    BELOW,
+    CurveError,
+    MonotoneCurve,
+    RealCurve,
+    exchange_rate,
+    real_equivalent,
+    saturation,
+)
+
+SIZES = [25, 50, 100, 200, 400, 800, 1600, 3200]
+
+
+def known(n):
+    """A made-up real curve with a known inverse: n = (0.4 / (0.95 - a))^2."""
+    return 0.95 - 0.4 * np.asarray(n, dtype=float) ** -0.5
+
+
+def known_inverse(a):
+    return (0.4 / (0.95 - a)) ** 2
+
+
+def curve(half_width=0.02, noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    auroc = known(SIZES) + rng.normal(0, noise, len(SIZES))
+    return RealCurve(SIZES, list(auroc), list(auroc - half_width), list(auroc + half_width))
+
+
+@pytest.mark.parametrize("n", [40, 130, 300, 1000, 2500])
+def test_known_curve_recovers_the_size_within_its_interval(n):
+    a = float(known(n))
+    reading = real_equivalent(curve(), a, a - 0.01, a + 0.01)
+    assert reading.side == ""
+    assert reading.contains(n)
+    # Linear in log n between sizes a factor 2 apart: close to the true inverse.
+    assert reading.n == pytest.approx(n, rel=0.1)
+
+
+def test_interval_is_finite_and_excludes_other_sizes_mid_curve():
+    a = float(known(300))
+    reading = real_equivalent(curve(half_width=0.003), a, a - 0.003, a + 0.003)
+    assert reading.low_side == reading.high_side == ""
+    assert not reading.contains(100) and not reading.contains(900)
+    assert reading.text() == f"{reading.n:,.0f} [{reading.low:,.0f}, {reading.high:,.0f}]"
+
+
+def test_noisy_curve_still_holds_the_size():
+    for seed in range(5):
+        a = float(known(300))
+        # Noise sd 0.005 inside a band of +-0.01 (two sd): the interval still holds n.
+        reading = real_equivalent(curve(0.01, 0.005, seed), a, a - 0.005, a + 0.005)
+        assert reading.contains(300), seed
+
+
+def test_exact_points_invert_exactly_at_the_trained_sizes():
+    fit = MonotoneCurve(SIZES, known(SIZES))
+    for n in SIZES:
+        assert fit.inverse(float(known(n))).n == pytest.approx(n)
+
+
+def test_outside_the_range_gives_words_not_a_number():
+    a = float(known(10))
+    low_reading = real_equivalent(curve(), a, a - 0.01, a + 0.01)
+    assert low_reading.side == BELOW and math.isnan(low_reading.n)
+    assert low_reading.text().startswith("below n_min (25")
+    high = 0.949
+    high_reading = real_equivalent(curve(), high, high - 0.001, high)
+    assert high_reading.side == ABOVE and math.isnan(high_reading.n)
+    assert "more real data than real-train holds" in high_reading.text()
+    assert "3,200" in high_reading.text()
+
+
+def test_interval_open_at_the_range_ends_says_so():
+    a = float(known(30))
+    reading = real_equivalent(curve(), a, a - 0.05, a + 0.01)
+    assert reading.side == "" and reading.low_side == BELOW and math.isnan(reading.low)
+    assert reading.text().split("[")[1].startswith("<25")
+    assert reading.contains(1) and not reading.contains(1000)
+
+
+def test_flat_stretch_reads_its_geometric_middle():
+    fit = MonotoneCurve([100, 200, 400, 800], [0.6, 0.7, 0.7, 0.8])
+    assert fit.inverse(0.7).n == pytest.approx(math.sqrt(200 * 400))
+
+
+def test_a_dip_is_pooled_not_followed():
+    fit = MonotoneCurve([100, 200, 400], [0.7, 0.6, 0.8])
+    assert fit(100) == pytest.approx(0.65) and fit(200) == pytest.approx(0.65)
+
+
+def test_bad_curves_are_refused():
+    with pytest.raises(CurveError, match="at least 2"):
+        MonotoneCurve([100], [0.7])
+    with pytest.raises(CurveError, match="increasing"):
+        MonotoneCurve([200, 100], [0.7, 0.8])
+    with pytest.raises(CurveError, match="undefined"):
+        MonotoneCurve([100, 200], [0.7, float("nan")])
+    with pytest.raises(CurveError, match="outside its interval"):
+        real_equivalent(curve(), 0.8, 0.81, 0.9)
+
+
+def test_exchange_rate_and_its_interval():
+    a = float(known(400))
+    reading = real_equivalent(curve(0.003), a, a - 0.003, a + 0.003)
+    rate = exchange_rate(4000, reading)
+    assert rate["exchange_rate"] == pytest.approx(4000 / reading.n)
+    assert rate["exchange_rate_low"] < rate["exchange_rate"] < rate["exchange_rate_high"]
+    below = real_equivalent(curve(), 0.5, 0.49, 0.51)
+    assert math.isnan(exchange_rate(4000, below)["exchange_rate"])
+
+
+def test_saturation_names_the_smaller_set():
+    # S→R stops rising after half the set: the full set's 0.80 is inside 0.5's interval.
+    flat = saturation([0.25, 0.5, 1.0], [0.70, 0.79, 0.80], [0.66, 0.75, 0.76],
+                      [0.74, 0.83, 0.84], n_per_label=1000)  # fmt: skip
+    assert flat.saturated and flat.fraction == 0.5 and flat.n_per_label == 500
+    rising = saturation([0.25, 0.5, 1.0], [0.60, 0.70, 0.80], [0.57, 0.67, 0.77],
+                        [0.63, 0.73, 0.83], n_per_label=1000)  # fmt: skip
+    assert not rising.saturated and rising.fraction == 1.0 and rising.n_per_label == 1000
+    with pytest.raises(CurveError, match="ending at 1.0"):
+        saturation([0.25, 0.5], [0.6, 0.7], [0.5, 0.6], [0.7, 0.8], 100)
