@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import linalg, stats
+from scipy import linalg, optimize, special, stats
 from sklearn.metrics import accuracy_score, confusion_matrix, roc_auc_score, roc_curve
 from sklearn.metrics.pairwise import pairwise_distances_chunked
 from sklearn.neighbors import NearestNeighbors
@@ -289,7 +290,421 @@ def fter_ci(
     return low, high
 
 
-# --------------------------------------------------------------------------- over seeds
+# --------------------------------------------------------------------------- DeLong
+
+
+def _influence(y: np.ndarray, scores: np.ndarray) -> tuple[float, np.ndarray]:
+    """AUROC and each image's influence on it (DeLong's structural components, centred).
+
+    For a class column ``c`` with ``m`` positive and ``n`` negative images, DeLong's components
+    are ``V10_i`` (fraction of negatives positive image ``i`` outranks, ties half) and ``V01_j``
+    (fraction of positives that outrank negative ``j``), from midranks (Sun & Xu 2014). Image
+    ``i``'s influence is ``(V10_i - auc) / m`` as a positive, ``(V01_j - auc) / n`` as a negative.
+    Binary tasks score the positive column; more labels: the mean over one-vs-rest classes.
+    """
+    columns = [1] if scores.shape[1] == 2 else list(range(scores.shape[1]))
+    aucs, phi = [], np.zeros(len(y))
+    for c in columns:
+        positive = y == c
+        m, n = int(positive.sum()), int((~positive).sum())
+        s = scores[:, c]
+        ranks = stats.rankdata(s)
+        v = np.empty(len(y))
+        v[positive] = (ranks[positive] - stats.rankdata(s[positive])) / n
+        v[~positive] = 1 - (ranks[~positive] - stats.rankdata(s[~positive])) / m
+        auc = float(v[positive].mean())
+        aucs.append(auc)
+        phi += np.where(positive, (v - auc) / m, (v - auc) / n)
+    return float(np.mean(aucs)), phi / len(columns)
+
+
+def _stratified_variance(y: np.ndarray, phi: np.ndarray) -> float:
+    """Variance of a statistic whose per-image influence is ``phi``, the test set's class counts
+    held fixed: ``sum over classes of n_l / (n_l - 1) * sum (phi - class mean)^2``. For one
+    binary AUROC this is exactly DeLong's ``S10 / m + S01 / n``."""
+    total = 0.0
+    for label in np.unique(y):
+        part = phi[y == label]
+        if len(part) > 1:
+            total += len(part) / (len(part) - 1) * float(((part - part.mean()) ** 2).sum())
+    return total
+
+
+def _defined(y: np.ndarray, scores: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    y, scores = _check_scores(y, scores)
+    reason = auroc_undefined_reason(y, scores.shape[1])
+    if reason:
+        raise MetricsError(f"{where}: AUROC undefined ({reason})")
+    return y, scores
+
+
+def delong(y: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """AUROC and DeLong's (1988) variance of it over test-image sampling, ``(auc, var)``.
+
+    Binary: the positive column's AUROC. More labels: the macro one-vs-rest AUROC and the
+    variance of that mean from the classes' joint influence (DeLong's covariance of the
+    per-class AUROCs, the test set's class counts held fixed). Raises ``MetricsError`` when AUROC
+    is undefined (one class present). The variance is 0 at AUROC 0 or 1: ``auroc_variance``
+    and ``auroc_interval`` give it a floor.
+    """
+    y, scores = _defined(y, scores, "delong")
+    auc, phi = _influence(y, scores)
+    return auc, _stratified_variance(y, phi)
+
+
+def delong_paired(y: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) -> tuple[float, float]:
+    """AUROC(a) - AUROC(b) of two score sets on the same images, and DeLong's variance of that
+    difference (which subtracts the covariance the shared images create), ``(diff, var)``."""
+    y, scores_a = _defined(y, scores_a, "delong_paired")
+    _, scores_b = _defined(y, scores_b, "delong_paired")
+    if scores_a.shape != scores_b.shape:
+        raise MetricsError(
+            f"delong_paired: score arrays differ in shape {scores_a.shape} vs {scores_b.shape}"
+        )
+    auc_a, phi_a = _influence(y, scores_a)
+    auc_b, phi_b = _influence(y, scores_b)
+    return auc_a - auc_b, _stratified_variance(y, phi_a - phi_b)
+
+
+def class_counts(y: np.ndarray, n_labels: int) -> tuple[int, int]:
+    """``(n_pos, n_neg)`` that ``auroc_interval`` sizes a cell's AUROC with: binary, the second
+    and first label's image counts; more labels, the smallest class against the rest (the
+    scarcest one-vs-rest comparison bounds how much the macro AUROC can be trusted)."""
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=n_labels)
+    if n_labels == 2:
+        return int(counts[1]), int(counts[0])
+    smallest = int(counts.min())
+    return smallest, int(counts.sum()) - smallest
+
+
+# --------------------------------------------------------------------------- per-cell interval
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0 < confidence < 1:
+        raise MetricsError(f"confidence must be in (0, 1), got {confidence}")
+
+
+def _hanley_mcneil_n(auc: float, n_pos: int, n_neg: int) -> float:
+    """``auc (1 - auc) / var`` of Hanley & McNeil's (1982) AUROC variance: the effective number
+    of binomial trials their model gives ``n_pos`` positives and ``n_neg`` negatives. Written
+    without the ``auc (1 - auc)`` factor, so it stays finite at AUROC 0 and 1."""
+    a = auc
+    per_pair = 1 + (n_pos - 1) * (1 - a) / (2 - a) + (n_neg - 1) * a / (1 + a)
+    return n_pos * n_neg / per_pair
+
+
+def effective_n(auc: float, var: float, n_pos: int, n_neg: int) -> float:
+    """The number of binomial trials whose proportion has this AUROC's variance.
+
+    ``auc (1 - auc) / var`` with DeLong's ``var``, capped at Hanley & McNeil's effective n for
+    the same AUROC and class counts. Near AUROC 0 or 1 DeLong's variance falls to 0 (at 1 every
+    positive outranks every negative, so no image's component varies) while the AUROC is still
+    uncertain; the cap keeps the test set's finite size in the interval there.
+    """
+    if n_pos < 1 or n_neg < 1:
+        raise MetricsError(f"effective_n: needs n_pos, n_neg >= 1, got {n_pos}, {n_neg}")
+    cap = _hanley_mcneil_n(auc, n_pos, n_neg)
+    if var <= 0 or auc <= 0 or auc >= 1:
+        return cap
+    return min(auc * (1 - auc) / var, cap)
+
+
+def _wilson(p: float, n: float, q: float) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``p`` of ``n`` trials at quantile ``q``."""
+    centre = (p + q * q / (2 * n)) / (1 + q * q / n)
+    half = q * math.sqrt(p * (1 - p) / n + q * q / (4 * n * n)) / (1 + q * q / n)
+    return max(centre - half, 0.0), min(centre + half, 1.0)
+
+
+def auroc_interval(
+    auc: float, var: float, n_pos: int, n_neg: int, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Interval for one cell's AUROC over test-image sampling, ``(low, high)``.
+
+    A Wilson score interval with ``effective_n`` trials: the AUROC treated as a proportion
+    whose binomial variance equals DeLong's variance (capped near 0 and 1, see
+    ``effective_n``). It always lies in [0, 1], always contains ``auc``, is close to
+    ``auc ± z sqrt(var)`` away from the bounds, and stays wide enough at AUROC 1.0
+    (``[n / (n + z^2), 1]``). ``(nan, nan)`` when ``auc`` or ``var`` is not finite.
+    """
+    _check_confidence(confidence)
+    if not (math.isfinite(auc) and math.isfinite(var)):
+        return math.nan, math.nan
+    n = effective_n(auc, var, n_pos, n_neg)
+    return _wilson(auc, n, float(stats.norm.ppf(0.5 + confidence / 2)))
+
+
+def auroc_variance(auc: float, var: float, n_pos: int, n_neg: int) -> float:
+    """The test-sampling variance tgap carries for a cell's AUROC: ``p (1 - p) / n`` at the
+    Agresti-Coull point ``p = (auc n + 2) / (n + 4)`` with ``n = effective_n + 4``.
+
+    Close to DeLong's variance away from 0 and 1 (the two differ by ``O(1 / n)``), and never 0:
+    at AUROC 1.0 it is about ``2 / n^2``, so intervals over seeds do not collapse when every
+    seed scores 1.0.
+    """
+    if not (math.isfinite(auc) and math.isfinite(var)):
+        return math.nan
+    n = effective_n(auc, var, n_pos, n_neg) + 4
+    p = (auc * (n - 4) + 2) / n
+    return p * (1 - p) / n
+
+
+def _seed_arrays(values: Sequence[float], variances: Sequence[float], where: str):
+    a, v = np.asarray(values, dtype=float), np.asarray(variances, dtype=float)
+    if a.ndim != 1 or a.shape != v.shape or len(a) == 0:
+        raise MetricsError(
+            f"{where}: expected equal-length, non-empty lists of values and variances, "
+            f"got shapes {a.shape} and {v.shape}"
+        )
+    if (v < 0).any():
+        raise MetricsError(f"{where}: variances must be >= 0, got {v.tolist()}")
+    return a, v
+
+
+def _mean_variance(
+    values: np.ndarray, variances: np.ndarray, shared_test: bool
+) -> tuple[float, float]:
+    """Variance of the mean over ``k`` seeds and its Satterthwaite degrees of freedom.
+
+    ``values_i = mu + training effect_i + test error_i``. With a test set shared by every seed
+    (S→R on real-test), the test error is common to all seeds: the spread over seeds does not
+    show it and it does not shrink with more seeds, so the variance is
+    ``s^2 / k + mean(variances)`` (exact when the seeds' test errors are fully correlated,
+    conservative otherwise). With a test set per seed (R→S on each seed's synthetic set), the
+    spread already holds the test error: ``max(s^2, mean(variances)) / k``, never less than the
+    test sampling alone. Degrees of freedom: ``k - 1`` for the between-seed part, the DeLong part
+    treated as known (Welch-Satterthwaite).
+    """
+    k = len(values)
+    between = float(values.var(ddof=1)) / k
+    if shared_test:
+        test = float(variances.mean())
+        total = between + test
+    else:
+        total = max(between, float(variances.mean()) / k)
+        test = total - between
+    df = math.inf if between == 0 else (k - 1) * (total / between) ** 2
+    return total, df
+
+
+def _quantile(confidence: float, df: float) -> float:
+    p = 0.5 + confidence / 2
+    return float(stats.norm.ppf(p) if math.isinf(df) else stats.t.ppf(p, df))
+
+
+def _logit_interval(mean: float, var: float, q: float) -> tuple[float, float]:
+    """``mean ± q sqrt(var)`` mapped through the logit (delta method), so it stays in (0, 1);
+    at a mean of exactly 0 or 1 (every seed there) the logit is infinite and the raw-scale bound
+    ``1 - q sqrt(var)`` (or ``q sqrt(var)``) is used on the open side."""
+    half = q * math.sqrt(var)
+    if mean >= 1:
+        return max(1 - half, 0.0), 1.0
+    if mean <= 0:
+        return 0.0, min(half, 1.0)
+    centre, scale = math.log(mean / (1 - mean)), half / (mean * (1 - mean))
+    return float(special.expit(centre - scale)), float(special.expit(centre + scale))
+
+
+def seed_mean_interval(
+    values: Sequence[float],
+    variances: Sequence[float],
+    confidence: float = 0.95,
+    *,
+    shared_test: bool = True,
+) -> tuple[float, float, float]:
+    """Mean AUROC over seeds and its interval, ``(mean, low, high)``.
+
+    The point is the plain mean of ``values`` (one AUROC per seed). The interval accounts for
+    both sources of error: the training randomness (the spread of ``values`` over seeds, with a
+    t quantile on its ``k - 1`` degrees of freedom) and the test-image sampling (``variances``,
+    each seed's ``auroc_variance``). ``shared_test=True`` (S→R: every seed scores the same
+    real-test images) adds the mean test variance undivided, because a shared test set's error
+    is the same for every seed and does not average out; ``False`` (R→S: each seed has its own
+    synthetic test set) takes the test error as part of the seed spread. See ``_mean_variance``.
+    The interval is ``mean ± q se`` on the logit scale (delta method), so it stays in [0, 1].
+    Needs 2+ finite values, else the bounds are ``nan``.
+    """
+    _check_confidence(confidence)
+    a, v = _seed_arrays(values, variances, "seed_mean_interval")
+    mean = float(a.mean())
+    if len(a) < 2 or not (np.isfinite(a).all() and np.isfinite(v).all()):
+        return mean, math.nan, math.nan
+    total, df = _mean_variance(a, v, shared_test)
+    return (mean, *_logit_interval(mean, total, _quantile(confidence, df)))
+
+
+def fter_interval(
+    s2r: Sequence[float],
+    s2r_var: Sequence[float],
+    r2s: Sequence[float],
+    r2s_var: Sequence[float],
+    confidence: float = 0.95,
+) -> tuple[float, float, float]:
+    """FTER of a method over seeds, ``(ratio, low, high)``: mean S→R AUROC / mean R→S AUROC (the
+    ratio of means, as the thesis's tables), with an interval on the log scale.
+
+    Delta method with the seeds paired: each seed contributes
+    ``u_i = s2r_i / mean(s2r) - r2s_i / mean(r2s)``, whose spread over seeds (``var(u) / k``)
+    holds both directions' training randomness and their covariance, plus R→S's test error
+    (each seed has its own synthetic test set); S→R's shared real-test adds
+    ``mean(s2r_var) / mean(s2r)^2`` undivided (see ``seed_mean_interval``). t quantile with
+    Welch-Satterthwaite degrees of freedom. A single seed gives the per-cell interval of test
+    sampling alone (both variances). ``nan`` bounds when a mean is 0 or a value is not finite.
+    """
+    _check_confidence(confidence)
+    s, vs = _seed_arrays(s2r, s2r_var, "fter_interval (S→R)")
+    r, vr = _seed_arrays(r2s, r2s_var, "fter_interval (R→S)")
+    if len(s) != len(r):
+        raise MetricsError(f"fter_interval: {len(s)} S→R seeds but {len(r)} R→S seeds")
+    ms, mr = float(s.mean()), float(r.mean())
+    finite = all(np.isfinite(x).all() for x in (s, vs, r, vr))
+    if not finite or ms <= 0 or mr <= 0:
+        return (ms / mr if finite and mr > 0 else math.nan), math.nan, math.nan
+    k = len(s)
+    test = float(vs.mean()) / ms**2
+    if k == 1:
+        between, test = 0.0, test + float(vr[0]) / mr**2
+    else:
+        u = s / ms - r / mr
+        between = max(float(u.var(ddof=1)), float(vr.mean()) / mr**2) / k
+    total = between + test
+    df = math.inf if between == 0 else (k - 1) * (total / between) ** 2
+    half = _quantile(confidence, df) * math.sqrt(total)
+    ratio = ms / mr
+    return ratio, ratio * math.exp(-half), ratio * math.exp(half)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A difference combined over seeds: ``diff`` (mean over seeds), its interval
+    ``[low, high]``, the two-sided ``p`` for no difference, and ``mdd``: the smallest true
+    difference this many seeds would detect with the requested power at the same alpha."""
+
+    diff: float
+    low: float
+    high: float
+    p: float
+    mdd: float
+
+
+def _power(detect: float, se: float, df: float, alpha: float) -> float:
+    """Power of a two-sided t test (df degrees of freedom) with standard error ``se`` against a
+    true difference ``detect`` (noncentral t)."""
+    if math.isinf(df):
+        crit, ncp = float(stats.norm.ppf(1 - alpha / 2)), detect / se
+        return float(stats.norm.sf(crit - ncp) + stats.norm.cdf(-crit - ncp))
+    crit = float(stats.t.ppf(1 - alpha / 2, df))
+    ncp = detect / se
+    return float(stats.nct.sf(crit, df, ncp) + stats.nct.cdf(-crit, df, ncp))
+
+
+def _minimum_detectable(se: float, df: float, alpha: float, power: float) -> float:
+    """The true difference a two-sided t test detects with probability ``power``."""
+    if se == 0:
+        return 0.0
+    high = se
+    while _power(high, se, df, alpha) < power:  # bracket: power grows with the difference
+        high *= 2
+    return float(optimize.brentq(lambda d: _power(d, se, df, alpha) - power, 0.0, high))
+
+
+def compare_over_seeds(
+    diffs: Sequence[float],
+    variances: Sequence[float],
+    confidence: float = 0.95,
+    power: float = 0.8,
+    *,
+    shared_test: bool = True,
+) -> Comparison:
+    """Combine per-seed differences between two methods (paired by seed) into one comparison.
+
+    ``diffs``: one difference per seed. S→R: ``delong_paired`` on the same real-test images,
+    ``variances`` its paired variances (``shared_test=True``: the images are the same for every
+    seed, so their sampling error does not average out). R→S, which cannot be paired by image
+    (each method has its own synthetic set): the seed-level difference, ``variances`` the two
+    cells' variances summed (``shared_test=False``). The variance of the mean difference and its
+    degrees of freedom are those of ``seed_mean_interval``; the interval is a t interval on the
+    raw scale (a difference of AUROCs is symmetric around 0 and far from its bounds +-1), ``p``
+    the two-sided t test, ``mdd`` the smallest true difference detected with probability
+    ``power`` at ``alpha = 1 - confidence``. Needs 2+ seeds, else bounds, p and mdd are ``nan``.
+    """
+    _check_confidence(confidence)
+    if not 0 < power < 1:
+        raise MetricsError(f"power must be in (0, 1), got {power}")
+    d, v = _seed_arrays(diffs, variances, "compare_over_seeds")
+    mean = float(d.mean())
+    if len(d) < 2 or not (np.isfinite(d).all() and np.isfinite(v).all()):
+        return Comparison(mean, math.nan, math.nan, math.nan, math.nan)
+    total, df = _mean_variance(d, v, shared_test)
+    se = math.sqrt(total)
+    half = _quantile(confidence, df) * se
+    if se == 0:
+        p = math.nan if mean == 0 else 0.0
+    else:
+        t = abs(mean) / se
+        p = float(2 * (stats.norm.sf(t) if math.isinf(df) else stats.t.sf(t, df)))
+    mdd = _minimum_detectable(se, df, 1 - confidence, power)
+    return Comparison(mean, mean - half, mean + half, p, mdd)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input order.
+
+    With the ``m`` finite p-values sorted ascending, the ``i``-th (from 1) becomes
+    ``max over j <= i of min(1, (m - j + 1) p_(j))``. Rejecting where the adjusted value is
+    ``<= alpha`` controls the family-wise error at ``alpha``. ``nan`` stays ``nan`` and does
+    not count in ``m``.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(len(p), math.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * float(p[i])))
+        out[i] = running
+    return out.tolist()
+
+
+def seeds_needed(
+    between_sd: float,
+    test_var: float,
+    detect: float,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    max_seeds: int = 200,
+) -> int:
+    """Fewest seeds (>= 2) at which ``compare_over_seeds`` detects a true difference ``detect``
+    with probability ``power`` at level ``alpha``.
+
+    ``between_sd``: SD over seeds of the per-seed difference (training randomness);
+    ``test_var``: the test-image variance of one seed's difference, shared by all seeds (S→R on
+    real-test), so it does not shrink with more seeds. Returns ``max_seeds + 1`` when even
+    ``max_seeds`` seeds fall short (the shared test set alone may make ``detect`` undetectable:
+    then only a larger test set helps).
+    """
+    if detect <= 0:
+        raise MetricsError(f"seeds_needed: detect must be > 0, got {detect}")
+    if between_sd < 0 or test_var < 0:
+        raise MetricsError(
+            f"seeds_needed: between_sd {between_sd}, test_var {test_var} must be >= 0"
+        )
+    if max_seeds < 2:
+        raise MetricsError(f"seeds_needed: max_seeds must be >= 2, got {max_seeds}")
+    for k in range(2, max_seeds + 1):
+        between = between_sd**2 / k
+        total = between + test_var
+        if total == 0:
+            return k
+        df = math.inf if between == 0 else (k - 1) * (total / between) ** 2
+        if _power(detect, math.sqrt(total), df, alpha) >= power:
+            return k
+    return max_seeds + 1
+
+
+# --------------------------------------------------------------------------- over seeds (raw scale, superseded)
 
 
 def seed_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
