@@ -7,15 +7,19 @@ import math
 import numpy as np
 import pytest
 
+from tgap import metrics
 from tgap.curves import (
     ABOVE,
     BELOW,
     CurveError,
     MonotoneCurve,
+    Point,
     RealCurve,
     exchange_rate,
     real_equivalent,
     saturation,
+    score_point,
+    seed_mean,
 )
 
 SIZES = [25, 50, 100, 200, 400, 800, 1600, 3200]
@@ -129,3 +133,41 @@ def test_saturation_names_the_smaller_set():
     assert not rising.saturated and rising.fraction == 1.0 and rising.n_per_label == 1000
     with pytest.raises(CurveError, match="ending at 1.0"):
         saturation([0.25, 0.5], [0.6, 0.7], [0.5, 0.6], [0.7, 0.8], 100)
+
+
+def seed_curve(seed, sd=0.005, variance=0.005**2):
+    rng = np.random.default_rng(seed)
+    points = [
+        Point(n, a, variance, a - 0.01, a + 0.01)
+        for n, a in zip(SIZES, known(SIZES) + rng.normal(0, sd, len(SIZES)), strict=True)
+    ]
+    return RealCurve.of(points)
+
+
+def test_seed_mean_reads_the_mean_s2r_off_the_mean_curve():
+    a = float(known(300))
+    rng = np.random.default_rng(7)
+    s2r = [Point(1000, v, 0.004**2, v - 0.008, v + 0.008) for v in a + rng.normal(0, 0.004, 3)]
+    mean_curve, reading = seed_mean([seed_curve(s) for s in range(3)], s2r, 0.95)
+    assert reading.side == "" and reading.contains(300)
+    assert mean_curve.auroc[0] == pytest.approx(np.mean([seed_curve(s).auroc[0] for s in range(3)]))
+    assert all(
+        lo < m < hi
+        for lo, m, hi in zip(mean_curve.low, mean_curve.auroc, mean_curve.high, strict=True)
+    )
+    # One seed: its own curve and interval.
+    one = seed_mean([seed_curve(0)], s2r[:1], 0.95)[1]
+    assert one == real_equivalent(seed_curve(0), s2r[0].auroc, s2r[0].low, s2r[0].high)
+    with pytest.raises(CurveError, match="2 real curves for 3"):
+        seed_mean([seed_curve(0), seed_curve(1)], s2r, 0.95)
+
+
+def test_score_point_is_the_auroc_with_its_interval():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 200)
+    positive = np.clip(0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.25, len(y)), 0, 1)
+    scores = np.column_stack([1 - positive, positive])
+    point = score_point(50, y, scores, 0.95)
+    assert point.auroc == pytest.approx(metrics.auroc(y, scores))
+    assert point.low < point.auroc < point.high and point.variance > 0
+    assert point.n == 50

@@ -26,10 +26,12 @@ where the lower curve stays at or below ``a_hi``. Both uncertainties widen it, a
 contains the point reading (the band encloses the fit). It is conservative: the two intervals'
 ends are combined as if both were at their extremes at once.
 
-**Over seeds.** Each seed has its own real curve and its own synthetic set, so a reading per seed;
-the mean is taken on log n (sizes are a ratio scale) with stats-core's
-``tgap.metrics.seed_mean_interval`` (between-seed spread and within-seed variance, the latter
-from the reading's interval as a normal on log n), then exponentiated: a geometric mean.
+**Over seeds.** Each seed has its own real curve and its own synthetic set. The mean over seeds
+is read in AUROC space, where ``tgap.metrics.seed_mean_interval`` works: the mean real curve
+(each size's AUROC averaged over seeds, with its interval from the seeds' spread and the shared
+real-test's sampling) and the mean S→R AUROC with its interval, then the reading above. Averaging
+AUROCs, not sizes, keeps one out-of-range seed from making the mean undefined, and needs no
+assumption about the shape of a size's uncertainty.
 
 **Saturation.** A synthetic learning curve (S→R at nested fractions of the generated set) has
 flattened when the full set's S→R is not above the interval of the fraction before it. The
@@ -41,10 +43,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import stats
 from sklearn.isotonic import IsotonicRegression
 
 BELOW, ABOVE, INSIDE = "below", "above", ""
@@ -190,14 +191,51 @@ class RealEquivalent:
         }
 
 
+@dataclass(frozen=True)
+class Point:
+    """One classifier's AUROC on real-test: its test-sampling variance and interval
+    (``tgap.metrics.auroc_variance`` and ``auroc_interval``)."""
+
+    n: float  # training images per label
+    auroc: float
+    variance: float
+    low: float
+    high: float
+
+    def to_json(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def score_point(n: float, y: np.ndarray, scores: np.ndarray, confidence: float) -> Point:
+    """``Point`` of a classifier trained on ``n`` images per label, from its real-test scores."""
+    from tgap import metrics
+
+    auc, var = metrics.delong(y, scores)
+    n_pos, n_neg = metrics.class_counts(y, scores.shape[1])
+    low, high = metrics.auroc_interval(auc, var, n_pos, n_neg, confidence)
+    return Point(float(n), auc, metrics.auroc_variance(auc, var, n_pos, n_neg), low, high)
+
+
 @dataclass
 class RealCurve:
-    """A real learning curve: AUROC on real-test, with its interval, per size per label."""
+    """A real learning curve: AUROC on real-test, with its interval, per size per label
+    (``variance``: each point's test-sampling variance, needed for the mean over seeds)."""
 
     sizes: list[float]
     auroc: list[float]
     low: list[float]
     high: list[float]
+    variance: list[float] | None = None
+
+    @classmethod
+    def of(cls, points: Sequence[Point]) -> RealCurve:
+        return cls(
+            sizes=[p.n for p in points],
+            auroc=[p.auroc for p in points],
+            low=[p.low for p in points],
+            high=[p.high for p in points],
+            variance=[p.variance for p in points],
+        )
 
     def fits(self) -> tuple[MonotoneCurve, MonotoneCurve, MonotoneCurve]:
         """The fitted curve and its band (the same fit of the intervals' low and high ends)."""
@@ -250,64 +288,48 @@ def exchange_rate(synthetic_per_label: float, reading: RealEquivalent) -> dict[s
 # --------------------------------------------------------------------------- over seeds
 
 
-def _log_variance(reading: RealEquivalent, confidence: float) -> float:
-    """Variance of log n implied by the reading's interval, read as normal on log n (the
-    half-width of the finite side when one end runs out of range; nan when both do)."""
-    z = stats.norm.ppf(0.5 + confidence / 2)
-    halves = [
-        abs(math.log(end) - math.log(reading.n))
-        for end in (reading.low, reading.high)
-        if math.isfinite(end)
-    ]
-    if not halves:
-        return math.nan
-    return (max(halves) / z) ** 2
-
-
-def seed_mean(readings: Sequence[RealEquivalent], confidence: float) -> dict[str, float | str]:
-    """The real-equivalent size over seeds: geometric mean and interval (see the module doc).
-
-    When a seed's reading is out of range, no mean is a number: the text counts the seeds below
-    and above instead.
+def seed_mean(
+    curves: Sequence[RealCurve],
+    s2r: Sequence[Point],
+    confidence: float,
+) -> tuple[RealCurve, RealEquivalent]:
+    """The real-equivalent size over seeds: the S→R AUROC's mean over seeds read off the mean
+    real curve, each with ``tgap.metrics.seed_mean_interval`` (real-test is shared by every
+    seed). One seed: its own curve and S→R with their test-sampling intervals.
     """
+    if not curves or len(curves) != len(s2r):
+        raise CurveError(f"seed_mean: {len(curves)} real curves for {len(s2r)} S→R points")
+    sizes = curves[0].sizes
+    for c in curves:
+        if list(c.sizes) != list(sizes) or c.variance is None:
+            raise CurveError(
+                f"seed_mean: every seed's real curve needs sizes {list(sizes)} and variances, "
+                f"got {list(c.sizes)}"
+            )
+    if len(curves) == 1:
+        mean_curve, point = curves[0], s2r[0]
+        return mean_curve, real_equivalent(mean_curve, point.auroc, point.low, point.high)
+    columns = [
+        _mean([c.auroc[i] for c in curves], [c.variance[i] for c in curves], confidence)
+        for i in range(len(sizes))
+    ]
+    mean_curve = RealCurve(
+        sizes=list(sizes),
+        auroc=[m for m, _, _ in columns],
+        low=[lo for _, lo, _ in columns],
+        high=[hi for _, _, hi in columns],
+    )
+    auroc, low, high = _mean([p.auroc for p in s2r], [p.variance for p in s2r], confidence)
+    return mean_curve, real_equivalent(mean_curve, auroc, low, high)
+
+
+def _mean(values, variances, confidence) -> tuple[float, float, float]:
     from tgap.metrics import seed_mean_interval
 
-    if not readings:
-        raise CurveError("seed_mean: no readings")
-    below = sum(r.side == BELOW for r in readings)
-    above = sum(r.side == ABOVE for r in readings)
-    out: dict[str, float | str] = {
-        "real_equivalent": math.nan,
-        "real_equivalent_low": math.nan,
-        "real_equivalent_high": math.nan,
-        "real_equivalent_seeds": float(len(readings)),
-    }
-    if below or above:
-        parts = [
-            f"{count} of {len(readings)} seeds {word}"
-            for count, word in (
-                (below, f"below n_min ({readings[0].n_min:,.0f})"),
-                (above, f"above n_max ({readings[0].n_max:,.0f})"),
-            )
-            if count
-        ]
-        out["real_equivalent_text"] = "; ".join(parts)
-        return out
-    logs = [math.log(r.n) for r in readings]
-    variances = [_log_variance(r, confidence) for r in readings]
-    mean, low, high = seed_mean_interval(logs, variances, confidence)
-    out.update(
-        real_equivalent=math.exp(mean),
-        real_equivalent_low=math.exp(low) if math.isfinite(low) else math.nan,
-        real_equivalent_high=math.exp(high) if math.isfinite(high) else math.nan,
-    )
-    interval = (
-        f" [{out['real_equivalent_low']:,.0f}, {out['real_equivalent_high']:,.0f}]"
-        if math.isfinite(low) and math.isfinite(high)
-        else ""
-    )
-    out["real_equivalent_text"] = f"{out['real_equivalent']:,.0f}{interval}"
-    return out
+    mean, low, high = seed_mean_interval(values, variances, confidence, shared_test=True)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise CurveError(f"seed mean of {list(values)}: no interval (a value is undefined)")
+    return mean, low, high
 
 
 # --------------------------------------------------------------------------- saturation
