@@ -22,12 +22,16 @@ def compute_fter(
     cell: Output[Artifact],
     metrics: Output[Metrics],
     clip_fingerprint: str = "",
+    real_curves: Input[Artifact] = None,
+    synthetic_curve: Input[Artifact] = None,
 ) -> None:
     """Combine the two-way evaluation of a grid row into its results row (`cell/cell.json`).
 
     A per-seed item (`no-finetune`) gives one cell per size, in `size-<n>/` sub-folders.
     `model` is the generator (the base model for `no-finetune`; unused for `retrieval`).
     `clip_fingerprint` is the CLIP weights' hash (the distribution embedder may be CLIP).
+    `real_curves` (every seed's real learning curve) and `synthetic_curve` (this item's) give the
+    real-equivalent size and the saturation test.
     """
     import json
     import math
@@ -39,6 +43,7 @@ def compute_fter(
     from tgap.evaluation import compute_cell, read_supplementation
     from tgap.grid import cell_folders, row_kind
     from tgap.imageset import ImageSet
+    from tgap.learning_curve import read_curve, seed_folder
     from tgap.provenance import STAGE_SECONDS, STAGE_TIME, read_stage_times
 
     started = time.perf_counter()
@@ -56,6 +61,7 @@ def compute_fter(
         "evaluate-R2S": r2s.path,
         "evaluate-R2R": r2r.path,
         "supplementation": supplementation.path,
+        **({"synthetic-curve": synthetic_curve.path} if synthetic_curve is not None else {}),
     }
     if kind != "finetune":  # no fine-tune ran for this item; `model` is the base model
         del stage_folders["fine-tune"]
@@ -63,6 +69,12 @@ def compute_fter(
         del stage_folders["generate"]
     sources = [Path(synthetic.path)] + ([Path(model.path)] if kind != "retrieval" else [])
     curve = read_supplementation(supplementation.path)
+    curves = None
+    if real_curves is not None and synthetic_curve is not None:
+        curves = (
+            read_curve(seed_folder(real_curves.path, item["seed"])),
+            read_curve(synthetic_curve.path),
+        )
     cells = cell_folders(item, cell.path)
     for (row, tuning_dir), (_, cell_dir) in zip(
         cell_folders(item, tuning_set.path), cells, strict=True
@@ -88,6 +100,7 @@ def compute_fter(
             extras,
             cell_dir,
             supplementation=curve,
+            curves=curves,
         )
         # This cell's stage times, for the report's provenance.
         seconds = read_stage_times({"select": tuning_set.path, **stage_folders})

@@ -21,6 +21,7 @@ from tgap.curves import (
     score_point,
     seed_mean,
 )
+from tgap.learning_curve import capped_sizes, cell_curves, nested_subsets
 
 SIZES = [25, 50, 100, 200, 400, 800, 1600, 3200]
 
@@ -171,3 +172,47 @@ def test_score_point_is_the_auroc_with_its_interval():
     assert point.auroc == pytest.approx(metrics.auroc(y, scores))
     assert point.low < point.auroc < point.high and point.variance > 0
     assert point.n == 50
+
+
+def curve_dict(points, **extra):
+    return {"points": [p.to_json() for p in points], "note": "", **extra}
+
+
+def test_cell_curves_reads_the_cell_off_its_seed_curve():
+    real = curve_dict(
+        [Point(n, a, 1e-5, a - 0.006, a + 0.006) for n, a in zip(SIZES, known(SIZES), strict=True)]
+    )
+    a = float(known(300))
+    s2r = Point(1000, a, 1e-5, a - 0.006, a + 0.006)
+    synthetic = curve_dict([Point(250, a - 0.001, 1e-5, a - 0.007, a + 0.005),
+                            Point(500, a, 1e-5, a - 0.006, a + 0.006)])  # fmt: skip
+    numbers, notes, block = cell_curves(real, synthetic, s2r, 1000)
+    assert notes == {}
+    assert numbers["real_equivalent_low"] < 300 < numbers["real_equivalent_high"]
+    assert numbers["exchange_rate"] == pytest.approx(1000 / numbers["real_equivalent"])
+    assert numbers["synthetic_saturated"] == 1.0
+    assert numbers["synthetic_sufficient_n_per_label"] == 250
+    assert [p["fraction"] for p in block["synthetic"]] == [0.25, 0.5, 1.0]
+    assert len(block["real"]) == len(SIZES) and block["real_equivalent_text"].count("[") == 1
+
+
+def test_cell_curves_without_curves_says_why():
+    s2r = Point(100, 0.8, 1e-4, 0.78, 0.82)
+    numbers, notes, block = cell_curves({"points": [], "note": "no curve: x"}, None, s2r, 100)
+    assert math.isnan(numbers["real_equivalent"]) and math.isnan(numbers["synthetic_saturated"])
+    assert notes == {"real_equivalent": "no curve: x",
+                     "synthetic_saturated": "no synthetic learning curve given"}  # fmt: skip
+    assert block["real"] == [] and block["real_equivalent_text"] == ""
+
+
+def test_nested_subsets_grow_by_adding_images():
+    y = np.repeat([0, 1], 50)
+    small, large = nested_subsets(y, 2, [10, 30], seed=3)
+    assert set(small) < set(large)
+    assert np.bincount(y[small]).tolist() == [10, 10] and np.bincount(y[large]).tolist() == [30, 30]
+
+
+def test_sizes_are_capped_at_what_real_train_holds():
+    assert capped_sizes([25, 50, 100, 200], {"a": 120, "b": 80}) == ([25, 50, 80], "")
+    sizes, note = capped_sizes([25, 50], {"a": 10, "b": 80})
+    assert sizes == [10] and "a curve needs 2 sizes" in note

@@ -38,7 +38,9 @@ from tgap.classify import (
     subsample_per_label,
 )
 from tgap.config import ClassifierConfig, EvaluationConfig
+from tgap.curves import score_point
 from tgap.imageset import ImageSet, ImageSetError, check_same_labels
+from tgap.learning_curve import cell_curves
 from tgap.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -157,6 +159,7 @@ def compute_cell(
     extras: dict[str, Path],
     out_dir: str | Path,
     supplementation: dict[str, Any] | None = None,
+    curves: tuple[dict[str, Any], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Compute one grid cell and write ``out_dir/cell.json`` + ``out_dir/assets/``.
 
@@ -164,7 +167,9 @@ def compute_cell(
     distance, KID and precision/recall/density/coverage between ``synthetic`` and ``real_test``
     in ``embedder``'s space; memorisation of ``tuning`` by ``synthetic``; the supplementation
     curve ``supplementation`` (what ``supplementation_curve`` wrote; needed when
-    ``evaluation.supplementation_ratios`` is non-empty). Undefined numbers are ``null`` in
+    ``evaluation.supplementation_ratios`` is non-empty); the real-equivalent size and the
+    saturation test from ``curves`` (the seed's real learning curve and this set's synthetic one,
+    what the learning-curve stages wrote; ``tgap.learning_curve.cell_curves``). Undefined numbers are ``null`` in
     ``cell.json``, with the reason in ``notes``.
     """
     for key in ("method", "size", "seed"):
@@ -207,6 +212,15 @@ def compute_cell(
     )  # fmt: skip
     if not np.isfinite(cell["fter"]):
         notes["fter"] = "undefined: S→R or R→S AUROC is undefined or zero"
+
+    # Learning curves: the real-equivalent size of the S→R and the saturation test.
+    learning_curves = None
+    if curves is not None and "s2r" in predictions and np.isfinite(cell["s2r_auroc"]):
+        per_label = min(synthetic.counts().values())
+        s2r_point = score_point(per_label, *predictions["s2r"], evaluation.confidence)
+        numbers, curve_notes, learning_curves = cell_curves(*curves, s2r_point, per_label)
+        cell.update(numbers)
+        notes.update(curve_notes)
 
     # Distribution metrics in the embedder's space.
     real_emb = _embed_set(embedder, real_test)
@@ -287,7 +301,7 @@ def compute_cell(
     })  # fmt: skip
     artifact = CellArtifact(
         method=cell.pop("method"), size=cell.pop("size"), seed=cell.pop("seed"), metrics=cell,
-        notes=notes, supplementation=summary,
+        notes=notes, supplementation=summary, learning_curves=learning_curves,
         text={
             "distribution_embedder": embedder.name,
             "distribution_embedder_description": embedder.description,
