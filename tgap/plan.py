@@ -213,6 +213,21 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
             artifact=40 * n, images_evaluated=n,
         )  # fmt: skip
 
+    def learning_curve(sizes: list[int], which: str, tasks: int | None = None) -> None:
+        """Classifiers on ``sizes`` images per label, each scored on real-test."""
+        images = sum(sizes) * labels
+        work = images * clf.epochs
+        s = seconds("learning-curve", "classifier_train_images_per_s", work, clf_scale)
+        s += seconds(
+            "learning-curve", "classifier_eval_images_per_s", len(sizes) * n_test, clf_scale
+        )
+        held = classifier_train_bytes(max(sizes, default=0) * labels, clf.resolution,
+                                      data.resolution, clf.val_fraction, False)  # fmt: skip
+        stage("learning-curve").add(
+            1 if tasks is None else tasks, s, memory=held, image_epochs=work,
+            **{f"{which}_curve_trainings": len(sizes)},
+        )  # fmt: skip
+
     def class_image_work(count: int) -> tuple[float, float]:
         evals = count * ft.class_sampler_steps
         return evals, float(count * config.diffusion.sample_size**2)
@@ -365,6 +380,8 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
         )  # fmt: skip
         if not legacy:
             stage("supplementation").add(1, supp_s, memory=supp_memory, image_epochs=supp_work)
+            fractions = [f for f in config.evaluation.synthetic_curve_fractions if f < 1]
+            learning_curve([round(f * gen.n_per_label) for f in fractions], "synthetic")
         tuning = max(r["size"] for r in cells) * labels  # a task computes its cells one by one
         cell_memory = (
             4 * embed_dim * (n_syn + n_test + tuning) + 4 * memo_side**2 * (n_syn + tuning)
@@ -377,6 +394,10 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
             cells=len(cells), images_embedded=(n_syn + n_test) * len(cells),
             **({"image_epochs": supp_work} if legacy else {}),
         )  # fmt: skip
+    if not legacy:  # the real learning curve of every seed, in one task
+        hold = n_train // labels  # per label, as if real-train were balanced (an upper bound)
+        sizes = sorted({min(s, hold) for s in config.evaluation.real_curve_sizes})
+        learning_curve(sizes * len(seeds), "real", tasks=1)
     # Shared through KFP's cache: the real-trained classifier and R→R once per seed.
     for _ in seeds:
         train("train-real-classifier", min(gen.n_per_label * labels, n_train), data.resolution)
@@ -388,7 +409,7 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
 _ORDER = (
     "fingerprint", "ingest", "prepare-base-model", "train-classifier", "embed", "select",
     "class-images", "fine-tune", "tune-generation", "generate", "evaluate-classifier", "supplementation",
-    "compute-fter", "report",
+    "learning-curve", "compute-fter", "report",
 )  # fmt: skip
 
 
