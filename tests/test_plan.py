@@ -6,7 +6,13 @@ import pytest
 
 from tgap.cli import main
 from tgap.config import ConfigError, check_placement, load_config, quantity_bytes
-from tgap.plan import classifier_train_bytes, memory_warnings, plan, sd15_lora_params
+from tgap.plan import (
+    classifier_train_bytes,
+    generation_hours,
+    memory_warnings,
+    plan,
+    sd15_lora_params,
+)
 
 THESIS = "pipelines/configs/thesis.yaml"
 
@@ -62,6 +68,14 @@ def test_learning_curves_are_counted_and_a_small_share_of_the_thesis_gpu_hours()
     off = {s.name: s for s in plan(load_config(THESIS, [
         "evaluation.real_curve_sizes=[]", "evaluation.synthetic_curve_fractions=[]"]))}  # fmt: skip
     assert off["learning-curve"].hours == 0
+
+
+def test_generation_hours_is_the_figure_the_plan_counts():
+    config = load_config(THESIS)
+    stages = {s.name: s for s in plan(config)}
+    one = generation_hours(config, config.generate.n_per_label)
+    assert one * stages["generate"].tasks == pytest.approx(stages["generate"].hours)
+    assert generation_hours(config, 2500) == pytest.approx(one / 4)
 
 
 def test_a_throughput_override_changes_the_estimate():

@@ -149,6 +149,18 @@ def _rate(figures: DeviceThroughput, key: str, device: str) -> float:
     return value
 
 
+def generation_hours(config: Config, n_per_label: int) -> float:
+    """Device-hours of one generate task making ``n_per_label`` images per label, at the rate
+    of the pool ``cluster.gpu_stages`` puts generate on (the figure ``plan`` counts)."""
+    cluster = config.cluster
+    device = (cluster.gpu if "generate" in cluster.gpu_stages else cluster.cpu).device
+    guidance = 2 if config.generate.guidance_scale != 1 else 1
+    evals = n_per_label * len(config.data.labels) * config.generate.steps * guidance
+    scale = (config.diffusion.sample_size / SD15_RESOLUTION) ** 2
+    rate = _rate(cluster.throughput[device], "sample_unet_evals_per_s", device)
+    return evals * scale / rate / 3600
+
+
 def plan(config: Config, legacy: bool = False) -> list[Stage]:
     """The cost of ``config``'s run, per stage (``legacy``: as the pipeline was before)."""
     cluster, data, ft, gen, clf = (

@@ -18,8 +18,8 @@ from pathlib import Path
 from tgap.artifacts import json_safe
 from tgap.artifacts import write_text as _write
 from tgap.config import Config
+from tgap.report import curves, plots
 from tgap.report import html as h
-from tgap.report import plots
 from tgap.report.images import ImageBudget
 from tgap.report.markdown import summary_markdown
 from tgap.report.tables import (
@@ -131,6 +131,8 @@ def build_report(
     columns = add_cell_flags(columns, rows, cells)
     fter_flags = {(g.method, g.size) for g in groups if group_fter_flag(g, reference["r2r_auroc"])}
     metrics = flat_metrics(groups, cells)
+    curve_rows = curves.rows([Path(d) for d in cell_dirs], confidence)
+    metrics.update(curves.flat_metrics(curve_rows))
 
     # ---- results.csv / results.json / metrics.json
     buf = io.StringIO()
@@ -166,6 +168,7 @@ def build_report(
         "did_not_train": sorted(untrained),
         "active_thresholds": thresholds,
         "metrics": metrics,
+        "real_equivalent": curves.results_json(curve_rows),
         "provenance": provenance,
     }
     _write(out_dir / "results.json", json.dumps(json_safe(results), indent=1, default=str))
@@ -185,7 +188,8 @@ def build_report(
             not_separated=not_separated["s2r_auroc"],
             paired=paired,
             reference_method=config.evaluation.reference_method,
-        ),
+        )
+        + curves.markdown(curve_rows, config),
     )
 
     # ---- report.html
@@ -253,6 +257,7 @@ def build_report(
         "a paired t-test (scipy.stats.ttest_rel). Bold: the interval excludes 0.</p>",
         h.paired_table(paired, config.evaluation.reference_method, confidence),
         h.run_notes(cells),
+        curves.html_section(curve_rows, config, budget),
         "<h2>Distribution and memorisation metrics</h2>",
         _metric_sections(groups, cells),
         "<h2>Plots</h2>",
