@@ -21,6 +21,7 @@ from components.finetune import finetune
 from components.fingerprint import fingerprint
 from components.generate import generate
 from components.ingest import ingest
+from components.learning_curve import learning_curve
 from components.prepare_base_model import prepare_base_model
 from components.report import report
 from components.select_tuning_set import select_tuning_set
@@ -45,6 +46,7 @@ STAGES = {
     "generate": generate,
     "evaluate-classifier": evaluate_classifier,
     "supplementation": supplementation,
+    "learning-curve": learning_curve,
     "compute-fter": compute_fter,
     "validate-run": validate_run,
     "report": report,

@@ -20,6 +20,8 @@ def compute_fter(
     evaluation: dict,
     cell: Output[Artifact],
     clip_fingerprint: str = "",
+    real_curves: Input[Artifact] = None,
+    synthetic_curve: Input[Artifact] = None,
 ) -> None:
     """Combine the two-way evaluation of a grid row into its results row (`cell/cell.json`).
 
@@ -29,6 +31,8 @@ def compute_fter(
     `clip_fingerprint` is the CLIP weights' hash (the distribution embedder may be CLIP).
     No KFP Metrics output: the report's one Metrics artifact carries every cell's numbers under
     names the compare page can tell apart (`fter.<method>.<size>`); see evaluate_classifier.
+    `real_curves` (every seed's real learning curve) and `synthetic_curve` (this item's) give the
+    real-equivalent size and the saturation test.
     """
     import json
     import time
@@ -39,6 +43,7 @@ def compute_fter(
     from tgap.evaluation import compute_cell, read_supplementation
     from tgap.grid import cell_folders, row_kind
     from tgap.imageset import ImageSet
+    from tgap.learning_curve import read_curve, seed_folder
     from tgap.provenance import (
         GENERATOR_STAGE_TIME,
         STAGE_SECONDS,
@@ -60,11 +65,18 @@ def compute_fter(
         "evaluate-R2S": r2s.path,
         "evaluate-R2R": r2r.path,
         "supplementation": supplementation.path,
+        **({"synthetic-curve": synthetic_curve.path} if synthetic_curve is not None else {}),
     }
     if kind == "retrieval":  # the synthetic side is select's retrieved set
         del stage_folders["generate"]
     generator_time = Path(synthetic.path) / GENERATOR_STAGE_TIME
     curve = read_supplementation(supplementation.path)
+    curves = None
+    if real_curves is not None and synthetic_curve is not None:
+        curves = (
+            read_curve(seed_folder(real_curves.path, item["seed"])),
+            read_curve(synthetic_curve.path),
+        )
     cells = cell_folders(item, cell.path)
     for (row, tuning_dir), (_, cell_dir) in zip(
         cell_folders(item, tuning_set.path), cells, strict=True
@@ -91,6 +103,7 @@ def compute_fter(
             extras,
             cell_dir,
             supplementation=curve,
+            curves=curves,
         )
         # This cell's stage times, for the report's provenance.
         seconds = read_stage_times({"select": tuning_set.path, **stage_folders})

@@ -202,6 +202,11 @@ def build_pipeline(
             s2r = evaluate("evaluate-S2R", synth_model, real_test)
             r2s = evaluate("evaluate-R2S", real_model, synthetic)
             r2r = evaluate("evaluate-R2R", real_model, real_test)
+            # S→R on nested fractions of this generated set (the full set is the S→R above).
+            syn_curve = place("learning-curve", c.learning_curve(
+                train_set=synthetic, real_test=real_test, classifier=classifier,
+                evaluation=evaluation, which="synthetic", item=item,
+            ).set_display_name("synthetic-curve"), True)  # fmt: skip
             curve = place("supplementation", c.supplementation(
                 item=item, real_train=real_train, synthetic=synthetic, real_test=real_test,
                 classifier=classifier, generate=generate, evaluation=evaluation,
@@ -209,6 +214,8 @@ def build_pipeline(
             return place("compute-fter", c.compute_fter(
                 item=item, s2r=s2r.outputs["result"], r2s=r2s.outputs["result"],
                 r2r=r2r.outputs["result"], supplementation=curve.outputs["curve"],
+                real_curves=real_curves.outputs["curve"],
+                synthetic_curve=syn_curve.outputs["curve"],
                 synthetic=synthetic, real_test=real_test,
                 tuning_set=selected.outputs["tuning_set"], reference_classifier=reference_model,
                 select=select, evaluation=evaluation, clip_fingerprint=clip,
@@ -222,6 +229,12 @@ def build_pipeline(
         ).set_display_name("validate-run"))  # fmt: skip
         reference.after(validated)
         embed.after(validated)
+        # The real learning curve of every seed, once per run: it depends on real-train, the
+        # seeds and the classifier alone, so every method's cells share it through the DAG.
+        real_curves = place("learning-curve", c.learning_curve(
+            train_set=real_train, real_test=real_test, classifier=classifier,
+            evaluation=evaluation, which="real", seeds=p["seeds"],
+        ).set_display_name("real-curves").after(validated))  # fmt: skip
 
         if "finetune" in compiled_kinds:
             # Prior-preservation images of every seed, once, shared by all its fine-tunes.

@@ -64,6 +64,13 @@ def test_override_sets_nested_value_with_yaml_typing():
         ("data.split.test_fraction=0.5", "data.split: pool_fraction, train_fraction"),
         ("data=3", "data: expected a mapping"),
         ("finetune.steps", "expected key=value"),
+        ("evaluation.real_curve_sizes=[100, 50]", "evaluation.real_curve_sizes: [100, 50]"),
+        ("evaluation.real_curve_sizes=[1, 50]", "evaluation.real_curve_sizes[0]: 1 is out of"),
+        ("evaluation.synthetic_curve_fractions=[0.5]", "expected at least 2 increasing fractions"),
+        ("evaluation.synthetic_curve_fractions=[0.5, 0.9]", "ending at 1.0"),
+        ("evaluation.synthetic_curve_fractions=[0, 1]", "synthetic_curve_fractions[0]: 0"),
+        ("evaluation.synthetic_curve_fractions=[0.05, 1]", "under 2 images per label"),
+        ("cluster.gpu_stages=[train-classifier]", "list both 'train-classifier' and"),
     ],
 )
 def test_bad_values_name_the_key(override, message):
@@ -102,6 +109,15 @@ def test_the_thesis_preset_uses_the_conformance_settings():
     assert config.generate.n_per_label == 10_000
     split = config.data.split
     assert (split.train_fraction, split.test_fraction) == (0.2, 0.2)
+
+
+def test_learning_curve_defaults_double_from_25_and_can_be_switched_off():
+    evaluation = load_config(None).evaluation
+    assert evaluation.real_curve_sizes[:3] == [25, 50, 100]
+    assert evaluation.synthetic_curve_fractions == [0.25, 0.5, 1.0]
+    off = load_config(None, ["evaluation.real_curve_sizes=[]",
+                             "evaluation.synthetic_curve_fractions=[]"]).evaluation  # fmt: skip
+    assert off.real_curve_sizes == [] and off.synthetic_curve_fractions == []
 
 
 def test_missing_and_malformed_files(tmp_path):

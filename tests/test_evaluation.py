@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tgap import metrics
+from tgap.artifacts import CellArtifact
 from tgap.classify import evaluate_classifier, read_predictions, train_classifier
 from tgap.config import ClassifierConfig, EvaluationConfig
 from tgap.evaluation import (
@@ -144,6 +145,23 @@ def test_cell_json_has_the_documented_schema_and_assets(world, tmp_path):
         assert (tmp_path / saved["assets"][name]).is_file(), name
     assert saved["distribution_embedder"] == "stub"
     assert cell["n_synthetic"] == 96 and cell["n_tuning"] == 30
+
+
+def test_cell_carries_the_real_equivalent_size_and_its_curves(world, tmp_path):
+    sizes = [4, 8, 16, 32, 64]
+    aurocs = np.linspace(0.3, 0.999, len(sizes))
+    real = {"points": [{"n": n, "auroc": a, "variance": 1e-4, "low": a - 0.02, "high": a + 0.02}
+                       for n, a in zip(sizes, aurocs, strict=True)], "note": ""}  # fmt: skip
+    synthetic = {"points": [], "note": "no curve: evaluation.synthetic_curve_fractions is empty"}
+    compute_cell(**cell_args(world), out_dir=tmp_path, curves=(real, synthetic))
+    saved = no_nan((tmp_path / "cell.json").read_text())
+    assert 4 <= saved["real_equivalent"] <= 64
+    assert saved["real_equivalent_low"] <= saved["real_equivalent"] <= saved["real_equivalent_high"]
+    assert saved["exchange_rate"] == pytest.approx(48 / saved["real_equivalent"])
+    assert saved["synthetic_saturated"] is None and "synthetic_saturated" in saved["notes"]
+    assert [p["n"] for p in saved["learning_curves"]["real"]] == sizes
+    assert saved["learning_curves"]["synthetic"][0]["auroc"] == pytest.approx(saved["s2r_auroc"])
+    assert CellArtifact.read(tmp_path).learning_curves == saved["learning_curves"]
 
 
 def test_fter_ci_of_an_evaluation_against_itself_covers_one(world, tmp_path):

@@ -65,7 +65,7 @@ def test_every_stage_is_a_task_and_each_row_kind_is_a_flat_loop(tmp_path):
     loops = _loops(spec)
     evaluation = {
         "train-real-classifier", "train-synthetic-classifier", "evaluate-S2R", "evaluate-R2S",
-        "evaluate-R2R", "supplementation", "compute-FTER",
+        "evaluate-R2R", "supplementation", "synthetic-curve", "compute-FTER",
     }  # fmt: skip
     assert loops == {
         "finetune": {"select", "fine-tune", "tune-generation", "generate"} | evaluation,
@@ -77,7 +77,7 @@ def test_every_stage_is_a_task_and_each_row_kind_is_a_flat_loop(tmp_path):
     outer = {t["taskInfo"]["name"] for t in spec["root"]["dag"]["tasks"].values()}
     assert {
         "fingerprint", "ingest", "train-reference-classifier", "embed", "prepare-base-model",
-        "class-images", "report", "expand-grid", "validate-run",
+        "class-images", "report", "expand-grid", "validate-run", "real-curves",
     } <= outer  # fmt: skip
 
 
@@ -121,6 +121,22 @@ def test_real_test_is_read_only_by_the_tasks_that_report_on_it(tmp_path):
     assert {"train-reference-classifier", "train-real-classifier", "validate-run"} <= _readers(
         spec, "ingest", "real_train"
     )
+
+
+def test_real_curves_run_once_outside_the_loops_and_feed_every_cell(tmp_path):
+    config = load_config(
+        "pipelines/configs/micro.yaml", ["grid.methods=[random,no-finetune,retrieval]"]
+    )
+    spec = _spec(compile_pipeline(config, tmp_path / "p.yaml"))
+    tasks = spec["root"]["dag"]["tasks"]
+    [real] = [name for name, t in tasks.items() if t["taskInfo"]["name"] == "real-curves"]
+    assert tasks[real]["inputs"]["parameters"]["seeds"]["componentInputParameter"] == "seeds"
+    for loop in (t for t in tasks.values() if "parameterIterator" in t):
+        inner = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+        [cell] = [t for t in inner.values() if t["taskInfo"]["name"] == "compute-FTER"]
+        source = cell["inputs"]["artifacts"]["real_curves"]
+        # Passed into the loop from the one real-curves task.
+        assert source["componentInputArtifact"].startswith(f"pipelinechannel--{real}-curve")
 
 
 def test_a_kind_absent_from_the_grid_has_no_loop(tmp_path):
@@ -244,7 +260,13 @@ def test_thesis_other_stages_have_cpu_and_memory_requests(thesis):
 
 def test_thesis_trains_no_classifier_on_a_cpu_only_executor(thesis):
     _, spec, _ = thesis
-    trainings = ("train-classifier", "supplementation", "fine-tune", "class-images")
+    trainings = (
+        "train-classifier",
+        "supplementation",
+        "learning-curve",
+        "fine-tune",
+        "class-images",
+    )
     executors = [(s, label) for s, label in _executors_by_stage(spec) if s in trainings]
     assert {s for s, _ in executors} == set(trainings)
     for stage, label in executors:

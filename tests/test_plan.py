@@ -6,7 +6,13 @@ import pytest
 
 from tgap.cli import main
 from tgap.config import ConfigError, check_placement, load_config, quantity_bytes
-from tgap.plan import classifier_train_bytes, memory_warnings, plan, sd15_lora_params
+from tgap.plan import (
+    classifier_train_bytes,
+    generation_hours,
+    memory_warnings,
+    plan,
+    sd15_lora_params,
+)
 from tgap.transfer import StageTransfer, format_transfers, image_set, transfers
 
 THESIS = "pipelines/configs/thesis.yaml"
@@ -51,6 +57,31 @@ def test_work_done_once_is_counted_once():
     assert stages["class-images"].units["images_generated"] == 5 * 200  # 5 seeds x 200
     assert stages["fine-tune"].tasks == 75  # 5 fine-tuning methods x 3 sizes x 5 seeds
     assert stages["generate"].tasks == 75 + 5  # + no-finetune once per seed
+
+
+def test_learning_curves_are_counted_and_a_small_share_of_the_thesis_gpu_hours():
+    config = load_config(THESIS)
+    stages = {s.name: s for s in plan(config)}
+    curve = stages["learning-curve"]
+    # 95 work items x 2 fractions below 1; 5 seeds x the sizes up to half of real-train.
+    assert curve.units["synthetic_curve_trainings"] == 95 * 2
+    hold = round(112_120 * config.data.split.train_fraction) // 2
+    sizes = {min(s, hold) for s in config.evaluation.real_curve_sizes}
+    assert curve.units["real_curve_trainings"] == 5 * len(sizes)
+    assert curve.tasks == 95 + 1 and curve.gpu
+    total = sum(s.hours for s in stages.values() if s.gpu)
+    assert 0 < curve.hours < 0.03 * total  # docs/evaluation.md states the share
+    off = {s.name: s for s in plan(load_config(THESIS, [
+        "evaluation.real_curve_sizes=[]", "evaluation.synthetic_curve_fractions=[]"]))}  # fmt: skip
+    assert off["learning-curve"].hours == 0
+
+
+def test_generation_hours_is_the_figure_the_plan_counts():
+    config = load_config(THESIS)
+    stages = {s.name: s for s in plan(config)}
+    one = generation_hours(config, config.generate.n_per_label)
+    assert one * stages["generate"].tasks == pytest.approx(stages["generate"].hours)
+    assert generation_hours(config, 2500) == pytest.approx(one / 4)
 
 
 def test_a_throughput_override_changes_the_estimate():

@@ -804,3 +804,54 @@ def test_the_report_says_which_data_chose_the_settings(tmp_path):
     out = build_report(dirs, config, {}, tmp_path / "without")
     assert "Settings chosen on" not in Path(out["summary.md"]).read_text()
     assert "settings-chosen-on" not in Path(out["report.html"]).read_text()
+
+
+def _curve_block(s2r: float, seed: int, saturated: bool) -> dict:
+    """A cell's learning_curves: real AUROC = 0.95 - 0.4 n^-0.5 (+ a seed offset), and a
+    synthetic curve whose last step is flat when ``saturated``."""
+    real = [{"n": n, "auroc": 0.95 - 0.4 * n**-0.5 + 0.001 * seed, "variance": 1e-5,
+             "low": 0.94 - 0.4 * n**-0.5, "high": 0.96 - 0.4 * n**-0.5}
+            for n in (25, 50, 100, 200, 400, 800)]  # fmt: skip
+    half = s2r - (0.001 if saturated else 0.05)
+    synthetic = [
+        {"n": 500, "auroc": half, "variance": 1e-5, "low": half - 0.01, "high": half + 0.01,
+         "fraction": 0.5},
+        {"n": 1000, "auroc": s2r, "variance": 1e-5, "low": s2r - 0.01, "high": s2r + 0.01,
+         "fraction": 1.0},
+    ]  # fmt: skip
+    return {"real": real, "synthetic": synthetic, "real_equivalent_text": ""}
+
+
+def test_real_equivalent_table_metrics_and_saturation_line(tmp_path):
+    """Method random's S→R sits at n = 200 on the real curve and its synthetic curve is flat;
+    active's is at n = 50 and still rising."""
+    dirs = []
+    for method, n, saturated in (("random", 200, True), ("active", 50, False)):
+        s2r = 0.95 - 0.4 * n**-0.5
+        for seed in (0, 1):
+            d = tmp_path / "cells" / f"{method}-{seed}"
+            d.mkdir(parents=True)
+            cell = {"method": method, "size": 20, "seed": seed, "s2r_accuracy": 0.6,
+                    "s2r_auroc": s2r, "r2s_accuracy": 0.7, "r2s_auroc": 0.8, "fter": s2r / 0.8,
+                    "synthetic_saturated": float(saturated),
+                    "synthetic_sufficient_n_per_label": 500 if saturated else 1000,
+                    "learning_curves": _curve_block(s2r, seed, saturated)}  # fmt: skip
+            (d / "cell.json").write_text(json.dumps(cell))
+            dirs.append(d)
+    config = grid_config(["random", "active"], [20], [0, 1])
+    config.generate.n_per_label = 1000
+    result = build_report(dirs, config, {}, tmp_path / "out")
+    metrics = result["metrics"]
+    assert 150 < metrics["real_equivalent.random.20"] < 260
+    assert (
+        metrics["real_equivalent_low.random.20"] < 200 < metrics["real_equivalent_high.random.20"]
+    )
+    assert 35 < metrics["real_equivalent.active.20"] < 70
+    summary = Path(result["summary.md"]).read_text()
+    assert "## Real-equivalent size" in summary
+    assert "flattened: random/20 (2/2 seeds)" in summary and "n_per_label 500" in summary
+    assert "active/20" not in summary.split("flattened:")[1]
+    html_text = Path(result["report.html"]).read_text()
+    assert 'id="table-real-equivalent"' in html_text and "Learning curves" in html_text
+    entries = json.loads(Path(result["results.json"]).read_text())["real_equivalent"]
+    assert [(e["method"], e["saturated_seeds"]) for e in entries] == [("random", 2), ("active", 0)]

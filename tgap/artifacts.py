@@ -532,6 +532,9 @@ class CellArtifact(_Stored):
     supplementation: Supplementation | None = None
     assets: dict[str, str] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    # tgap.learning_curve.cell_curves: the seed's real curve, this set's synthetic curve (points
+    # with n per label, AUROC, variance, interval) and the real-equivalent size in words.
+    learning_curves: dict[str, Any] | None = None
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -542,6 +545,8 @@ class CellArtifact(_Stored):
         out.update(self.metrics)
         if self.supplementation is not None:
             out["supplementation"] = asdict(self.supplementation)
+        if self.learning_curves is not None:
+            out["learning_curves"] = self.learning_curves
         out.update(self.text)
         out.update(notes=self.notes, assets=self.assets, provenance=self.provenance)
         return out
@@ -564,6 +569,7 @@ class CellArtifact(_Stored):
                 "assets",
                 "provenance",
                 "supplementation",
+                "learning_curves",
             ):
                 continue
             number = _number(raw)
@@ -586,4 +592,5 @@ class CellArtifact(_Stored):
             supplementation=None if supplementation is None else Supplementation(**supplementation),
             assets=dict(data.get("assets") or {}),
             provenance=dict(data.get("provenance") or {}),
+            learning_curves=data.get("learning_curves"),
         )

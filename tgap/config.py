@@ -452,6 +452,18 @@ class EvaluationConfig:
     # difference, t-interval, scipy's paired t-test). Absent from the grid = no paired table.
     reference_method: str = "random"
     supplementation_ratios: list[float] = param(default_factory=list, ge=0)
+    # Real learning curve (docs/evaluation.md, tgap.curves): real-train images per label of its
+    # classifiers, one curve per seed shared by every method. A size above what real-train holds
+    # for its smallest label becomes that count at run time, so the default doubles from 25 up to
+    # all of real-train. [] = no curve (no real-equivalent size).
+    real_curve_sizes: list[int] = param(
+        default_factory=lambda: [25 * 2**k for k in range(12)], ge=2, unique=True
+    )
+    # Synthetic learning curve: S→R at these fractions of each generated set (nested subsets;
+    # 1.0 is the cell's S→R itself), for the saturation test. [] = none.
+    synthetic_curve_fractions: list[float] = param(
+        default_factory=lambda: [0.25, 0.5, 1.0], gt=0, le=1, unique=True
+    )
     distribution_embedder: Literal["pixel", "clip", "classifier"] = "classifier"
     near_copy_quantile: float = param(0.01, gt=0, lt=1)
     # k of the k-nearest-neighbour balls of precision/recall/density/coverage (Naeem et al. use 5).
@@ -497,6 +509,7 @@ STAGES = (
     "generate",
     "evaluate-classifier",
     "supplementation",
+    "learning-curve",
     "compute-fter",
     "report",
     "expand-grid",
@@ -513,6 +526,7 @@ STAGE_DEVICE_KEYS = {
     "train-classifier": "classifier.device",
     "evaluate-classifier": "classifier.device",
     "supplementation": "classifier.device",
+    "learning-curve": "classifier.device",
 }
 
 
@@ -944,8 +958,34 @@ def validate(config: Config) -> None:
             f"(expected n_per_label >= {2 * max(ratios):g})"
         )
 
+    _validate_curves(config)
     _validate_data_layout(config.data)
     _validate_external_sets(config)
+
+
+def _validate_curves(config: Config) -> None:
+    """The learning curves' sizes and fractions, and where their classifiers train."""
+    evaluation = config.evaluation
+    sizes, fractions = evaluation.real_curve_sizes, evaluation.synthetic_curve_fractions
+    if sizes != sorted(sizes):
+        raise ConfigError(f"evaluation.real_curve_sizes: {sizes} (expected increasing sizes)")
+    if fractions and (fractions != sorted(fractions) or fractions[-1] != 1 or len(fractions) < 2):
+        raise ConfigError(
+            f"evaluation.synthetic_curve_fractions: {fractions} (expected at least 2 increasing "
+            "fractions ending at 1.0, or [])"
+        )
+    n = config.generate.n_per_label
+    if fractions and round(fractions[0] * n) < 2:
+        raise ConfigError(
+            f"evaluation.synthetic_curve_fractions: {fractions[0]:g} x generate.n_per_label {n} "
+            "is under 2 images per label (expected a classifier's 1 to train + 1 to validate)"
+        )
+    gpu = config.cluster.gpu_stages
+    if ("train-classifier" in gpu) != ("learning-curve" in gpu):
+        raise ConfigError(
+            f"cluster.gpu_stages: {gpu}: list both 'train-classifier' and 'learning-curve' or "
+            "neither (the learning curves train the same classifiers)"
+        )
 
 
 def expand_grid(

@@ -40,7 +40,9 @@ from tgap.classify import (
     subsample_per_label,
 )
 from tgap.config import ClassifierConfig, EvaluationConfig
+from tgap.curves import score_point
 from tgap.imageset import ImageSet, ImageSetError, check_same_labels
+from tgap.learning_curve import cell_curves
 from tgap.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -181,6 +183,7 @@ def compute_cell(
     extras: dict[str, Path],
     out_dir: str | Path,
     supplementation: dict[str, Any] | None = None,
+    curves: tuple[dict[str, Any], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Compute one grid cell and write ``out_dir/cell.json`` + ``out_dir/assets/``.
 
@@ -191,8 +194,10 @@ def compute_cell(
     distance, KID and precision/recall/density/coverage between ``synthetic`` and ``real_test``
     in ``embedder``'s space; memorisation of ``tuning`` by ``synthetic``; the supplementation
     curve ``supplementation`` (what ``supplementation_curve`` wrote; needed when
-    ``evaluation.supplementation_ratios`` is non-empty). Undefined numbers are ``null`` in
-    ``cell.json``, with the reason in ``notes``.
+    ``evaluation.supplementation_ratios`` is non-empty); the real-equivalent size and the
+    saturation test from ``curves`` (the seed's real learning curve and this set's synthetic one,
+    what the learning-curve stages wrote; ``tgap.learning_curve.cell_curves``). Undefined
+    numbers are ``null`` in ``cell.json``, with the reason in ``notes``.
     """
     for key in ("method", "size", "seed"):
         if key not in row:
@@ -209,6 +214,7 @@ def compute_cell(
     assets = out_dir / ASSETS
     assets.mkdir(parents=True, exist_ok=True)
     notes: dict[str, str] = {}
+    s2r_scored: tuple[np.ndarray, np.ndarray] | None = None  # S→R's (y, scores), for the curves
 
     # Two-way evaluation and FTER.
     directions = {"s2r": s2r_dir, "r2s": r2s_dir, "r2r": r2r_dir}
@@ -228,6 +234,7 @@ def compute_cell(
             notes[f"{prefix}_auroc"] = result.auroc_undefined_reason
         write_json(assets / f"roc_{prefix}.json", result.roc.to_json())
         if prefix == "s2r":
+            s2r_scored = (y, scores)
             # Every cell scores the same real-test images: the report pairs methods on them.
             shutil.copy2(Path(eval_dir) / PREDICTIONS, assets / S2R_PREDICTIONS)
     cell["fter"], cell["fter_ci_low"], cell["fter_ci_high"] = metrics.fter_interval(
@@ -236,6 +243,15 @@ def compute_cell(
     )  # fmt: skip
     if not np.isfinite(cell["fter"]):
         notes["fter"] = "undefined: S→R or R→S AUROC is undefined or zero"
+
+    # Learning curves: the real-equivalent size of the S→R and the saturation test.
+    learning_curves = None
+    if curves is not None and s2r_scored is not None and np.isfinite(cell["s2r_auroc"]):
+        per_label = min(synthetic.counts().values())
+        s2r_point = score_point(per_label, *s2r_scored, evaluation.confidence)
+        numbers, curve_notes, learning_curves = cell_curves(*curves, s2r_point, per_label)
+        cell.update(numbers)
+        notes.update(curve_notes)
 
     # Distribution metrics in the embedder's space.
     real_emb = _embed_set(embedder, real_test)
@@ -316,7 +332,7 @@ def compute_cell(
     })  # fmt: skip
     artifact = CellArtifact(
         method=cell.pop("method"), size=cell.pop("size"), seed=cell.pop("seed"), metrics=cell,
-        notes=notes, supplementation=summary,
+        notes=notes, supplementation=summary, learning_curves=learning_curves,
         text={
             "distribution_embedder": embedder.name,
             "distribution_embedder_description": embedder.description,

@@ -156,6 +156,18 @@ def _rate(figures: DeviceThroughput, key: str, device: str) -> float:
     return value
 
 
+def generation_hours(config: Config, n_per_label: int) -> float:
+    """Device-hours of one generate task making ``n_per_label`` images per label, at the rate
+    of the pool ``cluster.gpu_stages`` puts generate on (the figure ``plan`` counts)."""
+    cluster = config.cluster
+    device = (cluster.gpu if "generate" in cluster.gpu_stages else cluster.cpu).device
+    guidance = 2 if config.generate.guidance_scale != 1 else 1
+    evals = n_per_label * len(config.data.labels) * config.generate.steps * guidance
+    scale = (config.diffusion.sample_size / SD15_RESOLUTION) ** 2
+    rate = _rate(cluster.throughput[device], "sample_unet_evals_per_s", device)
+    return evals * scale / rate / 3600
+
+
 def plan(config: Config, legacy: bool = False) -> list[Stage]:
     """The cost of ``config``'s run, per stage (``legacy``: as the pipeline was before)."""
     cluster, data, ft, gen, clf = (
@@ -218,6 +230,21 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
         stage("evaluate-classifier").add(
             1, seconds("evaluate-classifier", "classifier_eval_images_per_s", n, clf_scale),
             artifact=40 * n, images_evaluated=n,
+        )  # fmt: skip
+
+    def learning_curve(sizes: list[int], which: str, tasks: int | None = None) -> None:
+        """Classifiers on ``sizes`` images per label, each scored on real-test."""
+        images = sum(sizes) * labels
+        work = images * clf.epochs
+        s = seconds("learning-curve", "classifier_train_images_per_s", work, clf_scale)
+        s += seconds(
+            "learning-curve", "classifier_eval_images_per_s", len(sizes) * n_test, clf_scale
+        )
+        held = classifier_train_bytes(max(sizes, default=0) * labels, clf.resolution,
+                                      data.resolution, clf.val_fraction, False)  # fmt: skip
+        stage("learning-curve").add(
+            1 if tasks is None else tasks, s, memory=held, image_epochs=work,
+            **{f"{which}_curve_trainings": len(sizes)},
         )  # fmt: skip
 
     def class_image_work(count: int) -> tuple[float, float]:
@@ -372,6 +399,8 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
         )  # fmt: skip
         if not legacy:
             stage("supplementation").add(1, supp_s, memory=supp_memory, image_epochs=supp_work)
+            fractions = [f for f in config.evaluation.synthetic_curve_fractions if f < 1]
+            learning_curve([round(f * gen.n_per_label) for f in fractions], "synthetic")
         tuning = max(r["size"] for r in cells) * labels  # a task computes its cells one by one
         cell_memory = (
             4 * embed_dim * (n_syn + n_test + tuning) + 4 * memo_side**2 * (n_syn + tuning)
@@ -384,6 +413,10 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
             cells=len(cells), images_embedded=(n_syn + n_test) * len(cells),
             **({"image_epochs": supp_work} if legacy else {}),
         )  # fmt: skip
+    if not legacy:  # the real learning curve of every seed, in one task
+        hold = n_train // labels  # per label, as if real-train were balanced (an upper bound)
+        sizes = sorted({min(s, hold) for s in config.evaluation.real_curve_sizes})
+        learning_curve(sizes * len(seeds), "real", tasks=1)
     # Shared through KFP's cache: the real-trained classifier and R→R once per seed.
     for _ in seeds:
         train("train-real-classifier", min(gen.n_per_label * labels, n_train), data.resolution)
@@ -395,7 +428,7 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
 _ORDER = (
     "fingerprint", "ingest", "prepare-base-model", "train-classifier", "embed", "select",
     "class-images", "fine-tune", "tune-generation", "generate", "evaluate-classifier", "supplementation",
-    "compute-fter", "report",
+    "learning-curve", "compute-fter", "report",
 )  # fmt: skip
 
 

@@ -216,7 +216,14 @@ def _model_sources(
 # tests/test_pipeline.py checks these against the compiled spec. Choices are made on real-val;
 # real-test is read only by the tasks that report on it.
 REAL_VAL_READERS = ("tune-generation",)
-REAL_TEST_READERS = ("evaluate-S2R", "evaluate-R2R", "supplementation", "compute-FTER")
+REAL_TEST_READERS = (
+    "evaluate-S2R",
+    "evaluate-R2R",
+    "supplementation",
+    "real-curves",
+    "synthetic-curve",
+    "compute-FTER",
+)
 
 
 def choices(config: Config) -> dict[str, dict[str, str]]:

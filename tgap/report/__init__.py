@@ -19,8 +19,8 @@ from pathlib import Path
 from tgap.artifacts import json_safe
 from tgap.artifacts import write_text as _write
 from tgap.config import Config
+from tgap.report import curves, plots
 from tgap.report import html as h
-from tgap.report import plots
 from tgap.report.images import ImageBudget
 from tgap.report.markdown import summary_markdown
 from tgap.report.tables import (
@@ -137,6 +137,8 @@ def build_report(
     }
     metrics = flat_metrics(groups, cells)
     chosen_on = settings_chosen_on(provenance)
+    curve_rows = curves.rows([Path(d) for d in cell_dirs], confidence)
+    metrics.update(curves.flat_metrics(curve_rows))
 
     # ---- results.csv / results.json / metrics.json
     buf = io.StringIO()
@@ -184,6 +186,7 @@ def build_report(
         "settings_chosen_on": chosen_on,
         "active_thresholds": thresholds,
         "metrics": metrics,
+        "real_equivalent": curves.results_json(curve_rows),
         "provenance": provenance,
     }
     _write(out_dir / "results.json", json.dumps(json_safe(results), indent=1, default=str))
@@ -202,7 +205,8 @@ def build_report(
             not_separated=not_separated["s2r_auroc"],
             compared=compared,
             chosen_on=chosen_on,
-        ),
+        )
+        + curves.markdown(curve_rows, config),
     )
 
     # ---- report.html
@@ -289,6 +293,7 @@ def build_report(
         + "</p>",
         h.comparisons_table(compared, confidence),
         h.run_notes(cells),
+        curves.html_section(curve_rows, config, budget),
         "<h2>Distribution and memorisation metrics</h2>",
         _metric_sections(groups, cells),
         "<h2>Plots</h2>",
