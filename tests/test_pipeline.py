@@ -113,7 +113,8 @@ def test_real_test_is_read_only_by_the_tasks_that_report_on_it(tmp_path):
     )
     spec = _spec(compile_pipeline(config, tmp_path / "p.yaml"))
     assert _readers(spec, "ingest", "real_test") == set(REAL_TEST_READERS) == {
-        "evaluate-S2R", "evaluate-R2R", "supplementation", "compute-FTER",
+        "evaluate-S2R", "evaluate-R2R", "supplementation", "real-curves", "synthetic-curve",
+        "compute-FTER",
     }  # fmt: skip
     assert _readers(spec, "ingest", "real_val") == set(REAL_VAL_READERS) == {"tune-generation"}
     # the tracer sees through loops: real-train reaches the reference classifier (outside) and
