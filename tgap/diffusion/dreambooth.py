@@ -52,6 +52,7 @@ from tgap.diffusion.training import (
 from tgap.imageset import MANIFEST as IMAGESET_MANIFEST
 from tgap.imageset import ImageSet
 from tgap.methods import Method
+from tgap.provenance import package_versions
 from tgap.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -180,8 +181,6 @@ def finetune(
         data.class_examples = Examples(class_images, model, derive_seed(seed, "class-latents"))
         data.prompts = prompts + [prompt.class_prompt]
         data.class_prompt_index = len(prompts)
-        fingerprints = {**(fingerprints or {}), "class_images": file_sha256(
-            class_dir / CLASS_IMAGES)}  # fmt: skip
 
     settings = LoopSettings(
         steps=finetune.steps,
@@ -204,13 +203,13 @@ def finetune(
         probe.calibrate(model, data, settings.batch_size)  # threshold: auto, on the base model
     store = None
     if finetune.checkpoint_uri:
+        prints = dict(fingerprints or {})
+        if data.class_examples is not None:
+            prints["class_images"] = file_sha256(class_dir / CLASS_IMAGES)
         if embedder is not None:
-            fingerprints = {
-                **(fingerprints or {}),
-                "embedder": getattr(embedder, "description", ""),
-            }
+            prints["embedder"] = getattr(embedder, "description", "")
         identity = checkpoint_identity(
-            method, seed, finetune, prompt, diffusion, tuning, reference, fingerprints or {}
+            method, seed, finetune, prompt, diffusion, tuning, reference, prints
         )
         name = f"{method.name}-seed{seed}-n{len(tuning)}"
         store = CheckpointStore(checkpoint_prefix(finetune.checkpoint_uri, name, identity))
@@ -294,9 +293,10 @@ def checkpoint_identity(
     """Everything a fine-tune's weights depend on: the key of its stored checkpoints.
 
     The grid row (method, seed; the size is the tuning set's), the settings (without where and
-    how often checkpoints are written: they do not change the weights), and the content of the
+    how often checkpoints are written: they do not change the weights), the content of the
     inputs: the tuning set's and the base model's content hashes and the caller's
-    ``fingerprints`` (class images, embedder weights).
+    ``fingerprints`` (class images, embedder), and the package versions (tgap, torch,
+    diffusers, ...). A code change that keeps tgap's version is not seen.
     """
     settings = asdict(finetune)
     for key in ("checkpoint_uri", "checkpoint_every"):
@@ -312,6 +312,7 @@ def checkpoint_identity(
         "tuning_size": len(tuning),
         "base_model": reference["content_hash"],
         "fingerprints": dict(sorted(fingerprints.items())),
+        "versions": package_versions(),
     }
 
 
