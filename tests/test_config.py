@@ -56,6 +56,9 @@ def test_override_sets_nested_value_with_yaml_typing():
         ("data.split.test_fraction=0.5", "data.split: pool_fraction, train_fraction"),
         ("data=3", "data: expected a mapping"),
         ("finetune.steps", "expected key=value"),
+        ("finetune.checkpoint_uri=http://host/x", "finetune.checkpoint_uri: "),
+        ("finetune.checkpoint_uri=s3:///no-bucket", "finetune.checkpoint_uri: "),
+        ("finetune.active.max_skip_fraction=1.0", "finetune.active.max_skip_fraction: "),
     ],
 )
 def test_bad_values_name_the_key(override, message):
