@@ -16,7 +16,8 @@ def finetune(
     model: Output[Model],
     clip_fingerprint: str = "",
 ) -> None:
-    """Fine-tune the base model on the tuning set; resumes from checkpoints when retried.
+    """Fine-tune the base model on the tuning set; resumes from checkpoints when retried (from
+    object storage under `finetune.checkpoint_uri` when set, so also on another node).
 
     Prior-preservation images come from the class-images stage (one folder per seed).
     `clip_fingerprint` is the CLIP weights' hash (active selection may embed with CLIP).
@@ -24,6 +25,7 @@ def finetune(
     from pathlib import Path
 
     from tgap.config import DiffusionConfig, FinetuneConfig, PromptConfig, SelectConfig, section
+    from tgap.diffusion.checkpoint_store import folder_sha256
     from tgap.diffusion.dreambooth import finetune as run_finetune
     from tgap.embed import get_embedder
     from tgap.grid import seed_folder
@@ -35,8 +37,12 @@ def finetune(
     finetune_cfg = section(FinetuneConfig, finetune, "finetune")
     method = parse_method(row["method"], select_cfg.default_embedder)
     embedder = None
+    # Inputs the stored checkpoints' key hashes beside the row, settings and artifact contents.
+    fingerprints = {"clip_weights": clip_fingerprint}
     if method.generator == "dreambooth-active":
         embedder = get_embedder(finetune_cfg.active.embedder, select_cfg, reference_classifier.path)
+        if finetune_cfg.active.embedder == "classifier" and finetune_cfg.checkpoint_uri:
+            fingerprints["reference_classifier"] = folder_sha256(Path(reference_classifier.path))
     with timed_stage("fine-tune", model.path):
         run_finetune(
             base_model.path,
@@ -50,4 +56,5 @@ def finetune(
             embedder=embedder,
             class_images_dir=Path(class_images.path) / seed_folder(int(row["seed"])),
             base_model_uri=base_model.uri,
+            fingerprints=fingerprints,
         )

@@ -71,6 +71,9 @@ def test_override_sets_nested_value_with_yaml_typing():
         ("evaluation.synthetic_curve_fractions=[0, 1]", "synthetic_curve_fractions[0]: 0"),
         ("evaluation.synthetic_curve_fractions=[0.05, 1]", "under 2 images per label"),
         ("cluster.gpu_stages=[train-classifier]", "list both 'train-classifier' and"),
+        ("finetune.checkpoint_uri=http://host/x", "finetune.checkpoint_uri: "),
+        ("finetune.checkpoint_uri=s3:///no-bucket", "finetune.checkpoint_uri: "),
+        ("finetune.active.max_skip_fraction=1.0", "finetune.active.max_skip_fraction: "),
     ],
 )
 def test_bad_values_name_the_key(override, message):

@@ -1,13 +1,17 @@
-"""DreamBooth fine-tuning: loss, prior preservation, active selection, resume, methods, bad input."""
+"""DreamBooth fine-tuning: loss, prior preservation, active selection, resume (local and from
+object storage), methods, bad input."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,14 +22,21 @@ import torch
 from safetensors.torch import load_file
 from tiny import real_image_set, tiny_diffusion, tiny_finetune
 
+from tgap import storage
 from tgap.config import ActiveConfig, PromptConfig
-from tgap.diffusion.active import UntrainedError, cosine_similarity
+from tgap.diffusion.active import UntrainedError, cosine_similarity, max_skips
 from tgap.diffusion.base_model import prepare_base_model
 from tgap.diffusion.build import ModelError, load_model
-from tgap.diffusion.dreambooth import finetune
+from tgap.diffusion.checkpoint_store import CheckpointStore, checkpoint_prefix
+from tgap.diffusion.dreambooth import checkpoint_identity, finetune
 from tgap.diffusion.training import Examples, TrainData, batch_plan, dreambooth_loss, make_batch
 from tgap.imageset import ImageSet
 from tgap.methods import parse_method
+
+try:
+    from servers import loopback_only, s3, s3_server  # noqa: F401
+except ImportError:  # tests/ is a package
+    from tests.servers import loopback_only, s3, s3_server  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,38 +157,68 @@ class StubEmbedder:
 SIMS = [0.9, 0.3001, 0.2999, -0.5, 0.0, 0.95, -0.99, 0.1]
 
 
-@pytest.mark.parametrize("mode", ["mean-embedding", "mean-pairwise"])
-def test_active_selection_skips_exactly_the_batches_above_threshold(setup, tmp_path, mode):
+def expected_skips(sims: list[float], threshold: float, steps: int, cap: int) -> list[bool]:
+    """The skip decision of every batch probed, by the rule: skip above the threshold, replace
+    a skipped batch by the next, stop probing at the ``cap``-th skip."""
+    decisions: list[bool] = []
+    for sim in sims:
+        if decisions.count(False) == steps or decisions.count(True) == cap:
+            break
+        decisions.append(sim > threshold)
+    return decisions
+
+
+@pytest.mark.parametrize(
+    ("mode", "max_skip_fraction"), [("mean-embedding", 0.8), ("mean-pairwise", 0.3)]
+)
+def test_active_selection_replaces_skipped_batches_so_updates_equal_steps(
+    setup, tmp_path, monkeypatch, mode, max_skip_fraction
+):
+    """A forced skip pattern (the stub embedder's known similarities): the batches above the
+    threshold are skipped and replaced by the next ones, and the optimizer makes exactly
+    ``steps`` updates, also when the skip budget (0.3: 3 skips) runs out and the rest train
+    unprobed."""
+    updates = []
+    adamw_step = torch.optim.AdamW.step
+    monkeypatch.setattr(
+        torch.optim.AdamW,
+        "step",
+        lambda self, *a, **k: updates.append(1) or adamw_step(self, *a, **k),
+    )
     base, tuning = setup
     embedder = StubEmbedder(tuning.load_all(), SIMS)
-    active = ActiveConfig(threshold=0.3, n_generate=2, sampler_steps=2, similarity=mode)
-    ft = tiny_finetune(steps=8, batch_size=1, active=active)
-    finetune(
-        base,
-        tuning,
-        parse_method("active"),
-        0,
-        ft,
-        PromptConfig(),
-        tiny_diffusion(),
-        tmp_path / "m",
-        embedder,
-    )
+    active = ActiveConfig(threshold=0.3, n_generate=2, sampler_steps=2, similarity=mode,
+                          max_skip_fraction=max_skip_fraction)  # fmt: skip
+    finetune(base, tuning, parse_method("active"), 0, tiny_finetune(steps=8, batch_size=1,
+             active=active), PromptConfig(), tiny_diffusion(), tmp_path / "m", embedder)  # fmt: skip
     log = json.loads((tmp_path / "m" / "training_log.json").read_text())
-    plan = batch_plan(len(tuning), 1, 8, log["settings"]["seed"])
-    expected = [SIMS[int(idx[0])] for _, idx in plan]
-    assert [r["similarity"] for r in log["active"]] == pytest.approx(expected, abs=1e-5)
-    assert [r["skipped"] for r in log["active"]] == [s > 0.3 for s in expected]
-    assert [v is None for v in log["loss"]] == [s > 0.3 for s in expected]
-    assert log["trained_steps"] == 5
-    assert log["active_summary"]["skip_fraction_per_epoch"] == {"0": 3 / 8}
+    cap = max_skips(8, max_skip_fraction)
+    plan = batch_plan(len(tuning), 1, 8 + cap, log["settings"]["seed"])
+    sims = [SIMS[int(idx[0])] for _, idx in plan]
+    decisions = expected_skips(sims, 0.3, 8, cap)
+    assert [r["similarity"] for r in log["active"]] == pytest.approx(
+        sims[: len(decisions)], abs=1e-5
+    )
+    assert [r["skipped"] for r in log["active"]] == decisions
+    assert [r["batch"] for r in log["active"]] == list(range(len(decisions)))
+    assert len(updates) == 8 == log["trained_steps"] == log["updates"] == len(log["loss"])
+    assert None not in log["loss"]
+    assert log["skipped"] == sum(decisions) and log["batches"] == 8 + sum(decisions)
+    spent = log["skip_budget_spent_at"]
+    assert (spent is not None) == (max_skip_fraction == 0.3)  # both branches below are exercised
+    if sum(decisions) < cap:
+        assert spent is None
+    else:  # the update the cap-th skip came before; no batch probed after it
+        assert spent == decisions.count(False) and log["active"][-1]["skipped"]
     assert log["active_summary"]["warnings"] == []
 
 
 def test_active_selection_warns_when_an_epoch_skips_everything(setup, tmp_path):
     base, tuning = setup
     embedder = StubEmbedder(tuning.load_all(), SIMS)
-    active = ActiveConfig(threshold=-1.0, n_generate=1, sampler_steps=1, on_untrained="flag")
+    # max_skip_fraction 0.5: at most 8 skips, one epoch of batches of one image.
+    active = ActiveConfig(threshold=-1.0, n_generate=1, sampler_steps=1, on_untrained="flag",
+                          max_skip_fraction=0.5)  # fmt: skip
     ft = tiny_finetune(steps=8, batch_size=1, active=active)
     finetune(
         base,
@@ -191,18 +232,20 @@ def test_active_selection_warns_when_an_epoch_skips_everything(setup, tmp_path):
         embedder,
     )
     log = json.loads((tmp_path / "m" / "training_log.json").read_text())
-    assert log["trained_steps"] == 0
+    # Every probed batch skipped until the budget ran out before the first update; then the
+    # 8 updates trained unprobed, and the run is marked: selection chose none of them.
+    assert [r["skipped"] for r in log["active"]] == [True] * 8
+    assert log["skip_budget_spent_at"] == 0 and log["trained_steps"] == 8
     assert "skipped every batch" in log["active_summary"]["warnings"][0]
     assert log["did_not_train"] is True
-    assert "trained 0 of 8 steps" in log["did_not_train_reason"]
-    before, after = unet_weights(base), unet_weights(tmp_path / "m")
-    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert "chose 0 of 8 updates" in log["did_not_train_reason"]
 
 
 def test_a_threshold_that_skips_every_batch_fails_in_one_line_naming_the_fix(setup, tmp_path):
     base, tuning = setup
     embedder = StubEmbedder(tuning.load_all(), SIMS)
-    active = ActiveConfig(threshold=-1.0, n_generate=1, sampler_steps=1)  # on_untrained: fail
+    # on_untrained: fail (the default); at most 8 skips.
+    active = ActiveConfig(threshold=-1.0, n_generate=1, sampler_steps=1, max_skip_fraction=0.5)
     ft = tiny_finetune(steps=8, batch_size=1, active=active)
     with pytest.raises(UntrainedError) as caught:
         finetune(base, tuning, parse_method("active"), 0, ft, PromptConfig(), tiny_diffusion(),
@@ -212,6 +255,7 @@ def test_a_threshold_that_skips_every_batch_fails_in_one_line_naming_the_fix(set
     assert "threshold -1.0000 (fixed)" in message
     assert f"similarities {min(SIMS):.4f}..{max(SIMS):.4f}" in message or "similarities" in message
     assert "min_trained_fraction 0.1" in message and "threshold: auto" in message
+    assert "chose 0 of 8 updates before its skip budget (8 skips" in message
     assert not (tmp_path / "m" / "complete").exists()
 
 
@@ -228,7 +272,8 @@ def test_auto_threshold_is_the_base_models_quantile_and_is_logged(setup, tmp_pat
     assert sorted(log["active_config"]["calibration_similarities"]) == pytest.approx(sorted(SIMS))
     assert log["active_config"]["threshold"] == pytest.approx(np.quantile(SIMS, 0.75))
     assert log["active_config"]["threshold_setting"] == "auto"
-    assert sum(r["skipped"] for r in log["active"]) == 2 and log["did_not_train"] is False
+    assert sum(r["skipped"] for r in log["active"][:8]) == 2 and log["did_not_train"] is False
+    assert log["trained_steps"] == 8 == len(log["active"]) - log["skipped"]
 
 
 def test_auto_threshold_skips_about_target_skip_on_real_images(setup, tmp_path):
@@ -354,10 +399,10 @@ from tgap.config import PromptConfig
 from tgap.diffusion.dreambooth import finetune
 from tgap.imageset import ImageSet
 from tgap.methods import parse_method
-base, tuning, out = sys.argv[1:4]
+base, tuning, out, checkpoint_uri = sys.argv[1:5]
 finetune(base, ImageSet(tuning), parse_method("random"), 3,
          tiny_finetune(steps=40, checkpoint_every=5, with_prior_preservation=True,
-                       num_class_images=4, class_sampler_steps=1),
+                       num_class_images=4, class_sampler_steps=1, checkpoint_uri=checkpoint_uri),
          PromptConfig(), tiny_diffusion(), out)
 """
 
@@ -378,19 +423,45 @@ def _run(args, **kwargs):
     )
 
 
-def test_resume_after_sigkill_gives_the_same_weights_as_an_uninterrupted_run(setup, tmp_path):
+def _stored_manifests(uri: str) -> list[str]:
+    return [u for u in storage.list_uris(uri) if u.endswith("/manifest.json")]
+
+
+@pytest.mark.parametrize("store", ["local", "s3"])
+def test_resume_after_sigkill_gives_the_same_weights_as_an_uninterrupted_run(
+    setup, tmp_path, request, store
+):
+    """SIGKILL a fine-tune once it has checkpointed step 10, run it again, and the weights and
+    losses equal an uninterrupted run's bit for bit. ``local``: the rerun finds its output
+    folder's checkpoints (a retry on the same node). ``s3``: the rerun starts with an EMPTY
+    folder (another node) and resumes from ``finetune.checkpoint_uri`` on the real S3 server."""
     base, tuning = setup
-    straight = _run([base, tuning.root, tmp_path / "straight"])
-    killed = _run([base, tuning.root, tmp_path / "killed"])
+    uri = ""
+    if store == "s3":
+        bucket = f"ckpt-{uuid.uuid4().hex[:10]}"
+        request.getfixturevalue("s3").client().make_bucket(bucket)
+        uri = f"s3://{bucket}/run-1"
+
+    def checkpointed_step_10() -> bool:
+        if uri:
+            return any("/step-000010/" in m for m in _stored_manifests(uri))
+        return (tmp_path / "killed" / "checkpoints" / "step-000010").exists()
+
+    straight = _run([base, tuning.root, tmp_path / "straight", ""])
+    killed = _run([base, tuning.root, tmp_path / "killed", uri])
     deadline = time.time() + 120
-    while not (tmp_path / "killed" / "checkpoints" / "step-000010").exists():
+    while not checkpointed_step_10():
         assert killed.poll() is None and time.time() < deadline, killed.stderr.read().decode()
-        time.sleep(0.02)
+        time.sleep(0.05)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert not (tmp_path / "killed" / "complete").exists()
-    resumed = _run([base, tuning.root, tmp_path / "killed"])
+    if uri:
+        shutil.rmtree(tmp_path / "killed")
+    resumed = _run([base, tuning.root, tmp_path / "killed", uri])
     assert resumed.wait() == 0, resumed.stderr.read().decode()
+    if uri:  # removed once the model is complete
+        assert storage.list_uris(uri) == []
     assert straight.wait() == 0, straight.stderr.read().decode()
     a, b = unet_weights(tmp_path / "straight"), unet_weights(tmp_path / "killed")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -398,6 +469,58 @@ def test_resume_after_sigkill_gives_the_same_weights_as_an_uninterrupted_run(set
     log_b = json.loads((tmp_path / "killed" / "training_log.json").read_text())
     assert log_b["resumed_from"] and log_b["resumed_from"][0] >= 10
     assert log_a["loss"] == log_b["loss"]
+
+
+def _local_checkpoint(folder: Path, step: int, payload: bytes) -> Path:
+    path = folder / f"step-{step:06d}"
+    path.mkdir(parents=True)
+    (path / "state.pt").write_bytes(payload)
+    (path / "unet.safetensors").write_bytes(payload * 2)
+    return path
+
+
+def test_stored_checkpoints_resume_only_complete_steps_and_keep_the_newest_two(tmp_path):
+    """Data objects first, manifest last: a step without its manifest (a push cut off) or whose
+    files differ from it is never resumed; the newest complete one is, whole."""
+    store = CheckpointStore(f"file://{tmp_path / 'bucket' / 'ft'}")
+    local = tmp_path / "node-a"
+    for step in (5, 10, 15):
+        store.push(_local_checkpoint(local, step, f"s{step}".encode()))
+    assert store.steps() == [10, 15]  # step 5 removed, manifest first
+    assert not (tmp_path / "bucket" / "ft" / "step-000005").exists()
+    # A push of step 20 cut off before its manifest; step 15's state rewritten under it.
+    half = tmp_path / "bucket" / "ft" / "step-000020"
+    half.mkdir()
+    (half / "state.pt").write_bytes(b"s20")
+    (tmp_path / "bucket" / "ft" / "step-000015" / "state.pt").write_bytes(b"torn")
+    pulled = store.pull_latest(tmp_path / "node-b" / "checkpoints")
+    assert pulled == tmp_path / "node-b" / "checkpoints" / "step-000010"
+    assert (pulled / "state.pt").read_bytes() == b"s10"
+    assert sorted(p.name for p in pulled.parent.iterdir()) == ["step-000010"]  # no temp folder
+    assert store.pull_latest(tmp_path / "node-c", newer_than=15) is None
+    store.clear()
+    assert store.steps() == []
+
+
+def test_the_checkpoint_key_follows_the_inputs_not_where_or_how_often_it_checkpoints(setup):
+    base, tuning = setup
+    reference = {"content_hash": "sha256:base"}
+
+    def prefix(seed=0, ft=None, tuning_set=tuning, prints=None):
+        identity = checkpoint_identity(
+            parse_method("random"), seed, ft or tiny_finetune(), PromptConfig(), tiny_diffusion(),
+            tuning_set, reference, prints or {},
+        )  # fmt: skip
+        return checkpoint_prefix("s3://bucket/runs", f"random-seed{seed}-n{len(tuning)}", identity)
+
+    same = prefix()
+    assert same.startswith("s3://bucket/runs/finetune/random-seed0-n8-") and same == prefix()
+    assert prefix(ft=tiny_finetune(checkpoint_every=1, checkpoint_uri="gs://x")) == same
+    other = copy.copy(tuning)
+    other.info = {**tuning.info, "content_hash": "another"}
+    for changed in (prefix(seed=1), prefix(ft=tiny_finetune(learning_rate=1e-2)),
+                    prefix(tuning_set=other), prefix(prints={"clip_weights": "sha256:c"})):  # fmt: skip
+        assert changed != same
 
 
 def test_a_finished_output_is_not_trained_again(setup, tmp_path):
@@ -490,4 +613,4 @@ def test_active_finetune_is_the_same_alone_at_parallelism_1_and_beside_a_branch_
     log_b = json.loads((tmp_path / "pair" / "training_log.json").read_text())
     assert [r["skipped"] for r in log_a["active"]] == [r["skipped"] for r in log_b["active"]]
     assert log_a["active"] == log_b["active"] and log_a["loss"] == log_b["loss"]
-    assert 0 < log_a["trained_steps"] < 12  # the probe did skip some batches, and trained others
+    assert log_a["trained_steps"] == 12 and log_a["skipped"] > 0  # skipped batches replaced

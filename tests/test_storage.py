@@ -58,6 +58,9 @@ def test_local_list_is_recursive_sorted_and_keeps_uri_form(tmp_path: Path) -> No
     ]
     assert storage.list_uris(f"file://{tmp_path}/a")[0] == f"file://{tmp_path}/a/b.txt"
     assert storage.list_sizes(tmp_path) == {"a/b.txt": 7, "a/c/d.txt": 9, "z.txt": 5}
+    storage.remove(tmp_path / "z.txt")
+    storage.remove(f"file://{tmp_path}/z.txt")  # already gone: not an error
+    assert storage.list_sizes(tmp_path) == {"a/b.txt": 7, "a/c/d.txt": 9}
     with pytest.raises(StorageError, match="no such folder"):
         storage.list_uris(tmp_path / "missing")
 
@@ -143,6 +146,9 @@ def test_remote_round_trip_list_exists(bucket_uri: str) -> None:
     assert len(storage.list_uris(bucket_uri)) == 3
     assert storage.exists(f"{bucket_uri}/dir/a.bin") and storage.exists(f"{bucket_uri}/dir")
     assert not storage.exists(f"{bucket_uri}/dir/zzz") and not storage.exists(f"{bucket_uri}/nope/")
+    storage.remove(f"{bucket_uri}/dir/a.bin")
+    storage.remove(f"{bucket_uri}/dir/a.bin")  # already gone: not an error
+    assert storage.list_uris(f"{bucket_uri}/dir") == [f"{bucket_uri}/dir/sub/b.bin"]
 
 
 @pytest.mark.servers

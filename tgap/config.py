@@ -142,6 +142,16 @@ def _names_label(template: str) -> str | None:
     return None if "{label}" in template else "a template containing {label}"
 
 
+def _storage_uri(value: str) -> str | None:
+    """ "" (off), a path, or a file://, s3:// or gs:// URI with a bucket (tgap.storage's forms)."""
+    if "://" not in value:
+        return None
+    scheme, _, rest = value.partition("://")
+    if scheme in ("s3", "gs") and rest.split("/", 1)[0]:
+        return None
+    return None if scheme == "file" else "'', a path, or a file://, s3://bucket or gs://bucket URI"
+
+
 def _seconds(value: str) -> str | None:
     return None if re.fullmatch(r"\d+s", value) else "a duration in seconds such as '60s'"
 
@@ -340,6 +350,11 @@ class ActiveConfig:
     # the cell "did not train" and never ranks it.
     min_trained_fraction: float = param(0.1, ge=0.0, le=1.0)
     on_untrained: Literal["fail", "flag"] = "fail"
+    # A skipped batch is replaced by the next one, so ``finetune.steps`` counts optimizer updates
+    # for every method. The skips of a run are capped at this fraction of the batches probed,
+    # i.e. steps x f / (1 - f) skips (4 x steps at 0.8); at the cap the probe stops and the
+    # remaining updates train the next batches unprobed (logged as skip_budget_spent_at).
+    max_skip_fraction: float = param(0.8, ge=0.0, lt=1.0)
 
 
 @dataclass
@@ -356,6 +371,10 @@ class FinetuneConfig:
     train_text_encoder: bool = False
     lora_rank: int = param(0, ge=0)
     checkpoint_every: int = param(100, ge=1)
+    # Object-storage prefix (s3://, gs://, file:// or a path) the checkpoints are copied to, so a
+    # retried or restarted task resumes on another node; "" = the task's local folder only.
+    # Under it each fine-tune has its own key, derived from its inputs (checkpoint_store.py).
+    checkpoint_uri: str = param("", check=_storage_uri)
     # diffusers.optimization.get_scheduler name (constant_with_warmup, cosine, linear, ...).
     lr_scheduler: str = param("constant_with_warmup", choices=LR_SCHEDULERS)
     # Sampler steps (DDIM) for the class images of prior preservation.

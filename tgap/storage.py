@@ -267,6 +267,10 @@ class _S3:
             uri, "write", lambda: self.client.put_object(bucket, key, io.BytesIO(data), len(data))
         )
 
+    def remove(self, uri: str, bucket: str, key: str) -> None:
+        # S3 answers a delete of a missing key with success too.
+        self._call(uri, "delete", lambda: self.client.remove_object(bucket, key))
+
     def stat(self, uri: str, bucket: str, key: str) -> _Object | None:
         from minio.error import S3Error
 
@@ -405,6 +409,17 @@ class _GCS:
             lambda: blob.upload_from_string(data, timeout=self.timeout, retry=None),
         )
 
+    def remove(self, uri: str, bucket: str, key: str) -> None:
+        from google.api_core import exceptions as gexc
+
+        def call() -> None:
+            try:
+                self.client.bucket(bucket).blob(key).delete(timeout=self.timeout, retry=None)
+            except gexc.NotFound:
+                pass  # already gone: the same outcome as S3's
+
+        self._call(uri, bucket, "delete", call)
+
     def stat(self, uri: str, bucket: str, key: str) -> _Object | None:
         if not key:
             return None
@@ -501,6 +516,18 @@ def write_bytes(uri: str | Path, data: bytes) -> None:
     if not key:
         raise StorageError(f"{uri}: no object key")
     _backend(scheme).put(uri, bucket, key, bytes(data))
+
+
+def remove(uri: str | Path) -> None:
+    """Delete one file or object; one that does not exist is not an error."""
+    uri = str(uri)
+    scheme, bucket, key = _split(uri)
+    if scheme == "file":
+        Path(key).unlink(missing_ok=True)
+        return
+    if not key:
+        raise StorageError(f"{uri}: no object key")
+    _backend(scheme).remove(uri, bucket, key)
 
 
 def exists(uri: str | Path) -> bool:

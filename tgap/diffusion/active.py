@@ -4,13 +4,17 @@ For each batch, generate ``active.n_generate`` images for the batch's labels wit
 model, embed them and the batch's real images, take the cosine similarity (of the mean
 embeddings, or the mean over all pairs) and **skip the batch** when it is above
 ``active.threshold``: the model already makes images like these, learn the others. The training
-loop (``tgap.diffusion.training.train_loop``) asks an ``ActiveProbe`` for that score.
+loop (``tgap.diffusion.training.train_loop``) asks an ``ActiveProbe`` for that score, and
+replaces a skipped batch by the next one, so active makes ``finetune.steps`` updates like every
+other method. Skips are capped (``max_skip_fraction``): at the cap the probe stops and the rest
+of the updates train unprobed.
 
 A threshold suits one embedder and one similarity only (pixel cosines of X-rays sit near
 0.5-0.8, CLIP's elsewhere), so ``threshold: auto`` measures the similarities on the base model
 over the first ``calibration_batches`` batches and sets the threshold at their
-``1 - target_skip`` quantile. A fine-tune that trained fewer than ``min_trained_fraction`` of
-its steps fails (``on_untrained: fail``) or is marked ``did_not_train`` (``flag``).
+``1 - target_skip`` quantile. A fine-tune whose probe chose fewer than ``min_trained_fraction``
+of its updates before the cap fails (``on_untrained: fail``, at the cap) or is marked
+``did_not_train`` (``flag``).
 """
 
 from __future__ import annotations
@@ -70,16 +74,17 @@ class ActiveProbe:
         self.seed = seed
         self.steps = steps
         self.seen: list[float] = []
+        self.max_skips = max_skips(steps, active.max_skip_fraction)
 
     def calibrate(self, model: DiffusionModel, data: TrainData, batch_size: int) -> float:
         """With ``threshold: auto``: similarities of the loop's first batches on the model as it
         is (the base model), threshold at their ``1 - target_skip`` quantile. Uses the loop's own
-        batches and probe seeds, so step 0's score in training is the first one measured here."""
+        batches and probe seeds, so batch 0's score in training is the first one measured here."""
         if self.threshold is not None:
             return self.threshold
         n = min(self.active.calibration_batches, self.steps)
         plan = batch_plan(len(data.instances), batch_size, n, self.seed)
-        self.calibration = [self.similarity(model, data, idx, step) for step, (_, idx) in
+        self.calibration = [self.similarity(model, data, idx, batch) for batch, (_, idx) in
                             enumerate(plan)]  # fmt: skip
         self.seen = []
         self.threshold = float(np.quantile(self.calibration, 1.0 - self.active.target_skip))
@@ -91,28 +96,41 @@ class ActiveProbe:
         )  # fmt: skip
         return self.threshold
 
-    def untrained_message(self, trained: int, what: str = "") -> str:
-        """One line naming the threshold, the similarities seen and the fix; '' if it trained."""
-        if trained >= self.active.min_trained_fraction * self.steps:
+    def untrained_message(self, chosen: int) -> str:
+        """One line naming the threshold, the similarities seen and the fix; '' when the probe
+        chose at least ``min_trained_fraction`` of the updates (``chosen``: those made before the
+        skip budget was spent)."""
+        if chosen >= self.active.min_trained_fraction * self.steps:
             return ""
         sims = self.seen or self.calibration or [float("nan")]
         how = "auto" if self.active.threshold == "auto" else "fixed"
         return (
-            f"active selection {what or 'trained'} {trained} of {self.steps} steps (< "
+            f"active selection chose {chosen} of {self.steps} updates before its skip budget "
+            f"({self.max_skips} skips, finetune.active.max_skip_fraction "
+            f"{self.active.max_skip_fraction}) was spent (< "
             f"finetune.active.min_trained_fraction {self.active.min_trained_fraction}): threshold "
             f"{self.threshold:.4f} ({how}) vs batch similarities {min(sims):.4f}..{max(sims):.4f} "
             f"({self.active.embedder} embedder, {self.active.similarity}); fix: set "
             "finetune.active.threshold: auto, or a value inside that range"
         )
 
+    def budget_spent(self, update: int) -> None:
+        """The loop spent the skip budget at ``update``: the probe chose no update after it. With
+        ``on_untrained: fail`` a run that chose too few stops here, the earliest point at which
+        that is certain, instead of finishing a fine-tune that will be refused."""
+        message = self.untrained_message(update)
+        if message and self.active.on_untrained == "fail":
+            raise UntrainedError(message)
+
     @torch.no_grad()
     def similarity(
-        self, model: DiffusionModel, data: TrainData, idx: np.ndarray, step: int
+        self, model: DiffusionModel, data: TrainData, idx: np.ndarray, batch: int
     ) -> float:
+        """Score of batch number ``batch`` of the plan (its probe seeds derive from it)."""
         n = self.active.n_generate
         probe_prompts = [int(data.prompt_index[idx[j % len(idx)]]) for j in range(n)]
         embeds = encode_prompts(model, [data.prompts[k] for k in probe_prompts], model.unet.device)
-        seeds = [derive_seed(self.seed, "active", step, j) for j in range(n)]
+        seeds = [derive_seed(self.seed, "active", batch, j) for j in range(n)]
         was_training = model.unet.training
         model.unet.eval()
         generated = sample(model, embeds, seeds, "ddim", self.active.sampler_steps)
@@ -121,21 +139,14 @@ class ActiveProbe:
         gen_emb = np.asarray(self.embedder.embed(generated), dtype=np.float32)
         score = cosine_similarity(real_emb, gen_emb, self.active.similarity)
         if self.threshold is not None:
-            self._fail_early(score)
+            self.seen.append(score)
         return score
 
-    def _fail_early(self, score: float) -> None:
-        """Stop as soon as the run can no longer train ``min_trained_fraction`` of its steps
-        (``on_untrained: fail``), instead of finishing a fine-tune that will be refused."""
-        self.seen.append(score)
-        skipped = sum(s > self.threshold for s in self.seen)
-        if self.active.on_untrained == "fail":
-            message = self.untrained_message(
-                self.steps - skipped, f"skipped {skipped} of the first {len(self.seen)} batches"
-                ", so it can train at most"
-            )  # fmt: skip
-            if message:
-                raise UntrainedError(message)
+
+def max_skips(steps: int, max_skip_fraction: float) -> int:
+    """Skips allowed in a run of ``steps`` updates: at most ``max_skip_fraction`` of the batches
+    probed are skipped, so skips <= f / (1 - f) x steps."""
+    return int(np.floor(steps * max_skip_fraction / (1.0 - max_skip_fraction) + 1e-9))
 
 
 def summarise_active(records: list[dict], threshold: float) -> dict[str, Any]:

@@ -1,13 +1,15 @@
 """The diffusion training loop, shared by DreamBooth fine-tuning and base-model pretraining.
 
-``train_loop`` runs one iteration per batch (``settings.steps`` iterations): noise the batch at
+``train_loop`` makes ``settings.steps`` optimizer updates, one per batch: noise the batch at
 random timesteps, predict the noise (or v) from the prompts, MSE -- with prior preservation the
 batch also holds as many class examples, whose loss is added with ``prior_loss_weight``. An
-optional probe (active data selection, ``tgap.diffusion.active``) may skip a batch first.
+optional probe (active data selection, ``tgap.diffusion.active``) may skip a batch first; a
+skipped batch is replaced by the next one, so every method makes the same number of updates.
 
-Every ``checkpoint_every`` iterations: weights, optimizer, LR schedule, the noise generator and
-the global RNG states go to ``ckpt_dir/step-NNNNNN``; a rerun with the same ``ckpt_dir`` resumes
-from the latest one and ends with the same weights as an uninterrupted run.
+Every ``checkpoint_every`` updates: weights, optimizer, LR schedule, the noise generator, the
+global RNG states and the batch position go to ``ckpt_dir/step-NNNNNN`` (and, with a
+``CheckpointStore``, to object storage); a rerun resumes from the newest one, local or stored,
+and ends with the same weights as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from tqdm.auto import tqdm
 
 from tgap.device import peak_memory_mb, torch_dtype
 from tgap.diffusion.build import DiffusionModel, ModelError
+from tgap.diffusion.checkpoint_store import CheckpointStore
 from tgap.diffusion.generate import encode_prompts, tokenize
 from tgap.imageset import ImageSet
 from tgap.seeding import derive_seed
+from tgap.storage import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -95,20 +99,27 @@ class TrainData:
 
 class BatchProbe(Protocol):
     """Scores a batch before it is trained on; the loop skips it when the score is above
-    ``threshold`` (active data selection implements this)."""
+    ``threshold`` (active data selection implements this).
+
+    ``max_skips`` bounds the skipped batches of a whole run; when it is reached the loop calls
+    ``budget_spent(update)`` (which may raise) and trains the remaining updates unprobed.
+    """
 
     threshold: float
+    max_skips: int
 
     def similarity(
-        self, model: DiffusionModel, data: TrainData, idx: np.ndarray, step: int
+        self, model: DiffusionModel, data: TrainData, idx: np.ndarray, batch: int
     ) -> float: ...
+
+    def budget_spent(self, update: int) -> None: ...
 
 
 # --------------------------------------------------------------------------- pure helpers
 
 
 def batch_plan(n: int, batch_size: int, steps: int, seed: int) -> list[tuple[int, np.ndarray]]:
-    """``(epoch, instance indices)`` for every iteration: a fresh permutation per epoch.
+    """``(epoch, instance indices)`` of the first ``steps`` batches: a fresh permutation per epoch.
 
     An epoch is ``max(1, n // batch_size)`` batches of ``min(batch_size, n)`` images; the few
     left over by the division are reached in later epochs through the new permutations.
@@ -225,8 +236,11 @@ def latest_checkpoint(ckpt_dir: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def save_checkpoint(ckpt_dir, step, unet, text_encoder, optimizer, lr_sched, noise_gen, log_so_far):
-    """Write ``step-NNNNNN`` through a temp folder + rename; keep the latest two."""
+def save_checkpoint(
+    ckpt_dir, step, batch, unet, text_encoder, optimizer, lr_sched, noise_gen, log_so_far
+) -> Path:
+    """Write ``step-NNNNNN`` (after ``step`` updates, ``batch`` batches drawn) through a temp
+    folder + rename; keep the latest two; return its path."""
     final = ckpt_dir / f"step-{step:06d}"
     tmp = ckpt_dir / f".tmp-step-{step:06d}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -239,6 +253,7 @@ def save_checkpoint(ckpt_dir, step, unet, text_encoder, optimizer, lr_sched, noi
     torch.save(
         {
             "step": step,
+            "batch": batch,
             "optimizer": optimizer.state_dict(),
             "lr_scheduler": lr_sched.state_dict(),
             "noise_generator": noise_gen.get_state(),
@@ -250,9 +265,13 @@ def save_checkpoint(ckpt_dir, step, unet, text_encoder, optimizer, lr_sched, noi
     os.replace(tmp, final)
     for old in sorted(ckpt_dir.glob("step-*"))[:-2]:
         shutil.rmtree(old, ignore_errors=True)
+    return final
 
 
-def load_checkpoint(path, unet, text_encoder, optimizer, lr_sched, noise_gen) -> tuple[int, dict]:
+def load_checkpoint(
+    path, unet, text_encoder, optimizer, lr_sched, noise_gen
+) -> tuple[int, int, dict]:
+    """Restore a checkpoint; return (updates made, batches drawn, the log so far)."""
     unet.load_state_dict(load_file(path / "unet.safetensors"))
     if text_encoder is not None:
         text_encoder.load_state_dict(load_file(path / "text_encoder.safetensors"))
@@ -261,7 +280,31 @@ def load_checkpoint(path, unet, text_encoder, optimizer, lr_sched, noise_gen) ->
     lr_sched.load_state_dict(state["lr_scheduler"])
     noise_gen.set_state(state["noise_generator"])
     _set_rng_state(state["rng"])
-    return int(state["step"]), json.loads((path / "log.json").read_text())
+    step = int(state["step"])
+    return step, int(state.get("batch", step)), json.loads((path / "log.json").read_text())
+
+
+def _step_of(path: Path | None) -> int:
+    return -1 if path is None else int(path.name.removeprefix("step-"))
+
+
+def resume_point(ckpt_dir: Path, store: CheckpointStore | None) -> Path | None:
+    """The newest checkpoint, local or in ``store`` (downloaded into ``ckpt_dir`` when newer)."""
+    latest = latest_checkpoint(ckpt_dir)
+    if store is not None:
+        latest = store.pull_latest(ckpt_dir, newer_than=_step_of(latest)) or latest
+    return latest
+
+
+def push_checkpoint(store: CheckpointStore | None, path: Path) -> None:
+    """Mirror a local checkpoint; a store that fails mid-run costs a warning, not the fine-tune
+    (the next checkpoint tries again; the store was checked readable before training)."""
+    if store is None:
+        return
+    try:
+        store.push(path)
+    except StorageError as exc:
+        log.warning("checkpoint %s not copied to %s: %s", path.name, store.prefix, exc)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -306,20 +349,23 @@ def train_loop(
     ckpt_dir: Path,
     probe: BatchProbe | None = None,
     desc: str = "dreambooth",
+    store: CheckpointStore | None = None,
 ) -> dict[str, Any]:
-    """Train ``model`` in place on ``data``; resume from ``ckpt_dir``; return the training log.
+    """Make ``settings.steps`` optimizer updates on ``data``, ``model`` in place; resume from the
+    newest checkpoint in ``ckpt_dir`` or ``store``; return the training log.
 
     With a ``probe`` (active data selection), each batch is first scored by ``probe.similarity``
-    and skipped when the score is above ``probe.threshold``: a skipped iteration changes no
-    weights and does not advance the learning-rate schedule. With LoRA the adapter is left
-    attached to ``model.unet`` (not fused): the fine-tune stage saves the adapter alone.
+    and skipped when the score is above ``probe.threshold``: it changes no weights, and the next
+    batch of the plan takes its place. After ``probe.max_skips`` skips the probe is off
+    (``probe.budget_spent``, which may raise) and the remaining updates train the next batches
+    unprobed. With LoRA the adapter is left attached to ``model.unet`` (not fused): the
+    fine-tune stage saves the adapter alone.
     """
     from diffusers import DDPMScheduler
     from diffusers.optimization import get_scheduler
 
     device = model.unet.device
     dtype = torch_dtype(settings.mixed_precision, device)
-    noise_scheduler = DDPMScheduler.from_config(model.scheduler_config)
     params = _configure(model, settings)
     # Class-encoder conditioning: its embeddings train with the UNet (the text encoder is unused).
     class_encoder = model.class_encoder
@@ -332,15 +378,26 @@ def train_loop(
         num_warmup_steps=settings.lr_warmup_steps,
         num_training_steps=settings.steps,
     )
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    noise_gen = torch.Generator(device=device).manual_seed(derive_seed(settings.seed, "noise"))
-    plan = batch_plan(len(data.instances), settings.batch_size, settings.steps, settings.seed)
     text_encoder = model.text_encoder if settings.train_text_encoder else None
     if class_encoder is not None:
         text_encoder = class_encoder  # its place in the checkpoints
-    prompt_ids = tokenize(model, data.prompts, device)
-    frozen_embeds = (
-        None if text_encoder is not None else encode_prompts(model, data.prompts, device)
+    step = _Step(
+        model=model,
+        data=data,
+        settings=settings,
+        noise_scheduler=DDPMScheduler.from_config(model.scheduler_config),
+        optimizer=optimizer,
+        lr_sched=lr_sched,
+        scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
+        noise_gen=torch.Generator(device=device).manual_seed(derive_seed(settings.seed, "noise")),
+        params=params,
+        text_encoder=text_encoder,
+        dtype=dtype,
+    )
+    # Enough batches for every skip the probe may make (plus the one that spends its budget).
+    max_skips = probe.max_skips if probe is not None else 0
+    plan = batch_plan(
+        len(data.instances), settings.batch_size, settings.steps + max_skips + 1, settings.seed
     )
 
     record: dict[str, Any] = {
@@ -350,100 +407,137 @@ def train_loop(
         "active": [],
         "resumed_from": [],
         "wall_time_s": 0.0,
+        "skipped": 0,
+        "skip_budget_spent_at": None,
     }
-    start_step = 0
+    update, batch = 0, 0
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    latest = latest_checkpoint(ckpt_dir)
+    latest = resume_point(ckpt_dir, store)
     if latest is not None:
-        start_step, record = load_checkpoint(
-            latest, model.unet, text_encoder, optimizer, lr_sched, noise_gen
+        update, batch, record = load_checkpoint(
+            latest, model.unet, text_encoder, optimizer, lr_sched, step.noise_gen
         )
-        record["resumed_from"].append(start_step)
-        log.info("resuming %s from %s (step %d of %d)", desc, latest, start_step, settings.steps)
+        record["resumed_from"].append(update)
+        log.info("resuming %s from %s (update %d of %d)", desc, latest, update, settings.steps)
     else:
         torch.manual_seed(derive_seed(settings.seed, "torch"))
 
     t0 = time.perf_counter() - record["wall_time_s"]
-
-    def checkpoint_after(step: int) -> None:
-        """Every ``checkpoint_every`` iterations (not after the last: the model is saved then)."""
-        if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps:
-            record["wall_time_s"] = time.perf_counter() - t0
-            save_checkpoint(
-                ckpt_dir, step + 1, model.unet, text_encoder, optimizer, lr_sched, noise_gen, record
-            )
-
-    bar = tqdm(
-        range(start_step, settings.steps),
-        desc=desc,
-        unit="step",
-        initial=start_step,
-        total=settings.steps,
-    )
-    for step in bar:
-        epoch, idx = plan[step]
-        if probe is not None:
-            sim = probe.similarity(model, data, idx, step)
-            skipped = sim > probe.threshold
-            record["active"].append(
-                {
-                    "step": step,
-                    "epoch": epoch,
-                    "similarity": round(sim, 6),
-                    "skipped": bool(skipped),
-                }
-            )
-            if skipped:
-                for key in ("loss", "instance_loss", "prior_loss"):
-                    record[key].append(None)
-                bar.set_postfix(sim=f"{sim:.3f}", skipped=True)
-                checkpoint_after(step)
+    bar = tqdm(desc=desc, unit="step", initial=update, total=settings.steps)
+    while update < settings.steps:
+        epoch, idx = plan[batch]
+        batch += 1
+        if probe is not None and record["skip_budget_spent_at"] is None:
+            if _probe_skips(probe, model, data, idx, batch - 1, epoch, update, record):
+                bar.set_postfix(skipped=record["skipped"])
                 continue
-
-        x, p_idx, is_prior = make_batch(data, idx, step)
-        x = x.to(device)
-        noise = torch.randn(x.shape, generator=noise_gen, device=device)
-        t = torch.randint(
-            0,
-            noise_scheduler.config.num_train_timesteps,
-            (len(x),),
-            generator=noise_gen,
-            device=device,
-        )
-        noisy = noise_scheduler.add_noise(x, noise, t)
-        if noise_scheduler.config.prediction_type == "v_prediction":
-            target = noise_scheduler.get_velocity(x, noise, t)
-        else:
-            target = noise
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            if class_encoder is not None:
-                cond = class_encoder([data.prompts[i] for i in p_idx])
-            elif text_encoder is not None:
-                cond = text_encoder(prompt_ids[torch.as_tensor(p_idx, device=device)])[0]
-            else:
-                cond = frozen_embeds[torch.as_tensor(p_idx, device=device)]
-            pred = model.unet(noisy, t, encoder_hidden_states=cond).sample
-        loss, inst, prior = dreambooth_loss(pred, target, is_prior, settings.prior_loss_weight)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        scaler.step(optimizer)
-        scaler.update()
-        lr_sched.step()
-        record["loss"].append(round(loss.item(), 6))
+        loss, inst, prior = step.train(idx, update)
+        update += 1
+        record["loss"].append(round(loss, 6))
         record["instance_loss"].append(round(inst, 6))
         record["prior_loss"].append(None if np.isnan(prior) else round(prior, 6))
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        checkpoint_after(step)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}")
+        # Not after the last update: the model itself is saved then.
+        if update % settings.checkpoint_every == 0 and update < settings.steps:
+            record["wall_time_s"] = time.perf_counter() - t0
+            saved = save_checkpoint(ckpt_dir, update, batch, model.unet, text_encoder, optimizer,
+                                    lr_sched, step.noise_gen, record)  # fmt: skip
+            push_checkpoint(store, saved)
     bar.close()
+    record["updates"] = update
+    record["batches"] = batch
     record["wall_time_s"] = round(time.perf_counter() - t0, 2)
     record["peak_memory_mb"] = round(peak_memory_mb(device), 1)
     # fp16 trains through a GradScaler (bf16 and fp32 need none); its last scale, for the log.
-    record["grad_scale"] = scaler.get_scale() if scaler.is_enabled() else None
+    record["grad_scale"] = step.scaler.get_scale() if step.scaler.is_enabled() else None
     # With LoRA the adapter stays attached (the fine-tune stage saves it alone).
     model.unet.eval().requires_grad_(False)
     model.text_encoder.eval().requires_grad_(False)
     if class_encoder is not None:
         class_encoder.eval().requires_grad_(False)
     return record
+
+
+def _probe_skips(probe, model, data, idx, batch, epoch, update, record) -> bool:
+    """Score batch number ``batch`` and record it; True when it is skipped. The skip that
+    reaches ``probe.max_skips`` spends the budget: the probe is off from then on."""
+    sim = probe.similarity(model, data, idx, batch)
+    skipped = bool(sim > probe.threshold)
+    record["active"].append(
+        {
+            "batch": batch,
+            "update": update,
+            "epoch": epoch,
+            "similarity": round(sim, 6),
+            "skipped": skipped,
+        }
+    )
+    if skipped:
+        record["skipped"] += 1
+        if record["skipped"] >= probe.max_skips:
+            record["skip_budget_spent_at"] = update
+            log.warning(
+                "active selection: skip budget spent (%d batches skipped) at update %d; the "
+                "remaining updates train unprobed", record["skipped"], update,
+            )  # fmt: skip
+            probe.budget_spent(update)
+    return skipped
+
+
+@dataclass
+class _Step:
+    """One optimizer update on one batch: what it needs, gathered once by ``train_loop``."""
+
+    model: DiffusionModel
+    data: TrainData
+    settings: LoopSettings
+    noise_scheduler: Any
+    optimizer: torch.optim.Optimizer
+    lr_sched: Any
+    scaler: torch.amp.GradScaler
+    noise_gen: torch.Generator
+    params: list[torch.nn.Parameter]
+    text_encoder: Any
+    dtype: torch.dtype
+    prompt_ids: torch.Tensor | None = None
+    frozen_embeds: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        device = self.model.unet.device
+        self.prompt_ids = tokenize(self.model, self.data.prompts, device)
+        if self.text_encoder is None:
+            self.frozen_embeds = encode_prompts(self.model, self.data.prompts, device)
+
+    def train(self, idx: np.ndarray, update: int) -> tuple[float, float, float]:
+        """Noise the batch, predict, step the optimizer and the LR schedule; return the losses."""
+        model, device, ns = self.model, self.model.unet.device, self.noise_scheduler
+        x, p_idx, is_prior = make_batch(self.data, idx, update)
+        x = x.to(device)
+        noise = torch.randn(x.shape, generator=self.noise_gen, device=device)
+        t = torch.randint(0, ns.config.num_train_timesteps, (len(x),), generator=self.noise_gen,
+                          device=device)  # fmt: skip
+        noisy = ns.add_noise(x, noise, t)
+        target = (
+            ns.get_velocity(x, noise, t) if ns.config.prediction_type == "v_prediction" else noise
+        )
+        with torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            pred = model.unet(noisy, t, encoder_hidden_states=self._cond(p_idx)).sample
+        loss, inst, prior = dreambooth_loss(pred, target, is_prior, self.settings.prior_loss_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.lr_sched.step()
+        return loss.item(), inst, prior
+
+    def _cond(self, p_idx: np.ndarray) -> torch.Tensor:
+        """The UNet's conditioning: class encoder, trained text encoder, or frozen embeddings."""
+        device = self.model.unet.device
+        if self.model.class_encoder is not None:
+            return self.model.class_encoder([self.data.prompts[i] for i in p_idx])
+        if self.text_encoder is not None:
+            return self.text_encoder(self.prompt_ids[torch.as_tensor(p_idx, device=device)])[0]
+        return self.frozen_embeds[torch.as_tensor(p_idx, device=device)]
