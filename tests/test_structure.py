@@ -11,7 +11,6 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,10 +26,6 @@ LAYERS = {
     "tgap.kube": 3,
     "tgap.cli": 4,
 }
-# Until tgap/diffusion/dreambooth.py is split (training, active selection, pretraining beside
-# build.py: another change in flight), build imports dreambooth.pretrain, and dreambooth imports
-# build (directly and through generate).
-KNOWN_CYCLE = {"tgap.diffusion.build", "tgap.diffusion.dreambooth", "tgap.diffusion.generate"}
 
 
 def module_name(path: Path) -> str:
@@ -125,11 +120,7 @@ def test_the_graph_sees_late_imports_and_resolves_modules():
 
 
 def test_no_import_cycles():
-    edges = graph()
-    found = cycles(edges)
-    if found == [KNOWN_CYCLE] and "tgap.diffusion.dreambooth" in edges["tgap.diffusion.build"]:
-        pytest.xfail(f"known cycle {sorted(KNOWN_CYCLE)}: goes with the dreambooth.py split")
-    assert found == []
+    assert cycles(graph()) == []
 
 
 def test_the_library_imports_no_kfp_components_pipelines_or_cli():

@@ -77,7 +77,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from tgap.plan import format_plan, memory_warnings, plan
 
     config = load_config(args.config, args.overrides)
-    stages = plan(config, legacy=args.legacy)
+    stages = plan(config)
     warnings = memory_warnings(stages, config)
     print(format_plan(stages, config.cluster.parallelism, warnings))
     return 0
@@ -139,12 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
         "cluster.throughput. The last line is the total.",
     )
     add_config_arguments(plan)
-    plan.add_argument(
-        "--legacy",
-        action="store_true",
-        help="model the pipeline as it was before per-stage placement and shared work "
-        "(only fine-tune and generate on GPUs, full model copies, work repeated per row)",
-    )
     plan.set_defaults(func=cmd_plan)
 
     _add_cluster_commands(sub)
