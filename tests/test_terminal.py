@@ -112,12 +112,14 @@ def test_a_log_handler_kfp_local_leaves_behind_cannot_break_the_line_after_the_r
         second.__exit__(None, None, None)
         assert root.handlers != before
         logging.getLogger("kfp").warning("inside the run")
+        logging.info("Skipping task embed: upstream task(s) failed.")  # outside its contexts
     assert root.handlers == before
     logging.getLogger("tgap").warning("pipeline finished")
     err = capsys.readouterr().err
     assert "Logging error" not in err and "closed file" not in err
-    assert "inside the run" in (tmp_path / "run.log").read_text()
-    assert "warning: inside the run" in err
+    run_log = (tmp_path / "run.log").read_text()
+    assert "inside the run" in run_log and "Skipping task embed" in run_log
+    assert "warning: inside the run" in err and "Skipping" not in err
 
 
 def test_verbose_streams_everything_and_still_logs_it(tmp_path, capsys):

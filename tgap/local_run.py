@@ -150,6 +150,8 @@ def resolve_local_paths(config: Config) -> Config:
     """
 
     def local(value: str, key: str, must_exist: bool) -> str:
+        if not value and key == "data.source":
+            raise ConfigError("data.source: not set (expected a folder, file or URI of the images)")
         if not value or storage.is_remote(value):
             return value
         try:

@@ -34,6 +34,8 @@ CACHED = re.compile(r"Task (\S+) cache hit")
 # A kfp.local log record at WARNING or above, or a Python warning a task printed.
 KFP_WARNING = re.compile(r" - (WARNING|ERROR) - (.+)")
 TASK_WARNING = re.compile(r"\b(\w*Warning): (.+)")
+# kfp.local's own record format (logging_utils.local_logger_context), which KFP_WARNING reads.
+KFP_LOG_FORMAT = "%(asctime)s - %(levelname)s - %(message)s"
 # Seconds between two progress lines when the output is not a terminal.
 PLAIN_INTERVAL_S = 30.0
 
@@ -220,7 +222,8 @@ class RunOutput:
 def route_output(
     run_log: Path, verbose: bool, total: int | None, stream: TextIO | None = None
 ) -> Iterator[RunOutput]:
-    """For the ``with`` block: ``sys.stdout`` and the root logger into ``run.log`` and the view.
+    """For the ``with`` block: ``sys.stdout`` and the root logger into ``run.log`` and the view
+    (with ``verbose``: into ``run.log`` and this process's stdout, as kfp.local prints them).
 
     The root logger's handlers and level are restored at the end: kfp.local swaps them per task
     from several threads (``local_logger_context`` in its loop's thread pool), and an
@@ -234,6 +237,11 @@ def route_output(
     saved_stdout = sys.stdout
     output = RunOutput(run_log, saved_stdout if verbose else stream, view)
     sys.stdout = output
+    # Records kfp.local logs outside its per-task contexts ("Skipping task ...") go there too.
+    handler = logging.StreamHandler(output)
+    handler.setFormatter(logging.Formatter(KFP_LOG_FORMAT))
+    root.handlers[:] = [handler]
+    root.setLevel(min(level, logging.INFO) or logging.INFO)  # kfp.local's records, or debug
     ticking = threading.Event()
     ticker = None
     if view is not None:
