@@ -150,8 +150,6 @@ def resolve_local_paths(config: Config) -> Config:
     """
 
     def local(value: str, key: str, must_exist: bool) -> str:
-        if not value and key == "data.source":
-            raise ConfigError("data.source: not set (expected a folder, file or URI of the images)")
         if not value or storage.is_remote(value):
             return value
         try:
@@ -164,6 +162,8 @@ def resolve_local_paths(config: Config) -> Config:
             return value
         return str(path.resolve())
 
+    if not config.data.source:  # the library names no default data
+        raise ConfigError("data.source: not set (expected a folder, file or URI of the images)")
     data = dataclasses.replace(config.data, source=local(config.data.source, "data.source", True))
     diffusion = dataclasses.replace(
         config.diffusion,
