@@ -70,10 +70,8 @@ def main() -> None:
         print(json.dumps(worker(args.worker, json.loads(args.paths), args.resolution)))
         return
 
-    from tgap.config import ClassifierConfig
     from tgap.plan import classifier_train_bytes
 
-    val = ClassifierConfig().val_fraction
     side, labels = args.resolution, len(LABELS)
     sizes = (args.n, 4 * args.n)
     peaks: dict[str, dict[int, float]] = {"train": {}, "supplementation": {}}
@@ -95,8 +93,7 @@ def main() -> None:
     grown = {k: (v[sizes[1]] - v[sizes[0]]) * MB for k, v in peaks.items()}
     n_small, n_large = (labels * n for n in sizes)
     planned = {
-        "train": classifier_train_bytes(n_large, side, args.data_resolution, val, False)
-        - classifier_train_bytes(n_small, side, args.data_resolution, val, False),
+        "train": classifier_train_bytes(n_large, side) - classifier_train_bytes(n_small, side),
         # real + synthetic (ratio 1): both parts, their concatenation and fit's copies.
         "supplementation": 3 * 2 * (n_large - n_small) * side**2,
     }

@@ -194,3 +194,18 @@ def test_kfp_struct_numbers_come_back_as_ints_only_through_section():
 def test_config_round_trips_through_its_dict():
     config = load_config("pipelines/configs/thesis.yaml")
     assert from_dict(Config, config.to_dict()) == config
+
+
+def test_the_library_names_no_data_folder_and_a_run_without_one_stops_naming_the_key(tmp_path):
+    from tgap.diffusion.build import ModelError, build_tiny_pixel
+    from tgap.local_run import resolve_local_paths
+
+    defaults = load_config(None)
+    assert defaults.data.source == "" and defaults.diffusion.tokenizer == ""
+    for preset in ("demo", "micro", "nih-mini"):  # the presets name theirs
+        config = load_config(f"pipelines/configs/{preset}.yaml")
+        assert config.data.source and config.diffusion.tokenizer, preset
+    with pytest.raises(ConfigError, match=r"^data.source: not set"):
+        resolve_local_paths(defaults)
+    with pytest.raises(ModelError, match=r"^diffusion.tokenizer: not set"):
+        build_tiny_pixel(defaults.diffusion)

@@ -6,9 +6,12 @@ results.csv equals a committed copy, which pins every number of the same config 
 across runs and commits (to GOLDEN_RTOL).
 """
 
+import contextlib
 import csv
+import io
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,6 @@ from run_outputs import result_rows, task_outputs
 from pipelines.tgap_pipeline import compile_pipeline
 from tgap.cli import main
 from tgap.config import load_config
-from tgap.local_run import run_local
 
 MICRO = Path("pipelines/configs/micro.yaml")
 # The micro run's results.csv as committed: refresh it only when numbers change on purpose, and
@@ -29,10 +31,34 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def micro_run(tmp_path_factory) -> Path:
+    """The run's folder; beside it, ``terminal.txt``: what `tgap run` printed (off a terminal)."""
     root = tmp_path_factory.mktemp("micro")
     spec = compile_pipeline(load_config(MICRO), root / "micro.yaml")
-    run_local(load_config(MICRO), root / "run", pipeline_file=spec)
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown), contextlib.redirect_stderr(shown):
+        argv = ["run", "--config", str(MICRO), "--spec", str(spec), "--output", str(root / "run")]
+        assert main(argv) == 0, shown.getvalue()
+    (root / "terminal.txt").write_text(shown.getvalue())
     return root / "run"
+
+
+def test_the_terminal_shows_the_dag_and_ends_with_the_table_and_the_report(micro_run):
+    shown = (micro_run.parent / "terminal.txt").read_text().splitlines()
+    # A live view, not every task's output (that is in run.log): off a terminal, a progress line
+    # at most every 30 s, and a few others (start, end, table, report path); no traceback.
+    seconds = json.loads((micro_run / "run.json").read_text())["seconds"]
+    progress = [line for line in shown if re.match(r"\[\w+\] \d+/\d+ tasks done", line)]
+    assert len(progress) <= seconds / 30 + 2, shown
+    assert len(shown) - len(progress) <= 12, shown
+    assert not [line for line in shown if "Traceback" in line or "Logging error" in line]
+    [last_status] = [line for line in shown if line.endswith("; finished")]
+    done = re.search(r"\] (\d+)/(\d+) tasks done", last_status)
+    assert done and done.group(1) == done.group(2), last_status
+    assert shown[-1] == f"report: {(micro_run / 'report.html').resolve()}"
+    assert shown[-3].startswith("retrieval ") or shown[-3].startswith("random ")
+    run_log = (micro_run / "run.log").read_text()
+    assert "Executing task" in run_log and "finetune: 1 work items" in run_log
+    assert len(run_log.splitlines()) > 10 * len(shown)
 
 
 def test_run_writes_every_output_with_one_row_per_grid_cell(micro_run):

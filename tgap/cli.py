@@ -60,9 +60,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     output = args.output or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    out = run_local(config, output, pipeline_file=args.spec)
-    print(f"\nreport: {(out / 'report.html').resolve()}")
+    out = run_local(config, output, pipeline_file=args.spec, verbose=args.verbose)
     print(format_results_table(out / "results.csv"))
+    print(f"\nreport: {(out / 'report.html').resolve()}")
     return 0
 
 
@@ -82,7 +82,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.detect is not None and args.pilot is None:
         raise ConfigError("plan --detect needs --pilot RUN_DIR (the run to estimate from)")
     config = load_config(args.config, args.overrides)
-    stages = plan(config, legacy=args.legacy)
+    stages = plan(config)
     warnings = memory_warnings(stages, config)
     print(format_plan(stages, config.cluster.parallelism, warnings))
     print()
@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="tgap: can this synthetic dataset train a model? DreamBooth, two-way "
         "evaluation (S→R, R→S) and FTER as a Kubeflow pipeline.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging; `run`: every task's output"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
@@ -122,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="run this compiled pipeline spec instead of the Python DAG (parameters from --config)",
+    )
+    run.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,  # keeps `tgap -v run` working
+        help="stream every task's output as kfp.local prints it (default: a live view of the "
+        "DAG; every task's output is in run.log either way)",
     )
     run.set_defaults(func=cmd_run)
 
@@ -150,12 +160,6 @@ def build_parser() -> argparse.ArgumentParser:
         "`transfer` total line.",
     )
     add_config_arguments(plan)
-    plan.add_argument(
-        "--legacy",
-        action="store_true",
-        help="model the pipeline as it was before per-stage placement and shared work "
-        "(only fine-tune and generate on GPUs, full model copies, work repeated per row)",
-    )
     plan.add_argument(
         "--pilot",
         type=Path,
@@ -299,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     except TaskFailed as exc:
         # Last, where it is seen: which task and row failed, its own message, its full log.
         lines = exc.lines()
+        if not args.verbose:  # streamed already with --verbose
+            for line in exc.last_output():
+                print(f"  | {line}", file=sys.stderr)
         print(f"tgap: {lines[0]}", file=sys.stderr)
         for line in lines[1:]:
             print(f"tgap: error: {line}", file=sys.stderr)

@@ -222,7 +222,9 @@ class CsvFormatConfig:
 class DataConfig:
     """Where the real images come from and how their labels map onto the run's labels."""
 
-    source: str = param("../shared/data/pneumoniamnist", min_len=1)
+    # A folder, file or URI of the real images; no default (the presets name theirs). A local run
+    # refuses an empty one at start, naming the key.
+    source: str = ""
     format: Literal["medmnist-npz", "nih-csv", "image-folder", "csv"] = "medmnist-npz"
     # nih-csv: metadata CSV and images folder, relative to `source` unless absolute / URIs.
     csv: str = ""
@@ -293,7 +295,8 @@ class DiffusionConfig:
     """The base generator: a diffusers Stable Diffusion folder/URI, or a preset built from config."""
 
     base_model: str = "tiny-pixel"
-    tokenizer: str = "../shared/data/clip-tokenizer"
+    # tiny-pixel only: a CLIP tokenizer folder (vocab.json, merges.txt); the presets name theirs.
+    tokenizer: str = ""
     sample_size: int = param(32, ge=8)
     block_out_channels: list[int] = param(default_factory=lambda: [32, 64, 64], min_len=1, ge=1)
     layers_per_block: int = param(1, ge=1)

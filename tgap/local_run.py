@@ -9,15 +9,17 @@ import logging
 import os
 import re
 import shutil
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from tgap import storage
 from tgap.artifacts import write_json
 from tgap.checkout import pipeline_module
 from tgap.config import Config, ConfigError
+from tgap.grid import split_rows
 from tgap.provenance import FAILURE, TASK_LOG, TASK_LOG_ENV
+from tgap.terminal import route_output
 
 log = logging.getLogger("tgap")
 
@@ -40,6 +42,14 @@ class TaskFailed(RuntimeError):
     def lines(self) -> list[str]:
         log = f"; its full log: {self.log}" if self.log else ""
         return [f"{self.where()} failed{log}", *self.message.splitlines()]
+
+    def last_output(self, count: int = 8) -> list[str]:
+        """The task's last lines of output before its traceback (its own log only)."""
+        if self.log is None or self.log.name != TASK_LOG or not self.log.is_file():
+            return []
+        text = self.log.read_text(errors="replace")
+        text = text.rsplit("Traceback (most recent call last):", 1)[0]
+        return [line for line in text.splitlines() if line.strip()][-count:]
 
 
 def find_failure(
@@ -75,22 +85,29 @@ def find_failure(
     )
 
 
-class _Tee:
-    """sys.stdout that also writes to a file: kfp.local prints every task's output there."""
+def count_tasks(spec: Any, rows: list[dict]) -> int | None:
+    """The container tasks a run of ``spec`` executes for grid ``rows`` (for the live view).
 
-    def __init__(self, stream, path: Path):
-        self.stream, self.file = stream, open(path, "a")
-
-    def write(self, text: str) -> int:
-        self.file.write(text)
-        return self.stream.write(text)
-
-    def flush(self) -> None:
-        self.file.flush()
-        self.stream.flush()
-
-    def __getattr__(self, name: str):
-        return getattr(self.stream, name)
+    A task outside a loop runs once; a ``dsl.ParallelFor`` runs its tasks once per work item of
+    the loop's kind, which its ``grid-items-<kind>`` producer names. None when the spec has
+    another shape (the view then shows no total).
+    """
+    items = {kind: len(found) for kind, found in split_rows(rows).items()}
+    tasks = spec.root.dag.tasks
+    total = 0
+    try:
+        for task in tasks.values():
+            if task.WhichOneof("iterator") is None:
+                total += 1
+                continue
+            channel = task.parameter_iterator.items.input_parameter
+            producer = task.inputs.parameters[channel].task_output_parameter.producer_task
+            kind = tasks[producer].task_info.name.removeprefix("grid-items-")
+            inner = spec.components[task.component_ref.name].dag.tasks
+            total += len(inner) * items[kind]
+    except KeyError:
+        return None
+    return total
 
 
 def resolve_local_paths(config: Config) -> Config:
@@ -113,6 +130,8 @@ def resolve_local_paths(config: Config) -> Config:
             return value
         return str(path.resolve())
 
+    if not config.data.source:  # the library names no default data
+        raise ConfigError("data.source: not set (expected a folder, file or URI of the images)")
     data = dataclasses.replace(config.data, source=local(config.data.source, "data.source", True))
     diffusion = dataclasses.replace(
         config.diffusion,
@@ -158,6 +177,7 @@ def run_local(
     output_dir: str | Path,
     pipeline_file: str | Path | None = None,
     cache_dir: str | Path | None = None,
+    verbose: bool = False,
 ) -> Path:
     """Run the pipeline for ``config`` with kfp.local; copy the report files into ``output_dir``.
 
@@ -167,6 +187,8 @@ def run_local(
     of the Python DAG (what a cluster runs), with every parameter taken from ``config``.
     ``cache_dir``: kfp.local's task cache (default: inside this run's folder, so nothing is
     reused across runs); give two runs the same one and the second reuses unchanged tasks.
+    Every task's output goes to ``output_dir/run.log``; the terminal shows a live view of the
+    DAG (``tgap.terminal``), or with ``verbose`` every task's output as kfp.local streams it.
     """
     import warnings
 
@@ -206,11 +228,12 @@ def run_local(
     started = time.perf_counter()
     before = set(pipeline_root.iterdir())
     run_json = output_dir / "run.json"
-    stdout, env = sys.stdout, os.environ.get(TASK_LOG_ENV)
-    sys.stdout = _Tee(stdout, output_dir / RUN_LOG)
+    env = os.environ.get(TASK_LOG_ENV)
     os.environ[TASK_LOG_ENV] = "1"
+    total = count_tasks(pipeline.pipeline_spec, config.grid_rows())
     try:
-        pipeline(**dag.pipeline_arguments(config))
+        with route_output(output_dir / RUN_LOG, verbose, total):
+            pipeline(**dag.pipeline_arguments(config))
     except RuntimeError as exc:
         # This run's folder (not kfp.local's .kfp_cache, which is also new on a first run).
         new = [
@@ -220,7 +243,6 @@ def run_local(
         ]
         run_dir = max(new, key=lambda p: p.stat().st_mtime) if new else pipeline_root
         kfp_message = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
-        sys.stdout.flush()
         run_log = (output_dir / RUN_LOG).read_text(errors="replace")
         failure = find_failure(run_dir, config.grid_rows(), kfp_message, run_log)
         record = {
@@ -236,9 +258,6 @@ def run_local(
         run_json.write_text(json.dumps(record, indent=2) + "\n")
         raise failure from None
     finally:
-        sys.stdout.flush()
-        sys.stdout.file.close()
-        sys.stdout = stdout
         if env is None:
             os.environ.pop(TASK_LOG_ENV, None)
         else:

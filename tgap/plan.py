@@ -10,11 +10,7 @@ rows); their defaults in ``tgap.config`` say where each figure comes from.
 Model artifacts are counted in the format a run writes: a LoRA fine-tune stores only its adapter
 (``lora_params`` from the rank and the UNet's attention projection shapes), a full fine-tune only
 the components it trained, in the storage dtype of its training precision; both reference the
-base model, which is stored once. ``legacy=True`` models the pipeline as it was before per-stage
-placement and shared work: only fine-tune and generate on GPUs, class images in every
-fine-tune, one generation per no-finetune row, a fine-tune (a full fp32 copy of the base model)
-and a generate task for every row, supplementation inside compute-FTER, and a retrieved set for
-every row.
+base model, which is stored once.
 
 Assumptions: KFP's cache shares identical tasks (the real-trained classifier once per seed, R→R
 once per seed); classifier training runs every epoch (early stopping only shortens it);
@@ -66,16 +62,11 @@ RUNTIME_BYTES = 1.2e9
 CHUNK_BYTES = 256 * 2**20
 
 
-def classifier_train_bytes(n: float, side: int, data_side: int, val: float, legacy: bool) -> float:
-    """Host bytes ``fit`` holds to train on ``n`` grey images at ``side`` px (uint8).
-
-    Now: the set read at ``side`` in chunks (``load_resized``), its training and validation
-    copies, batches converted to float as drawn: 2 n side². Before (``legacy``): the set at its
-    own resolution ``data_side`` beside the resized one, and a float32 copy of the training part:
-    n (data_side² + side² (1 + 5 (1 - val) + val)). benchmarks/memory.py measures the first.
+def classifier_train_bytes(n: float, side: int) -> float:
+    """Host bytes ``fit`` holds to train on ``n`` grey images at ``side`` px (uint8): the set
+    read at ``side`` in chunks (``load_resized``), its training and validation copies, batches
+    converted to float as drawn: 2 n side². benchmarks/memory.py measures it.
     """
-    if legacy:
-        return n * (data_side**2 + side**2 * (1 + 5 * (1 - val) + val))
     return 2 * n * side**2
 
 
@@ -168,12 +159,12 @@ def generation_hours(config: Config, n_per_label: int) -> float:
     return evals * scale / rate / 3600
 
 
-def plan(config: Config, legacy: bool = False) -> list[Stage]:
-    """The cost of ``config``'s run, per stage (``legacy``: as the pipeline was before)."""
+def plan(config: Config) -> list[Stage]:
+    """The cost of ``config``'s run, per stage."""
     cluster, data, ft, gen, clf = (
         config.cluster, config.data, config.finetune, config.generate, config.classifier
     )  # fmt: skip
-    gpu_stages = {"fine-tune", "generate"} if legacy else set(cluster.gpu_stages)
+    gpu_stages = set(cluster.gpu_stages)
     for key in ("gpu", "cpu"):
         device = getattr(cluster, key).device
         if device not in cluster.throughput:
@@ -218,9 +209,9 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
     guidance = 2 if gen.guidance_scale != 1 else 1
     images_per_step = ft.batch_size * (2 if ft.with_prior_preservation else 1)
 
-    def train(name: str, n: float, data_side: int) -> None:
+    def train(name: str, n: float) -> None:
         work = n * clf.epochs
-        held = classifier_train_bytes(n, clf.resolution, data_side, clf.val_fraction, legacy)
+        held = classifier_train_bytes(n, clf.resolution)
         stage("train-classifier").add(
             1, seconds("train-classifier", "classifier_train_images_per_s", work, clf_scale),
             model=clf_bytes, memory=held, image_epochs=work,
@@ -252,8 +243,7 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
         return evals, float(count * config.diffusion.sample_size**2)
 
     # Once per run.
-    if not legacy:
-        stage("fingerprint").add(1, sources_listed=5)
+    stage("fingerprint").add(1, sources_listed=5)
     stage("ingest").add(
         1, seconds("ingest", "ingest_images_per_s", n_source), artifact=n_source * png,
         images_read=n_source,
@@ -267,7 +257,7 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
         1, seconds("prepare-base-model", "finetune_images_per_s", pretrain, diffusion_scale),
         model=base_bytes, memory=base_bytes, pretrain_image_steps=pretrain,
     )  # fmt: skip
-    train("train-reference-classifier", n_train, data.resolution)
+    train("train-reference-classifier", n_train)
     embedders = 1 + (1 if config.select.clip_weights else 0)
     embed_s = seconds("embed", "classifier_eval_images_per_s", n_pool, clf_scale)
     if config.select.clip_weights:
@@ -278,7 +268,7 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
         images_embedded=n_pool * embedders,
     )  # fmt: skip
     class_seeds = class_image_seeds(rows)
-    if not legacy and ft.with_prior_preservation and class_seeds:
+    if ft.with_prior_preservation and class_seeds:
         evals, size = class_image_work(ft.num_class_images * len(class_seeds))
         stage("class-images").add(
             1, seconds("class-images", "sample_unet_evals_per_s", evals, diffusion_scale),
@@ -296,21 +286,10 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
     supp_images = sum(labels * (n_real_supp + round(r * n_real_supp)) for r in ratios)
     supp_real = labels * n_real_supp
     supp_syn = labels * round(max(ratios, default=0) * n_real_supp)
-    if legacy:  # real-test whole at its resolution, each set loaded before resizing, float copy
-        supp_memory = (
-            n_test * data.resolution**2
-            + supp_syn * config.diffusion.sample_size**2
-            + (
-                classifier_train_bytes(
-                    supp_real + supp_syn, clf.resolution, 0, clf.val_fraction, True
-                )
-                + (supp_real + supp_syn) * clf.resolution**2
-            )
-        )
-    else:  # the real part, the largest ratio's synthetic part, their concatenation, fit's copies
-        supp_memory = (supp_real + supp_syn) * clf.resolution**2 + classifier_train_bytes(
-            supp_real + supp_syn, clf.resolution, 0, clf.val_fraction, False
-        )
+    # The real part, the largest ratio's synthetic part, their concatenation, fit's copies.
+    supp_memory = (supp_real + supp_syn) * clf.resolution**2 + classifier_train_bytes(
+        supp_real + supp_syn, clf.resolution
+    )
     if not ratios:
         supp_memory = 0.0
     # The cell's metrics: embeddings of both sets and the tuning set, pixel copies at <= 64 px for
@@ -322,37 +301,24 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
         "embed_images_per_s" if config.evaluation.distribution_embedder == "clip"
         else "classifier_eval_images_per_s", n_syn + n_test,
     )  # fmt: skip
-    items = (
-        [dict(r, kind=k) for k in ("finetune", "retrieval") for r in kinds[k]]
-        + [dict(r, kind="no-finetune") for r in kinds["no-finetune"]]
-        if not legacy
-        else [dict(r, kind="legacy") for r in rows]
-    )
+    items = [dict(r, kind=k) for k in ("finetune", "retrieval") for r in kinds[k]] + [
+        dict(r, kind="no-finetune") for r in kinds["no-finetune"]
+    ]
     for item in items:
         kind = item["kind"]
         cells = item_rows(item)
         size_images = sum(r["size"] * labels for r in cells)
-        retrieved = n_syn if kind == "retrieval" or legacy else 0
+        retrieved = n_syn if kind == "retrieval" else 0
         stage("select").add(
             1, seconds("select", "ingest_images_per_s", size_images + retrieved),
             artifact=(size_images + retrieved) * png, memory=4 * dims * n_pool,
             images_selected=size_images + retrieved,
         )  # fmt: skip
-        fine_tunes = kind == "finetune" or (
-            legacy and split_rows([item])["finetune"]
-        )  # fmt: skip
-        if fine_tunes:
+        if kind == "finetune":
             work = seconds("fine-tune", "finetune_images_per_s", fine_tune_steps, diffusion_scale)
-            units = {"steps": ft.steps}
-            if legacy and ft.with_prior_preservation:
-                evals, _ = class_image_work(ft.num_class_images)
-                work += seconds("fine-tune", "sample_unet_evals_per_s", evals, diffusion_scale)
-                units["class_images_generated"] = ft.num_class_images
-            full = base_bytes if legacy else model_bytes(config, shapes)
-            stage("fine-tune").add(1, work, model=full, memory=base_bytes, **units)
-        elif legacy:  # the old fine-tune task copied the base model for every other method
-            stage("fine-tune").add(1, model=base_bytes, steps=0)
-        if fine_tunes and not legacy:
+            stage("fine-tune").add(
+                1, work, model=model_bytes(config, shapes), memory=base_bytes, steps=ft.steps
+            )
             # The tune-generation task of every fine-tuned cell: with trials 0 a no-op.
             work = planned_work(gen, labels, [item])  # the one count of a study's work
             if work["trials_per_cell"] > 0:
@@ -365,9 +331,8 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
                 )  # fmt: skip
                 val = n_val * clf.resolution**2  # real-val, held at the classifier's size
                 trial = classifier_train_bytes(
-                    work["images"] / max(1, work["trials_per_cell"]), clf.resolution,
-                    config.diffusion.sample_size, clf.val_fraction, legacy,
-                )  # fmt: skip
+                    work["images"] / max(1, work["trials_per_cell"]), clf.resolution
+                )
                 stage("tune-generation").add(
                     1, tune_s, artifact=1e5, memory=base_bytes + val + trial,
                     trials=work["trials_per_cell"],
@@ -376,31 +341,23 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
             else:  # a no-op, placed on the CPU pool by the pipeline
                 stages.setdefault("tune-generation", Stage("tune-generation", False))
                 stage("tune-generation").add(1, artifact=1e3, trials=0)
-        generates = kind in ("finetune", "no-finetune") or (
-            legacy and item["method"] != "retrieval"
-        )
-        if generates:
+        if kind in ("finetune", "no-finetune"):
             stage("generate").add(
                 1, seconds("generate", "sample_unet_evals_per_s", gen_evals, diffusion_scale),
                 artifact=n_syn * gen_png, memory=base_bytes, images_generated=n_syn,
             )  # fmt: skip
-        elif legacy:  # retrieval's generate task copied the retrieved set, on a GPU node
-            stage("generate").add(1, artifact=n_syn * png, images_generated=0)
-        train("train-synthetic-classifier", n_syn, config.diffusion.sample_size)
+        train("train-synthetic-classifier", n_syn)
         evaluate(n_test)  # S→R
         evaluate(n_syn)  # R→S
         supp_work = supp_images * clf.epochs
         supp_s = seconds(
-            "compute-fter" if legacy else "supplementation", "classifier_train_images_per_s",
-            supp_work, clf_scale,
+            "supplementation", "classifier_train_images_per_s", supp_work, clf_scale
         ) + seconds(
-            "compute-fter" if legacy else "supplementation", "classifier_eval_images_per_s",
-            len(ratios) * n_test, clf_scale,
-        )  # fmt: skip
-        if not legacy:
-            stage("supplementation").add(1, supp_s, memory=supp_memory, image_epochs=supp_work)
-            fractions = [f for f in config.evaluation.synthetic_curve_fractions if f < 1]
-            learning_curve([round(f * gen.n_per_label) for f in fractions], "synthetic")
+            "supplementation", "classifier_eval_images_per_s", len(ratios) * n_test, clf_scale
+        )
+        stage("supplementation").add(1, supp_s, memory=supp_memory, image_epochs=supp_work)
+        fractions = [f for f in config.evaluation.synthetic_curve_fractions if f < 1]
+        learning_curve([round(f * gen.n_per_label) for f in fractions], "synthetic")
         tuning = max(r["size"] for r in cells) * labels  # a task computes its cells one by one
         cell_memory = (
             4 * embed_dim * (n_syn + n_test + tuning) + 4 * memo_side**2 * (n_syn + tuning)
@@ -408,18 +365,16 @@ def plan(config: Config, legacy: bool = False) -> list[Stage]:
         )  # fmt: skip
         fter = stage("compute-fter")
         fter.add(
-            1, distribution * len(cells) + (supp_s if legacy else 0),
-            artifact=len(cells) * 2e6, memory=max(cell_memory, supp_memory if legacy else 0),
+            1, distribution * len(cells), artifact=len(cells) * 2e6, memory=cell_memory,
             cells=len(cells), images_embedded=(n_syn + n_test) * len(cells),
-            **({"image_epochs": supp_work} if legacy else {}),
         )  # fmt: skip
-    if not legacy:  # the real learning curve of every seed, in one task
-        hold = n_train // labels  # per label, as if real-train were balanced (an upper bound)
-        sizes = sorted({min(s, hold) for s in config.evaluation.real_curve_sizes})
-        learning_curve(sizes * len(seeds), "real", tasks=1)
+    # The real learning curve of every seed, in one task.
+    hold = n_train // labels  # per label, as if real-train were balanced (an upper bound)
+    sizes = sorted({min(s, hold) for s in config.evaluation.real_curve_sizes})
+    learning_curve(sizes * len(seeds), "real", tasks=1)
     # Shared through KFP's cache: the real-trained classifier and R→R once per seed.
     for _ in seeds:
-        train("train-real-classifier", min(gen.n_per_label * labels, n_train), data.resolution)
+        train("train-real-classifier", min(gen.n_per_label * labels, n_train))
         evaluate(n_test)
     stage("report").add(1, 60, artifact=20e6, cells=len(rows))
     return [stages[name] for name in _ORDER if name in stages]

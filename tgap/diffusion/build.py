@@ -125,6 +125,11 @@ def build_tiny_pixel(diffusion: DiffusionConfig):
             f"diffusion.sample_size {diffusion.sample_size} is not a multiple of {factor} "
             f"(the UNet halves the image {len(channels) - 1} times for block_out_channels {channels})"
         )
+    if not diffusion.tokenizer:
+        raise ModelError(
+            "diffusion.tokenizer: not set (the tiny-pixel model needs a CLIP tokenizer folder "
+            "with vocab.json and merges.txt)"
+        )
     tokenizer_dir = Path(diffusion.tokenizer)
     if not (tokenizer_dir / "vocab.json").is_file():
         raise ModelError(
