@@ -136,7 +136,7 @@ def test_the_task_count_follows_the_grid():
 
     config = load_config("pipelines/configs/demo.yaml")
     spec = pipeline_module().build_pipeline(config).pipeline_spec
-    # 12 once-per-run tasks; 9 fine-tune items x 11 tasks, 3 no-finetune x 9, 3 retrieval x 8.
-    assert count_tasks(spec, config.grid_rows()) == 12 + 9 * 11 + 3 * 9 + 3 * 8
+    # 13 once-per-run tasks; 9 fine-tune items x 12 tasks, 3 no-finetune x 10, 3 retrieval x 9.
+    assert count_tasks(spec, config.grid_rows()) == 13 + 9 * 12 + 3 * 10 + 3 * 9
     one_seed = load_config("pipelines/configs/demo.yaml", ["grid.seeds=[0]"])
-    assert count_tasks(spec, one_seed.grid_rows()) == 12 + 3 * 11 + 9 + 8
+    assert count_tasks(spec, one_seed.grid_rows()) == 13 + 3 * 12 + 10 + 9

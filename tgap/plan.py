@@ -231,8 +231,7 @@ def plan(config: Config) -> list[Stage]:
         s += seconds(
             "learning-curve", "classifier_eval_images_per_s", len(sizes) * n_test, clf_scale
         )
-        held = classifier_train_bytes(max(sizes, default=0) * labels, clf.resolution,
-                                      data.resolution, clf.val_fraction, False)  # fmt: skip
+        held = classifier_train_bytes(max(sizes, default=0) * labels, clf.resolution)
         stage("learning-curve").add(
             1 if tasks is None else tasks, s, memory=held, image_epochs=work,
             **{f"{which}_curve_trainings": len(sizes)},
