@@ -103,8 +103,8 @@ def transfers(config: Config, shard_size: int = SHARD_SIZE) -> list[StageTransfe
     labels = len(data.labels)
     n_source = cluster.source_images or data.max_images or 0
     split = data.split
-    n_pool, n_train, n_test = (round(n_source * f) for f in (
-        split.pool_fraction, split.train_fraction, split.test_fraction))  # fmt: skip
+    n_pool, n_train, n_val, n_test = (round(n_source * f) for f in (
+        split.pool_fraction, split.train_fraction, split.val_fraction, split.test_fraction))  # fmt: skip
     side, gen_side = data.resolution, config.diffusion.sample_size
     n_syn = gen.n_per_label * labels
     rows = config.grid_rows()
@@ -114,6 +114,7 @@ def transfers(config: Config, shard_size: int = SHARD_SIZE) -> list[StageTransfe
 
     pool = image_set(n_pool, side, shard_size)
     real_train = image_set(n_train, side, shard_size)
+    real_val = image_set(n_val, side, shard_size)
     real_test = image_set(n_test, side, shard_size, extra=labels)  # + real_grid_*.png
     embedders = 2 + (1 if config.select.clip_weights else 0)  # pixel, classifier (+ clip)
     dims = sum(list(EMBED_DIMS.values())[:embedders])
@@ -143,7 +144,7 @@ def transfers(config: Config, shard_size: int = SHARD_SIZE) -> list[StageTransfe
 
     source = image_set(n_source, side, shard_size=1)  # as stored: one object per image
     source = Blob(source.objects - 1, source.bytes)
-    task("ingest", [source], [pool, real_train, real_test])
+    task("ingest", [source], [pool, real_train, real_val, real_test])
     base_source = [base] if config.diffusion.base_model != "tiny-pixel" else []
     task("prepare-base-model", [pool, *base_source], [base])
     task("train-classifier", [real_train], [classifier])
@@ -165,7 +166,7 @@ def transfers(config: Config, shard_size: int = SHARD_SIZE) -> list[StageTransfe
                 task("fine-tune", [base, *tuning_sets, classifier, class_images], [tuned])
                 # The fine-tuned model references its base: loading it fetches both.
                 generator = [tuned, base]
-                task("tune-generation", [*generator, real_train], [small("tuning")])
+                task("tune-generation", [*generator, real_val], [small("tuning")])
             item_synthetic = retrieved
             if kind != "retrieval":
                 tuning = [small("tuning")] if kind == "finetune" else []
@@ -175,11 +176,15 @@ def transfers(config: Config, shard_size: int = SHARD_SIZE) -> list[StageTransfe
             task("evaluate-classifier", [classifier, real_test], [evaluation])  # S→R
             task("evaluate-classifier", [classifier, item_synthetic], [evaluation])  # R→S
             task("supplementation", [real_train, item_synthetic, real_test], [curve])
+            task("learning-curve", [item_synthetic, real_test], [curve])  # synthetic-curve
             task(
                 "compute-fter",
-                [evaluation] * 3 + [curve, item_synthetic, real_test, *tuning_sets, classifier],
+                [evaluation] * 3
+                + [curve] * 3  # supplementation, the real curves, this item's synthetic curve
+                + [item_synthetic, real_test, *tuning_sets, classifier],
                 [small("cell", 2e6, len(item_cells))],
             )
+    task("learning-curve", [real_train, real_test], [curve])  # real-curves: every seed, once
     for _ in seeds:  # through KFP's cache: once per seed
         task("train-classifier", [real_train], [classifier])
         task("evaluate-classifier", [classifier, real_test], [evaluation])  # R→R
@@ -194,7 +199,7 @@ def transfers(config: Config, shard_size: int = SHARD_SIZE) -> list[StageTransfe
 _ORDER = (
     "ingest", "prepare-base-model", "train-classifier", "embed", "validate-run", "select",
     "class-images", "fine-tune", "tune-generation", "generate", "evaluate-classifier",
-    "supplementation", "compute-fter", "report",
+    "supplementation", "learning-curve", "compute-fter", "report",
 )  # fmt: skip
 
 
