@@ -49,7 +49,7 @@ from tgap.diffusion.training import (
     loss_summary,
     train_loop,
 )
-from tgap.imageset import MANIFEST as IMAGESET_MANIFEST
+from tgap.imageset import INFO as IMAGESET_MANIFEST
 from tgap.imageset import ImageSet
 from tgap.methods import Method
 from tgap.provenance import package_versions
