@@ -168,6 +168,9 @@ def _data_dependent_cases(tmp_path: Path, corrupt_folder: Path, tiny_curated: Pa
             [
                 f"data.source={corrupt_folder}",
                 "data.format=image-folder",
+                # a folder without an official validation split: real-val is cut from it
+                "data.split.val_fraction=0.1",
+                "data.split.pool_fraction=0.4",
                 "data.label_policy={No Finding: No Finding, Unhealthy: Unhealthy}",
                 "data.max_images=null",
                 "grid.sizes=[2]",
