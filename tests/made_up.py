@@ -137,7 +137,13 @@ def write_cell(
         if method == "active":
             similarities = np.linspace(0.1, 0.5, 40)
             log.active = [
-                ActiveStep(step=i, epoch=i // 14, similarity=float(v), skipped=i % 3 == 0)
+                ActiveStep(
+                    batch=i,
+                    update=i - i // 3,
+                    epoch=i // 14,
+                    similarity=float(v),
+                    skipped=i % 3 == 0,
+                )
                 for i, v in enumerate(similarities)
             ]
             log.active_summary = ActiveSummary({"0": 0.1, "1": 0.3, "2": 0.5}, 14, 40, 0.1, 0.5)

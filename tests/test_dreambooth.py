@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 from tiny import real_image_set, tiny_diffusion, tiny_finetune
 
 from tgap import storage
+from tgap.artifacts import TrainingLog
 from tgap.config import ActiveConfig, PromptConfig
 from tgap.diffusion.active import UntrainedError, cosine_similarity, max_skips
 from tgap.diffusion.base_model import prepare_base_model
@@ -211,6 +212,9 @@ def test_active_selection_replaces_skipped_batches_so_updates_equal_steps(
     else:  # the update the cap-th skip came before; no batch probed after it
         assert spent == decisions.count(False) and log["active"][-1]["skipped"]
     assert log["active_summary"]["warnings"] == []
+    # The report reads this very log (its typed reader names every record key).
+    typed = TrainingLog.from_json(log, "training_log.json")
+    assert [a.batch for a in typed.active] == [r["batch"] for r in log["active"]]
 
 
 def test_active_selection_warns_when_an_epoch_skips_everything(setup, tmp_path):

@@ -528,7 +528,8 @@ def test_cells_in_the_shapes_the_stages_write_are_read(tmp_path):
             "fine_tuned": True,
             "loss": [0.9, None, 0.5, 0.4],
             "active": [
-                {"step": i, "epoch": i // 2, "similarity": 0.1 * i, "skipped": i == 1} for i in range(4)
+                {"batch": i, "update": i - (i > 1), "epoch": i // 2, "similarity": 0.1 * i, "skipped": i == 1}
+                for i in range(4)
             ],
             "active_summary": {"skip_fraction_per_epoch": {"0": 0.5, "1": 0.0}, "skipped": 1, "evaluated": 4,
                                "similarity_min": 0.0, "similarity_max": 0.3, "warnings": ["epoch 1: skipped no batch"]},

@@ -409,9 +409,12 @@ class SelectionReport(_Stored):
 
 @dataclass
 class ActiveStep:
-    """One active-selection probe: the batch's similarity to images generated for it."""
+    """One active-selection probe: batch ``batch`` of the seeded batch plan, probed before
+    optimizer update ``update`` (a skipped batch is replaced by the next, so the two differ),
+    and its similarity to images generated for it."""
 
-    step: int
+    batch: int
+    update: int
     epoch: int
     similarity: float
     skipped: bool
