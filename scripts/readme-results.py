@@ -153,6 +153,32 @@ def known_effect_line(results: dict) -> str:
     return "Fine-tuned vs `no-finetune` on S→R: " + "; ".join(verdicts) + "."
 
 
+def real_equivalent_lines(results: dict, run_dir: Path) -> list[str]:
+    """The real-equivalent size of each method (results.json) and summary.md's saturation line."""
+    entries = results.get("real_equivalent") or []
+    if not entries:
+        return []
+    lines = [
+        "",
+        "Real-equivalent size (real-train images per label whose classifier scores the set's "
+        "mean S→R, read off the mean real learning curve):",
+        "",
+        "| method | size | S→R AUROC | real-equivalent per label | synthetic per real |",
+        "|---|---:|---:|---|---:|",
+    ]
+    for e in entries:
+        rate = e.get("exchange_rate")
+        rate = f"{rate:.1f}" if isinstance(rate, int | float) and rate == rate else "–"
+        lines.append(f"| {e['method']} | {e['size']} | {_num(e.get('s2r_auroc'))} | "
+                     f"{e.get('text', '–')} | {rate} |")  # fmt: skip
+    summary = run_dir / "summary.md"
+    saturation = [
+        line for line in (summary.read_text().splitlines() if summary.is_file() else [])
+        if line.startswith("Synthetic curves")
+    ]  # fmt: skip
+    return [*lines, *(["", saturation[0]] if saturation else [])]
+
+
 def results_block(run_dir: Path, command: str, today: str) -> str:
     """The Markdown block for the README from one run folder."""
     results = json.loads((run_dir / "results.json").read_text())
@@ -178,6 +204,7 @@ def results_block(run_dir: Path, command: str, today: str) -> str:
     for size, why in sorted(results.get("not_separated", {}).get("s2r_auroc", {}).items()):
         lines += ["", f"S→R, size {size}: {why}."]
     lines += comparison_lines(results)
+    lines += real_equivalent_lines(results, run_dir)
     provenance = results.get("provenance", {})
     once, per_cell = provenance.get("run_stage_seconds", {}), provenance.get("stage_seconds", {})
     if once or per_cell:
