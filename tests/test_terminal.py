@@ -1,5 +1,6 @@
 """The terminal of `tgap run`: a live view of the DAG from kfp.local's output, everything in run.log."""
 
+import builtins
 import io
 import logging
 
@@ -120,6 +121,22 @@ def test_a_log_handler_kfp_local_leaves_behind_cannot_break_the_line_after_the_r
     run_log = (tmp_path / "run.log").read_text()
     assert "inside the run" in run_log and "Skipping task embed" in run_log
     assert "warning: inside the run" in err and "Skipping" not in err
+
+
+def test_print_indented_by_kfp_local_loop_threads_is_restored_after_the_run(tmp_path, capsys):
+    before = builtins.print
+    with route_output(tmp_path / "run.log", verbose=False, total=None):
+        # Two loop threads' indented_print contexts, interleaved as in the ParallelFor's pool:
+        # the second saves the first's indenting print and restores it last.
+        first, second = logging_utils.indented_print(), logging_utils.indented_print()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)
+        second.__exit__(None, None, None)
+        assert builtins.print is not before
+    assert builtins.print is before
+    print("total tasks=1")
+    assert capsys.readouterr().out == "total tasks=1\n"
 
 
 def test_verbose_streams_everything_and_still_logs_it(tmp_path, capsys):

@@ -13,6 +13,7 @@ matter: warnings (each text once) and failed tasks.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import re
 import shutil
@@ -225,16 +226,18 @@ def route_output(
     """For the ``with`` block: ``sys.stdout`` and the root logger into ``run.log`` and the view
     (with ``verbose``: into ``run.log`` and this process's stdout, as kfp.local prints them).
 
-    The root logger's handlers and level are restored at the end: kfp.local swaps them per task
-    from several threads (``local_logger_context`` in its loop's thread pool), and an
-    interleaving can leave its handler, which writes to this run's closed log file, installed
-    after the run (the "I/O operation on closed file" logging error after "pipeline finished").
+    The root logger's handlers and level, and ``builtins.print``, are restored at the end:
+    kfp.local swaps them per task from several threads (``local_logger_context`` and
+    ``indented_print`` in its loop's thread pool), and an interleaving can leave its handler,
+    which writes to this run's closed log file, installed after the run (the "I/O operation on
+    closed file" logging error after "pipeline finished"), and ``print`` indenting every line
+    the process prints afterwards (the results table; the next command in the same process).
     """
     stream = stream or sys.stderr
     view = None if verbose else LiveView(stream, total, tty=stream.isatty())
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    saved_stdout = sys.stdout
+    saved_stdout, saved_print = sys.stdout, builtins.print
     output = RunOutput(run_log, saved_stdout if verbose else stream, view)
     sys.stdout = output
     # Records kfp.local logs outside its per-task contexts ("Skipping task ...") go there too.
@@ -256,7 +259,7 @@ def route_output(
         ticking.set()
         if ticker is not None:
             ticker.join()
-        sys.stdout = saved_stdout
+        sys.stdout, builtins.print = saved_stdout, saved_print
         output.flush()
         output.close()
         root.handlers[:] = handlers
