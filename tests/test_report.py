@@ -726,9 +726,15 @@ def test_a_fine_tune_that_did_not_train_is_flagged_and_never_ranked(tmp_path):
     build_report(dirs, grid_config(methods, [500], [0, 1, 2]), PROVENANCE, out)
     results = json.loads((out / "results.json").read_text())
     assert results["did_not_train"] == ["active"]
-    assert results["best"]["s2r_auroc"] == {"500": ["random"]}  # the only ranked method
+    # random is the only ranked method: no runner-up, so no ★ (it would claim a lead over nobody).
+    assert results["best"]["s2r_auroc"] == {}
+    assert (
+        "random is the only fine-tuned method ranked"
+        in results["not_separated"]["s2r_auroc"]["500"]
+    )
     html = (out / "report.html").read_text()
     assert "did not train (not ranked)" in html
+    assert not any("best" in r[0].get("class", "") for r in parse(html).tables["table-s2r"])
     assert "| active (did not train) | 500 |" in (out / "summary.md").read_text()
     with open(out / "results.csv", newline="") as f:
         assert {r["method"]: r["did_not_train"] for r in csv.DictReader(f)} == {

@@ -725,8 +725,9 @@ def comparisons(
     Returns ``(rows, best, not_separated)``: rows with ``diff`` (method − against), its
     interval, ``p``, ``p_holm`` (Holm over every row with a p-value), ``mdd`` (the smallest
     difference detectable with 80 % power at these seeds) and ``separated`` (p_holm below
-    1 − confidence); per metric and size the ★ fine-tuned method, or why none was marked.
-    Controls and fine-tunes that did not train are never ranked; FTER is never ranked.
+    1 − confidence); per metric and size the ★ fine-tuned method, or why none was marked
+    (its lead over the runner-up is not separated, or there is no runner-up). Controls and
+    fine-tunes that did not train are never ranked; FTER is never ranked.
     """
     planned, ranked_top = _plan(groups, reference_method, untrained)
     rows = [_compare(cells, row, confidence) for row in planned.values()]
@@ -741,8 +742,11 @@ def comparisons(
     why: dict[str, dict[int, str]] = {m: {} for m in COMPARED}
     by_pair = {(r["metric"], r["size"], frozenset((r["method"], r["against"]))): r for r in rows}
     for (metric, size), (top, second) in ranked_top.items():
-        if not second:
-            best[metric][size] = [top]
+        if not second:  # ★ says "ahead of the runner-up": with none, there is nothing to say
+            why[metric][size] = (
+                f"no ★: {top} is the only fine-tuned method ranked, no runner-up to separate "
+                "it from"
+            )
             continue
         r = by_pair[(metric, size, frozenset((top, second)))]
         lead = r["diff"] if r["method"] == top else -r["diff"]
