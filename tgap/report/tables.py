@@ -6,7 +6,6 @@ files and the KFP Metrics artifact cannot disagree.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
@@ -19,10 +18,12 @@ import numpy as np
 from tgap.artifacts import (
     CELL,
     CELL_REQUIRED,
+    S2R_PREDICTIONS,
     SELECTION,
     TRAINING_LOG,
     ArtifactError,
     CellArtifact,
+    Predictions,
     RocCurve,
     SelectionReport,
     Supplementation,
@@ -608,37 +609,10 @@ def _plan(
     return planned, ranked_top
 
 
-@dataclass
-class Predictions:
-    """A cell's S→R scores on real-test, one row per image (for pairing two methods)."""
-
-    ids: list[str]
-    y: np.ndarray
-    scores: np.ndarray
-
-
-# tgap.evaluation.S2R_PREDICTIONS: compute_cell copies the S→R evaluation's predictions.csv
-# there (file, label, score_<label>..., predicted). Read here rather than with
-# tgap.evaluation.read_s2r_predictions, whose module imports torch: the report does not need it.
-PREDICTIONS = "s2r_predictions.csv"
-
-
 def s2r_predictions(cell: Cell) -> Predictions | None:
     """The cell's stored S→R real-test predictions (None when the cell has none)."""
-    path = cell.assets.get(PREDICTIONS)
-    if path is None:
-        return None
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        columns = [c for c in reader.fieldnames or [] if c.startswith("score_")]
-        rows = list(reader)
-    index = {c.removeprefix("score_"): i for i, c in enumerate(columns)}
-    try:
-        y = np.array([index[r["label"]] for r in rows], dtype=np.int64)
-        scores = np.array([[float(r[c]) for c in columns] for r in rows], dtype=float)
-        return Predictions([r["file"] for r in rows], y, scores.reshape(len(rows), len(columns)))
-    except (KeyError, ValueError) as exc:
-        raise ReportError(f"{path}: unreadable S→R predictions ({exc!r})") from None
+    path = cell.assets.get(S2R_PREDICTIONS)
+    return None if path is None else _typed(Predictions.read, path)
 
 
 def _aligned(cells: list[Cell]) -> tuple[np.ndarray, list[np.ndarray]] | None:
@@ -651,10 +625,10 @@ def _aligned(cells: list[Cell]) -> tuple[np.ndarray, list[np.ndarray]] | None:
     out = []
     for p, cell in zip(found, cells, strict=True):
         where = f"cells {cells[0].dir} and {cell.dir}"
-        if sorted(p.ids) != sorted(first.ids):
+        if sorted(p.files) != sorted(first.files):
             raise ReportError(f"{where}: S→R predictions are not on the same real-test images")
-        order = {image: i for i, image in enumerate(p.ids)}
-        index = np.array([order[image] for image in first.ids])
+        order = {image: i for i, image in enumerate(p.files)}
+        index = np.array([order[image] for image in first.files])
         if not np.array_equal(p.y[index], first.y):
             raise ReportError(f"{where}: the same real-test images carry different labels")
         out.append(p.scores[index])
