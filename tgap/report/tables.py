@@ -10,6 +10,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,13 @@ class Cell:
         """Select's selection report, copied into the cell's assets (None when absent)."""
         path = self.assets.get(SELECTION)
         return None if path is None else _typed(SelectionReport.read, path)
+
+    @cached_property
+    def s2r_predictions(self) -> Predictions | None:
+        """The stored S→R real-test predictions (None when the cell has none), read once: the
+        group's intervals and every comparison the cell is in pair on them."""
+        path = self.assets.get(S2R_PREDICTIONS)
+        return None if path is None else _typed(Predictions.read, path)
 
     def roc(self, direction: str) -> RocCurve | None:
         """The ROC curve of one direction (``s2r``, ``r2s``, ``r2r``) that compute-FTER wrote."""
@@ -357,11 +365,13 @@ def s2r_covariance(members: list[Cell]) -> float | None:
     return None if found is None else seed_covariance(*found)
 
 
-def _ratio_stat(members: list[Cell], name: str, confidence: float) -> Stat | None:
+def _ratio_stat(
+    members: list[Cell], name: str, confidence: float, s2r_cov: float | None
+) -> Stat | None:
     """FTER, utility or fidelity of a group: the ratio of mean AUROCs over the seeds that have
     both, with every seed's own ratio. Only FTER gets an interval (``fter_interval``, log
-    scale): utility's and fidelity's numerator and denominator share test images or a
-    classifier, which that interval assumes they do not."""
+    scale, ``s2r_cov`` the group's ``s2r_covariance``): utility's and fidelity's numerator and
+    denominator share test images or a classifier, which that interval assumes they do not."""
     num, den = RATIOS[name]
     have = [c for c in members if num in c.values and den in c.values]
     if not have:
@@ -381,7 +391,7 @@ def _ratio_stat(members: list[Cell], name: str, confidence: float) -> Stat | Non
         return stat
     zeros = [0.0] * len(have)
     _, stat.ci_low, stat.ci_high = fter_interval(
-        a, var_a or zeros, b, var_b or zeros, confidence, s2r_covariance=s2r_covariance(have)
+        a, var_a or zeros, b, var_b or zeros, confidence, s2r_covariance=s2r_cov
     )
     stat.ci_kind = _ci_kind(len(have), has_variance)
     return stat
@@ -416,6 +426,9 @@ def aggregate(cells: list[Cell], confidence: float = 0.95) -> list[Group]:
         groups.setdefault((c.method, c.size), []).append(c)
     out = []
     for (method, size), members in groups.items():
+        # Every cell has s2r_auroc and r2s_auroc (CELL_REQUIRED): S→R's and FTER's seeds are
+        # the group's, so the seeds' shared real-test error is measured once for both.
+        s2r_cov = s2r_covariance(members)
         summary = {}
         for key in _summary_keys(members):
             have = [c for c in members if key in c.values]
@@ -426,11 +439,11 @@ def aggregate(cells: list[Cell], confidence: float = 0.95) -> list[Group]:
                 bounded=bool(BOUNDED.match(key)),
                 seeds=[c.seed for c in have],
                 shared_test=not key.startswith("r2s_"),
-                covariance=s2r_covariance(have) if key == "s2r_auroc" else None,
+                covariance=s2r_cov if key == "s2r_auroc" else None,
                 cell_interval=_cell_interval(have[0], key),
             )
         for name in RATIOS:
-            stat = _ratio_stat(members, name, confidence)
+            stat = _ratio_stat(members, name, confidence, s2r_cov)
             if stat is not None:
                 summary[name] = stat
         out.append(Group(method, size, members, summary))
@@ -609,16 +622,10 @@ def _plan(
     return planned, ranked_top
 
 
-def s2r_predictions(cell: Cell) -> Predictions | None:
-    """The cell's stored S→R real-test predictions (None when the cell has none)."""
-    path = cell.assets.get(S2R_PREDICTIONS)
-    return None if path is None else _typed(Predictions.read, path)
-
-
 def _aligned(cells: list[Cell]) -> tuple[np.ndarray, list[np.ndarray]] | None:
     """Every cell's S→R scores in the first cell's image order, and the labels; None when a
     cell has no predictions. Cells scored on different images are a ReportError."""
-    found = [s2r_predictions(c) for c in cells]
+    found = [c.s2r_predictions for c in cells]
     if any(p is None for p in found):
         return None
     first = found[0]
