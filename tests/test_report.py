@@ -434,6 +434,7 @@ def test_summary_markdown_has_one_row_per_method_and_size(thesis_report):
     seeds = next(r for r in summary.splitlines() if r.startswith("| active | 500 | 0."))
     assert " / ".join(f"{v:.3f}" for v in values) in seeds
     assert "105 cells: 7 methods × 3 sizes × 5 seeds" in summary
+    assert "utility = S→R / R→R and fidelity = R→S / R→R" in summary  # the columns say what
 
 
 def test_missing_required_key_is_an_error_naming_the_cell(tmp_path):

@@ -104,10 +104,13 @@ def summary_markdown(
         "",
         f"{len(cells)} cells: {len({g.method for g in groups})} methods × "
         f"{len(sizes)} sizes × {len(seeds)} seeds ({', '.join(map(str, seeds))}). "
-        "Values are mean ± sd over seeds with the interval over seeds (inside [0, 1]); FTER is "
-        "the ratio of the mean AUROCs (± the sd of the per-seed ratios); ★ marks the best fine-tuned S→R AUROC per size, only "
-        "where its comparison with the runner-up is separated after Holm's correction. "
-        "Controls are listed apart and never ranked.",
+        "Values are mean ± sd over seeds; AUROC with its interval over seeds and test images "
+        "(logit scale, inside [0, 1]; † seed spread only; ‡ one seed, test images only). FTER "
+        "is the ratio of the mean AUROCs (± the sd of the per-seed ratios, log-scale interval); "
+        "utility = S→R / R→R and fidelity = R→S / R→R, ratios of mean AUROCs without an "
+        "interval. ★ marks the best fine-tuned S→R AUROC per size, only where its comparison "
+        "with the runner-up is separated after Holm's correction. Controls are listed apart "
+        "and never ranked.",
         "",
     ]
     if chosen_on:
