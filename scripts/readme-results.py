@@ -47,6 +47,11 @@ def _stat(m: dict | None) -> str:
     return f"{_num(m['mean'])} [{_num(m['ci_low'])}, {_num(m['ci_high'])}]{mark}"
 
 
+def _detectable(mdd: float | None) -> str:
+    """The smallest detectable difference; above 1 no difference of AUROCs can reach it."""
+    return f"none (needs {mdd:.3f})" if mdd is not None and mdd > 1 else _num(mdd)
+
+
 def _per_seed(m: dict | None) -> str:
     return "—" if not m else " / ".join(_num(v) for v in m.get("values", []))
 
@@ -130,7 +135,7 @@ def comparison_lines(results: dict) -> list[str]:
         lines.append(
             f"| {NAMES.get(r['metric'], r['metric'])} | {r['size']} | {r['method']} − "
             f"{r['against']} | {r.get('paired_by') or '—'} | {diff} | {_p(r.get('p'))} | "
-            f"{_p(r.get('p_holm'))} | {_num(r.get('mdd'))} ({len(r['seeds'])} seeds) |"
+            f"{_p(r.get('p_holm'))} | {_detectable(r.get('mdd'))} ({len(r['seeds'])} seeds) |"
         )
     return lines
 

@@ -39,7 +39,7 @@ from tgap.artifacts import (
 from tgap.config import ClassifierConfig
 from tgap.report import ReportError, build_report
 from tgap.report.plots import pick_curve
-from tgap.report.tables import is_control, summarise
+from tgap.report.tables import detect_text, is_control, summarise
 
 SIGMOID = ClassifierConfig(head="sigmoid")
 
@@ -679,6 +679,15 @@ def test_comparisons_pair_s2r_by_image_holm_and_power(tmp_path):
     assert "| S→R AUROC | 500 | active − no-finetune | vs no-finetune | images | 3 |" in summary
     mdd = rows[("s2r_auroc", "active", "no-finetune")]["mdd"]
     assert f"could detect ≥ {mdd:.3f} with 80% power at 3 seeds" in summary
+
+
+def test_power_text_says_when_no_possible_difference_is_detectable():
+    assert detect_text({"mdd": 0.0523, "seeds": [0, 1, 2]}) == (
+        "could detect ≥ 0.052 with 80% power at 3 seeds"
+    )
+    # Above 1: more than any difference of two AUROCs, so "≥ 1.5" would promise nothing.
+    assert detect_text({"mdd": 1.5, "seeds": [0, 1]}).startswith("could detect no possible")
+    assert detect_text({"mdd": math.nan, "seeds": [0]}) == "no power estimate at 1 seed(s)"
 
 
 def test_flag_is_two_sided_with_words_for_each_side(tmp_path):

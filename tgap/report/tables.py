@@ -748,9 +748,15 @@ def comparisons(
 
 def detect_text(row: dict[str, Any]) -> str:
     """'could detect ≥ 0.052 with 80 % power at 3 seeds' (or why it cannot say)."""
+    seeds = len(row["seeds"])
     if not math.isfinite(row["mdd"]):
-        return f"no power estimate at {len(row['seeds'])} seed(s)"
-    return f"could detect ≥ {row['mdd']:.3f} with {POWER:.0%} power at {len(row['seeds'])} seeds"
+        return f"no power estimate at {seeds} seed(s)"
+    if row["mdd"] > 1:  # a difference of AUROCs is at most 1
+        return (
+            f"could detect no possible difference with {POWER:.0%} power at {seeds} seeds "
+            f"(needs ≥ {row['mdd']:.3f})"
+        )
+    return f"could detect ≥ {row['mdd']:.3f} with {POWER:.0%} power at {seeds} seeds"
 
 
 def settings_chosen_on(provenance: dict[str, Any]) -> str:
