@@ -189,12 +189,14 @@ def results_block(run_dir: Path, command: str, today: str) -> str:
     results = json.loads((run_dir / "results.json").read_text())
     run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
     seeds = results.get("seeds", [])
+    confidence = results.get("comparisons", {}).get("confidence", 0.95)
     seconds = run.get("seconds")
     wall = f"{seconds / 60:.1f} min" if isinstance(seconds, int | float) else "unknown"
     lines = [
         f"Written by `python scripts/readme-results.py {run_dir}` on {today} from the run of "
         f"`{command}`: wall time **{wall}**, {len(seeds)} seed(s) ({', '.join(map(str, seeds))}). "
-        "Mean over seeds [95% interval over seeds and test images, logit scale, inside [0, 1]; "
+        f"Mean over seeds [{confidence:.0%} interval over seeds and test images, logit scale, "
+        "inside [0, 1]; "
         "† seed spread only; ‡ one seed, test images only]. FTER = mean S→R / mean R→S (ratio "
         "of means, log-scale interval); utility = S→R / R→R, fidelity = R→S / R→R. ⚑ below / "
         "above = R→S outside R→R's interval (synthetic harder / easier to classify than real). "
