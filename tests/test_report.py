@@ -236,7 +236,6 @@ def test_fter_is_the_ratio_of_mean_aurocs_and_csv_keeps_each_seed(tmp_path):
         _set(d, s2r_auroc=0.8, r2s_auroc=value, fter=0.8 / value)
     result = build_report(dirs, grid_config(["random"], [500], [0, 1, 2]), {}, tmp_path / "out")
     assert result["metrics"]["fter.random.500"] == pytest.approx(0.8 / np.mean(r2s))
-    assert 0.8 / np.mean(r2s) == pytest.approx(0.9639, abs=1e-4)
     results = json.loads(Path(result["results.json"]).read_text())
     fter = results["aggregate"][0]["metrics"]["fter"]
     assert fter["mean"] == pytest.approx(0.8 / np.mean(r2s))
