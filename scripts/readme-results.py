@@ -119,7 +119,7 @@ def comparison_lines(results: dict) -> list[str]:
     lines = [
         "",
         f"Comparisons ({compared.get('family_size', len(rows))} with a p-value, Holm-adjusted "
-        "together; S→R paired on the same real-test images within each seed where the cells "
+        "together, S→R and R→S; S→R paired on the same real-test images within each seed where the cells "
         f"store their predictions). {compared.get('r2s_note', '')} **Bold**: separated after "
         f"Holm; power: the smallest difference each could detect with {power:.0%} power.",
         "",

@@ -675,6 +675,7 @@ def test_comparisons_pair_s2r_by_image_holm_and_power(tmp_path):
     assert all(r[1][-1][1].startswith("could detect ≥ ") and r[1][-1][1].endswith("at 3 seeds")
                for r in shown)  # fmt: skip
     summary = (out / "summary.md").read_text()
+    assert "Holm's family: the 4 rows below with a p-value, S→R and R→S together" in summary
     assert "| S→R AUROC | 500 | active − no-finetune | vs no-finetune | images | 3 |" in summary
     mdd = rows[("s2r_auroc", "active", "no-finetune")]["mdd"]
     assert f"could detect ≥ {mdd:.3f} with 80% power at 3 seeds" in summary

@@ -56,9 +56,11 @@ def _per_seed(stat: Stat | None, seeds: list[int]) -> str:
 
 
 def _comparison_lines(compared: list[dict]) -> list[str]:
+    family = sum(1 for r in compared if math.isfinite(r["p"]))
     lines = [
-        "Comparisons (Holm-adjusted over all of them; S→R paired on the same real-test images "
-        f"within each seed where the cells store their predictions). {R2S_NOT_PAIRED}",
+        f"Comparisons (Holm's family: the {family} rows below with a p-value, S→R and R→S "
+        "together; S→R paired on the same real-test images within each seed where the cells "
+        f"store their predictions). {R2S_NOT_PAIRED}",
         "",
         "| metric | size | method − against | why | paired by | seeds | difference [CI] | p "
         "| Holm p | power |",
