@@ -681,6 +681,16 @@ def test_comparisons_pair_s2r_by_image_holm_and_power(tmp_path):
     assert f"could detect ≥ {mdd:.3f} with 80% power at 3 seeds" in summary
 
 
+def test_unreadable_s2r_predictions_are_a_report_error_naming_the_file(tmp_path):
+    dirs = [write_cell(tmp_path / "cells", "random", 500, i, assets=False) for i in range(2)]
+    for d in dirs:  # made up: a score that is not a number
+        (d / "assets" / "s2r_predictions.csv").write_text(
+            "file,label,score_No Finding,score_Unhealthy,predicted\na.png,Unhealthy,x,0.9,b\n"
+        )
+    with pytest.raises(ReportError, match=r"random-500-0/assets/s2r_predictions.csv: a score"):
+        build_report(dirs, grid_config(["random"], [500], [0, 1]), {}, tmp_path / "out")
+
+
 def test_power_text_says_when_no_possible_difference_is_detectable():
     assert detect_text({"mdd": 0.0523, "seeds": [0, 1, 2]}) == (
         "could detect ≥ 0.052 with 80% power at 3 seeds"
