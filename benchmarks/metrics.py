@@ -2,7 +2,7 @@
 
 Fréchet distance, KID (100 subsets of 1,000), precision/recall/density/coverage (k = 5),
 memorisation (10,000 synthetic vs a 1,000-image tuning set), AUROC with a 1,000-resample
-bootstrap CI and FTER's CI (10,000 test images each). Random Gaussian embeddings, d = 128 (the
+bootstrap CI and DeLong's variance (10,000 test images). Random Gaussian embeddings, d = 128 (the
 small CNN's feature width) by default. Run from the repository root:
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/metrics.py [--n 10000] [--dim 128]

@@ -47,6 +47,11 @@ def _stat(m: dict | None) -> str:
     return f"{_num(m['mean'])} [{_num(m['ci_low'])}, {_num(m['ci_high'])}]{mark}"
 
 
+def _detectable(mdd: float | None) -> str:
+    """The smallest detectable difference; above 1 no difference of AUROCs can reach it."""
+    return f"none (needs {mdd:.3f})" if mdd is not None and mdd > 1 else _num(mdd)
+
+
 def _per_seed(m: dict | None) -> str:
     return "—" if not m else " / ".join(_num(v) for v in m.get("values", []))
 
@@ -114,7 +119,7 @@ def comparison_lines(results: dict) -> list[str]:
     lines = [
         "",
         f"Comparisons ({compared.get('family_size', len(rows))} with a p-value, Holm-adjusted "
-        "together; S→R paired on the same real-test images within each seed where the cells "
+        "together, S→R and R→S; S→R paired on the same real-test images within each seed where the cells "
         f"store their predictions). {compared.get('r2s_note', '')} **Bold**: separated after "
         f"Holm; power: the smallest difference each could detect with {power:.0%} power.",
         "",
@@ -130,7 +135,7 @@ def comparison_lines(results: dict) -> list[str]:
         lines.append(
             f"| {NAMES.get(r['metric'], r['metric'])} | {r['size']} | {r['method']} − "
             f"{r['against']} | {r.get('paired_by') or '—'} | {diff} | {_p(r.get('p'))} | "
-            f"{_p(r.get('p_holm'))} | {_num(r.get('mdd'))} ({len(r['seeds'])} seeds) |"
+            f"{_p(r.get('p_holm'))} | {_detectable(r.get('mdd'))} ({len(r['seeds'])} seeds) |"
         )
     return lines
 
@@ -184,12 +189,14 @@ def results_block(run_dir: Path, command: str, today: str) -> str:
     results = json.loads((run_dir / "results.json").read_text())
     run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
     seeds = results.get("seeds", [])
+    confidence = results.get("comparisons", {}).get("confidence", 0.95)
     seconds = run.get("seconds")
     wall = f"{seconds / 60:.1f} min" if isinstance(seconds, int | float) else "unknown"
     lines = [
         f"Written by `python scripts/readme-results.py {run_dir}` on {today} from the run of "
         f"`{command}`: wall time **{wall}**, {len(seeds)} seed(s) ({', '.join(map(str, seeds))}). "
-        "Mean over seeds [95% interval over seeds and test images, logit scale, inside [0, 1]; "
+        f"Mean over seeds [{confidence:.0%} interval over seeds and test images, logit scale, "
+        "inside [0, 1]; "
         "† seed spread only; ‡ one seed, test images only]. FTER = mean S→R / mean R→S (ratio "
         "of means, log-scale interval); utility = S→R / R→R, fidelity = R→S / R→R. ⚑ below / "
         "above = R→S outside R→R's interval (synthetic harder / easier to classify than real). "

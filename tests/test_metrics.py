@@ -453,6 +453,13 @@ def test_compare_over_seeds_is_the_one_sample_t_test_without_test_variance():
     assert math.isnan(metrics.compare_over_seeds([0.1], [1e-4]).p)
 
 
+def test_a_comparison_interval_stays_in_the_range_of_a_difference_of_aurocs():
+    # Two seeds: the t quantile on 1 df is 12.7, so mean 0.7 ± 12.7 x 0.2 would reach past ±1.
+    got = metrics.compare_over_seeds([0.5, 0.9], [0.0, 0.0], shared_test=False)
+    assert got.diff == pytest.approx(0.7) and (got.low, got.high) == (-1.0, 1.0)
+    assert got.mdd > 1  # no difference an AUROC can make is detectable with 2 such seeds
+
+
 def test_holm_against_its_definition():
     p = [0.01, 0.04, 0.03, 0.005, math.nan, 0.5]
     # Sorted: 0.005 x 5, 0.01 x 4, 0.03 x 3, 0.04 x 2, 0.5 x 1, each at least the one before.

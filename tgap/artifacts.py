@@ -3,6 +3,7 @@
 One definition per artifact, used by the stage that writes it and by every reader:
 
 - :class:`Evaluation` — ``metrics.json`` of evaluate-classifier (one direction: S→R, R→S, R→R);
+- :class:`Predictions` — its ``predictions.csv`` (a cell keeps S→R's as ``s2r_predictions.csv``);
 - :class:`SelectionReport` — ``selection.json`` of select, beside the tuning set;
 - :class:`TrainingLog` — ``training_log.json`` of fine-tune;
 - :class:`CellArtifact` — ``cell.json`` of compute-FTER, the report's input.
@@ -15,6 +16,7 @@ strict (NaN and inf as ``null``, numpy as Python).
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -74,6 +76,8 @@ def read_json(path: str | Path) -> Any:
 # --------------------------------------------------------------------------- file names
 
 EVALUATION = "metrics.json"  # evaluate-classifier's output folder
+PREDICTIONS = "predictions.csv"  # beside it: file, label, score_<label>..., predicted
+S2R_PREDICTIONS = "s2r_predictions.csv"  # a cell's assets/: its S→R evaluation's PREDICTIONS
 SELECTION = "selection.json"  # beside the tuning set
 TRAINING_LOG = "training_log.json"  # in the fine-tuned model folder
 CELL = "cell.json"  # compute-FTER's output folder, with its assets/
@@ -222,6 +226,45 @@ class Evaluation(_Stored):
             auroc_undefined_reason=data.get("auroc_undefined_reason") or "",
             info=info,
         )
+
+
+@dataclass
+class Predictions:
+    """``predictions.csv`` of evaluate-classifier, one row per test image (``file, label,
+    score_<label>..., predicted``): the labels in score-column order, each row's file, its label
+    index and its scores. Read without torch, so the report can pair cells on it."""
+
+    labels: list[str]
+    files: list[str]
+    y: np.ndarray
+    scores: np.ndarray
+
+    @classmethod
+    def read(cls, path: str | Path) -> Predictions:
+        """From the file itself (any name) or the evaluation folder holding ``PREDICTIONS``."""
+        path = Path(path)
+        path = path / PREDICTIONS if path.is_dir() else path
+        if not path.is_file():
+            raise ArtifactError(f"{path}: no such file")
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            columns = [c for c in reader.fieldnames or [] if c.startswith("score_")]
+            rows = list(reader)
+        labels = [c.removeprefix("score_") for c in columns]
+        if not labels:
+            raise ArtifactError(f"{path}: no score_<label> columns")
+        index = {label: i for i, label in enumerate(labels)}
+        try:
+            y = np.array([index[r["label"]] for r in rows], dtype=np.int64)
+            scores = np.array([[float(r[c]) for c in columns] for r in rows], dtype=np.float64)
+            files = [r["file"] for r in rows]
+        except KeyError as exc:
+            raise ArtifactError(
+                f"{path}: label or column {exc} missing (score columns: {labels})"
+            ) from None
+        except (TypeError, ValueError) as exc:
+            raise ArtifactError(f"{path}: a score is not a number ({exc})") from None
+        return cls(labels, files, y, scores.reshape(len(rows), len(labels)))
 
 
 # --------------------------------------------------------------------------- selection

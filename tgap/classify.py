@@ -37,7 +37,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tgap import metrics, storage
-from tgap.artifacts import CLASSIFIER_INFO, EVALUATION, Evaluation, write_json
+from tgap.artifacts import (
+    CLASSIFIER_INFO,
+    EVALUATION,
+    PREDICTIONS,
+    ArtifactError,
+    Evaluation,
+    Predictions,
+    write_json,
+)
 from tgap.config import ClassifierConfig
 from tgap.device import pick_device
 from tgap.imageset import ImageSet, ImageSetError, check_same_labels, to_grey_square
@@ -48,7 +56,6 @@ log = logging.getLogger(__name__)
 WEIGHTS = "model.safetensors"
 INFO = CLASSIFIER_INFO
 METRICS = EVALUATION
-PREDICTIONS = "predictions.csv"
 ARCHS = ("small-cnn", "densenet121")
 HEADS = ("softmax", "sigmoid")
 # small-cnn: pixels/255 mapped to roughly zero mean, unit spread; densenet121: ImageNet stats.
@@ -577,23 +584,9 @@ def evaluate_classifier(
 
 def read_predictions(eval_dir: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``(labels, y, scores)`` from an evaluation folder's ``predictions.csv`` (or that file,
-    under any name, given directly)."""
-    path = Path(eval_dir) if Path(eval_dir).is_file() else Path(eval_dir) / PREDICTIONS
-    if not path.is_file():
-        raise ClassifierError(f"{eval_dir}: not an evaluation folder ({PREDICTIONS} is missing)")
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        columns = [c for c in reader.fieldnames or [] if c.startswith("score_")]
-        labels = [c.removeprefix("score_") for c in columns]
-        rows = list(reader)
-    if not labels:
-        raise ClassifierError(f"{path}: no score_<label> columns")
-    index = {label: i for i, label in enumerate(labels)}
+    under any name, given directly): ``tgap.artifacts.Predictions``."""
     try:
-        y = np.array([index[r["label"]] for r in rows], dtype=np.int64)
-    except KeyError as exc:
-        raise ClassifierError(
-            f"{path}: label {exc} is not one of the score columns {labels}"
-        ) from None
-    scores = np.array([[float(r[c]) for c in columns] for r in rows], dtype=np.float64)
-    return labels, y, scores.reshape(len(rows), len(labels))
+        found = Predictions.read(eval_dir)
+    except ArtifactError as exc:
+        raise ClassifierError(str(exc)) from None
+    return found.labels, found.y, found.scores

@@ -9,7 +9,6 @@ stage. ``supplementation_curve`` does train (one classifier per ratio) and is it
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -25,13 +24,15 @@ from tgap import metrics
 from tgap.artifacts import (
     ASSETS,
     EVALUATION,
+    PREDICTIONS,
+    S2R_PREDICTIONS,
     CellArtifact,
     Evaluation,
+    Predictions,
     Supplementation,
     write_json,
 )
 from tgap.classify import (
-    PREDICTIONS,
     Classifier,
     fit,
     load_resized,
@@ -48,7 +49,6 @@ from tgap.seeding import derive_seed
 log = logging.getLogger(__name__)
 
 SUPPLEMENTATION = "supplementation.json"
-S2R_PREDICTIONS = "s2r_predictions.csv"  # in assets/: file, label, score_<label>..., predicted
 AUROC_INTERVAL = (
     "test-image sampling only: Wilson interval with DeLong's variance as an effective n "
     "(capped by Hanley & McNeil's near AUROC 0 and 1), tgap.metrics.auroc_interval"
@@ -507,10 +507,8 @@ def read_s2r_predictions(cell_dir: str | Path, name: str = S2R_PREDICTIONS):
         raise EvaluationError(
             f"{cell_dir}: no {ASSETS}/{name} (a cell written before it was kept?)"
         )
-    with open(path, newline="") as fh:
-        files = [row["file"] for row in csv.DictReader(fh)]
-    _, y, scores = read_predictions(path)
-    return files, y, scores
+    found = Predictions.read(path)
+    return found.files, found.y, found.scores
 
 
 def read_supplementation(folder: str | Path) -> dict[str, Any]:

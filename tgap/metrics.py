@@ -646,9 +646,11 @@ def compare_over_seeds(
     (each method has its own synthetic set): the seed-level difference, ``variances`` the two
     cells' variances summed (``shared_test=False``). The variance of the mean difference and its
     degrees of freedom are those of ``seed_mean_interval``; the interval is a t interval on the
-    raw scale (a difference of AUROCs is symmetric around 0 and far from its bounds +-1), ``p``
-    the two-sided t test, ``mdd`` the smallest true difference detected with probability
-    ``power`` at ``alpha = 1 - confidence``. Needs 2+ seeds, else bounds, p and mdd are ``nan``.
+    raw scale (a difference of AUROCs is symmetric around 0), cut to the range [-1, 1] a
+    difference of AUROCs can take (with few seeds the t quantile is large: 12.7 at 2 seeds),
+    ``p`` the two-sided t test, ``mdd`` the smallest true difference detected with probability
+    ``power`` at ``alpha = 1 - confidence`` (above 1: no possible difference is detectable).
+    Needs 2+ seeds, else bounds, p and mdd are ``nan``.
     """
     _check_confidence(confidence)
     if not 0 < power < 1:
@@ -666,7 +668,7 @@ def compare_over_seeds(
         t = abs(mean) / se
         p = float(2 * (stats.norm.sf(t) if math.isinf(df) else stats.t.sf(t, df)))
     mdd = _minimum_detectable(se, df, 1 - confidence, power)
-    return Comparison(mean, mean - half, mean + half, p, mdd)
+    return Comparison(mean, max(mean - half, -1.0), min(mean + half, 1.0), p, mdd)
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

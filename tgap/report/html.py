@@ -85,7 +85,7 @@ def fmt_ci(stat: Stat | None) -> str:
 
 
 def _stat_td(stat: Stat | None, metric: str, best: bool = False, ci: bool = False) -> str:
-    """A mean ± sd cell; with ``ci`` the 95% interval below it (keeps the thesis table narrow)."""
+    """A mean ± sd cell; with ``ci`` its interval below it (keeps the thesis table narrow)."""
     attrs = f' data-metric="{esc(metric)}"'
     if stat is not None:
         attrs += f' data-mean="{stat.mean!r}" data-n="{stat.n}"'
@@ -123,6 +123,7 @@ def results_table(
     fter_flags: dict[tuple[str, int], str] | None = None,
     untrained: set[str] | None = None,
     classifier_head: str | None = None,
+    confidence: float = 0.95,
 ) -> str:
     """The thesis-form table for one direction: per size, the fine-tuned methods (ranked, ★),
     then the controls in their own block (never ranked), then R→R.
@@ -136,6 +137,7 @@ def results_table(
     train".
     """
     fter_flags, untrained = fter_flags or {}, untrained or set()
+    ci = f"({confidence:.0%} CI)"
     acc_classes = class_keys(cells, direction, "accuracy", labels)
     auc_classes = class_keys(cells, direction, "auroc", labels)
     if len(labels) > INLINE_CLASSES:
@@ -146,11 +148,12 @@ def results_table(
     ref_acc_classes = dict(class_keys(cells, "r2r", "accuracy", labels))
     ref_auc_classes = dict(class_keys(cells, "r2r", "auroc", labels))
     head = (
-        '<tr><th class="text">method</th><th>size</th><th>seeds</th><th>accuracy<br>(95% CI)</th>'
+        '<tr><th class="text">method</th><th>size</th><th>seeds</th>'
+        f"<th>accuracy<br>{ci}</th>"
         + "".join(f"<th>accuracy {esc(lab)}</th>" for lab, _ in acc_classes)
-        + "<th>AUROC<br>(95% CI)</th>"
+        + f"<th>AUROC<br>{ci}</th>"
         + "".join(f"<th>AUROC {esc(lab)}</th>" for lab, _ in auc_classes)
-        + "<th>FTER<br>(95% CI)</th><th>utility<br>S→R / R→R</th>"
+        + f"<th>FTER<br>{ci}</th><th>utility<br>S→R / R→R</th>"
         "<th>fidelity<br>R→S / R→R</th></tr>"
     )
     width = 8 + len(acc_classes) + len(auc_classes)

@@ -56,9 +56,11 @@ def _per_seed(stat: Stat | None, seeds: list[int]) -> str:
 
 
 def _comparison_lines(compared: list[dict]) -> list[str]:
+    family = sum(1 for r in compared if math.isfinite(r["p"]))
     lines = [
-        "Comparisons (Holm-adjusted over all of them; S→R paired on the same real-test images "
-        f"within each seed where the cells store their predictions). {R2S_NOT_PAIRED}",
+        f"Comparisons (Holm's family: the {family} rows below with a p-value, S→R and R→S "
+        "together; S→R paired on the same real-test images within each seed where the cells "
+        f"store their predictions). {R2S_NOT_PAIRED}",
         "",
         "| metric | size | method − against | why | paired by | seeds | difference [CI] | p "
         "| Holm p | power |",
@@ -104,10 +106,13 @@ def summary_markdown(
         "",
         f"{len(cells)} cells: {len({g.method for g in groups})} methods × "
         f"{len(sizes)} sizes × {len(seeds)} seeds ({', '.join(map(str, seeds))}). "
-        "Values are mean ± sd over seeds with the interval over seeds (inside [0, 1]); FTER is "
-        "the ratio of the mean AUROCs (± the sd of the per-seed ratios); ★ marks the best fine-tuned S→R AUROC per size, only "
-        "where its comparison with the runner-up is separated after Holm's correction. "
-        "Controls are listed apart and never ranked.",
+        "Values are mean ± sd over seeds; AUROC with its interval over seeds and test images "
+        "(logit scale, inside [0, 1]; † seed spread only; ‡ one seed, test images only). FTER "
+        "is the ratio of the mean AUROCs (± the sd of the per-seed ratios, log-scale interval); "
+        "utility = S→R / R→R and fidelity = R→S / R→R, ratios of mean AUROCs without an "
+        "interval. ★ marks the best fine-tuned S→R AUROC per size, only where its comparison "
+        "with the runner-up is separated after Holm's correction. Controls are listed apart "
+        "and never ranked.",
         "",
     ]
     if chosen_on:

@@ -6,11 +6,11 @@ files and the KFP Metrics artifact cannot disagree.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,12 @@ import numpy as np
 from tgap.artifacts import (
     CELL,
     CELL_REQUIRED,
+    S2R_PREDICTIONS,
     SELECTION,
     TRAINING_LOG,
     ArtifactError,
     CellArtifact,
+    Predictions,
     RocCurve,
     SelectionReport,
     Supplementation,
@@ -79,6 +81,13 @@ class Cell:
         """Select's selection report, copied into the cell's assets (None when absent)."""
         path = self.assets.get(SELECTION)
         return None if path is None else _typed(SelectionReport.read, path)
+
+    @cached_property
+    def s2r_predictions(self) -> Predictions | None:
+        """The stored S→R real-test predictions (None when the cell has none), read once: the
+        group's intervals and every comparison the cell is in pair on them."""
+        path = self.assets.get(S2R_PREDICTIONS)
+        return None if path is None else _typed(Predictions.read, path)
 
     def roc(self, direction: str) -> RocCurve | None:
         """The ROC curve of one direction (``s2r``, ``r2s``, ``r2r``) that compute-FTER wrote."""
@@ -356,11 +365,13 @@ def s2r_covariance(members: list[Cell]) -> float | None:
     return None if found is None else seed_covariance(*found)
 
 
-def _ratio_stat(members: list[Cell], name: str, confidence: float) -> Stat | None:
+def _ratio_stat(
+    members: list[Cell], name: str, confidence: float, s2r_cov: float | None
+) -> Stat | None:
     """FTER, utility or fidelity of a group: the ratio of mean AUROCs over the seeds that have
     both, with every seed's own ratio. Only FTER gets an interval (``fter_interval``, log
-    scale): utility's and fidelity's numerator and denominator share test images or a
-    classifier, which that interval assumes they do not."""
+    scale, ``s2r_cov`` the group's ``s2r_covariance``): utility's and fidelity's numerator and
+    denominator share test images or a classifier, which that interval assumes they do not."""
     num, den = RATIOS[name]
     have = [c for c in members if num in c.values and den in c.values]
     if not have:
@@ -380,7 +391,7 @@ def _ratio_stat(members: list[Cell], name: str, confidence: float) -> Stat | Non
         return stat
     zeros = [0.0] * len(have)
     _, stat.ci_low, stat.ci_high = fter_interval(
-        a, var_a or zeros, b, var_b or zeros, confidence, s2r_covariance=s2r_covariance(have)
+        a, var_a or zeros, b, var_b or zeros, confidence, s2r_covariance=s2r_cov
     )
     stat.ci_kind = _ci_kind(len(have), has_variance)
     return stat
@@ -415,6 +426,9 @@ def aggregate(cells: list[Cell], confidence: float = 0.95) -> list[Group]:
         groups.setdefault((c.method, c.size), []).append(c)
     out = []
     for (method, size), members in groups.items():
+        # Every cell has s2r_auroc and r2s_auroc (CELL_REQUIRED): S→R's and FTER's seeds are
+        # the group's, so the seeds' shared real-test error is measured once for both.
+        s2r_cov = s2r_covariance(members)
         summary = {}
         for key in _summary_keys(members):
             have = [c for c in members if key in c.values]
@@ -425,11 +439,11 @@ def aggregate(cells: list[Cell], confidence: float = 0.95) -> list[Group]:
                 bounded=bool(BOUNDED.match(key)),
                 seeds=[c.seed for c in have],
                 shared_test=not key.startswith("r2s_"),
-                covariance=s2r_covariance(have) if key == "s2r_auroc" else None,
+                covariance=s2r_cov if key == "s2r_auroc" else None,
                 cell_interval=_cell_interval(have[0], key),
             )
         for name in RATIOS:
-            stat = _ratio_stat(members, name, confidence)
+            stat = _ratio_stat(members, name, confidence, s2r_cov)
             if stat is not None:
                 summary[name] = stat
         out.append(Group(method, size, members, summary))
@@ -608,53 +622,20 @@ def _plan(
     return planned, ranked_top
 
 
-@dataclass
-class Predictions:
-    """A cell's S→R scores on real-test, one row per image (for pairing two methods)."""
-
-    ids: list[str]
-    y: np.ndarray
-    scores: np.ndarray
-
-
-# tgap.evaluation.S2R_PREDICTIONS: compute_cell copies the S→R evaluation's predictions.csv
-# there (file, label, score_<label>..., predicted). Read here rather than with
-# tgap.evaluation.read_s2r_predictions, whose module imports torch: the report does not need it.
-PREDICTIONS = "s2r_predictions.csv"
-
-
-def s2r_predictions(cell: Cell) -> Predictions | None:
-    """The cell's stored S→R real-test predictions (None when the cell has none)."""
-    path = cell.assets.get(PREDICTIONS)
-    if path is None:
-        return None
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        columns = [c for c in reader.fieldnames or [] if c.startswith("score_")]
-        rows = list(reader)
-    index = {c.removeprefix("score_"): i for i, c in enumerate(columns)}
-    try:
-        y = np.array([index[r["label"]] for r in rows], dtype=np.int64)
-        scores = np.array([[float(r[c]) for c in columns] for r in rows], dtype=float)
-        return Predictions([r["file"] for r in rows], y, scores.reshape(len(rows), len(columns)))
-    except (KeyError, ValueError) as exc:
-        raise ReportError(f"{path}: unreadable S→R predictions ({exc!r})") from None
-
-
 def _aligned(cells: list[Cell]) -> tuple[np.ndarray, list[np.ndarray]] | None:
     """Every cell's S→R scores in the first cell's image order, and the labels; None when a
     cell has no predictions. Cells scored on different images are a ReportError."""
-    found = [s2r_predictions(c) for c in cells]
+    found = [c.s2r_predictions for c in cells]
     if any(p is None for p in found):
         return None
     first = found[0]
     out = []
     for p, cell in zip(found, cells, strict=True):
         where = f"cells {cells[0].dir} and {cell.dir}"
-        if sorted(p.ids) != sorted(first.ids):
+        if sorted(p.files) != sorted(first.files):
             raise ReportError(f"{where}: S→R predictions are not on the same real-test images")
-        order = {image: i for i, image in enumerate(p.ids)}
-        index = np.array([order[image] for image in first.ids])
+        order = {image: i for i, image in enumerate(p.files)}
+        index = np.array([order[image] for image in first.files])
         if not np.array_equal(p.y[index], first.y):
             raise ReportError(f"{where}: the same real-test images carry different labels")
         out.append(p.scores[index])
@@ -725,8 +706,9 @@ def comparisons(
     Returns ``(rows, best, not_separated)``: rows with ``diff`` (method − against), its
     interval, ``p``, ``p_holm`` (Holm over every row with a p-value), ``mdd`` (the smallest
     difference detectable with 80 % power at these seeds) and ``separated`` (p_holm below
-    1 − confidence); per metric and size the ★ fine-tuned method, or why none was marked.
-    Controls and fine-tunes that did not train are never ranked; FTER is never ranked.
+    1 − confidence); per metric and size the ★ fine-tuned method, or why none was marked
+    (its lead over the runner-up is not separated, or there is no runner-up). Controls and
+    fine-tunes that did not train are never ranked; FTER is never ranked.
     """
     planned, ranked_top = _plan(groups, reference_method, untrained)
     rows = [_compare(cells, row, confidence) for row in planned.values()]
@@ -741,8 +723,11 @@ def comparisons(
     why: dict[str, dict[int, str]] = {m: {} for m in COMPARED}
     by_pair = {(r["metric"], r["size"], frozenset((r["method"], r["against"]))): r for r in rows}
     for (metric, size), (top, second) in ranked_top.items():
-        if not second:
-            best[metric][size] = [top]
+        if not second:  # ★ says "ahead of the runner-up": with none, there is nothing to say
+            why[metric][size] = (
+                f"no ★: {top} is the only fine-tuned method ranked, no runner-up to separate "
+                "it from"
+            )
             continue
         r = by_pair[(metric, size, frozenset((top, second)))]
         lead = r["diff"] if r["method"] == top else -r["diff"]
@@ -763,9 +748,15 @@ def comparisons(
 
 def detect_text(row: dict[str, Any]) -> str:
     """'could detect ≥ 0.052 with 80 % power at 3 seeds' (or why it cannot say)."""
+    seeds = len(row["seeds"])
     if not math.isfinite(row["mdd"]):
-        return f"no power estimate at {len(row['seeds'])} seed(s)"
-    return f"could detect ≥ {row['mdd']:.3f} with {POWER:.0%} power at {len(row['seeds'])} seeds"
+        return f"no power estimate at {seeds} seed(s)"
+    if row["mdd"] > 1:  # a difference of AUROCs is at most 1
+        return (
+            f"could detect no possible difference with {POWER:.0%} power at {seeds} seeds "
+            f"(needs ≥ {row['mdd']:.3f})"
+        )
+    return f"could detect ≥ {row['mdd']:.3f} with {POWER:.0%} power at {seeds} seeds"
 
 
 def settings_chosen_on(provenance: dict[str, Any]) -> str:
