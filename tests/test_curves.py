@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from tgap import metrics
+from tgap import learning_curve, metrics
+from tgap.classify import load_resized
+from tgap.config import ClassifierConfig, EvaluationConfig
 from tgap.curves import (
     ABOVE,
     BELOW,
@@ -21,7 +23,8 @@ from tgap.curves import (
     score_point,
     seed_mean,
 )
-from tgap.learning_curve import capped_sizes, cell_curves, nested_subsets
+from tgap.imageset import ImageSet, ImageSetWriter
+from tgap.learning_curve import capped_sizes, cell_curves, nested_subsets, real_curves_stage
 
 SIZES = [25, 50, 100, 200, 400, 800, 1600, 3200]
 
@@ -216,3 +219,45 @@ def test_sizes_are_capped_at_what_real_train_holds():
     assert capped_sizes([25, 50, 100, 200], {"a": 120, "b": 80}) == ([25, 50, 80], "")
     sizes, note = capped_sizes([25, 50], {"a": 10, "b": 80})
     assert sizes == [10] and "a curve needs 2 sizes" in note
+
+
+def test_real_curves_train_on_nested_subsets_and_read_each_set_once(tmp_path, monkeypatch):
+    # No training: fit and the classifier are stubs that record what they were given.
+    rng = np.random.default_rng(0)
+
+    def image_set(root, n):
+        with ImageSetWriter(root, ["a", "b"], 16) as writer:
+            for i in range(n):
+                writer.add(rng.integers(0, 256, (16, 16), dtype=np.uint8), "ab"[i % 2])
+        return ImageSet(root)
+
+    train, test = image_set(tmp_path / "train", 40), image_set(tmp_path / "test", 12)
+    fitted, scored, reads = [], [], []
+
+    class Stub:
+        @classmethod
+        def load(cls, model_dir):
+            return cls()
+
+        def predict_proba(self, images):
+            scored.append(images)
+            positive = images.reshape(len(images), -1).mean(axis=1) / 255
+            return np.column_stack([1 - positive, positive])
+
+    load_many = ImageSet.load_many
+    monkeypatch.setattr(
+        learning_curve, "fit", lambda images, y, *a, **k: fitted.append((images, y))
+    )
+    monkeypatch.setattr(learning_curve, "Classifier", Stub)
+    monkeypatch.setattr(ImageSet, "load_many", lambda s, i: reads.append(s.root) or load_many(s, i))
+    classifier = ClassifierConfig(resolution=8)
+    evaluation = EvaluationConfig(real_curve_sizes=[5, 10, 20])
+    curves = real_curves_stage(train, test, classifier, evaluation, [0, 1], tmp_path / "out")
+    assert reads.count(test.root) == 1 and reads.count(train.root) == 2  # once per seed
+    held_test = load_resized(test, np.arange(len(test)), 8)
+    subsets = [k for s in (0, 1) for k in nested_subsets(train.label_indices, 2, [5, 10, 20], s)]
+    for keep, (images, y), test_images in zip(subsets, fitted, scored, strict=True):
+        assert np.array_equal(images, load_resized(train, keep, 8))
+        assert np.array_equal(y, train.label_indices[keep])
+        assert np.array_equal(test_images, held_test)
+    assert [p["n"] for p in curves[1]["points"]] == [5, 10, 20]
