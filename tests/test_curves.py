@@ -261,3 +261,16 @@ def test_real_curves_train_on_nested_subsets_and_read_each_set_once(tmp_path, mo
         assert np.array_equal(y, train.label_indices[keep])
         assert np.array_equal(test_images, held_test)
     assert [p["n"] for p in curves[1]["points"]] == [5, 10, 20]
+
+
+def test_validate_run_refuses_real_curve_sizes_that_real_train_cannot_hold():
+    from tgap.config import load_config
+    from tgap.validate import check_rows
+
+    config = load_config("pipelines/configs/micro.yaml", ["evaluation.real_curve_sizes=[50, 100]"])
+    a, b = config.data.labels
+    counts = {"pool": {a: 500, b: 500}, "train": {a: 40, b: 200}}
+    [problem] = check_rows(config, [], counts, {}, 1)
+    assert problem.startswith("evaluation.real_curve_sizes: no curve: sizes [50, 100] give [40]")
+    config.evaluation.real_curve_sizes = [25, 50, 100]
+    assert check_rows(config, [], counts, {}, 1) == []
