@@ -25,7 +25,13 @@ from tgap.curves import (
     seed_mean,
 )
 from tgap.imageset import ImageSet, ImageSetWriter
-from tgap.learning_curve import capped_sizes, cell_curves, nested_subsets, real_curves_stage
+from tgap.learning_curve import (
+    capped_sizes,
+    cell_curves,
+    nested_subsets,
+    real_curves_stage,
+    synthetic_curve_stage,
+)
 
 SIZES = [25, 50, 100, 200, 400, 800, 1600, 3200]
 
@@ -253,18 +259,18 @@ def test_sizes_are_capped_at_what_real_train_holds():
     assert sizes == [10] and "a curve needs 2 sizes" in note
 
 
-def test_real_curves_train_on_nested_subsets_and_read_each_set_once(tmp_path, monkeypatch):
-    # No training: fit and the classifier are stubs that record what they were given.
-    rng = np.random.default_rng(0)
+def image_set(root, n, rng):
+    with ImageSetWriter(root, ["a", "b"], 16) as writer:
+        for i in range(n):
+            writer.add(rng.integers(0, 256, (16, 16), dtype=np.uint8), "ab"[i % 2])
+    return ImageSet(root)
 
-    def image_set(root, n):
-        with ImageSetWriter(root, ["a", "b"], 16) as writer:
-            for i in range(n):
-                writer.add(rng.integers(0, 256, (16, 16), dtype=np.uint8), "ab"[i % 2])
-        return ImageSet(root)
 
-    train, test = image_set(tmp_path / "train", 40), image_set(tmp_path / "test", 12)
-    fitted, scored, reads = [], [], []
+@pytest.fixture
+def stub_training(monkeypatch):
+    """No training: fit and the classifier are stubs that record what they were given, and
+    every shard read is recorded by set."""
+    record = {"fitted": [], "scored": [], "reads": []}
 
     class Stub:
         @classmethod
@@ -272,27 +278,55 @@ def test_real_curves_train_on_nested_subsets_and_read_each_set_once(tmp_path, mo
             return cls()
 
         def predict_proba(self, images):
-            scored.append(images)
+            record["scored"].append(images)
             positive = images.reshape(len(images), -1).mean(axis=1) / 255
             return np.column_stack([1 - positive, positive])
 
+    def fit(images, y, *args, **kwargs):
+        record["fitted"].append((images, y))
+
     load_many = ImageSet.load_many
-    monkeypatch.setattr(
-        learning_curve, "fit", lambda images, y, *a, **k: fitted.append((images, y))
-    )
+    monkeypatch.setattr(learning_curve, "fit", fit)
     monkeypatch.setattr(learning_curve, "Classifier", Stub)
-    monkeypatch.setattr(ImageSet, "load_many", lambda s, i: reads.append(s.root) or load_many(s, i))
+    monkeypatch.setattr(
+        ImageSet, "load_many", lambda s, i: record["reads"].append(s.root) or load_many(s, i)
+    )
+    return record
+
+
+def test_real_curves_train_on_nested_subsets_and_read_each_set_once(tmp_path, stub_training):
+    rng = np.random.default_rng(0)
+    train, test = image_set(tmp_path / "train", 40, rng), image_set(tmp_path / "test", 12, rng)
     classifier = ClassifierConfig(resolution=8)
     evaluation = EvaluationConfig(real_curve_sizes=[5, 10, 20])
     curves = real_curves_stage(train, test, classifier, evaluation, [0, 1], tmp_path / "out")
+    reads = stub_training["reads"]
     assert reads.count(test.root) == 1 and reads.count(train.root) == 2  # once per seed
     held_test = load_resized(test, np.arange(len(test)), 8)
     subsets = [k for s in (0, 1) for k in nested_subsets(train.label_indices, 2, [5, 10, 20], s)]
-    for keep, (images, y), test_images in zip(subsets, fitted, scored, strict=True):
+    for keep, (images, y), test_images in zip(
+        subsets, stub_training["fitted"], stub_training["scored"], strict=True
+    ):
         assert np.array_equal(images, load_resized(train, keep, 8))
         assert np.array_equal(y, train.label_indices[keep])
         assert np.array_equal(test_images, held_test)
     assert [p["n"] for p in curves[1]["points"]] == [5, 10, 20]
+
+
+def test_a_small_synthetic_set_trains_distinct_smaller_sizes_or_says_why_not(
+    tmp_path, stub_training
+):
+    # Retrieval's set may hold fewer than generate.n_per_label: 0.25 and 0.5 of 3 both round to 2.
+    rng = np.random.default_rng(0)
+    test = image_set(tmp_path / "test", 12, rng)
+    evaluation = EvaluationConfig(synthetic_curve_fractions=[0.25, 0.5, 1.0])
+    clf = ClassifierConfig(resolution=8)
+    small = synthetic_curve_stage(image_set(tmp_path / "s6", 6, rng), test, clf, evaluation, 0,
+                                  tmp_path / "a")  # fmt: skip
+    assert [p["n"] for p in small["points"]] == [2] and small["note"] == ""
+    tiny = synthetic_curve_stage(image_set(tmp_path / "s4", 4, rng), test, clf, evaluation, 0,
+                                 tmp_path / "b")  # fmt: skip
+    assert tiny["points"] == [] and tiny["note"].startswith("no curve: fractions")
 
 
 def test_validate_run_refuses_real_curve_sizes_that_real_train_cannot_hold():

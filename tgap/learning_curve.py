@@ -162,8 +162,13 @@ def synthetic_curve_stage(
     full set's point is added from the S→R evaluation by the cell."""
     fractions = [float(f) for f in evaluation.synthetic_curve_fractions]
     per_label = min(synthetic.counts().values())
-    sizes = [max(MIN_PER_LABEL, round(f * per_label)) for f in fractions if f < 1]
+    # Distinct sizes below the full set: a smaller set than generate.n_per_label (retrieval's,
+    # capped by what the pool has left) can round two fractions to one size.
+    sizes = sorted({max(MIN_PER_LABEL, round(f * per_label)) for f in fractions if f < 1})
+    sizes = [size for size in sizes if size < per_label]
     note = "" if fractions else "no curve: evaluation.synthetic_curve_fractions is empty"
+    if fractions and not sizes:
+        note = f"no curve: fractions {fractions} of {per_label} per label give no smaller set"
     points = train_curve(
         synthetic, real_test, classifier, sizes, seed, evaluation.confidence
     ) if sizes else []  # fmt: skip
