@@ -11,15 +11,24 @@ def validate_run(
     data: dict,
     select: dict,
     generate: dict,
+    evaluation: dict,
     checked: Output[Artifact],
 ) -> None:
     """Fail with one line per problem (size vs pool, generated count vs real-train, resolution
-    vs model, curated source) so that no select, fine-tune or generate task starts."""
+    vs model, curated source, real learning-curve sizes vs real-train) so that no select,
+    fine-tune or generate task starts."""
     import dataclasses
     import json
     import os
 
-    from tgap.config import Config, DataConfig, GenerateConfig, SelectConfig, section
+    from tgap.config import (
+        Config,
+        DataConfig,
+        EvaluationConfig,
+        GenerateConfig,
+        SelectConfig,
+        section,
+    )
     from tgap.provenance import timed_stage
     from tgap.validate import validate_run as run_validate
 
@@ -28,6 +37,7 @@ def validate_run(
         data=section(DataConfig, data, "data"),
         select=section(SelectConfig, select, "select"),
         generate=section(GenerateConfig, generate, "generate"),
+        evaluation=section(EvaluationConfig, evaluation, "evaluation"),
     )
     with timed_stage("validate-run", checked.path):
         result = run_validate(config, rows, pool.path, real_train.path, base_model.path)

@@ -226,6 +226,7 @@ def build_pipeline(
         validated = place("validate-run", c.validate_run(
             rows=expanded.output, pool=pool, real_train=real_train,
             base_model=base_model, data=data, select=select, generate=generate,
+            evaluation=evaluation,
         ).set_display_name("validate-run"))  # fmt: skip
         reference.after(validated)
         embed.after(validated)

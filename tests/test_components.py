@@ -413,6 +413,7 @@ def test_validate_run_accepts_the_grid_and_rejects_a_size_larger_than_the_pool(
         data=args["data"],
         select=args["select"],
         generate=args["generate"],
+        evaluation=args["evaluation"],
     )
     checked = artifact(Artifact, tmp_path / "ok" / "checked")
     rows = expand(stage, args)

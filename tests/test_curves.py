@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 import pytest
 
-from tgap import metrics
+from tgap import learning_curve, metrics
+from tgap.classify import load_resized
+from tgap.config import ClassifierConfig, EvaluationConfig
 from tgap.curves import (
     ABOVE,
     BELOW,
@@ -21,7 +24,14 @@ from tgap.curves import (
     score_point,
     seed_mean,
 )
-from tgap.learning_curve import capped_sizes, cell_curves, nested_subsets
+from tgap.imageset import ImageSet, ImageSetWriter
+from tgap.learning_curve import (
+    capped_sizes,
+    cell_curves,
+    nested_subsets,
+    real_curves_stage,
+    synthetic_curve_stage,
+)
 
 SIZES = [25, 50, 100, 200, 400, 800, 1600, 3200]
 
@@ -163,6 +173,37 @@ def test_seed_mean_reads_the_mean_s2r_off_the_mean_curve():
         seed_mean([seed_curve(0), seed_curve(1)], s2r, 0.95)
 
 
+def binormal_point(rng, size, y, difficulty):
+    """A made-up classifier trained on ``size`` real images per label, scored on real-test
+    ``y``: binormal scores whose AUROC is ``known(size)`` plus training noise (sd 0.005); half
+    of each image's score variance is its ``difficulty``, shared by every classifier, as a real
+    image is hard for every model."""
+    auc = float(known(size)) + rng.normal(0, 0.005)
+    d = math.sqrt(2) * NormalDist().inv_cdf(auc)
+    z = d * y + math.sqrt(0.5) * (difficulty + rng.normal(size=len(y)))
+    positive = 1 / (1 + np.exp(-z))
+    return score_point(size, y, np.column_stack([1 - positive, positive]), 0.95)
+
+
+@pytest.mark.parametrize("n", [60, 300])
+def test_identity_a_real_subset_in_the_synthetic_sets_place_reads_as_its_own_size(n):
+    # 5 seeds, each with its real curve and an S→R classifier trained on n real images per
+    # label, all scored on one real-test of 2,000 images per label (~0.25 s). Over 200 draws of
+    # this set-up the seed-mean interval held n every time and one seed's 97-99 %.
+    rng = np.random.default_rng(n)
+    y = np.repeat([0, 1], 2000)
+    difficulty = rng.normal(size=len(y))
+    curves, s2r = [], []
+    for _ in range(5):
+        curves.append(RealCurve.of([binormal_point(rng, s, y, difficulty) for s in SIZES]))
+        s2r.append(binormal_point(rng, n, y, difficulty))
+    _, reading = seed_mean(curves, s2r, 0.95)
+    one = real_equivalent(curves[0], s2r[0].auroc, s2r[0].low, s2r[0].high)
+    for r in (reading, one):
+        assert r.side == "" and r.contains(n), r.text()  # a number, and its interval holds n
+    assert n / 2 < reading.n < 2 * n, reading.text()
+
+
 def test_score_point_is_the_auroc_with_its_interval():
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 200)
@@ -216,3 +257,86 @@ def test_sizes_are_capped_at_what_real_train_holds():
     assert capped_sizes([25, 50, 100, 200], {"a": 120, "b": 80}) == ([25, 50, 80], "")
     sizes, note = capped_sizes([25, 50], {"a": 10, "b": 80})
     assert sizes == [10] and "a curve needs 2 sizes" in note
+
+
+def image_set(root, n, rng):
+    with ImageSetWriter(root, ["a", "b"], 16) as writer:
+        for i in range(n):
+            writer.add(rng.integers(0, 256, (16, 16), dtype=np.uint8), "ab"[i % 2])
+    return ImageSet(root)
+
+
+@pytest.fixture
+def stub_training(monkeypatch):
+    """No training: fit and the classifier are stubs that record what they were given, and
+    every shard read is recorded by set."""
+    record = {"fitted": [], "scored": [], "reads": []}
+
+    class Stub:
+        @classmethod
+        def load(cls, model_dir):
+            return cls()
+
+        def predict_proba(self, images):
+            record["scored"].append(images)
+            positive = images.reshape(len(images), -1).mean(axis=1) / 255
+            return np.column_stack([1 - positive, positive])
+
+    def fit(images, y, *args, **kwargs):
+        record["fitted"].append((images, y))
+
+    load_many = ImageSet.load_many
+    monkeypatch.setattr(learning_curve, "fit", fit)
+    monkeypatch.setattr(learning_curve, "Classifier", Stub)
+    monkeypatch.setattr(
+        ImageSet, "load_many", lambda s, i: record["reads"].append(s.root) or load_many(s, i)
+    )
+    return record
+
+
+def test_real_curves_train_on_nested_subsets_and_read_each_set_once(tmp_path, stub_training):
+    rng = np.random.default_rng(0)
+    train, test = image_set(tmp_path / "train", 40, rng), image_set(tmp_path / "test", 12, rng)
+    classifier = ClassifierConfig(resolution=8)
+    evaluation = EvaluationConfig(real_curve_sizes=[5, 10, 20])
+    curves = real_curves_stage(train, test, classifier, evaluation, [0, 1], tmp_path / "out")
+    reads = stub_training["reads"]
+    assert reads.count(test.root) == 1 and reads.count(train.root) == 2  # once per seed
+    held_test = load_resized(test, np.arange(len(test)), 8)
+    subsets = [k for s in (0, 1) for k in nested_subsets(train.label_indices, 2, [5, 10, 20], s)]
+    for keep, (images, y), test_images in zip(
+        subsets, stub_training["fitted"], stub_training["scored"], strict=True
+    ):
+        assert np.array_equal(images, load_resized(train, keep, 8))
+        assert np.array_equal(y, train.label_indices[keep])
+        assert np.array_equal(test_images, held_test)
+    assert [p["n"] for p in curves[1]["points"]] == [5, 10, 20]
+
+
+def test_a_small_synthetic_set_trains_distinct_smaller_sizes_or_says_why_not(
+    tmp_path, stub_training
+):
+    # Retrieval's set may hold fewer than generate.n_per_label: 0.25 and 0.5 of 3 both round to 2.
+    rng = np.random.default_rng(0)
+    test = image_set(tmp_path / "test", 12, rng)
+    evaluation = EvaluationConfig(synthetic_curve_fractions=[0.25, 0.5, 1.0])
+    clf = ClassifierConfig(resolution=8)
+    small = synthetic_curve_stage(image_set(tmp_path / "s6", 6, rng), test, clf, evaluation, 0,
+                                  tmp_path / "a")  # fmt: skip
+    assert [p["n"] for p in small["points"]] == [2] and small["note"] == ""
+    tiny = synthetic_curve_stage(image_set(tmp_path / "s4", 4, rng), test, clf, evaluation, 0,
+                                 tmp_path / "b")  # fmt: skip
+    assert tiny["points"] == [] and tiny["note"].startswith("no curve: fractions")
+
+
+def test_validate_run_refuses_real_curve_sizes_that_real_train_cannot_hold():
+    from tgap.config import load_config
+    from tgap.validate import check_rows
+
+    config = load_config("pipelines/configs/micro.yaml", ["evaluation.real_curve_sizes=[50, 100]"])
+    a, b = config.data.labels
+    counts = {"pool": {a: 500, b: 500}, "train": {a: 40, b: 200}}
+    [problem] = check_rows(config, [], counts, {}, 1)
+    assert problem.startswith("evaluation.real_curve_sizes: no curve: sizes [50, 100] give [40]")
+    config.evaluation.real_curve_sizes = [25, 50, 100]
+    assert check_rows(config, [], counts, {}, 1) == []

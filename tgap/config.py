@@ -989,8 +989,10 @@ def _validate_curves(config: Config) -> None:
     """The learning curves' sizes and fractions, and where their classifiers train."""
     evaluation = config.evaluation
     sizes, fractions = evaluation.real_curve_sizes, evaluation.synthetic_curve_fractions
-    if sizes != sorted(sizes):
-        raise ConfigError(f"evaluation.real_curve_sizes: {sizes} (expected increasing sizes)")
+    if sizes != sorted(sizes) or len(sizes) == 1:
+        raise ConfigError(
+            f"evaluation.real_curve_sizes: {sizes} (expected at least 2 increasing sizes, or [])"
+        )
     if fractions and (fractions != sorted(fractions) or fractions[-1] != 1 or len(fractions) < 2):
         raise ConfigError(
             f"evaluation.synthetic_curve_fractions: {fractions} (expected at least 2 increasing "
@@ -1001,6 +1003,12 @@ def _validate_curves(config: Config) -> None:
         raise ConfigError(
             f"evaluation.synthetic_curve_fractions: {fractions[0]:g} x generate.n_per_label {n} "
             "is under 2 images per label (expected a classifier's 1 to train + 1 to validate)"
+        )
+    below = [round(f * n) for f in fractions if f < 1]  # what each synthetic-curve task trains
+    if below != sorted(set(below)) or (below and below[-1] >= n):
+        raise ConfigError(
+            f"evaluation.synthetic_curve_fractions: {fractions} x generate.n_per_label {n} give "
+            f"{below} images per label (expected distinct sizes below {n})"
         )
     gpu = config.cluster.gpu_stages
     if ("train-classifier" in gpu) != ("learning-curve" in gpu):

@@ -41,7 +41,7 @@ from tgap.classify import (
     subsample_per_label,
 )
 from tgap.config import ClassifierConfig, EvaluationConfig
-from tgap.curves import score_point
+from tgap.curves import Point, score_point
 from tgap.imageset import ImageSet, ImageSetError, check_same_labels
 from tgap.learning_curve import cell_curves
 from tgap.seeding import derive_seed
@@ -110,10 +110,8 @@ def _interval(y: np.ndarray, scores: np.ndarray, prefix: str, confidence: float)
     keys = [f"{prefix}_auroc_var", f"{prefix}_auroc_ci_low", f"{prefix}_auroc_ci_high"]
     if metrics.auroc_undefined_reason(y, scores.shape[1]):
         return dict.fromkeys(keys, math.nan)
-    auc, var = metrics.delong(y, scores)
-    n_pos, n_neg = metrics.class_counts(y, scores.shape[1])
-    low, high = metrics.auroc_interval(auc, var, n_pos, n_neg, confidence)
-    return dict(zip(keys, (metrics.auroc_variance(auc, var, n_pos, n_neg), low, high), strict=True))
+    point = score_point(0, y, scores, confidence)  # the learning curves' points, the same way
+    return dict(zip(keys, (point.variance, point.low, point.high), strict=True))
 
 
 def _embed_set(embedder: Embedder, images: ImageSet, batch_size: int = 512) -> np.ndarray:
@@ -214,7 +212,6 @@ def compute_cell(
     assets = out_dir / ASSETS
     assets.mkdir(parents=True, exist_ok=True)
     notes: dict[str, str] = {}
-    s2r_scored: tuple[np.ndarray, np.ndarray] | None = None  # S→R's (y, scores), for the curves
 
     # Two-way evaluation and FTER.
     directions = {"s2r": s2r_dir, "r2s": r2s_dir, "r2r": r2r_dir}
@@ -234,7 +231,6 @@ def compute_cell(
             notes[f"{prefix}_auroc"] = result.auroc_undefined_reason
         write_json(assets / f"roc_{prefix}.json", result.roc.to_json())
         if prefix == "s2r":
-            s2r_scored = (y, scores)
             # Every cell scores the same real-test images: the report pairs methods on them.
             shutil.copy2(Path(eval_dir) / PREDICTIONS, assets / S2R_PREDICTIONS)
     cell["fter"], cell["fter_ci_low"], cell["fter_ci_high"] = metrics.fter_interval(
@@ -246,9 +242,10 @@ def compute_cell(
 
     # Learning curves: the real-equivalent size of the S→R and the saturation test.
     learning_curves = None
-    if curves is not None and s2r_scored is not None and np.isfinite(cell["s2r_auroc"]):
+    if curves is not None and np.isfinite(cell["s2r_auroc"]):
         per_label = min(synthetic.counts().values())
-        s2r_point = score_point(per_label, *s2r_scored, evaluation.confidence)
+        s2r_point = Point(per_label, *(cell[f"s2r_auroc{k}"] for k in (
+            "", "_var", "_ci_low", "_ci_high")))  # fmt: skip
         numbers, curve_notes, learning_curves = cell_curves(*curves, s2r_point, per_label)
         cell.update(numbers)
         notes.update(curve_notes)

@@ -69,6 +69,12 @@ def capped_sizes(configured: Sequence[int], per_label: dict[str, int]) -> tuple[
     return sizes, note
 
 
+def held_test(real_test: ImageSet, classifier: ClassifierConfig) -> np.ndarray:
+    """Real-test at the classifier's resolution (n_test x resolution² bytes), read once for every
+    classifier a task scores instead of decoded again for each size and seed."""
+    return load_resized(real_test, np.arange(len(real_test)), classifier.resolution)
+
+
 def train_curve(
     train: ImageSet,
     real_test: ImageSet,
@@ -76,25 +82,32 @@ def train_curve(
     sizes: Sequence[int],
     seed: int,
     confidence: float,
+    test_images: np.ndarray | None = None,
 ) -> list[Point]:
     """One classifier per size (images per label, nested subsets of ``train``), each scored on
-    ``real_test``: a ``Point`` per size."""
+    ``real_test`` (``test_images``: its ``held_test``, when the caller already holds it): a
+    ``Point`` per size."""
     check_same_labels(("real test set", real_test), {"training set": train}, LearningCurveError)
     y = train.label_indices
     labels = list(train.labels)
     test_y = real_test.label_indices
+    if test_images is None:
+        test_images = held_test(real_test, classifier)
+    subsets = nested_subsets(y, len(labels), sizes, seed)
+    # The largest subset holds every smaller one (sorted indices): read it once, slice the rest.
+    largest = subsets[-1] if subsets else np.zeros(0, np.int64)
+    held = load_resized(train, largest, classifier.resolution)
     points = []
     with tempfile.TemporaryDirectory(prefix="tgap-curve-") as tmp:
-        for size, keep in zip(sizes, nested_subsets(y, len(labels), sizes, seed), strict=True):
+        for size, keep in zip(sizes, subsets, strict=True):
             model_dir = Path(tmp) / f"n{size}"
-            images = load_resized(train, keep, classifier.resolution)
+            images = held if len(keep) == len(largest) else held[np.searchsorted(largest, keep)]
             fit(
                 images, y[keep], labels, classifier, seed, model_dir, where=f"{train.root} n={size}"
             )
-            clf = Classifier.load(model_dir)
-            # Streamed: real-test is never held whole.
-            scores = np.concatenate([clf.predict_proba(x) for x, _ in real_test.iter_batches(512)])
-            point = score_point(size, test_y, scores, confidence)
+            point = score_point(
+                size, test_y, Classifier.load(model_dir).predict_proba(test_images), confidence
+            )
             log.info("learning curve %s n=%d: AUROC %.3f", train.root, size, point.auroc)
             points.append(point)
     return points
@@ -124,9 +137,10 @@ def real_curves_stage(
     if not evaluation.real_curve_sizes:
         note = "no curve: evaluation.real_curve_sizes is empty"
     out = {}
+    test_images = None if note else held_test(real_test, classifier)  # once for every seed
     for seed in sorted({int(s) for s in seeds}):
         points = [] if note else train_curve(
-            real_train, real_test, classifier, sizes, seed, evaluation.confidence
+            real_train, real_test, classifier, sizes, seed, evaluation.confidence, test_images
         )  # fmt: skip
         out[seed] = _write(seed_folder(out_dir, seed), {
             "kind": "real", "seed": seed, "sizes": sizes if not note else [],
@@ -148,8 +162,13 @@ def synthetic_curve_stage(
     full set's point is added from the S→R evaluation by the cell."""
     fractions = [float(f) for f in evaluation.synthetic_curve_fractions]
     per_label = min(synthetic.counts().values())
-    sizes = [max(MIN_PER_LABEL, round(f * per_label)) for f in fractions if f < 1]
+    # Distinct sizes below the full set: a smaller set than generate.n_per_label (retrieval's,
+    # capped by what the pool has left) can round two fractions to one size.
+    sizes = sorted({max(MIN_PER_LABEL, round(f * per_label)) for f in fractions if f < 1})
+    sizes = [size for size in sizes if size < per_label]
     note = "" if fractions else "no curve: evaluation.synthetic_curve_fractions is empty"
+    if fractions and not sizes:
+        note = f"no curve: fractions {fractions} of {per_label} per label give no smaller set"
     points = train_curve(
         synthetic, real_test, classifier, sizes, seed, evaluation.confidence
     ) if sizes else []  # fmt: skip

@@ -231,7 +231,9 @@ def plan(config: Config) -> list[Stage]:
         s += seconds(
             "learning-curve", "classifier_eval_images_per_s", len(sizes) * n_test, clf_scale
         )
+        # The largest subset and fit's copies of it, and real-test held at the classifier's size.
         held = classifier_train_bytes(max(sizes, default=0) * labels, clf.resolution)
+        held += n_test * clf.resolution**2 if sizes else 0
         stage("learning-curve").add(
             1 if tasks is None else tasks, s, memory=held, image_epochs=work,
             **{f"{which}_curve_trainings": len(sizes)},
