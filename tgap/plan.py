@@ -318,7 +318,7 @@ def plan(config: Config) -> list[Stage]:
             stage("fine-tune").add(
                 1, work, model=model_bytes(config, shapes), memory=base_bytes, steps=ft.steps
             )
-            # The tune-generation task of every fine-tuned cell: with trials 0 a no-op.
+            # A tune-generation task per fine-tuned cell, in a spec compiled with trials only.
             work = planned_work(gen, labels, [item])  # the one count of a study's work
             if work["trials_per_cell"] > 0:
                 tune_s = seconds(
@@ -337,9 +337,6 @@ def plan(config: Config) -> list[Stage]:
                     trials=work["trials_per_cell"],
                     images_generated=work["images"], image_epochs=work["images"] * clf.epochs,
                 )  # fmt: skip
-            else:  # a no-op, placed on the CPU pool by the pipeline
-                stages.setdefault("tune-generation", Stage("tune-generation", False))
-                stage("tune-generation").add(1, artifact=1e3, trials=0)
         if kind in ("finetune", "no-finetune"):
             stage("generate").add(
                 1, seconds("generate", "sample_unet_evals_per_s", gen_evals, diffusion_scale),

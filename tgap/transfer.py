@@ -111,6 +111,7 @@ def transfers(config: Config, shard_size: int = SHARD_SIZE) -> list[StageTransfe
     kinds = split_rows(rows)
     seeds = sorted({int(r["seed"]) for r in rows})
     shapes = generator_shapes(config)
+    tuned_spec = gen.tune.trials > 0
 
     pool = image_set(n_pool, side, shard_size)
     real_train = image_set(n_train, side, shard_size)
@@ -166,10 +167,11 @@ def transfers(config: Config, shard_size: int = SHARD_SIZE) -> list[StageTransfe
                 task("fine-tune", [base, *tuning_sets, classifier, class_images], [tuned])
                 # The fine-tuned model references its base: loading it fetches both.
                 generator = [tuned, base]
-                task("tune-generation", [*generator, real_val], [small("tuning")])
+                if tuned_spec:  # compiled with trials only (pipelines/tgap_pipeline.py)
+                    task("tune-generation", [*generator, real_val], [small("tuning")])
             item_synthetic = retrieved
             if kind != "retrieval":
-                tuning = [small("tuning")] if kind == "finetune" else []
+                tuning = [small("tuning")] if kind == "finetune" and tuned_spec else []
                 task("generate", [*generator, *tuning], [synthetic])
                 item_synthetic = synthetic
             task("train-classifier", [item_synthetic], [classifier])
