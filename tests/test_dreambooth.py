@@ -506,6 +506,29 @@ def test_stored_checkpoints_resume_only_complete_steps_and_keep_the_newest_two(t
     assert store.steps() == []
 
 
+def test_a_checkpoint_store_that_cannot_be_written_fails_before_the_model_loads(
+    setup, tmp_path, monkeypatch
+):
+    """A wrong ``finetune.checkpoint_uri`` (here: credentials that may list but not write) is
+    the error, before any GPU time: not a warning per checkpoint after the model has loaded."""
+    import tgap.diffusion.dreambooth as dreambooth
+
+    base, tuning = setup
+
+    def refused(uri, data):
+        raise storage.StorageError(f"{uri}: write failed: access denied")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model loaded before the store was checked")
+
+    monkeypatch.setattr(storage, "write_bytes", refused)
+    monkeypatch.setattr(dreambooth, "load_model", no_model)
+    ft = tiny_finetune(checkpoint_uri=f"file://{tmp_path / 'bucket'}")
+    with pytest.raises(storage.StorageError, match=r"/\.writable: write failed: access denied"):
+        finetune(base, tuning, parse_method("random"), 0, ft, PromptConfig(), tiny_diffusion(),
+                 tmp_path / "model")  # fmt: skip
+
+
 def test_the_checkpoint_key_follows_the_inputs_not_where_or_how_often_it_checkpoints(setup):
     base, tuning = setup
     reference = {"content_hash": "sha256:base"}

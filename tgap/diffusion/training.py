@@ -298,7 +298,7 @@ def resume_point(ckpt_dir: Path, store: CheckpointStore | None) -> Path | None:
 
 def push_checkpoint(store: CheckpointStore | None, path: Path) -> None:
     """Mirror a local checkpoint; a store that fails mid-run costs a warning, not the fine-tune
-    (the next checkpoint tries again; the store was checked readable before training)."""
+    (the next checkpoint tries again; ``CheckpointStore.check`` ran before training)."""
     if store is None:
         return
     try:
