@@ -85,6 +85,22 @@ class Model:
     description: str
 
 
+def split_sizes(config: Config) -> tuple[int, int, int, int, int]:
+    """Images in the source (``cluster.source_images``, else ``data.max_images``, else 0) and
+    in the pool, real-train, real-val and real-test splits cut from it."""
+    n_source = config.cluster.source_images or config.data.max_images or 0
+    split = config.data.split
+    fractions = (split.pool_fraction, split.train_fraction, split.val_fraction, split.test_fraction)
+    n_pool, n_train, n_val, n_test = (round(n_source * f) for f in fractions)
+    return n_source, n_pool, n_train, n_val, n_test
+
+
+def embedding_dims(config: Config) -> int:
+    """Floats per pool image that embed stores: pixel and classifier (and CLIP with weights)."""
+    clip = EMBED_DIMS["clip"] if config.select.clip_weights else 0
+    return EMBED_DIMS["pixel"] + EMBED_DIMS["classifier"] + clip
+
+
 def generator_shapes(config: Config) -> Model:
     """SD 1.5's stated sizes for a Stable Diffusion URI; the tiny preset is built and counted."""
     if config.diffusion.base_model != "tiny-pixel":
@@ -172,16 +188,13 @@ def plan(config: Config) -> list[Stage]:
                 f"cluster.{key}.device: {device!r} has no row in cluster.throughput "
                 f"(known: {', '.join(cluster.throughput)})"
             )
-    n_source = cluster.source_images or data.max_images or 0
+    n_source, n_pool, n_train, n_val, n_test = split_sizes(config)
     if n_source <= 0:
         raise ConfigError(
             "cluster.source_images: 0 and data.max_images is unset: say how many images "
             "data.source holds"
         )
     labels = len(data.labels)
-    split = data.split
-    n_pool, n_train, n_val, n_test = (round(n_source * f) for f in (
-        split.pool_fraction, split.train_fraction, split.val_fraction, split.test_fraction))  # fmt: skip
     png = PNG_BYTES_PER_PIXEL * data.resolution**2
     gen_png = PNG_BYTES_PER_PIXEL * config.diffusion.sample_size**2
     diffusion_scale = (config.diffusion.sample_size / SD15_RESOLUTION) ** 2
@@ -261,7 +274,7 @@ def plan(config: Config) -> list[Stage]:
     embed_s = seconds("embed", "classifier_eval_images_per_s", n_pool, clf_scale)
     if config.select.clip_weights:
         embed_s += seconds("embed", "embed_images_per_s", n_pool)
-    dims = EMBED_DIMS["pixel"] + EMBED_DIMS["classifier"] + (EMBED_DIMS["clip"] * (embedders - 1))
+    dims = embedding_dims(config)
     stage("embed").add(
         1, embed_s, artifact=4 * dims * n_pool, memory=4 * dims * n_pool,
         images_embedded=n_pool * embedders,
@@ -373,13 +386,14 @@ def plan(config: Config) -> list[Stage]:
         train("train-real-classifier", min(gen.n_per_label * labels, n_train))
         evaluate(n_test)
     stage("report").add(1, 60, artifact=20e6, cells=len(rows))
-    return [stages[name] for name in _ORDER if name in stages]
+    return [stages[name] for name in STAGE_ORDER if name in stages]
 
 
-_ORDER = (
-    "fingerprint", "ingest", "prepare-base-model", "train-classifier", "embed", "select",
-    "class-images", "fine-tune", "tune-generation", "generate", "evaluate-classifier", "supplementation",
-    "learning-curve", "compute-fter", "report",
+# The order of the stages in plan's and transfer's tables (each lists those it counts).
+STAGE_ORDER = (
+    "fingerprint", "ingest", "prepare-base-model", "train-classifier", "embed", "validate-run",
+    "select", "class-images", "fine-tune", "tune-generation", "generate", "evaluate-classifier",
+    "supplementation", "learning-curve", "compute-fter", "report",
 )  # fmt: skip
 
 
