@@ -397,6 +397,23 @@ STAGE_ORDER = (
 )  # fmt: skip
 
 
+def aligned(rows: list[tuple[str, ...]], free_last: bool = False) -> list[str]:
+    """Table rows as lines: first column left-aligned, the others right-aligned, two spaces
+    apart; with ``free_last`` the last column is free text, not padded."""
+    padded = len(rows[0]) - (1 if free_last else 0)
+    widths = [max(len(r[i]) for r in rows) for i in range(padded)]
+    return [
+        "  ".join(
+            [
+                v.ljust(w) if i == 0 else v.rjust(w)
+                for i, (v, w) in enumerate(zip(r, widths, strict=False))
+            ]
+            + list(r[padded:])
+        )
+        for r in rows
+    ]
+
+
 def _units(units: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:,.0f}" for k, v in units.items()) or "-"
 
@@ -438,12 +455,7 @@ def format_plan(stages: list[Stage], parallelism: int, warnings: list[str] = ())
             f"{s.hours if s.gpu else 0:.1f}", f"{0 if s.gpu else s.hours:.1f}", f"{wall:.1f}",
             _units(s.units),
         ))  # fmt: skip
-    widths = [max(len(r[i]) for r in lines) for i in range(len(header) - 1)]
-    text = [
-        "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=False)))
-        + "  " + r[-1]
-        for r in lines
-    ]  # fmt: skip
+    text = aligned(lines, free_last=True)
     total = (
         f"total tasks={sum(s.tasks for s in stages)} "
         f"gpu_tasks={sum(s.tasks for s in stages if s.gpu)} "

@@ -222,14 +222,9 @@ def format_transfers(
             f"{s.down_bytes / 1e9:.1f}", f"{s.up_bytes / 1e9:.1f}",
             f"{s.seconds(latency_s, bandwidth) / 3600:.1f}",
         ))  # fmt: skip
-    widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
-    text = [
-        "  ".join(
-            v.ljust(w) if i == 0 else v.rjust(w)
-            for i, (v, w) in enumerate(zip(r, widths, strict=True))
-        )
-        for r in lines
-    ]
+    from tgap.plan import aligned
+
+    text = aligned(lines)
     total = (
         f"transfer shard_size={shard_size} latency_ms={latency_ms:g} "
         f"bandwidth_mb_s={bandwidth_mb_s:g} "
