@@ -170,7 +170,8 @@ def expected_skips(sims: list[float], threshold: float, steps: int, cap: int) ->
 
 
 @pytest.mark.parametrize(
-    ("mode", "max_skip_fraction"), [("mean-embedding", 0.8), ("mean-pairwise", 0.3)]
+    ("mode", "max_skip_fraction"),
+    [("mean-embedding", 0.8), ("mean-pairwise", 0.3), ("mean-embedding", 0.0)],
 )
 def test_active_selection_replaces_skipped_batches_so_updates_equal_steps(
     setup, tmp_path, monkeypatch, mode, max_skip_fraction
@@ -178,7 +179,7 @@ def test_active_selection_replaces_skipped_batches_so_updates_equal_steps(
     """A forced skip pattern (the stub embedder's known similarities): the batches above the
     threshold are skipped and replaced by the next ones, and the optimizer makes exactly
     ``steps`` updates, also when the skip budget (0.3: 3 skips) runs out and the rest train
-    unprobed."""
+    unprobed; a budget of none (0.0) probes no batch."""
     updates = []
     adamw_step = torch.optim.AdamW.step
     monkeypatch.setattr(
@@ -207,7 +208,7 @@ def test_active_selection_replaces_skipped_batches_so_updates_equal_steps(
     assert log["skipped"] == sum(decisions) and log["batches"] == 8 + sum(decisions)
     spent = log["skip_budget_spent_at"]
     assert (spent is not None) == (max_skip_fraction == 0.3)  # both branches below are exercised
-    if sum(decisions) < cap:
+    if sum(decisions) < cap or cap == 0:
         assert spent is None
     else:  # the update the cap-th skip came before; no batch probed after it
         assert spent == decisions.count(False) and log["active"][-1]["skipped"]
