@@ -18,13 +18,16 @@ def expand_grid(
     generate: dict,
     classifier: dict,
     evaluation: dict,
+    compiled_tuning: bool = False,
 ) -> list:
     """The `{method, size, seed}` rows after the same validation a config file gets (a value
     edited in the run form that is wrong fails here, before any work); so does a grid that needs
     a loop the compiled spec lacks, or leaves a compiled loop without items (the KFP backend
-    cannot collect from an empty loop: `tgap.grid.loop_items`)."""
+    cannot collect from an empty loop: `tgap.grid.loop_items`), or whose `generate.tune.trials`
+    disagree with the spec's `compiled_tuning` (`tgap.tune.check_compiled_tuning`)."""
     from tgap.config import config_from_parameters
     from tgap.grid import loop_items
+    from tgap.tune import check_compiled_tuning
 
     config = config_from_parameters(
         {
@@ -44,6 +47,7 @@ def expand_grid(
     )
     rows = config.grid_rows()
     loop_items(rows, compiled_kinds)
+    check_compiled_tuning(config.generate.tune.trials, compiled_tuning)
     print(
         f"grid: {len(rows)} rows: "
         + ", ".join(f"{r['method']}/{r['size']}/{r['seed']}" for r in rows)

@@ -1,8 +1,8 @@
 """tune-generation: Bayesian optimisation of one fine-tuned model's sampling parameters.
 
-Between fine-tune and generate (GPU node pool on a cluster when tuning is on). Off by default
-(``generate.tune.trials: 0``): the task then only writes ``{"tuned": false}`` and generate keeps
-its own parameters (kfp.local cannot ``dsl.If`` on loop items, so the stage dispatches).
+Between fine-tune and generate (GPU node pool on a cluster). Off by default
+(``generate.tune.trials: 0``): a spec compiled so has no tune-generation task, and generate
+keeps its own parameters; expand-grid refuses a run whose trials disagree with the spec's.
 """
 
 from kfp.dsl import Artifact, Dataset, Input, Model, Output

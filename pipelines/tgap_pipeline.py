@@ -88,16 +88,19 @@ def build_pipeline(
     # collect from a loop that ran no iteration).
     kinds = split_rows(config.grid_rows())
     compiled_kinds = [kind for kind in KIND_OUTPUTS if kinds[kind]]
+    # A tune-generation task only in a spec compiled with trials: with none it would still
+    # download its fine-tuned model, the base model and real-val (KFP's launcher fetches every
+    # input) to write {"tuned": false}. expand-grid refuses a run whose trials disagree.
+    tuned = config.generate.tune.trials > 0
     # Every task's thread count is fixed in config, never derived from the parallelism.
     env = thread_env(cluster.threads_per_task) if loop_task_env is None else loop_task_env
     stage_env = thread_env(cluster.threads_per_stage)
 
-    def place(stage: str, task, in_loop: bool = False, gpu: bool = True):
-        """Put ``task`` where ``cluster.gpu_stages`` says ``stage`` runs (``gpu=False``: on the
-        CPU pool whatever the list says, for a task that has no work to do)."""
+    def place(stage: str, task, in_loop: bool = False):
+        """Put ``task`` where ``cluster.gpu_stages`` says ``stage`` runs."""
         for name, value in (env if in_loop else stage_env).items():
             task.set_env_variable(name, value)
-        configure_task(task, cluster, gpu=gpu and on_gpu(stage, cluster))
+        configure_task(task, cluster, gpu=on_gpu(stage, cluster))
         return task
 
     def tgap(*args, **kwargs):
@@ -113,7 +116,7 @@ def build_pipeline(
         # with (a method typed in the UI's run form), then the work items of each loop.
         expanded = place("expand-grid", c.expand_grid(
             run_name=p["run_name"], methods=p["methods"], sizes=p["sizes"], seeds=p["seeds"],
-            compiled_kinds=compiled_kinds, **sections,
+            compiled_kinds=compiled_kinds, compiled_tuning=tuned, **sections,
         ).set_display_name("expand-grid"))  # fmt: skip
         # Each compiled loop's work items (split by the work they need, tgap.grid.split_rows).
         items = {
@@ -178,14 +181,11 @@ def build_pipeline(
                     clip_fingerprint=clip,
                 ).set_display_name("fine-tune"), True).outputs["model"]  # fmt: skip
             tuning = {}
-            if kind == "finetune":
-                # Always in the fine-tune loop (kfp.local cannot dsl.If on loop items): with
-                # generate.tune.trials 0 it only writes {"tuned": false}.
+            if kind == "finetune" and tuned:
                 study = place("tune-generation", c.tune_generation(
                     model=model, real_val=real_val, row=item, diffusion=diffusion,
                     prompt=prompt, generate=generate, classifier=classifier,
-                ).set_display_name("tune-generation"), True,
-                    gpu=config.generate.tune.trials > 0)  # fmt: skip
+                ).set_display_name("tune-generation"), True)  # fmt: skip
                 tuning = {"tuning": study.outputs["tuning"]}
             if kind == "retrieval":
                 synthetic = selected.outputs["retrieved"]

@@ -170,7 +170,8 @@ def expected_skips(sims: list[float], threshold: float, steps: int, cap: int) ->
 
 
 @pytest.mark.parametrize(
-    ("mode", "max_skip_fraction"), [("mean-embedding", 0.8), ("mean-pairwise", 0.3)]
+    ("mode", "max_skip_fraction"),
+    [("mean-embedding", 0.8), ("mean-pairwise", 0.3), ("mean-embedding", 0.0)],
 )
 def test_active_selection_replaces_skipped_batches_so_updates_equal_steps(
     setup, tmp_path, monkeypatch, mode, max_skip_fraction
@@ -178,7 +179,7 @@ def test_active_selection_replaces_skipped_batches_so_updates_equal_steps(
     """A forced skip pattern (the stub embedder's known similarities): the batches above the
     threshold are skipped and replaced by the next ones, and the optimizer makes exactly
     ``steps`` updates, also when the skip budget (0.3: 3 skips) runs out and the rest train
-    unprobed."""
+    unprobed; a budget of none (0.0) probes no batch."""
     updates = []
     adamw_step = torch.optim.AdamW.step
     monkeypatch.setattr(
@@ -207,7 +208,7 @@ def test_active_selection_replaces_skipped_batches_so_updates_equal_steps(
     assert log["skipped"] == sum(decisions) and log["batches"] == 8 + sum(decisions)
     spent = log["skip_budget_spent_at"]
     assert (spent is not None) == (max_skip_fraction == 0.3)  # both branches below are exercised
-    if sum(decisions) < cap:
+    if sum(decisions) < cap or cap == 0:
         assert spent is None
     else:  # the update the cap-th skip came before; no batch probed after it
         assert spent == decisions.count(False) and log["active"][-1]["skipped"]
@@ -504,6 +505,29 @@ def test_stored_checkpoints_resume_only_complete_steps_and_keep_the_newest_two(t
     assert store.pull_latest(tmp_path / "node-c", newer_than=15) is None
     store.clear()
     assert store.steps() == []
+
+
+def test_a_checkpoint_store_that_cannot_be_written_fails_before_the_model_loads(
+    setup, tmp_path, monkeypatch
+):
+    """A wrong ``finetune.checkpoint_uri`` (here: credentials that may list but not write) is
+    the error, before any GPU time: not a warning per checkpoint after the model has loaded."""
+    import tgap.diffusion.dreambooth as dreambooth
+
+    base, tuning = setup
+
+    def refused(uri, data):
+        raise storage.StorageError(f"{uri}: write failed: access denied")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model loaded before the store was checked")
+
+    monkeypatch.setattr(storage, "write_bytes", refused)
+    monkeypatch.setattr(dreambooth, "load_model", no_model)
+    ft = tiny_finetune(checkpoint_uri=f"file://{tmp_path / 'bucket'}")
+    with pytest.raises(storage.StorageError, match=r"/\.writable: write failed: access denied"):
+        finetune(base, tuning, parse_method("random"), 0, ft, PromptConfig(), tiny_diffusion(),
+                 tmp_path / "model")  # fmt: skip
 
 
 def test_the_checkpoint_key_follows_the_inputs_not_where_or_how_often_it_checkpoints(setup):

@@ -83,3 +83,18 @@ def test_loop_items_refuses_a_missing_or_empty_loop_and_names_both_fixes():
         loop_items(rows, ["finetune"])
     with pytest.raises(ConfigError, match=r"no-finetune loop without work items.*e\.g\. no-fine"):
         loop_items(rows, ["finetune", "no-finetune", "retrieval"])
+
+
+def test_a_run_whose_tuning_trials_disagree_with_the_compiled_spec_is_refused_by_expand_grid():
+    # The thesis spec is compiled with trials 0, so its fine-tune loop has no tune-generation
+    # task: a run form asking for trials would generate untuned, and the reverse would download
+    # every model and real-val for nothing.
+    form, kinds = _run_form(SPEC)
+    tuned = {
+        **form,
+        "generate": {**form["generate"], "tune": {**form["generate"]["tune"], "trials": 4}},
+    }
+    with pytest.raises(ConfigError, match=r"compiled with trials 0 and has no tune-generation"):
+        expand_grid(**tuned, compiled_kinds=kinds)
+    with pytest.raises(ConfigError, match=r"generate.tune.trials: 0, but this spec was compiled"):
+        expand_grid(**form, compiled_kinds=kinds, compiled_tuning=True)

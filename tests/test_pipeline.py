@@ -68,7 +68,8 @@ def test_every_stage_is_a_task_and_each_row_kind_is_a_flat_loop(tmp_path):
         "evaluate-R2R", "supplementation", "synthetic-curve", "compute-FTER",
     }  # fmt: skip
     assert loops == {
-        "finetune": {"select", "fine-tune", "tune-generation", "generate"} | evaluation,
+        # micro has generate.tune.trials 0: no tune-generation task (it would only download)
+        "finetune": {"select", "fine-tune", "generate"} | evaluation,
         # The base model generates once per seed; nothing fine-tunes.
         "no_finetune": {"select", "generate"} | evaluation,
         # Nothing on a GPU: no fine-tune, no generation.
@@ -107,9 +108,10 @@ def _readers(spec: dict, producer: str, output: str) -> set[str]:
 
 def test_real_test_is_read_only_by_the_tasks_that_report_on_it(tmp_path):
     """Sealed real-test: every choice is made on real-val, never on real-test."""
-    # tune-generation is in the fine-tune loop whatever generate.tune.trials says
+    # with trials, so the fine-tune loop holds tune-generation (real-val's reader)
     config = load_config(
-        "pipelines/configs/micro.yaml", ["grid.methods=[random,no-finetune,retrieval]"]
+        "pipelines/configs/micro.yaml",
+        ["grid.methods=[random,no-finetune,retrieval]", "generate.tune.trials=2"],
     )
     spec = _spec(compile_pipeline(config, tmp_path / "p.yaml"))
     assert _readers(spec, "ingest", "real_test") == set(REAL_TEST_READERS) == {
@@ -224,19 +226,15 @@ def _executors_by_stage(spec: dict) -> list[tuple[str, str]]:
     ]
 
 
-def _placed_on_gpus(config) -> set[str]:
-    """``cluster.gpu_stages``, less a tune-generation that has no trials to run (a no-op task,
-    put on the CPU pool)."""
-    idle = {"tune-generation"} if config.generate.tune.trials == 0 else set()
-    return set(config.cluster.gpu_stages) - idle
-
-
 def test_thesis_gpu_stages_have_accelerator_toleration_and_node_selector(thesis):
     config, spec, platform = thesis
     executors = _executors_by_stage(spec)
-    assert set(config.cluster.gpu_stages) <= {stage for stage, _ in executors}
+    stages = {stage for stage, _ in executors}
+    # A spec compiled with generate.tune.trials 0 has no tune-generation task at all.
+    assert ("tune-generation" in stages) == (config.generate.tune.trials > 0)
+    assert set(config.cluster.gpu_stages) - {"tune-generation"} <= stages
     for stage, label in executors:
-        if stage not in _placed_on_gpus(config):
+        if stage not in config.cluster.gpu_stages:
             continue
         container = spec["deploymentSpec"]["executors"][label]["container"]
         assert container["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu", stage
@@ -250,7 +248,7 @@ def test_thesis_gpu_stages_have_accelerator_toleration_and_node_selector(thesis)
 def test_thesis_other_stages_have_cpu_and_memory_requests(thesis):
     config, spec, platform = thesis
     for stage, label in _executors_by_stage(spec):
-        if stage in _placed_on_gpus(config):
+        if stage in config.cluster.gpu_stages:
             continue
         resources = spec["deploymentSpec"]["executors"][label]["container"]["resources"]
         assert resources["resourceCpuRequest"] == config.cluster.cpu.cpu_request, stage

@@ -153,7 +153,8 @@ def test_the_task_count_follows_the_grid():
 
     config = load_config("pipelines/configs/demo.yaml")
     spec = pipeline_module().build_pipeline(config).pipeline_spec
-    # 13 once-per-run tasks; 9 fine-tune items x 12 tasks, 3 no-finetune x 10, 3 retrieval x 9.
-    assert count_tasks(spec, config.grid_rows()) == 13 + 9 * 12 + 3 * 10 + 3 * 9
+    # 13 once-per-run tasks; 9 fine-tune items x 11 tasks (no tune-generation: demo has
+    # generate.tune.trials 0), 3 no-finetune x 10, 3 retrieval x 9.
+    assert count_tasks(spec, config.grid_rows()) == 13 + 9 * 11 + 3 * 10 + 3 * 9
     one_seed = load_config("pipelines/configs/demo.yaml", ["grid.seeds=[0]"])
-    assert count_tasks(spec, one_seed.grid_rows()) == 13 + 3 * 12 + 10 + 9
+    assert count_tasks(spec, one_seed.grid_rows()) == 13 + 3 * 11 + 10 + 9

@@ -419,7 +419,8 @@ class ImageSet:
         return to_grey_square(decode_png(data, where), self.resolution)
 
     def load_all(self) -> np.ndarray:
-        """Every image at once; for sets known to be small (tuning sets, synthetic sets)."""
+        """Every image at once: for small sets only (tests, benchmarks). A thesis synthetic set
+        is 20,000 images of 512 px, 5.2 GB: stages stream it (``iter_batches``, ``load_many``)."""
         return self.load_many(range(len(self)))
 
     def iter_batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:

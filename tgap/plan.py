@@ -85,6 +85,22 @@ class Model:
     description: str
 
 
+def split_sizes(config: Config) -> tuple[int, int, int, int, int]:
+    """Images in the source (``cluster.source_images``, else ``data.max_images``, else 0) and
+    in the pool, real-train, real-val and real-test splits cut from it."""
+    n_source = config.cluster.source_images or config.data.max_images or 0
+    split = config.data.split
+    fractions = (split.pool_fraction, split.train_fraction, split.val_fraction, split.test_fraction)
+    n_pool, n_train, n_val, n_test = (round(n_source * f) for f in fractions)
+    return n_source, n_pool, n_train, n_val, n_test
+
+
+def embedding_dims(config: Config) -> int:
+    """Floats per pool image that embed stores: pixel and classifier (and CLIP with weights)."""
+    clip = EMBED_DIMS["clip"] if config.select.clip_weights else 0
+    return EMBED_DIMS["pixel"] + EMBED_DIMS["classifier"] + clip
+
+
 def generator_shapes(config: Config) -> Model:
     """SD 1.5's stated sizes for a Stable Diffusion URI; the tiny preset is built and counted."""
     if config.diffusion.base_model != "tiny-pixel":
@@ -172,16 +188,13 @@ def plan(config: Config) -> list[Stage]:
                 f"cluster.{key}.device: {device!r} has no row in cluster.throughput "
                 f"(known: {', '.join(cluster.throughput)})"
             )
-    n_source = cluster.source_images or data.max_images or 0
+    n_source, n_pool, n_train, n_val, n_test = split_sizes(config)
     if n_source <= 0:
         raise ConfigError(
             "cluster.source_images: 0 and data.max_images is unset: say how many images "
             "data.source holds"
         )
     labels = len(data.labels)
-    split = data.split
-    n_pool, n_train, n_val, n_test = (round(n_source * f) for f in (
-        split.pool_fraction, split.train_fraction, split.val_fraction, split.test_fraction))  # fmt: skip
     png = PNG_BYTES_PER_PIXEL * data.resolution**2
     gen_png = PNG_BYTES_PER_PIXEL * config.diffusion.sample_size**2
     diffusion_scale = (config.diffusion.sample_size / SD15_RESOLUTION) ** 2
@@ -263,7 +276,7 @@ def plan(config: Config) -> list[Stage]:
     embed_s = seconds("embed", "classifier_eval_images_per_s", n_pool, clf_scale)
     if config.select.clip_weights:
         embed_s += seconds("embed", "embed_images_per_s", n_pool)
-    dims = EMBED_DIMS["pixel"] + EMBED_DIMS["classifier"] + (EMBED_DIMS["clip"] * (embedders - 1))
+    dims = embedding_dims(config)
     stage("embed").add(
         1, embed_s, artifact=4 * dims * n_pool, memory=4 * dims * n_pool,
         images_embedded=n_pool * embedders,
@@ -320,7 +333,7 @@ def plan(config: Config) -> list[Stage]:
             stage("fine-tune").add(
                 1, work, model=model_bytes(config, shapes), memory=base_bytes, steps=ft.steps
             )
-            # The tune-generation task of every fine-tuned cell: with trials 0 a no-op.
+            # A tune-generation task per fine-tuned cell, in a spec compiled with trials only.
             work = planned_work(gen, labels, [item])  # the one count of a study's work
             if work["trials_per_cell"] > 0:
                 tune_s = seconds(
@@ -339,9 +352,6 @@ def plan(config: Config) -> list[Stage]:
                     trials=work["trials_per_cell"],
                     images_generated=work["images"], image_epochs=work["images"] * clf.epochs,
                 )  # fmt: skip
-            else:  # a no-op, placed on the CPU pool by the pipeline
-                stages.setdefault("tune-generation", Stage("tune-generation", False))
-                stage("tune-generation").add(1, artifact=1e3, trials=0)
         if kind in ("finetune", "no-finetune"):
             stage("generate").add(
                 1, seconds("generate", "sample_unet_evals_per_s", gen_evals, diffusion_scale),
@@ -378,14 +388,32 @@ def plan(config: Config) -> list[Stage]:
         train("train-real-classifier", min(gen.n_per_label * labels, n_train))
         evaluate(n_test)
     stage("report").add(1, 60, artifact=20e6, cells=len(rows))
-    return [stages[name] for name in _ORDER if name in stages]
+    return [stages[name] for name in STAGE_ORDER if name in stages]
 
 
-_ORDER = (
-    "fingerprint", "ingest", "prepare-base-model", "train-classifier", "embed", "select",
-    "class-images", "fine-tune", "tune-generation", "generate", "evaluate-classifier", "supplementation",
-    "learning-curve", "compute-fter", "report",
+# The order of the stages in plan's and transfer's tables (each lists those it counts).
+STAGE_ORDER = (
+    "fingerprint", "ingest", "prepare-base-model", "train-classifier", "embed", "validate-run",
+    "select", "class-images", "fine-tune", "tune-generation", "generate", "evaluate-classifier",
+    "supplementation", "learning-curve", "compute-fter", "report",
 )  # fmt: skip
+
+
+def aligned(rows: list[tuple[str, ...]], free_last: bool = False) -> list[str]:
+    """Table rows as lines: first column left-aligned, the others right-aligned, two spaces
+    apart; with ``free_last`` the last column is free text, not padded."""
+    padded = len(rows[0]) - (1 if free_last else 0)
+    widths = [max(len(r[i]) for r in rows) for i in range(padded)]
+    return [
+        "  ".join(
+            [
+                v.ljust(w) if i == 0 else v.rjust(w)
+                for i, (v, w) in enumerate(zip(r, widths, strict=False))
+            ]
+            + list(r[padded:])
+        )
+        for r in rows
+    ]
 
 
 def _units(units: dict[str, float]) -> str:
@@ -429,12 +457,7 @@ def format_plan(stages: list[Stage], parallelism: int, warnings: list[str] = ())
             f"{s.hours if s.gpu else 0:.1f}", f"{0 if s.gpu else s.hours:.1f}", f"{wall:.1f}",
             _units(s.units),
         ))  # fmt: skip
-    widths = [max(len(r[i]) for r in lines) for i in range(len(header) - 1)]
-    text = [
-        "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=False)))
-        + "  " + r[-1]
-        for r in lines
-    ]  # fmt: skip
+    text = aligned(lines, free_last=True)
     total = (
         f"total tasks={sum(s.tasks for s in stages)} "
         f"gpu_tasks={sum(s.tasks for s in stages if s.gpu)} "

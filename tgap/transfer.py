@@ -95,30 +95,34 @@ def small(kind: str, bytes_: float = 1e5, count: int = 1) -> Blob:
 def transfers(config: Config, shard_size: int = SHARD_SIZE) -> list[StageTransfer]:
     """Per stage: the artifacts its tasks download and upload (see the module docstring)."""
     # tgap.plan imports scipy (seconds): imported here, so the CLI reads the defaults cheaply.
-    from tgap.plan import CLASSIFIER_PARAMS, EMBED_DIMS, generator_shapes, model_bytes
+    from tgap.plan import (
+        CLASSIFIER_PARAMS,
+        STAGE_ORDER,
+        embedding_dims,
+        generator_shapes,
+        model_bytes,
+        split_sizes,
+    )
 
     if shard_size < 1:
         raise ValueError(f"shard size {shard_size}: expected at least 1 image per shard")
-    data, gen, ft, cluster = config.data, config.generate, config.finetune, config.cluster
+    data, gen, ft = config.data, config.generate, config.finetune
     labels = len(data.labels)
-    n_source = cluster.source_images or data.max_images or 0
-    split = data.split
-    n_pool, n_train, n_val, n_test = (round(n_source * f) for f in (
-        split.pool_fraction, split.train_fraction, split.val_fraction, split.test_fraction))  # fmt: skip
+    n_source, n_pool, n_train, n_val, n_test = split_sizes(config)
     side, gen_side = data.resolution, config.diffusion.sample_size
     n_syn = gen.n_per_label * labels
     rows = config.grid_rows()
     kinds = split_rows(rows)
     seeds = sorted({int(r["seed"]) for r in rows})
     shapes = generator_shapes(config)
+    tuned_spec = gen.tune.trials > 0
 
     pool = image_set(n_pool, side, shard_size)
     real_train = image_set(n_train, side, shard_size)
     real_val = image_set(n_val, side, shard_size)
     real_test = image_set(n_test, side, shard_size, extra=labels)  # + real_grid_*.png
     embedders = 2 + (1 if config.select.clip_weights else 0)  # pixel, classifier (+ clip)
-    dims = sum(list(EMBED_DIMS.values())[:embedders])
-    embeddings = small("embedder", 4 * dims * n_pool, embedders)
+    embeddings = small("embedder", 4 * embedding_dims(config) * n_pool, embedders)
     classifier = small("classifier", 4 * CLASSIFIER_PARAMS[config.classifier.arch])
     base = small("base_model", 4 * sum(shapes.params.values()))
     tuned = small("finetuned_model", model_bytes(config, shapes))
@@ -166,10 +170,11 @@ def transfers(config: Config, shard_size: int = SHARD_SIZE) -> list[StageTransfe
                 task("fine-tune", [base, *tuning_sets, classifier, class_images], [tuned])
                 # The fine-tuned model references its base: loading it fetches both.
                 generator = [tuned, base]
-                task("tune-generation", [*generator, real_val], [small("tuning")])
+                if tuned_spec:  # compiled with trials only (pipelines/tgap_pipeline.py)
+                    task("tune-generation", [*generator, real_val], [small("tuning")])
             item_synthetic = retrieved
             if kind != "retrieval":
-                tuning = [small("tuning")] if kind == "finetune" else []
+                tuning = [small("tuning")] if kind == "finetune" and tuned_spec else []
                 task("generate", [*generator, *tuning], [synthetic])
                 item_synthetic = synthetic
             task("train-classifier", [item_synthetic], [classifier])
@@ -193,14 +198,7 @@ def transfers(config: Config, shard_size: int = SHARD_SIZE) -> list[StageTransfe
         [pool, embeddings, base, classifier, small("cell", 2e6 * len(cells), len(cells))],
         [small("report", 20e6)],
     )
-    return [stages[name] for name in _ORDER if name in stages]
-
-
-_ORDER = (
-    "ingest", "prepare-base-model", "train-classifier", "embed", "validate-run", "select",
-    "class-images", "fine-tune", "tune-generation", "generate", "evaluate-classifier",
-    "supplementation", "learning-curve", "compute-fter", "report",
-)  # fmt: skip
+    return [stages[name] for name in STAGE_ORDER if name in stages]
 
 
 def format_transfers(
@@ -224,14 +222,9 @@ def format_transfers(
             f"{s.down_bytes / 1e9:.1f}", f"{s.up_bytes / 1e9:.1f}",
             f"{s.seconds(latency_s, bandwidth) / 3600:.1f}",
         ))  # fmt: skip
-    widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
-    text = [
-        "  ".join(
-            v.ljust(w) if i == 0 else v.rjust(w)
-            for i, (v, w) in enumerate(zip(r, widths, strict=True))
-        )
-        for r in lines
-    ]
+    from tgap.plan import aligned
+
+    text = aligned(lines)
     total = (
         f"transfer shard_size={shard_size} latency_ms={latency_ms:g} "
         f"bandwidth_mb_s={bandwidth_mb_s:g} "

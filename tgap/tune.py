@@ -35,7 +35,13 @@ import numpy as np
 
 from tgap import metrics
 from tgap.artifacts import json_safe
-from tgap.config import ClassifierConfig, DiffusionConfig, GenerateConfig, PromptConfig
+from tgap.config import (
+    ClassifierConfig,
+    ConfigError,
+    DiffusionConfig,
+    GenerateConfig,
+    PromptConfig,
+)
 from tgap.imageset import ImageSet
 from tgap.seeding import derive_seed
 
@@ -380,6 +386,25 @@ def copy_tuning_record(tuning_dir: str | Path, out_dir: str | Path) -> list[str]
             shutil.copy2(tuning_dir / name, out_dir / name)
             copied.append(name)
     return copied
+
+
+def check_compiled_tuning(trials: int, compiled_tuning: bool) -> None:
+    """Refuse, before any work, a run whose ``generate.tune.trials`` disagrees with the compiled
+    spec: the fine-tune loop holds a tune-generation task only when the spec was compiled with
+    trials (``pipelines.tgap_pipeline``), since each such task downloads its fine-tuned model,
+    the base model it references and real-val, on a GPU node."""
+    if trials > 0 and not compiled_tuning:
+        raise ConfigError(
+            f"generate.tune.trials: {trials}, but this spec was compiled with trials 0 and has no "
+            "tune-generation task (generate would run untuned); compile a spec with "
+            "generate.tune.trials > 0"
+        )
+    if trials == 0 and compiled_tuning:
+        raise ConfigError(
+            "generate.tune.trials: 0, but this spec was compiled with tuning: each of its "
+            "tune-generation tasks would hold a GPU node and download a fine-tuned model, its "
+            "base model and real-val to do nothing; compile a spec with generate.tune.trials: 0"
+        )
 
 
 def planned_work(generate: GenerateConfig, n_labels: int, rows: list[dict]) -> dict[str, Any]:

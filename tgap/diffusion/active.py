@@ -86,7 +86,6 @@ class ActiveProbe:
         plan = batch_plan(len(data.instances), batch_size, n, self.seed)
         self.calibration = [self.similarity(model, data, idx, batch) for batch, (_, idx) in
                             enumerate(plan)]  # fmt: skip
-        self.seen = []
         self.threshold = float(np.quantile(self.calibration, 1.0 - self.active.target_skip))
         log.info(
             "active selection: threshold auto -> %.4f (quantile %.2f of %d base-model batch "

@@ -73,12 +73,18 @@ class CheckpointStore:
     def _uri(self, *parts: str) -> str:
         return storage.join(self.prefix, *parts)
 
-    def steps(self) -> list[int]:
-        """The complete steps on the store (those with a manifest), ascending.
+    def check(self) -> None:
+        """List the store and write (then remove) one small object: a missing bucket, or
+        credentials that cannot read or write it, raise StorageError here, before training,
+        instead of a warning per checkpoint that leaves nothing to resume from."""
+        self.steps()
+        probe = self._uri(".writable")
+        storage.write_bytes(probe, b"ok\n")
+        storage.remove(probe)
 
-        A missing bucket or unreadable store is a StorageError: checked once before training,
-        so a wrong ``finetune.checkpoint_uri`` fails before any GPU time is spent.
-        """
+    def steps(self) -> list[int]:
+        """The complete steps on the store (those with a manifest), ascending (a missing bucket
+        or unreadable store is a StorageError)."""
         if not storage.is_remote(self.prefix) and not storage.local_path(self.prefix).is_dir():
             return []
         found = []

@@ -146,6 +146,15 @@ def finetune(
         raise ValueError(f"tuning set {tuning.root} is empty")
     if finetune.steps < 1 or finetune.batch_size < 1 or finetune.checkpoint_every < 1:
         raise ValueError("finetune.steps, batch_size and checkpoint_every must be >= 1")
+    class_dir = out_dir if class_images_dir is None else Path(class_images_dir)
+    given = class_images_dir is not None and finetune.with_prior_preservation
+    if given and not (class_dir / CLASS_IMAGES).is_file():
+        raise ValueError(f"class images {class_dir / CLASS_IMAGES}: no such file")
+    # Before the model loads and active calibrates: a wrong checkpoint_uri fails here.
+    store = _checkpoint_store(
+        method, seed, finetune, prompt, diffusion, tuning, reference, fingerprints, embedder,
+        class_dir / CLASS_IMAGES if given else None,
+    )  # fmt: skip
     device = pick_device(diffusion.device)
     model = load_model(base_model_dir, device)
     check_resolution(model, tuning.resolution, f"tuning set {tuning.root}")
@@ -167,9 +176,6 @@ def finetune(
         labels=labels,
     )
     if finetune.with_prior_preservation:
-        class_dir = out_dir if class_images_dir is None else Path(class_images_dir)
-        if class_images_dir is not None and not (class_dir / CLASS_IMAGES).is_file():
-            raise ValueError(f"class images {class_dir / CLASS_IMAGES}: no such file")
         class_images = prior_class_images(
             model,
             class_dir,
@@ -201,19 +207,6 @@ def finetune(
     if method.generator == "dreambooth-active":
         probe = ActiveProbe(finetune.active, embedder, settings.seed, settings.steps)
         probe.calibrate(model, data, settings.batch_size)  # threshold: auto, on the base model
-    store = None
-    if finetune.checkpoint_uri:
-        prints = dict(fingerprints or {})
-        if data.class_examples is not None:
-            prints["class_images"] = file_sha256(class_dir / CLASS_IMAGES)
-        if embedder is not None:
-            prints["embedder"] = getattr(embedder, "description", "")
-        identity = checkpoint_identity(
-            method, seed, finetune, prompt, diffusion, tuning, reference, prints
-        )
-        name = f"{method.name}-seed{seed}-n{len(tuning)}"
-        store = CheckpointStore(checkpoint_prefix(finetune.checkpoint_uri, name, identity))
-        log.info("checkpoints also go to %s", store.prefix)
     record = train_loop(model, data, settings, out_dir / "checkpoints", probe, store=store)
 
     training_log = {
@@ -278,6 +271,39 @@ def finetune(
     summary = _summary(training_log)
     log.info("fine-tune %s: %s", method.name, json.dumps(summary))
     return summary
+
+
+def _checkpoint_store(
+    method: Method,
+    seed: int,
+    finetune: FinetuneConfig,
+    prompt: PromptConfig,
+    diffusion: DiffusionConfig,
+    tuning: ImageSet,
+    reference: dict,
+    fingerprints: dict[str, str] | None,
+    embedder,
+    class_images: Path | None,
+) -> CheckpointStore | None:
+    """The fine-tune's store under ``finetune.checkpoint_uri`` (None when unset), checked
+    (``CheckpointStore.check``) before any GPU work. ``class_images``: the class-images stage's
+    file, hashed into the key; class images made here need no hash (the key already holds the
+    base model, seed and settings they come from)."""
+    if not finetune.checkpoint_uri:
+        return None
+    prints = dict(fingerprints or {})
+    if class_images is not None:
+        prints["class_images"] = file_sha256(class_images)
+    if embedder is not None:
+        prints["embedder"] = getattr(embedder, "description", "")
+    identity = checkpoint_identity(
+        method, seed, finetune, prompt, diffusion, tuning, reference, prints
+    )
+    name = f"{method.name}-seed{seed}-n{len(tuning)}"
+    store = CheckpointStore(checkpoint_prefix(finetune.checkpoint_uri, name, identity))
+    store.check()
+    log.info("checkpoints also go to %s", store.prefix)
+    return store
 
 
 def checkpoint_identity(

@@ -101,8 +101,9 @@ class BatchProbe(Protocol):
     """Scores a batch before it is trained on; the loop skips it when the score is above
     ``threshold`` (active data selection implements this).
 
-    ``max_skips`` bounds the skipped batches of a whole run; when it is reached the loop calls
-    ``budget_spent(update)`` (which may raise) and trains the remaining updates unprobed.
+    ``max_skips`` bounds the skipped batches of a whole run (0: no batch is probed); when it is
+    reached the loop calls ``budget_spent(update)`` (which may raise) and trains the remaining
+    updates unprobed.
     """
 
     threshold: float
@@ -298,7 +299,7 @@ def resume_point(ckpt_dir: Path, store: CheckpointStore | None) -> Path | None:
 
 def push_checkpoint(store: CheckpointStore | None, path: Path) -> None:
     """Mirror a local checkpoint; a store that fails mid-run costs a warning, not the fine-tune
-    (the next checkpoint tries again; the store was checked readable before training)."""
+    (the next checkpoint tries again; ``CheckpointStore.check`` ran before training)."""
     if store is None:
         return
     try:
@@ -394,10 +395,10 @@ def train_loop(
         text_encoder=text_encoder,
         dtype=dtype,
     )
-    # Enough batches for every skip the probe may make (plus the one that spends its budget).
+    # Enough batches for every skip the probe may make.
     max_skips = probe.max_skips if probe is not None else 0
     plan = batch_plan(
-        len(data.instances), settings.batch_size, settings.steps + max_skips + 1, settings.seed
+        len(data.instances), settings.batch_size, settings.steps + max_skips, settings.seed
     )
 
     record: dict[str, Any] = {
@@ -427,7 +428,7 @@ def train_loop(
     while update < settings.steps:
         epoch, idx = plan[batch]
         batch += 1
-        if probe is not None and record["skip_budget_spent_at"] is None:
+        if probe is not None and record["skipped"] < probe.max_skips:
             if _probe_skips(probe, model, data, idx, batch - 1, epoch, update, record):
                 bar.set_postfix(skipped=record["skipped"])
                 continue
