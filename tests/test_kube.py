@@ -50,6 +50,7 @@ class FakeKfpServer:
         self.runs = runs or []
         self.tag = tag
         self.refuse_runs = False
+        self.refuse_deletes = False
         self.pipelines: dict[str, str] = {}  # display name -> id
         self.versions: dict[str, dict] = {}  # version id -> {pipeline_id, display_name, spec}
         self.recurring: dict[str, dict] = {}  # recurring run id -> body
@@ -144,6 +145,10 @@ class FakeKfpServer:
                 if b["display_name"] == name and b["experiment_id"] == query["experiment_id"]
             ]
             return FakeResponse({"recurringRuns": found})  # the proto's own field name
+        if method == "DELETE" and self.refuse_deletes:
+            error = kfp_server_api.ApiException(status=500, reason="Internal Server Error")
+            error.body = b"{}"
+            raise error
         if method == "DELETE":
             del self.recurring[path.rsplit("/", 1)[1]]
             return FakeResponse({})
@@ -373,6 +378,23 @@ def test_a_second_schedule_of_the_same_name_replaces_the_first(server, capsys):
     # Another name is another recurring run.
     assert main([*argv, "--name", "tgap nightly"]) == 0
     assert len(server.recurring) == 2
+
+
+def test_a_refused_deletion_says_both_schedules_run_and_a_second_schedule_mends_it(server, capsys):
+    argv = ["schedule", "--host", HOST, "--experiment", "weekly", "--config", MICRO]
+    assert main(argv) == 0
+    [first] = server.recurring
+    server.refuse_deletes = True
+    assert main(argv) == 1
+    assert len(server.recurring) == 2  # created, the old one not deleted
+    [second] = set(server.recurring) - {first}
+    [line] = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert f"created recurring run {second} 'micro weekly'" in line
+    assert f"both are scheduled until {first} is deleted" in line
+    assert line.endswith("HTTP 500 Internal Server Error")  # the cause, last
+    server.refuse_deletes = False
+    assert main(argv) == 0
+    assert len(server.recurring) == 1  # the third replaced both
 
 
 def test_schedule_rejects_a_five_field_cron_before_contacting_the_server(server):

@@ -412,9 +412,10 @@ def submit(args: argparse.Namespace) -> int:
 
 def schedule(args: argparse.Namespace) -> int:
     """Compile the pipeline for ``--config`` (or take ``--spec``, compiled from that config),
-    upload it as a pipeline version, and make the
-    recurring run named ``--name`` run that version on ``--cron``: KFP cannot edit a recurring
-    run, so the new one is created first and then any older one of that name is deleted."""
+    upload it as a pipeline version, and make the recurring run named ``--name`` run that
+    version on ``--cron``: KFP cannot edit a recurring run, so the new one is created first and
+    then any older one of that name is deleted (a refused creation leaves the old one running;
+    a refused deletion leaves both, and the error says so)."""
     config = _load(args)
     check_cron(args.cron)
     client = connect_checked(args)
@@ -432,13 +433,20 @@ def schedule(args: argparse.Namespace) -> int:
         older = [r.recurring_run_id for r in found.recurring_runs or []]
         with _api_call(f"creating recurring run {name!r}"):
             recurring = client.create_recurring_run(**request)
+        new = recurring.recurring_run_id
         for old in older:
-            with _api_call(f"deleting the replaced recurring run {old}"):
+            # Both are scheduled now (each with its own max concurrency): say so, and how to
+            # end it; scheduling again deletes every older one of the name.
+            with _api_call(
+                f"created recurring run {new} {name!r}, but deleting the older {old} it replaces "
+                f"failed, so both are scheduled until {old} is deleted (run this tgap schedule "
+                "again, or delete it in the KFP UI)"
+            ):
                 client.delete_recurring_run(old)
     replaced = f", replacing {', '.join(older)}" if older else ""
     print(
-        f"scheduled recurring run {recurring.recurring_run_id} {name!r} ({args.cron!r}, max "
-        f"concurrency 1, no catch-up) in experiment {args.experiment!r}{replaced}"
+        f"scheduled recurring run {new} {name!r} ({args.cron!r}, max concurrency 1, no "
+        f"catch-up) in experiment {args.experiment!r}{replaced}"
     )
     return 0
 
