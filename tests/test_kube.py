@@ -296,6 +296,22 @@ def test_the_version_name_is_the_config_commit_and_config_hash(tmp_path, monkeyp
     assert kube.pipeline_version_name(config, package).startswith("micro-s")
 
 
+def test_a_given_spec_is_checked_before_it_is_uploaded(server, capsys, tmp_path, compiled_once):
+    floating = ["cluster.gpu_image=ghcr.io/tgap/tgap-cuda:0.1.0"]
+    spec = compiled_once(load_config(MICRO, floating), tmp_path / "spec.yaml", True)
+    argv = ["submit", "--host", HOST, "--experiment", "e", "--config", MICRO, "--spec", str(spec)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "ghcr.io/tgap/tgap-cuda:0.1.0" in err and err.rstrip().endswith("--allow-floating-tag")
+    # A spec whose parameters are not the config's.
+    doc, *rest = yaml.safe_load_all(spec.read_text())
+    del doc["root"]["inputDefinitions"]["parameters"]["finetune"]
+    spec.write_text(yaml.safe_dump_all([doc, *rest]))
+    assert main([*argv, "--allow-floating-tag"]) == 2
+    assert "not in the spec: ['finetune']" in capsys.readouterr().err
+    assert not server.sent("POST", "/apis/v2beta1/pipelines/upload_version")
+
+
 # --------------------------------------------------------------------------- backend version
 
 

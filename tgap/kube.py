@@ -236,6 +236,27 @@ def check_arguments(package_path: str | Path, arguments: dict[str, Any]) -> None
         )
 
 
+# What `tgap compile` names an image by (pipelines.images, not in the wheel): a digest, or the
+# content tag <version>-<12 hex digits>.
+PINNED_IMAGE = re.compile(r"(@sha256:[0-9a-f]{64}|:[^:/@]+-[0-9a-f]{12})$")
+
+
+def check_spec_images(package_path: str | Path) -> None:
+    """Refuse a compiled spec whose images carry a tag that does not name their content (KFP's
+    cache would reuse results across rebuilds under it), as ``tgap compile`` does."""
+    doc = next(yaml.safe_load_all(Path(package_path).read_text()))
+    executors = doc.get("deploymentSpec", {}).get("executors", {}).values()
+    images = {e["container"]["image"] for e in executors if "container" in e}
+    floating = sorted(i for i in images if not PINNED_IMAGE.search(i))
+    if floating:
+        raise ValueError(
+            f"{package_path}: names {', '.join(floating)}, a tag that does not name the image's "
+            "content (KFP's cache would reuse results across rebuilds under it); compile the "
+            "spec again with tgap compile, which names content tags or digests, or pass "
+            "--allow-floating-tag"
+        )
+
+
 def run_request(
     config: Config,
     package_path: str | Path,
@@ -375,6 +396,11 @@ def _package(args: argparse.Namespace, config: Config):
     if args.spec is not None:
         if not args.spec.is_file():
             raise FileNotFoundError(f"--spec {args.spec}: no such file")
+        # Before the spec is uploaded as a version: it takes this config's parameters, and (as
+        # `tgap compile` would) names no image by a floating tag.
+        check_arguments(args.spec, pipeline_arguments(config))
+        if not args.allow_floating_tag:
+            check_spec_images(args.spec)
         yield args.spec
         return
     with tempfile.TemporaryDirectory() as tmp:
