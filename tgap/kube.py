@@ -140,6 +140,14 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def spec_digest(package_path: str | Path) -> str:
+    """SHA-256 of a compiled spec's content (its YAML documents as sorted JSON), not of its
+    bytes: the compiler's header comment lists the parameters' defaults in an order that changes
+    from one compile to the next."""
+    docs = list(yaml.safe_load_all(Path(package_path).read_text()))
+    return _digest(json.dumps(docs, sort_keys=True).encode())
+
+
 def pipeline_version_name(
     config: Config, package_path: str | Path, compiled_here: bool = True
 ) -> str:
@@ -149,7 +157,7 @@ def pipeline_version_name(
     exists under the name is reused."""
     config_hash = _digest(json.dumps(config.to_dict(), sort_keys=True).encode())[:10]
     commit = source_commit() if compiled_here else None
-    code = f"g{commit[:12]}" if commit else f"s{_digest(Path(package_path).read_bytes())[:12]}"
+    code = f"g{commit[:12]}" if commit else f"s{spec_digest(package_path)[:12]}"
     name = re.sub(r"[^a-z0-9-]+", "-", config.name.lower()).strip("-") or "tgap"
     return f"{name}-{code}-c{config_hash}"
 
