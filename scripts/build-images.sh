@@ -68,7 +68,11 @@ docker push "$gpu_image"
 pushed_digest() {
     local image="$1" repository="${1%:*}"
     docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$image" |
-        grep -m1 "^${repository}@sha256:"
+        grep -m1 "^${repository}@sha256:" || {
+        echo "build-images: pushed $image, but \`docker image inspect\` lists no RepoDigests entry" >&2
+        echo "for $repository, so nothing was recorded in images/digests.json." >&2
+        return 1
+    }
 }
 cpu_pushed="$(pushed_digest "$cpu_image")"
 gpu_pushed="$(pushed_digest "$gpu_image")"

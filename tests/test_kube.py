@@ -50,6 +50,7 @@ class FakeKfpServer:
         self.runs = runs or []
         self.tag = tag
         self.refuse_runs = False
+        self.refuse_deletes = False
         self.pipelines: dict[str, str] = {}  # display name -> id
         self.versions: dict[str, dict] = {}  # version id -> {pipeline_id, display_name, spec}
         self.recurring: dict[str, dict] = {}  # recurring run id -> body
@@ -144,6 +145,10 @@ class FakeKfpServer:
                 if b["display_name"] == name and b["experiment_id"] == query["experiment_id"]
             ]
             return FakeResponse({"recurringRuns": found})  # the proto's own field name
+        if method == "DELETE" and self.refuse_deletes:
+            error = kfp_server_api.ApiException(status=500, reason="Internal Server Error")
+            error.body = b"{}"
+            raise error
         if method == "DELETE":
             del self.recurring[path.rsplit("/", 1)[1]]
             return FakeResponse({})
@@ -286,9 +291,30 @@ def test_the_version_name_is_the_config_commit_and_config_hash(tmp_path, monkeyp
     assert name.startswith("micro-g0123456789ab-c") and len(name.rsplit("-c", 1)[1]) == 10
     other = kube.pipeline_version_name(load_config(MICRO, ["grid.seeds=[3]"]), package)
     assert other != name and other.startswith("micro-g0123456789ab-c")
-    # Without a clean commit, the spec's own digest names the code.
+    # Without a clean commit, the spec's own digest names the code: its content, not the
+    # compiler's header comment, whose order of defaults changes from one compile to the next.
     monkeypatch.setattr(kube, "source_commit", lambda: None)
-    assert kube.pipeline_version_name(config, package).startswith("micro-s")
+    name = kube.pipeline_version_name(config, package)
+    assert name.startswith("micro-s")
+    again = tmp_path / "again.yaml"
+    again.write_text("# another header\n" + package.read_text())
+    assert kube.pipeline_version_name(config, again) == name
+
+
+def test_a_given_spec_is_checked_before_it_is_uploaded(server, capsys, tmp_path, compiled_once):
+    floating = ["cluster.gpu_image=ghcr.io/tgap/tgap-cuda:0.1.0"]
+    spec = compiled_once(load_config(MICRO, floating), tmp_path / "spec.yaml", True)
+    argv = ["submit", "--host", HOST, "--experiment", "e", "--config", MICRO, "--spec", str(spec)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "ghcr.io/tgap/tgap-cuda:0.1.0" in err and err.rstrip().endswith("--allow-floating-tag")
+    # A spec whose parameters are not the config's.
+    doc, *rest = yaml.safe_load_all(spec.read_text())
+    del doc["root"]["inputDefinitions"]["parameters"]["finetune"]
+    spec.write_text(yaml.safe_dump_all([doc, *rest]))
+    assert main([*argv, "--allow-floating-tag"]) == 2
+    assert "not in the spec: ['finetune']" in capsys.readouterr().err
+    assert not server.sent("POST", "/apis/v2beta1/pipelines/upload_version")
 
 
 # --------------------------------------------------------------------------- backend version
@@ -373,6 +399,23 @@ def test_a_second_schedule_of_the_same_name_replaces_the_first(server, capsys):
     # Another name is another recurring run.
     assert main([*argv, "--name", "tgap nightly"]) == 0
     assert len(server.recurring) == 2
+
+
+def test_a_refused_deletion_says_both_schedules_run_and_a_second_schedule_mends_it(server, capsys):
+    argv = ["schedule", "--host", HOST, "--experiment", "weekly", "--config", MICRO]
+    assert main(argv) == 0
+    [first] = server.recurring
+    server.refuse_deletes = True
+    assert main(argv) == 1
+    assert len(server.recurring) == 2  # created, the old one not deleted
+    [second] = set(server.recurring) - {first}
+    [line] = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert f"created recurring run {second} 'micro weekly'" in line
+    assert f"both are scheduled until {first} is deleted" in line
+    assert line.endswith("HTTP 500 Internal Server Error")  # the cause, last
+    server.refuse_deletes = False
+    assert main(argv) == 0
+    assert len(server.recurring) == 1  # the third replaced both
 
 
 def test_schedule_rejects_a_five_field_cron_before_contacting_the_server(server):

@@ -2,12 +2,16 @@
 
 import builtins
 import io
+import json
 import logging
 
+import pytest
 from kfp.local import logging_utils, status
 
 from tgap.config import load_config
-from tgap.local_run import count_tasks
+from tgap.grid import row_kind
+from tgap.local_run import count_tasks, find_failure, loop_work
+from tgap.provenance import FAILURE
 from tgap.terminal import Event, LiveView, RunOutput, parse_line, route_output
 
 
@@ -148,13 +152,34 @@ def test_verbose_streams_everything_and_still_logs_it(tmp_path, capsys):
     assert "every line of a task" in (tmp_path / "run.log").read_text()
 
 
-def test_the_task_count_follows_the_grid():
+@pytest.fixture(scope="module")
+def demo():
     from tgap.checkout import pipeline_module
 
     config = load_config("pipelines/configs/demo.yaml")
-    spec = pipeline_module().build_pipeline(config).pipeline_spec
+    return pipeline_module().build_pipeline(config).pipeline_spec, config
+
+
+def test_the_task_count_follows_the_grid(demo):
+    spec, config = demo
     # 13 once-per-run tasks; 9 fine-tune items x 11 tasks (no tune-generation: demo has
     # generate.tune.trials 0), 3 no-finetune x 10, 3 retrieval x 9.
-    assert count_tasks(spec, config.grid_rows()) == 13 + 9 * 11 + 3 * 10 + 3 * 9
+    assert count_tasks(spec, loop_work(spec, config.grid_rows())) == 13 + 9 * 11 + 3 * 10 + 3 * 9
     one_seed = load_config("pipelines/configs/demo.yaml", ["grid.seeds=[0]"])
-    assert count_tasks(spec, one_seed.grid_rows()) == 13 + 3 * 11 + 10 + 9
+    assert count_tasks(spec, loop_work(spec, one_seed.grid_rows())) == 13 + 3 * 11 + 10 + 9
+
+
+def test_a_failed_loop_task_is_named_with_its_own_loops_work_item(demo, tmp_path):
+    # Iteration i of a loop is item i of that loop's kind, not row i of the whole grid.
+    spec, config = demo
+    loops = loop_work(spec, config.grid_rows())
+    kind = {row_kind(items[0]): name for name, items in loops.items()}
+    for loop, iteration, where in [
+        (kind["retrieval"], 2, "retrieval/400/2"),
+        (kind["no-finetune"], 1, "no-finetune/400/1"),  # a per-seed item
+    ]:
+        task = tmp_path / loop / f"{loop}-iteration-{iteration}" / "evaluate-classifier"
+        task.mkdir(parents=True)
+        (task / FAILURE).write_text(json.dumps({"message": "boom"}))
+        failure = find_failure(tmp_path / loop, loops)
+        assert failure.where() == f"task evaluate-classifier (grid row {where})"

@@ -224,8 +224,9 @@ def _floating_tag_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-floating-tag",
         action="store_true",
-        help="compile even when cluster.cpu_image/gpu_image carry a tag that does not name the "
-        "image's content (KFP's cache would reuse results across rebuilds under that tag)",
+        help="compile (or send a --spec) even when cluster.cpu_image/gpu_image (the spec's "
+        "images) carry a tag that does not name the image's content (KFP's cache would reuse "
+        "results across rebuilds under that tag)",
     )
 
 

@@ -140,6 +140,14 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def spec_digest(package_path: str | Path) -> str:
+    """SHA-256 of a compiled spec's content (its YAML documents as sorted JSON), not of its
+    bytes: the compiler's header comment lists the parameters' defaults in an order that changes
+    from one compile to the next."""
+    docs = list(yaml.safe_load_all(Path(package_path).read_text()))
+    return _digest(json.dumps(docs, sort_keys=True).encode())
+
+
 def pipeline_version_name(
     config: Config, package_path: str | Path, compiled_here: bool = True
 ) -> str:
@@ -149,7 +157,7 @@ def pipeline_version_name(
     exists under the name is reused."""
     config_hash = _digest(json.dumps(config.to_dict(), sort_keys=True).encode())[:10]
     commit = source_commit() if compiled_here else None
-    code = f"g{commit[:12]}" if commit else f"s{_digest(Path(package_path).read_bytes())[:12]}"
+    code = f"g{commit[:12]}" if commit else f"s{spec_digest(package_path)[:12]}"
     name = re.sub(r"[^a-z0-9-]+", "-", config.name.lower()).strip("-") or "tgap"
     return f"{name}-{code}-c{config_hash}"
 
@@ -233,6 +241,27 @@ def check_arguments(package_path: str | Path, arguments: dict[str, Any]) -> None
         raise ValueError(
             f"{package_path}: arguments do not match the pipeline's parameters "
             f"(missing: {sorted(missing)}, not in the spec: {sorted(unknown)})"
+        )
+
+
+# What `tgap compile` names an image by (pipelines.images, not in the wheel): a digest, or the
+# content tag <version>-<12 hex digits>.
+PINNED_IMAGE = re.compile(r"(@sha256:[0-9a-f]{64}|:[^:/@]+-[0-9a-f]{12})$")
+
+
+def check_spec_images(package_path: str | Path) -> None:
+    """Refuse a compiled spec whose images carry a tag that does not name their content (KFP's
+    cache would reuse results across rebuilds under it), as ``tgap compile`` does."""
+    doc = next(yaml.safe_load_all(Path(package_path).read_text()))
+    executors = doc.get("deploymentSpec", {}).get("executors", {}).values()
+    images = {e["container"]["image"] for e in executors if "container" in e}
+    floating = sorted(i for i in images if not PINNED_IMAGE.search(i))
+    if floating:
+        raise ValueError(
+            f"{package_path}: names {', '.join(floating)}, a tag that does not name the image's "
+            "content (KFP's cache would reuse results across rebuilds under it); compile the "
+            "spec again with tgap compile, which names content tags or digests, or pass "
+            "--allow-floating-tag"
         )
 
 
@@ -375,6 +404,11 @@ def _package(args: argparse.Namespace, config: Config):
     if args.spec is not None:
         if not args.spec.is_file():
             raise FileNotFoundError(f"--spec {args.spec}: no such file")
+        # Before the spec is uploaded as a version: it takes this config's parameters, and (as
+        # `tgap compile` would) names no image by a floating tag.
+        check_arguments(args.spec, pipeline_arguments(config))
+        if not args.allow_floating_tag:
+            check_spec_images(args.spec)
         yield args.spec
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -412,9 +446,10 @@ def submit(args: argparse.Namespace) -> int:
 
 def schedule(args: argparse.Namespace) -> int:
     """Compile the pipeline for ``--config`` (or take ``--spec``, compiled from that config),
-    upload it as a pipeline version, and make the
-    recurring run named ``--name`` run that version on ``--cron``: KFP cannot edit a recurring
-    run, so the new one is created first and then any older one of that name is deleted."""
+    upload it as a pipeline version, and make the recurring run named ``--name`` run that
+    version on ``--cron``: KFP cannot edit a recurring run, so the new one is created first and
+    then any older one of that name is deleted (a refused creation leaves the old one running;
+    a refused deletion leaves both, and the error says so)."""
     config = _load(args)
     check_cron(args.cron)
     client = connect_checked(args)
@@ -432,13 +467,20 @@ def schedule(args: argparse.Namespace) -> int:
         older = [r.recurring_run_id for r in found.recurring_runs or []]
         with _api_call(f"creating recurring run {name!r}"):
             recurring = client.create_recurring_run(**request)
+        new = recurring.recurring_run_id
         for old in older:
-            with _api_call(f"deleting the replaced recurring run {old}"):
+            # Both are scheduled now (each with its own max concurrency): say so, and how to
+            # end it; scheduling again deletes every older one of the name.
+            with _api_call(
+                f"created recurring run {new} {name!r}, but deleting the older {old} it replaces "
+                f"failed, so both are scheduled until {old} is deleted (run this tgap schedule "
+                "again, or delete it in the KFP UI)"
+            ):
                 client.delete_recurring_run(old)
     replaced = f", replacing {', '.join(older)}" if older else ""
     print(
-        f"scheduled recurring run {recurring.recurring_run_id} {name!r} ({args.cron!r}, max "
-        f"concurrency 1, no catch-up) in experiment {args.experiment!r}{replaced}"
+        f"scheduled recurring run {new} {name!r} ({args.cron!r}, max concurrency 1, no "
+        f"catch-up) in experiment {args.experiment!r}{replaced}"
     )
     return 0
 

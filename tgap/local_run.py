@@ -19,7 +19,7 @@ from tgap.checkout import pipeline_module
 from tgap.config import Config, ConfigError
 from tgap.grid import split_rows
 from tgap.provenance import FAILURE, TASK_LOG, TASK_LOG_ENV
-from tgap.terminal import route_output
+from tgap.terminal import ANSI, route_output
 
 log = logging.getLogger("tgap")
 
@@ -37,7 +37,10 @@ class TaskFailed(RuntimeError):
     def where(self) -> str:
         if not self.row:
             return f"task {self.task}"
-        return f"task {self.task} (grid row {self.row['method']}/{self.row['size']}/{self.row['seed']})"
+        # A loop's work item: a grid row, or a per-seed item that stands for several sizes.
+        r = self.row
+        sizes = r["size"] if "size" in r else ",".join(map(str, r["sizes"]))
+        return f"task {self.task} (grid row {r['method']}/{sizes}/{r['seed']})"
 
     def lines(self) -> list[str]:
         log = f"; its full log: {self.log}" if self.log else ""
@@ -53,9 +56,11 @@ class TaskFailed(RuntimeError):
 
 
 def find_failure(
-    run_dir: Path, rows: list[dict], kfp_message: str = "", run_log: str = ""
+    run_dir: Path, loops: dict[str, list[dict]] | None, kfp_message: str = "", run_log: str = ""
 ) -> TaskFailed:
-    """The failed task of a kfp.local run folder: its name, grid row, own message and log.
+    """The failed task of a kfp.local run folder: its name, work item (``loops``, from
+    :func:`loop_work`: iteration ``i`` of ``for-loop-<n>`` is ``loops["for-loop-<n>"][i]``), own
+    message and log.
 
     Stages leave ``failure.json`` in their task folder (``tgap.provenance.timed_stage``); a task
     that failed before its stage began is the one folder without kfp's ``executor_output.json``.
@@ -76,37 +81,54 @@ def find_failure(
             named = re.search(r"Inner task failed: '([^']+)'", kfp_message)
             return TaskFailed(named.group(1) if named else "?", None, message, None)
     row = None
-    match = re.fullmatch(r"for-loop-\d+-iteration-(\d+)", task_dir.parent.name)
-    if match and int(match.group(1)) < len(rows):
-        row = rows[int(match.group(1))]
+    match = re.fullmatch(r"(for-loop-\d+)-iteration-(\d+)", task_dir.parent.name)
+    items = (loops or {}).get(match.group(1), []) if match else []
+    if match and int(match.group(2)) < len(items):
+        row = items[int(match.group(2))]
     log = task_dir / TASK_LOG
     return TaskFailed(
         task_dir.name, row, message, log if log.is_file() else run_dir.parent.parent / RUN_LOG
     )
 
 
-def count_tasks(spec: Any, rows: list[dict]) -> int | None:
-    """The container tasks a run of ``spec`` executes for grid ``rows`` (for the live view).
-
-    A task outside a loop runs once; a ``dsl.ParallelFor`` runs its tasks once per work item of
-    the loop's kind, which its ``grid-items-<kind>`` producer names. None when the spec has
-    another shape (the view then shows no total).
-    """
-    items = {kind: len(found) for kind, found in split_rows(rows).items()}
+def loop_work(spec: Any, rows: list[dict]) -> dict[str, list[dict]] | None:
+    """Each ``dsl.ParallelFor`` task of ``spec`` (``for-loop-<n>``, also kfp.local's folder name)
+    -> the work items it iterates over for grid ``rows`` (``tgap.grid.split_rows``): its
+    ``grid-items-<kind>`` producer names the kind. None when the spec has another shape."""
+    items = split_rows(rows)
     tasks = spec.root.dag.tasks
-    total = 0
-    try:
-        for task in tasks.values():
-            if task.WhichOneof("iterator") is None:
-                total += 1
-                continue
-            channel = task.parameter_iterator.items.input_parameter
-            producer = task.inputs.parameters[channel].task_output_parameter.producer_task
-            kind = tasks[producer].task_info.name.removeprefix("grid-items-")
-            inner = spec.components[task.component_ref.name].dag.tasks
-            total += len(inner) * items[kind]
-    except KeyError:
+    loops = {}
+    for name, task in tasks.items():
+        if task.WhichOneof("iterator") is None:
+            continue
+        # Membership tests, not [] on a missing key, which would add an entry to the spec.
+        channel = task.parameter_iterator.items.input_parameter
+        if channel not in task.inputs.parameters:
+            return None
+        producer = task.inputs.parameters[channel].task_output_parameter.producer_task
+        kind = (
+            tasks[producer].task_info.name.removeprefix("grid-items-") if producer in tasks else ""
+        )
+        if kind not in items:
+            return None
+        loops[name] = items[kind]
+    return loops
+
+
+def count_tasks(spec: Any, loops: dict[str, list[dict]] | None) -> int | None:
+    """The container tasks a run of ``spec`` executes (for the live view): a task outside a loop
+    runs once, a loop's tasks once per work item (``loops``, from :func:`loop_work`). None when
+    the spec has another shape (the view then shows no total)."""
+    if loops is None:
         return None
+    total = 0
+    for name, task in spec.root.dag.tasks.items():
+        if name not in loops:
+            total += 1
+        elif task.component_ref.name in spec.components:
+            total += len(spec.components[task.component_ref.name].dag.tasks) * len(loops[name])
+        else:
+            return None
     return total
 
 
@@ -230,9 +252,11 @@ def run_local(
     run_json = output_dir / "run.json"
     env = os.environ.get(TASK_LOG_ENV)
     os.environ[TASK_LOG_ENV] = "1"
-    total = count_tasks(pipeline.pipeline_spec, config.grid_rows())
+    loops = loop_work(pipeline.pipeline_spec, config.grid_rows())
     try:
-        with route_output(output_dir / RUN_LOG, verbose, total):
+        with route_output(
+            output_dir / RUN_LOG, verbose, count_tasks(pipeline.pipeline_spec, loops)
+        ):
             pipeline(**dag.pipeline_arguments(config))
     except RuntimeError as exc:
         # This run's folder (not kfp.local's .kfp_cache, which is also new on a first run).
@@ -242,9 +266,9 @@ def run_local(
             if d.is_dir() and d not in before and not d.name.startswith(".")
         ]
         run_dir = max(new, key=lambda p: p.stat().st_mtime) if new else pipeline_root
-        kfp_message = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+        kfp_message = ANSI.sub("", str(exc))
         run_log = (output_dir / RUN_LOG).read_text(errors="replace")
-        failure = find_failure(run_dir, config.grid_rows(), kfp_message, run_log)
+        failure = find_failure(run_dir, loops, kfp_message, run_log)
         record = {
             "status": "failed",
             "task": failure.task,
