@@ -189,6 +189,10 @@ class SplitConfig:
     # real-val; their other images are dropped there, and the summary counts them.
     drop_test_patients: bool = True
 
+    def fractions(self) -> tuple[float, float, float, float]:
+        """The pool, train, val and test fractions (tgap.ingest.SPLITS' order)."""
+        return (self.pool_fraction, self.train_fraction, self.val_fraction, self.test_fraction)
+
 
 @dataclass
 class CsvFormatConfig:
@@ -1068,7 +1072,7 @@ def has_official_val(data: DataConfig) -> bool:
 def _validate_split(data: DataConfig) -> None:
     """The four fractions sum to 1; real-val has images to come from."""
     split = data.split
-    fractions = (split.pool_fraction, split.train_fraction, split.val_fraction, split.test_fraction)
+    fractions = split.fractions()
     if abs(sum(fractions) - 1.0) > 1e-6:
         raise ConfigError(
             "data.split: pool_fraction, train_fraction, val_fraction and test_fraction must sum "

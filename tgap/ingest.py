@@ -147,7 +147,7 @@ def map_labels(rows: list[Row], data: DataConfig, where: str) -> None:
 
 def _fractions(split: SplitConfig) -> list[float]:
     """The split's fractions in ``SPLITS`` order, checked."""
-    fractions = [split.pool_fraction, split.train_fraction, split.val_fraction, split.test_fraction]
+    fractions = list(split.fractions())
     if any(f < 0 or f > 1 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise IngestError(
             f"data.split fractions pool/train/val/test = {fractions} must each be in [0, 1] and "
