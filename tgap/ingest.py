@@ -866,19 +866,18 @@ def _drop_test_patients(
     """
     if not patients_known:
         return rows, None
-    test_patients = {r.patient_id for r in rows if r.split == "test"}
-    dropped = [r for r in rows if r.split != "test" and r.patient_id in test_patients] if on else []
-    by_split = Counter(r.split or "pool_and_train" for r in dropped)
+    test_patients = {r.patient_id for r in rows if r.split == "test"} if on else set()
+    kept: list[Row] = []
+    dropped: list[Row] = []
+    for r in rows:
+        (dropped if r.split != "test" and r.patient_id in test_patients else kept).append(r)
     info = {
         "on": on,
         "patients": len({r.patient_id for r in dropped}),
         "images": len(dropped),
-        "by_split": dict(sorted(by_split.items())),
+        "by_split": dict(sorted(Counter(r.split or "pool_and_train" for r in dropped).items())),
     }
-    if not dropped:
-        return rows, info
-    gone = {id(r) for r in dropped}
-    return [r for r in rows if id(r) not in gone], info
+    return kept, info
 
 
 def _assign_splits(rows: list[Row], data: DataConfig, fixed: list[str]) -> None:
