@@ -112,6 +112,9 @@ def test_the_thesis_preset_uses_the_conformance_settings():
     assert config.generate.n_per_label == 10_000
     split = config.data.split
     assert (split.train_fraction, split.test_fraction) == (0.2, 0.2)
+    # A clustered method's largest size must fit in the clustered sample: refused at load.
+    with pytest.raises(ConfigError, match=r"cluster_images: 5000 is below grid.sizes' 10000"):
+        load_config("pipelines/configs/thesis.yaml", ["select.cluster_images=5000"])
 
 
 def test_learning_curve_defaults_double_from_25_and_can_be_switched_off():

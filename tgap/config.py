@@ -911,6 +911,12 @@ def validate(config: Config) -> None:
             f"grid.sizes: {min(config.grid.sizes)} is smaller than select.k={config.select.k} "
             f"clusters, which {clustered[0].name} needs at least one pick from each"
         )
+    if clustered and 0 < config.select.cluster_images < max(config.grid.sizes):
+        raise ConfigError(
+            f"select.cluster_images: {config.select.cluster_images} is below grid.sizes' "
+            f"{max(config.grid.sizes)} (expected >= the largest size, or 0: {clustered[0].name} "
+            "picks each label's tuning set from that many clustered pool images)"
+        )
     if any(m.selection == "curated" for m in methods) and not config.select.curated_source:
         raise ConfigError(
             "select.curated_source: '' but grid.methods has 'curated' (expected a folder, .npz "
