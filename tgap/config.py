@@ -1070,8 +1070,8 @@ def has_official_val(data: DataConfig) -> bool:
     folder or split value)."""
     return (
         data.format == "medmnist-npz"
-        or "val" in data.split_folders
-        or "val" in data.csv_format.split_values
+        or (data.format == "image-folder" and "val" in data.split_folders)
+        or (data.format == "csv" and "val" in data.csv_format.split_values)
     )
 
 
