@@ -28,7 +28,7 @@ ships no patient IDs, and PneumoniaMNIST's official test split comes from the so
 own patient-disjoint test set, so it is the only split we can show shares no child with the
 others.
 
-Images stream: metadata is read in full (112k NIH rows take well under a second), images are
+Images stream: metadata is read in full (112k NIH rows: benchmarks/ingest.py), images are
 fetched and decoded a few at a time by a small thread pool, in source order, and written
 straight into the four ``ImageSetWriter``s. Any error leaves no output folder behind.
 """
