@@ -910,6 +910,8 @@ def ingest(
     into each set's ``dataset.json`` under ``ingest``.
     """
     start = time.perf_counter()
+    if not data.source:  # the library names no default data; a cluster run reaches here with ""
+        raise IngestError("data.source: not set (expected a folder, file or URI of the images)")
     outs = [Path(pool_dir), Path(train_dir), Path(val_dir), Path(test_dir)]
     existed = _check_outputs(outs)
     _fractions(data.split)
