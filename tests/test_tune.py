@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -228,7 +227,6 @@ def test_one_scheduler_range_or_a_fixed_value_is_a_valid_space():
         ],
     )
     assert config.generate.tune.space.schedulers == ["ddim", "euler"]
-    assert replace(config.generate.tune, trials=0).trials == 0
 
 
 def test_the_report_says_who_chose_generation_fixed_in_config_or_tuned_on_real_val():
