@@ -9,7 +9,9 @@ and the date it was written, the wall time, which data chose the run's settings,
 size the mean over seeds with its interval (inside [0, 1]) for the fine-tuned methods and,
 apart, the controls, FTER as the ratio of mean AUROCs, utility and fidelity, every seed's
 value, the comparisons with their Holm-adjusted p and the smallest difference each could
-detect, and the per-stage times. Nothing in the block is typed by hand.
+detect, and the real-equivalent sizes. Nothing in the block is typed by hand. Per-stage times
+are not in it (the run's report and ``results.json`` carry them under provenance; dated timings:
+docs/results.md).
 """
 
 from __future__ import annotations
@@ -212,18 +214,6 @@ def results_block(run_dir: Path, command: str, today: str) -> str:
         lines += ["", f"S→R, size {size}: {why}."]
     lines += comparison_lines(results)
     lines += real_equivalent_lines(results, run_dir)
-    provenance = results.get("provenance", {})
-    once, per_cell = provenance.get("run_stage_seconds", {}), provenance.get("stage_seconds", {})
-    if once or per_cell:
-        lines += ["", "| stage | runs | mean s | total s |", "|---|---:|---:|---:|"]
-        for stage, s in once.items():
-            if isinstance(s, int | float):
-                lines.append(f"| {stage} | 1 | {s:.0f} | {s:.0f} |")
-        for stage, s in per_cell.items():
-            if isinstance(s, dict) and {"cells", "mean_s", "total_s"} <= set(s):
-                lines.append(
-                    f"| {stage} (per cell) | {s['cells']} | {s['mean_s']:.0f} | {s['total_s']:.0f} |"
-                )
     return "\n".join(lines)
 
 

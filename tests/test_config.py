@@ -100,6 +100,11 @@ def test_the_four_split_fractions_sum_to_1_and_real_val_has_a_source():
     folders = "data.split_folders={test: test, pool_and_train: train, val: val}"
     image_folder = ["data.format=image-folder", "data.source=x", folders]
     assert load_config("pipelines/configs/nih-mini.yaml", [*image_folder, *zero])
+    # A val entry of the other format's key (csv_format is not read for an image folder) does not
+    # count: refused at load, not at ingest.
+    csv_val = "data.csv_format.split_values={test: t, pool_and_train: p, val: v}"
+    with pytest.raises(ConfigError, match=r"data.split.val_fraction: 0 but data.format image-fo"):
+        load_config("pipelines/configs/nih-mini.yaml", [*image_folder[:2], csv_val, *zero])
     with pytest.raises(ConfigError, match=r"data.split.val_fraction: -0.1 is out of range"):
         load_config("pipelines/configs/micro.yaml", ["data.split.val_fraction=-0.1"])
 
@@ -115,6 +120,9 @@ def test_the_thesis_preset_uses_the_conformance_settings():
     assert config.generate.n_per_label == 10_000
     split = config.data.split
     assert (split.train_fraction, split.test_fraction) == (0.2, 0.2)
+    # A clustered method's largest size must fit in the clustered sample: refused at load.
+    with pytest.raises(ConfigError, match=r"cluster_images: 5000 is below grid.sizes' 10000"):
+        load_config("pipelines/configs/thesis.yaml", ["select.cluster_images=5000"])
 
 
 def test_learning_curve_defaults_double_from_25_and_can_be_switched_off():

@@ -344,6 +344,13 @@ def test_label_with_too_few_patients_for_the_split_is_an_error(tmp_path, mini_ro
     assert_no_outputs(tmp_path)
 
 
+def test_an_empty_source_is_named_before_any_work(tmp_path) -> None:
+    # (it was "expected exactly one .npz file" or "0 patients are too few", depending on format)
+    with pytest.raises(IngestError, match=r"^data.source: not set"):
+        ingest(DataConfig(source="", format="image-folder"), *outs(tmp_path))
+    assert_no_outputs(tmp_path)
+
+
 def test_existing_output_is_refused_before_any_work(tmp_path) -> None:
     pool, train, val, test = outs(tmp_path)
     train.mkdir(parents=True)

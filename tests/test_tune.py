@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from tgap.config import (
 from tgap.diffusion.base_model import prepare_base_model
 from tgap.imageset import ImageSet, ImageSetWriter
 from tgap.ingest import ingest
+from tgap.provenance import choices
 from tgap.tune import (
     HISTORY,
     STUDY,
@@ -227,7 +227,20 @@ def test_one_scheduler_range_or_a_fixed_value_is_a_valid_space():
         ],
     )
     assert config.generate.tune.space.schedulers == ["ddim", "euler"]
-    assert replace(config.generate.tune, trials=0).trials == 0
+
+
+def test_the_report_says_who_chose_generation_fixed_in_config_or_tuned_on_real_val():
+    """An untuned run does not say 'not tuned' of demo.yaml's guidance (chosen before the run):
+    it says the config fixed it, and with which value."""
+    key = "generation (guidance, steps, scheduler)"
+    demo = load_config("pipelines/configs/demo.yaml")
+    g = demo.generate
+    assert choices(demo)[key]["chosen_on"] == (
+        f"fixed in config (guidance_scale {g.guidance_scale:g}, {g.steps} {g.scheduler} steps)"
+    )
+    tuned = choices(load_config("pipelines/configs/demo-tuned.yaml"))
+    assert tuned[key]["chosen_on"].startswith("real-val")
+    assert "real-test" not in tuned[key]["chosen_on"]
 
 
 def test_report_shows_the_trial_table_and_a_history_plot_per_method(setup, tmp_path):

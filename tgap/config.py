@@ -189,6 +189,10 @@ class SplitConfig:
     # real-val; their other images are dropped there, and the summary counts them.
     drop_test_patients: bool = True
 
+    def fractions(self) -> tuple[float, float, float, float]:
+        """The pool, train, val and test fractions (tgap.ingest.SPLITS' order)."""
+        return (self.pool_fraction, self.train_fraction, self.val_fraction, self.test_fraction)
+
 
 @dataclass
 class CsvFormatConfig:
@@ -907,6 +911,12 @@ def validate(config: Config) -> None:
             f"grid.sizes: {min(config.grid.sizes)} is smaller than select.k={config.select.k} "
             f"clusters, which {clustered[0].name} needs at least one pick from each"
         )
+    if clustered and 0 < config.select.cluster_images < max(config.grid.sizes):
+        raise ConfigError(
+            f"select.cluster_images: {config.select.cluster_images} is below grid.sizes' "
+            f"{max(config.grid.sizes)} (expected >= the largest size, or 0: {clustered[0].name} "
+            "picks each label's tuning set from that many clustered pool images)"
+        )
     if any(m.selection == "curated" for m in methods) and not config.select.curated_source:
         raise ConfigError(
             "select.curated_source: '' but grid.methods has 'curated' (expected a folder, .npz "
@@ -1068,15 +1078,15 @@ def has_official_val(data: DataConfig) -> bool:
     folder or split value)."""
     return (
         data.format == "medmnist-npz"
-        or "val" in data.split_folders
-        or "val" in data.csv_format.split_values
+        or (data.format == "image-folder" and "val" in data.split_folders)
+        or (data.format == "csv" and "val" in data.csv_format.split_values)
     )
 
 
 def _validate_split(data: DataConfig) -> None:
     """The four fractions sum to 1; real-val has images to come from."""
     split = data.split
-    fractions = (split.pool_fraction, split.train_fraction, split.val_fraction, split.test_fraction)
+    fractions = split.fractions()
     if abs(sum(fractions) - 1.0) > 1e-6:
         raise ConfigError(
             "data.split: pool_fraction, train_fraction, val_fraction and test_fraction must sum "

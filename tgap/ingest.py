@@ -28,7 +28,7 @@ ships no patient IDs, and PneumoniaMNIST's official test split comes from the so
 own patient-disjoint test set, so it is the only split we can show shares no child with the
 others.
 
-Images stream: metadata is read in full (112k NIH rows take well under a second), images are
+Images stream: metadata is read in full (112k NIH rows: benchmarks/ingest.py), images are
 fetched and decoded a few at a time by a small thread pool, in source order, and written
 straight into the four ``ImageSetWriter``s. Any error leaves no output folder behind.
 """
@@ -147,7 +147,7 @@ def map_labels(rows: list[Row], data: DataConfig, where: str) -> None:
 
 def _fractions(split: SplitConfig) -> list[float]:
     """The split's fractions in ``SPLITS`` order, checked."""
-    fractions = [split.pool_fraction, split.train_fraction, split.val_fraction, split.test_fraction]
+    fractions = list(split.fractions())
     if any(f < 0 or f > 1 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise IngestError(
             f"data.split fractions pool/train/val/test = {fractions} must each be in [0, 1] and "
@@ -866,19 +866,18 @@ def _drop_test_patients(
     """
     if not patients_known:
         return rows, None
-    test_patients = {r.patient_id for r in rows if r.split == "test"}
-    dropped = [r for r in rows if r.split != "test" and r.patient_id in test_patients] if on else []
-    by_split = Counter(r.split or "pool_and_train" for r in dropped)
+    test_patients = {r.patient_id for r in rows if r.split == "test"} if on else set()
+    kept: list[Row] = []
+    dropped: list[Row] = []
+    for r in rows:
+        (dropped if r.split != "test" and r.patient_id in test_patients else kept).append(r)
     info = {
         "on": on,
         "patients": len({r.patient_id for r in dropped}),
         "images": len(dropped),
-        "by_split": dict(sorted(by_split.items())),
+        "by_split": dict(sorted(Counter(r.split or "pool_and_train" for r in dropped).items())),
     }
-    if not dropped:
-        return rows, info
-    gone = {id(r) for r in dropped}
-    return [r for r in rows if id(r) not in gone], info
+    return kept, info
 
 
 def _assign_splits(rows: list[Row], data: DataConfig, fixed: list[str]) -> None:
@@ -911,6 +910,8 @@ def ingest(
     into each set's ``dataset.json`` under ``ingest``.
     """
     start = time.perf_counter()
+    if not data.source:  # the library names no default data; a cluster run reaches here with ""
+        raise IngestError("data.source: not set (expected a folder, file or URI of the images)")
     outs = [Path(pool_dir), Path(train_dir), Path(val_dir), Path(test_dir)]
     existed = _check_outputs(outs)
     _fractions(data.split)

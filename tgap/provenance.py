@@ -229,14 +229,16 @@ REAL_TEST_READERS = (
 def choices(config: Config) -> dict[str, dict[str, str]]:
     """Which data chose each setting a run picks by itself (``chosen_on``), for the report.
 
-    Settings a config fixes are fixed by a person before the run; this lists only what the run
-    picks from data, and says that no choice reads real-test.
+    A setting the config fixes says so with its value: it was chosen before the run (a
+    preset's comment says on which data), not by the run. No choice reads real-test.
     """
-    tune = config.generate.tune
-    active = config.finetune.active
+    generate, active = config.generate, config.finetune.active
     made = {
-        "generate.tune (guidance, steps, scheduler)": {
-            "chosen_on": "real-val" if tune.trials else "not tuned (generate.tune.trials is 0)",
+        "generation (guidance, steps, scheduler)": {
+            "chosen_on": "real-val (generate.tune, per fine-tuned model)"
+            if generate.tune.trials
+            else f"fixed in config (guidance_scale {generate.guidance_scale:g}, "
+            f"{generate.steps} {generate.scheduler} steps)",
         },
         "classifier early stopping and threshold": {
             "chosen_on": "a validation split carved from each classifier's own training images "

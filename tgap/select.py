@@ -299,26 +299,23 @@ def select_tuning_set(
             }
         for li, label in enumerate(labels):
             members = np.flatnonzero(pool_labels == li)
-            if vectors is not None and select.k > len(members):
-                raise SelectionError(
-                    f"select.k={select.k} clusters but the pool has only {len(members)} "
-                    f"{label!r} images"
-                )
-            _check_size(size, len(members), label, "in the pool")
-            if vectors is not None and 0 < select.cluster_images < select.k:
-                raise SelectionError(
-                    f"select.cluster_images={select.cluster_images} is fewer than select.k="
-                    f"{select.k} clusters"
-                )
+            pool_count, where = len(members), "in the pool"
+            if vectors is not None:
+                members = _cluster_sample(members, select.cluster_images, seed, label)
+                if len(members) < pool_count:
+                    where = f"in its select.cluster_images={select.cluster_images} sample"
+                if select.k > len(members):
+                    raise SelectionError(
+                        f"select.k={select.k} clusters but the pool has only {len(members)} "
+                        f"{label!r} images {where}"
+                    )
+            _check_size(size, len(members), label, where)
             if vectors is not None and size < select.k:
                 raise SelectionError(
                     f"size={size} per label is smaller than select.k={select.k} clusters: every "
                     "cluster needs at least one pick"
                 )
             rng = np.random.default_rng(derive_seed(seed, "select", method.selection, label))
-            pool_count = len(members)
-            if vectors is not None:
-                members = _cluster_sample(members, select.cluster_images, seed, label)
             shares = None
             if vectors is None:
                 chosen = rng.choice(members, size=size, replace=False)
