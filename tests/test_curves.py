@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
@@ -329,14 +330,49 @@ def test_a_small_synthetic_set_trains_distinct_smaller_sizes_or_says_why_not(
     assert tiny["points"] == [] and tiny["note"].startswith("no curve: fractions")
 
 
-def test_validate_run_refuses_real_curve_sizes_that_real_train_cannot_hold():
-    from tgap.config import load_config
-    from tgap.validate import check_rows
+NPZ = Path(__file__).resolve().parents[1] / "../shared/data/pneumoniamnist/pneumoniamnist.npz"
 
-    config = load_config("pipelines/configs/micro.yaml", ["evaluation.real_curve_sizes=[50, 100]"])
-    a, b = config.data.labels
-    counts = {"pool": {a: 500, b: 500}, "train": {a: 40, b: 200}}
-    [problem] = check_rows(config, [], counts, {}, 1)
-    assert problem.startswith("evaluation.real_curve_sizes: no curve: sizes [50, 100] give [40]")
-    config.evaluation.real_curve_sizes = [25, 50, 100]
-    assert check_rows(config, [], counts, {}, 1) == []
+
+@pytest.fixture(scope="module")
+def pneumonia(tmp_path_factory):
+    """The micro run's data (PneumoniaMNIST): real-train and a disjoint "synthetic" stand-in,
+    both from the official train split, and 150 test images per label."""
+    if not NPZ.is_file():
+        pytest.skip(f"PneumoniaMNIST not found at {NPZ}")
+    with np.load(NPZ) as data:
+        train_x, train_y = data["train_images"], data["train_labels"].ravel()
+        test_x, test_y = data["test_images"], data["test_labels"].ravel()
+    rng = np.random.default_rng(0)
+    by_label = [rng.permutation(np.flatnonzero(train_y == c)) for c in (0, 1)]
+    test = np.concatenate([rng.choice(np.flatnonzero(test_y == c), 150, replace=False)
+                           for c in (0, 1)])  # fmt: skip
+    root = tmp_path_factory.mktemp("identity")
+
+    def write(name, x, y):
+        with ImageSetWriter(root / name, ["No Finding", "Unhealthy"], 32) as writer:
+            for image, label in zip(x, y, strict=True):
+                writer.add(image, writer.labels[label])
+        return ImageSet(root / name)
+
+    train = np.concatenate([b[:160] for b in by_label])
+    stand_in = np.concatenate([b[160:200] for b in by_label])  # 40 per label, none in real-train
+    return (write("real_train", train_x[train], train_y[train]),
+            write("synthetic", train_x[stand_in], train_y[stand_in]),
+            write("real_test", test_x[test], test_y[test]))  # fmt: skip
+
+
+def test_identity_on_the_micro_data_a_real_set_reads_as_its_own_size(pneumonia):
+    # The issue's identity check with trained classifiers: 40 real images per label in the
+    # synthetic set's place, its S→R read off the real curves (10..160 per label) of 3 seeds.
+    real_train, stand_in, real_test = pneumonia
+    classifier = ClassifierConfig(epochs=6, batch_size=32)
+    curves, s2r = [], []
+    for seed in (0, 1, 2):
+        points = learning_curve.train_curve(real_train, real_test, classifier,
+                                            [10, 20, 40, 80, 160], seed, 0.95)  # fmt: skip
+        curves.append(RealCurve.of(points))
+        s2r += learning_curve.train_curve(stand_in, real_test, classifier, [40], seed, 0.95)
+    _, reading = seed_mean(curves, s2r, 0.95)
+    # Measured here: 28 [<10, 141], wide on 300 test images, yet it rules out all of real-train.
+    assert reading.side == "" and reading.contains(40), reading.text()
+    assert not reading.contains(160), reading.text()

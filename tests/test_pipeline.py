@@ -108,11 +108,13 @@ def _readers(spec: dict, producer: str, output: str) -> set[str]:
 
 def test_real_test_is_read_only_by_the_tasks_that_report_on_it(tmp_path):
     """Sealed real-test: every choice is made on real-val, never on real-test."""
-    # with trials, so the fine-tune loop holds tune-generation (real-val's reader)
+    # with trials, so the fine-tune loop holds tune-generation (real-val's reader); a trial's
+    # set no larger than micro's generated one
     config = load_config(
         "pipelines/configs/micro.yaml",
-        ["grid.methods=[random,no-finetune,retrieval]", "generate.tune.trials=2"],
-    )
+        ["grid.methods=[random,no-finetune,retrieval]", "generate.tune.trials=2",
+         "generate.tune.n_per_label=8"],
+    )  # fmt: skip
     spec = _spec(compile_pipeline(config, tmp_path / "p.yaml"))
     assert _readers(spec, "ingest", "real_test") == set(REAL_TEST_READERS) == {
         "evaluate-S2R", "evaluate-R2R", "supplementation", "real-curves", "synthetic-curve",

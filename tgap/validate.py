@@ -8,7 +8,6 @@ cannot work fails before any select, fine-tune or generate task is scheduled:
 - the tuning-set size against the pool per label (and the clusters a clustered method needs);
 - the generated count against the real images R→S and supplementation train on;
 - the retrieval baseline against what the pool has left outside the tuning set;
-- the real learning curve's sizes against real-train (2 sizes must remain once capped);
 - the data resolution against what the base model takes;
 - the curated source: readable, and large enough for the size before its threshold drops any.
 
@@ -86,15 +85,6 @@ def check_rows(
                 f"(expected <= {min(train.get(x, 0) for x in labels)})"
             )
             break
-    # The real learning curve: its sizes, capped at what real-train holds, must leave 2.
-    if config.evaluation.real_curve_sizes:
-        from tgap.learning_curve import capped_sizes  # imports torch: only with a curve to train
-
-        _, note = capped_sizes(
-            config.evaluation.real_curve_sizes, {label: train.get(label, 0) for label in labels}
-        )
-        if note:
-            problems.append(f"evaluation.real_curve_sizes: {note} (or [] for none)")
     resolution = config.data.resolution
     model_res = int(model_info.get("resolution", 0))
     kind = model_info.get("kind", "base model")
