@@ -190,7 +190,7 @@ class SplitConfig:
     drop_test_patients: bool = True
 
     def fractions(self) -> tuple[float, float, float, float]:
-        """The pool, train, val and test fractions (tgap.ingest.SPLITS' order)."""
+        """The pool, train, val and test fractions (tgap.ingest.splits.SPLITS' order)."""
         return (self.pool_fraction, self.train_fraction, self.val_fraction, self.test_fraction)
 
 
