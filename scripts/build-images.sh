@@ -4,7 +4,7 @@
 #   scripts/build-images.sh [CONFIG] [--no-push]
 #
 # The repositories are the config's cluster.cpu_image and cluster.gpu_image (defaults in
-# tgap/config.py, overridable per preset); the tag is <version>-<content digest> of the
+# tgap/config/schema.py, overridable per preset); the tag is <version>-<content digest> of the
 # Dockerfiles and the build context (pipelines/images.py), the tag `tgap compile` names. After
 # the push the pushed digests go to images/digests.json, and `tgap compile` then names
 # <repository>@sha256:... CONFIG defaults to $CONFIG, else pipelines/configs/thesis.yaml.

@@ -5,7 +5,7 @@ its largest task, GPU-hours, CPU-hours (pod-hours of CPU-pool tasks) and wall ti
 ``cluster.parallelism``. A stage whose task would hold more than its pool's
 ``memory_request`` gets a warning line (``memory_warnings``). Throughputs
 come from ``cluster.throughput`` (``cluster.gpu.device`` and ``cluster.cpu.device`` pick the
-rows); their defaults in ``tgap.config`` say where each figure comes from.
+rows); their defaults in ``tgap.config.throughput`` say where each figure comes from.
 
 Model artifacts are counted in the format a run writes: a LoRA fine-tune stores only its adapter
 (``lora_params`` from the rank and the UNet's attention projection shapes), a full fine-tune only

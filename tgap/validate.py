@@ -1,7 +1,7 @@
 """The data-dependent checks of a run: every grid row against what ingest and the base model gave.
 
 The static checks (ranges, choices, relations between keys) run when the config loads
-(``tgap.config.validate``). What needs data runs here, once, right after ingest and
+(``tgap.config.run.validate``). What needs data runs here, once, right after ingest and
 prepare-base-model and before the fan-out (the ``validate-run`` task), so that a grid row that
 cannot work fails before any select, fine-tune or generate task is scheduled:
 
