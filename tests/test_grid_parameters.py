@@ -18,7 +18,15 @@ pytestmark = pytest.mark.slow
 def _run_spec(tmp_path: Path, **changes):
     # Compiled with the retrieval loop only (the cheapest loop; no diffusion stage runs).
     config = resolve_local_paths(
-        load_config(MICRO, ["diffusion.pretrain_steps=0", "grid.methods=[retrieval]"])
+        load_config(
+            MICRO,
+            [
+                "diffusion.pretrain_steps=0",
+                "grid.methods=[retrieval]",
+                "evaluation.real_curve_sizes=[]",  # curves: the micro run's
+                "evaluation.synthetic_curve_fractions=[]",
+            ],
+        )
     )
     spec = compile_pipeline(config, tmp_path / "spec.yaml")
     root = tmp_path / "root"

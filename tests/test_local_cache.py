@@ -22,6 +22,8 @@ def test_shared_work_runs_once_per_seed_and_a_second_run_reuses_it(tmp_path):
         "grid.methods=[random,no-finetune]", "grid.sizes=[12,16]", "grid.seeds=[0,1]",
         "finetune.steps=2", "classifier.epochs=1", "generate.n_per_label=8",
         "evaluation.bootstrap_resamples=20", "cluster.parallelism=2",
+        # no learning curves: the micro run covers them; here they only add classifier trainings
+        "evaluation.real_curve_sizes=[]", "evaluation.synthetic_curve_fractions=[]",
     ]  # fmt: skip
     config = load_config(MICRO, overrides)
     cache = tmp_path / "cache"
