@@ -651,7 +651,8 @@ def _yaml_docs(path: Path) -> list[dict]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
-def test_kustomize_builds_the_secret_the_config_expects(tmp_path):
+def _kustomize(tmp_path) -> list[dict]:
+    """The objects `kubectl kustomize manifests/` builds (with the example env as the secret)."""
     import shutil
     import subprocess
 
@@ -665,7 +666,11 @@ def test_kustomize_builds_the_secret_the_config_expects(tmp_path):
         [kubectl, "kustomize", str(copy)], capture_output=True, text=True, timeout=60
     )
     assert built.returncode == 0, built.stderr
-    objects = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(built.stdout)}
+    return [d for d in yaml.safe_load_all(built.stdout) if d]
+
+
+def test_kustomize_builds_the_secret_the_config_expects(tmp_path):
+    objects = {(d["kind"], d["metadata"]["name"]): d for d in _kustomize(tmp_path)}
     defaults = load_config(None).cluster
     secret = objects[("Secret", "tgap-object-store")]
     assert set(secret["data"]) == set(defaults.object_store_keys)
@@ -673,6 +678,41 @@ def test_kustomize_builds_the_secret_the_config_expects(tmp_path):
     runner = objects[("RoleBinding", "tgap-runner")]
     assert runner["subjects"][0]["name"] == "tgap-runner"
     assert ("ServiceAccount", "tgap-submitter") in objects
+
+
+# The manifests use only stable APIs (v1, rbac.authorization.k8s.io/v1, batch/v1): the oldest
+# Kubernetes schema checked here and the newest kubernetes-validate ships bound the range.
+K8S_VERSIONS = ("1.29.0", "latest")
+
+
+def _validate_k8s(document: dict) -> None:
+    import kubernetes_validate
+
+    for version in K8S_VERSIONS:
+        if version == "latest":
+            version = kubernetes_validate.latest_version()
+        # strict: a field the schema does not know (a typo) is an error, as `kubectl apply
+        # --validate=strict` would make it.
+        kubernetes_validate.validate(document, version, strict=True)
+
+
+def test_kustomize_output_and_examples_validate_against_kubernetes_schemas(tmp_path):
+    documents = _kustomize(tmp_path)
+    for example in ("gpu-smoke-test.yaml", "schedule-job.yaml"):
+        documents += _yaml_docs(MANIFESTS / "examples" / example)
+    kinds = sorted({d["kind"] for d in documents})
+    assert kinds == ["Job", "Pod", "Role", "RoleBinding", "Secret", "ServiceAccount"]
+    for document in documents:
+        _validate_k8s(document)
+
+
+def test_the_schema_check_catches_a_misspelt_field():
+    import kubernetes_validate
+
+    [pod] = _yaml_docs(MANIFESTS / "examples" / "gpu-smoke-test.yaml")
+    pod["spec"]["nodeSelecter"] = pod["spec"].pop("nodeSelector")
+    with pytest.raises(kubernetes_validate.ValidationError, match="nodeSelecter"):
+        _validate_k8s(pod)
 
 
 def test_manifest_examples_agree_with_the_config_and_kfp():
