@@ -1,5 +1,6 @@
 """`tgap plan`: the cost of a run, before it runs."""
 
+import json
 import re
 
 import pytest
@@ -199,17 +200,40 @@ def test_plan_pilot_prints_the_seeds_needed_and_their_cost(capsys, tmp_path, wit
     assert main(["plan", "--config", THESIS, "--pilot", str(run), "--detect", "0.05"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     total = dict(re.findall(r"(\w+)=([\d.]+)", next(x for x in out if x.startswith("total"))))
-    power = dict(re.findall(r"(\w+)=([\d.]+)", out[-1]))
-    assert out[-1].startswith("power: pilot 3 seeds"), out[-1]
+    ranking, known = out[-2:]
+    power = dict(re.findall(r"(\w+)=([\d.]+)", ranking))
+    assert ranking.startswith("power: pilot 3 seeds, 1 fine-tuned method pairs"), ranking
+    # The known effect: each fine-tuned method against the control, a line of its own.
+    assert known.startswith("power: pilot 3 seeds, 2 fine-tuned methods against no-finetune")
+    control = pilot_power(run, control="no-finetune")
+    assert control.pairs == 2 and control.family == 1  # no results.json: no Holm family
     k = seeds_needed(pilot.between_sd, pilot.test_var, 0.05)
     if not with_predictions:
         # Assumed fully shared, the two cells' real-test variance alone hides 0.05.
-        assert k == 201 and "only a larger test set helps" in out[-1]
+        assert k == 201 and "only a larger test set helps" in ranking
         return
+    k_known = seeds_needed(control.between_sd, control.test_var, 0.05)
+    expected = "only a larger test set helps" if k_known == 201 else f"seeds={k_known},"
+    assert expected in known
     # The thesis grid has 5 seeds: per-seed cost x seeds needed.
     per_seed = float(total["gpu_hours"]) / 5
     assert int(power["seeds"]) == k
     assert float(power["gpu_hours"]) == pytest.approx(k * per_seed, abs=0.1 * k)
+
+
+def test_plan_pilot_holds_the_smallest_p_to_alpha_over_the_pilot_reports_family(tmp_path):
+    from tgap.metrics import seeds_needed
+    from tgap.plan import pilot_power, power_line
+
+    run = _pilot_run(tmp_path, with_predictions=True)
+    (run / "results.json").write_text(json.dumps({"comparisons": {"family_size": 7}}))
+    pilot = pilot_power(run, control="no-finetune")
+    assert pilot.family == 7
+    line = power_line(pilot, 0.1, 10.0)
+    k = seeds_needed(pilot.between_sd, pilot.test_var, 0.1, alpha=0.05 / 7)
+    assert k > seeds_needed(pilot.between_sd, pilot.test_var, 0.1)  # Holm costs seeds
+    assert "alpha 0.05/7 (Holm over the pilot report's 7 comparisons)" in line
+    assert f"seeds={k}, 10.0 GPU-hours per seed, gpu_hours={10.0 * k:.1f}" in line
 
 
 def test_plan_pilot_needs_two_fine_tuned_methods(tmp_path):

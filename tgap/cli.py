@@ -89,12 +89,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(format_transfers(transfers(config, args.shard_size), args.shard_size,
                            args.object_latency_ms, args.bandwidth_mb_s))  # fmt: skip
     if args.pilot is not None:
-        from tgap.plan import pilot_power, power_line
+        from tgap.plan import KNOWN_EFFECT_CONTROL, pilot_power, power_line
 
         gpu_hours = sum(s.hours for s in stages if s.gpu)
         per_seed = gpu_hours / len(config.grid.seeds)
         detect = 0.02 if args.detect is None else args.detect
         print(power_line(pilot_power(args.pilot), detect, per_seed))
+        try:  # the known effect, when the pilot ran its control
+            known = pilot_power(args.pilot, control=KNOWN_EFFECT_CONTROL)
+        except ConfigError:
+            return 0
+        print(power_line(known, detect, per_seed))
     return 0
 
 

@@ -24,6 +24,8 @@ float32 embeddings, the fp32 base model a diffusion stage loads on the host) plu
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -474,15 +476,21 @@ def format_plan(stages: list[Stage], parallelism: int, warnings: list[str] = ())
 # --------------------------------------------------------------------------- power from a pilot
 
 
+# The control every fine-tuned method must beat on S→R: the effect a run is known to hold.
+KNOWN_EFFECT_CONTROL = "no-finetune"
+
+
 @dataclass
 class Pilot:
-    """What a finished run says about S→R differences between fine-tuned methods.
+    """What a finished run says about S→R differences between methods.
 
-    ``between_sd``: pooled SD over seeds of the per-seed S→R difference of two fine-tuned
-    methods (same size and seed), over every such pair; ``test_var``: the real-test sampling
-    variance of one seed's difference that every seed shares (``metrics.seed_covariance`` of the
-    paired differences when the cells carry their S→R predictions, else the two cells'
-    ``s2r_auroc_var`` summed: fully shared, conservative); ``seeds``: the pilot's seeds.
+    ``between_sd``: pooled SD over seeds of the per-seed S→R difference of two methods (same
+    size and seed), over every such pair (``pairs``, described by ``what``); ``test_var``: the
+    real-test sampling variance of one seed's difference that every seed shares
+    (``metrics.seed_covariance`` of the paired differences when the cells carry their S→R
+    predictions, else the two cells' ``s2r_auroc_var`` summed: fully shared, conservative);
+    ``seeds``: the pilot's seeds; ``family``: how many comparisons the pilot's report
+    Holm-adjusted together (1 when its results.json is absent).
     """
 
     between_sd: float
@@ -490,19 +498,42 @@ class Pilot:
     seeds: int
     pairs: int
     test_from: str
+    what: str = "fine-tuned method pairs"
+    family: int = 1
 
 
-def _pilot_cells(run_dir: Path) -> dict[tuple[str, int], dict[int, tuple[CellArtifact, Path]]]:
-    """The run's cells of fine-tuned methods with their folders, by (method, size) then seed."""
+def _pilot_cells(
+    run_dir: Path, control: str | None = None
+) -> dict[tuple[str, int], dict[int, tuple[CellArtifact, Path]]]:
+    """The run's cells of fine-tuned methods (and of ``control``) with their folders, by
+    (method, size) then seed."""
     paths = sorted(run_dir.glob("**/" + CELL))
     if not paths:
         raise ConfigError(f"--pilot {run_dir}: no {CELL} under it; is it a finished run folder?")
     cells: dict[tuple[str, int], dict[int, tuple[CellArtifact, Path]]] = {}
     for path in paths:
         cell = CellArtifact.read(path)
-        if parse_method(cell.method).fine_tunes:
+        if parse_method(cell.method).fine_tunes or cell.method == control:
             cells.setdefault((cell.method, cell.size), {})[cell.seed] = (cell, path.parent)
     return cells
+
+
+def _pilot_pairs(cells, control: str | None):
+    """(a, b) keys to compare: every two fine-tuned methods at a size, or (``control`` given)
+    each fine-tuned method against the control at its size."""
+    for a, b in itertools.product(cells, cells):
+        if a[1] != b[1] or a[0] == control:
+            continue
+        if (b[0] == control) if control else (b[0] != control and b[0] > a[0]):
+            yield a, b
+
+
+def _pilot_family(run_dir: Path) -> int:
+    """How many comparisons the pilot's report Holm-adjusted together (its results.json)."""
+    results = run_dir / "results.json"
+    if not results.is_file():
+        return 1
+    return int(json.loads(results.read_text()).get("comparisons", {}).get("family_size") or 1)
 
 
 def _shared_test_variance(a: list[tuple[CellArtifact, Path]], b: list[tuple[CellArtifact, Path]]):
@@ -522,63 +553,68 @@ def _shared_test_variance(a: list[tuple[CellArtifact, Path]], b: list[tuple[Cell
     return metrics.seed_covariance(runs[0][1], scores[:k], scores[k:])
 
 
-def pilot_power(run_dir: str | Path) -> Pilot:
+def pilot_power(run_dir: str | Path, control: str | None = None) -> Pilot:
     """Estimate ``Pilot`` from a finished run folder (its ``cell.json`` files): every pair of
-    fine-tuned methods at the same size, over the seeds both have."""
+    fine-tuned methods at the same size or, with ``control``, each fine-tuned method against it,
+    over the seeds both have."""
     run_dir = Path(run_dir)
-    cells = _pilot_cells(run_dir)
+    cells = _pilot_cells(run_dir, control)
     squares = dof = 0.0
     tests: list[float] = []
     measured, seeds, pairs = True, set(), 0
-    for (a, size), cells_a in cells.items():
-        for (b, size_b), cells_b in cells.items():
-            common = sorted(set(cells_a) & set(cells_b))
-            if size_b != size or b <= a or len(common) < 2:
-                continue
-            pa, pb = [cells_a[s] for s in common], [cells_b[s] for s in common]
-            diffs = [
-                x.metrics["s2r_auroc"] - y.metrics["s2r_auroc"]
-                for (x, _), (y, _) in zip(pa, pb, strict=True)
-            ]
-            squares += float(np.var(diffs, ddof=1)) * (len(common) - 1)
-            dof += len(common) - 1
-            pairs += 1
-            seeds.update(common)
-            shared = _shared_test_variance(pa, pb)
-            if shared is None:
-                measured = False
-                shared = float(np.mean([x.metrics["s2r_auroc_var"] + y.metrics["s2r_auroc_var"]
-                                        for (x, _), (y, _) in zip(pa, pb, strict=True)]))  # fmt: skip
-            tests.append(shared)
+    for a, b in _pilot_pairs(cells, control):
+        common = sorted(set(cells[a]) & set(cells[b]))
+        if len(common) < 2:
+            continue
+        pa, pb = [cells[a][s] for s in common], [cells[b][s] for s in common]
+        diffs = [
+            x.metrics["s2r_auroc"] - y.metrics["s2r_auroc"]
+            for (x, _), (y, _) in zip(pa, pb, strict=True)
+        ]
+        squares += float(np.var(diffs, ddof=1)) * (len(common) - 1)
+        dof += len(common) - 1
+        pairs += 1
+        seeds.update(common)
+        shared = _shared_test_variance(pa, pb)
+        if shared is None:
+            measured = False
+            shared = float(np.mean([x.metrics["s2r_auroc_var"] + y.metrics["s2r_auroc_var"]
+                                    for (x, _), (y, _) in zip(pa, pb, strict=True)]))  # fmt: skip
+        tests.append(shared)
+    what = f"fine-tuned methods against {control}" if control else "fine-tuned method pairs"
     if not pairs:
-        raise ConfigError(
-            f"--pilot {run_dir}: no two fine-tuned methods share a size and 2+ seeds; the power "
-            "line needs them"
-        )
+        raise ConfigError(f"--pilot {run_dir}: no {what} share a size and 2+ seeds; the power "
+                          "line needs them")  # fmt: skip
     return Pilot(
         between_sd=math.sqrt(squares / dof), test_var=max(float(np.mean(tests)), 0.0),
         seeds=len(seeds), pairs=pairs,
         test_from="measured (DeLong covariance across seeds on the shared real-test images)"
         if measured else "assumed fully shared (the cells' S→R variances summed: conservative)",
+        what=what, family=_pilot_family(run_dir),
     )  # fmt: skip
 
 
 def power_line(pilot: Pilot, detect: float, gpu_hours_per_seed: float, power: float = 0.8,
                alpha: float = 0.05, max_seeds: int = 200) -> str:  # fmt: skip
-    """One line: seeds the grid needs to detect an S→R difference ``detect`` between two
-    fine-tuned methods with ``power`` at ``alpha`` (per comparison, before Holm), and their cost."""
-    k = metrics.seeds_needed(pilot.between_sd, pilot.test_var, detect, alpha, power, max_seeds)
+    """One line: seeds the grid needs to detect an S→R difference ``detect`` between the
+    pilot's pairs with ``power``, at ``alpha`` divided by the pilot report's Holm family (the
+    level Holm holds the smallest p-value to), and their cost."""
+    level = alpha / pilot.family
+    k = metrics.seeds_needed(pilot.between_sd, pilot.test_var, detect, level, power, max_seeds)
     head = (
-        f"power: pilot {pilot.seeds} seeds, {pilot.pairs} fine-tuned method pairs: between-seed "
+        f"power: pilot {pilot.seeds} seeds, {pilot.pairs} {pilot.what}: between-seed "
         f"SD of S→R differences {pilot.between_sd:.4f}, shared test SD {math.sqrt(pilot.test_var):.4f} "
         f"({pilot.test_from}); "
     )
+    at = f"alpha {alpha:g}" if pilot.family == 1 else (
+        f"alpha {alpha:g}/{pilot.family} (Holm over the pilot report's {pilot.family} comparisons)"
+    )  # fmt: skip
     if k > max_seeds:
         return head + (
-            f"no number of seeds up to {max_seeds} detects {detect:g} with {power:.0%} power: the "
-            "shared real-test's sampling error alone hides it; only a larger test set helps"
+            f"no number of seeds up to {max_seeds} detects {detect:g} with {power:.0%} power at "
+            f"{at}: the shared real-test's sampling error alone hides it; only a larger test set helps"
         )
     return head + (
-        f"detecting {detect:g} with {power:.0%} power at alpha {alpha:g} needs seeds={k}, "
+        f"detecting {detect:g} with {power:.0%} power at {at} needs seeds={k}, "
         f"{gpu_hours_per_seed:.1f} GPU-hours per seed, gpu_hours={k * gpu_hours_per_seed:.1f}"
     )
