@@ -60,6 +60,7 @@ def test_integers_arrive_as_kfp_may_hand_them(size, seed):
         ({"method": "no-finetune", "seed": 0, "sizes": []}, "'sizes'"),
         ({"method": "no-finetune", "seed": 0, "sizes": "5"}, "'sizes'"),
         ({"method": "no-finetune", "seed": 0, "sizes": [5, "x"]}, "'sizes'"),
+        ({"method": "no-finetune", "seed": 0, "sizes": [5, None]}, "'sizes'.*got None"),
     ],
 )
 def test_a_bad_item_is_refused_naming_its_key(item, key):

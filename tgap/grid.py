@@ -35,11 +35,10 @@ class GridRowError(ValueError):
     """A grid row or work item handed to a task is malformed; the message names the key."""
 
 
-def _integer(item: Mapping[str, Any], key: str, minimum: int, value: Any = None) -> int:
-    """``item[key]`` (or ``value``, one entry of it) as an int >= ``minimum``. KFP hands JSON
+def _integer(item: Mapping[str, Any], key: str, value: Any, minimum: int) -> int:
+    """``value`` (``item[key]``, or one entry of it) as an int >= ``minimum``. KFP hands JSON
     numbers, so an int may arrive as an integral float (``5.0``), or from a run form as a
     string (``"5"``)."""
-    value = item[key] if value is None else value
     number = None
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
@@ -59,9 +58,12 @@ def _integer(item: Mapping[str, Any], key: str, minimum: int, value: Any = None)
 
 
 def _method(item: Mapping[str, Any], default_embedder: str) -> Method:
+    name = item["method"]
+    if not isinstance(name, str):
+        raise GridRowError(f"grid item {dict(item)!r}: key 'method': expected a string")
     try:
-        return parse_method(item["method"], default_embedder)
-    except (ValueError, AttributeError, TypeError) as exc:
+        return parse_method(name, default_embedder)
+    except ValueError as exc:
         raise GridRowError(f"grid item {dict(item)!r}: key 'method': {exc}") from None
 
 
@@ -96,8 +98,8 @@ class GridRow:
         _require(item, ("method", "size", "seed"))
         return cls(
             _method(item, default_embedder),
-            _integer(item, "size", MIN_SIZE),
-            _integer(item, "seed", MIN_SEED),
+            _integer(item, "size", item["size"], MIN_SIZE),
+            _integer(item, "seed", item["seed"], MIN_SEED),
         )
 
     def to_item(self) -> dict[str, Any]:
@@ -141,8 +143,8 @@ class SeedItem:
             )
         return cls(
             _method(item, default_embedder),
-            _integer(item, "seed", MIN_SEED),
-            tuple(_integer(item, "sizes", MIN_SIZE, size) for size in sizes),
+            _integer(item, "seed", item["seed"], MIN_SEED),
+            tuple(_integer(item, "sizes", size, MIN_SIZE) for size in sizes),
         )
 
     def to_item(self) -> dict[str, Any]:
