@@ -75,10 +75,11 @@ def worker(stage: str, paths: dict[str, str], steps: int) -> dict:
     elif stage == "cell":
         from tgap.embed import get_embedder
         from tgap.evaluation import compute_cell
+        from tgap.grid import GridRow
 
         root = Path(paths["evals"])
         compute_cell(
-            {"method": "random", "size": int(paths["n"]), "seed": 0},
+            GridRow.from_item({"method": "random", "size": paths["n"], "seed": 0}),
             root / "s2r", root / "r2s", root / "r2r",
             ImageSet(paths["synthetic"]), ImageSet(paths["real_test"]), ImageSet(paths["tuning"]),
             EvaluationConfig(bootstrap_resamples=50, kid_subsets=10),

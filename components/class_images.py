@@ -23,7 +23,7 @@ def class_images(
     from tgap.device import pick_device
     from tgap.diffusion.build import load_model
     from tgap.diffusion.dreambooth import prior_class_images
-    from tgap.grid import class_image_seeds, seed_folder
+    from tgap.grid import class_image_seeds, parse_rows, seed_folder
     from tgap.provenance import timed_stage
 
     finetune_cfg = section(FinetuneConfig, finetune, "finetune")
@@ -33,7 +33,7 @@ def class_images(
             return
         device = pick_device(section(DiffusionConfig, diffusion, "diffusion").device)
         model = load_model(base_model.path, device)
-        for seed in class_image_seeds(rows):
+        for seed in class_image_seeds(parse_rows(rows)):
             out = Path(images.path) / seed_folder(seed)
             out.mkdir(parents=True, exist_ok=True)
             prior_class_images(

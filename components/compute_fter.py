@@ -41,7 +41,7 @@ def compute_fter(
     from tgap.config import EvaluationConfig, SelectConfig, section
     from tgap.embed import get_embedder
     from tgap.evaluation import compute_cell, read_supplementation
-    from tgap.grid import cell_folders, row_kind
+    from tgap.grid import work_item
     from tgap.imageset import ImageSet
     from tgap.learning_curve import read_curve, seed_folder
     from tgap.provenance import (
@@ -58,7 +58,7 @@ def compute_fter(
         section(SelectConfig, select, "select"),
         reference_classifier.path,
     )
-    kind = row_kind({"size": 0, **item})
+    work = work_item(item)
     stage_folders = {
         "generate": synthetic.path,
         "evaluate-S2R": s2r.path,
@@ -67,19 +67,18 @@ def compute_fter(
         "supplementation": supplementation.path,
         **({"synthetic-curve": synthetic_curve.path} if synthetic_curve is not None else {}),
     }
-    if kind == "retrieval":  # the synthetic side is select's retrieved set
+    if work.kind == "retrieval":  # the synthetic side is select's retrieved set
         del stage_folders["generate"]
     generator_time = Path(synthetic.path) / GENERATOR_STAGE_TIME
     curve = read_supplementation(supplementation.path)
     curves = None
     if real_curves is not None and synthetic_curve is not None:
         curves = (
-            read_curve(seed_folder(real_curves.path, item["seed"])),
+            read_curve(seed_folder(real_curves.path, work.seed)),
             read_curve(synthetic_curve.path),
         )
-    cells = cell_folders(item, cell.path)
     for (row, tuning_dir), (_, cell_dir) in zip(
-        cell_folders(item, tuning_set.path), cells, strict=True
+        work.cell_folders(tuning_set.path), work.cell_folders(cell.path), strict=True
     ):
         extras = {
             p.name: p
@@ -107,7 +106,7 @@ def compute_fter(
         )
         # This cell's stage times, for the report's provenance.
         seconds = read_stage_times({"select": tuning_set.path, **stage_folders})
-        if kind == "finetune" and generator_time.is_file():  # the fine-tuned model's own time
+        if work.kind == "finetune" and generator_time.is_file():  # the fine-tuned model's own time
             seconds["fine-tune"] = json.loads(generator_time.read_text())["seconds"]
         tuning = Path(synthetic.path) / "tuning.json"  # generate copies it there when it tuned
         if tuning.is_file():

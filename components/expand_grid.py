@@ -26,7 +26,7 @@ def expand_grid(
     cannot collect from an empty loop: `tgap.grid.loop_items`), or whose `generate.tune.trials`
     disagree with the spec's `compiled_tuning` (`tgap.tune.check_compiled_tuning`)."""
     from tgap.config import config_from_parameters
-    from tgap.grid import loop_items
+    from tgap.grid import config_rows, loop_items
     from tgap.tune import check_compiled_tuning
 
     config = config_from_parameters(
@@ -45,21 +45,18 @@ def expand_grid(
             "evaluation": evaluation,
         }
     )
-    rows = config.grid_rows()
+    rows = config_rows(config)
     loop_items(rows, compiled_kinds)
     check_compiled_tuning(config.generate.tune.trials, compiled_tuning)
-    print(
-        f"grid: {len(rows)} rows: "
-        + ", ".join(f"{r['method']}/{r['size']}/{r['seed']}" for r in rows)
-    )
-    return rows
+    print(f"grid: {len(rows)} rows: " + ", ".join(r.label for r in rows))
+    return [r.to_item() for r in rows]
 
 
 def grid_items(rows: list, kind: str) -> list:
     """The work items of one loop kind (`tgap.grid.KINDS`) among the expanded rows (never empty:
     expand-grid refuses a grid that leaves a compiled loop without items)."""
-    from tgap.grid import split_rows
+    from tgap.grid import parse_rows, split_rows
 
-    items = split_rows(rows)[kind]
+    items = split_rows(parse_rows(rows))[kind]
     print(f"{kind}: {len(items)} work items")
-    return items
+    return [item.to_item() for item in items]

@@ -28,14 +28,14 @@ def finetune(
     from tgap.diffusion.checkpoint_store import folder_sha256
     from tgap.diffusion.dreambooth import finetune as run_finetune
     from tgap.embed import get_embedder
-    from tgap.grid import seed_folder
+    from tgap.grid import GridRow, seed_folder
     from tgap.imageset import ImageSet
-    from tgap.methods import parse_method
     from tgap.provenance import timed_stage
 
     select_cfg = section(SelectConfig, select, "select")
     finetune_cfg = section(FinetuneConfig, finetune, "finetune")
-    method = parse_method(row["method"], select_cfg.default_embedder)
+    grid_row = GridRow.from_item(row, select_cfg.default_embedder)
+    method = grid_row.method
     embedder = None
     # Inputs the stored checkpoints' key hashes beside the row, settings and artifact contents.
     fingerprints = {"clip_weights": clip_fingerprint}
@@ -48,13 +48,13 @@ def finetune(
             base_model.path,
             ImageSet(tuning_set.path),
             method,
-            seed=int(row["seed"]),
+            seed=grid_row.seed,
             finetune=finetune_cfg,
             prompt=section(PromptConfig, prompt, "prompt"),
             diffusion=section(DiffusionConfig, diffusion, "diffusion"),
             out_dir=model.path,
             embedder=embedder,
-            class_images_dir=Path(class_images.path) / seed_folder(int(row["seed"])),
+            class_images_dir=Path(class_images.path) / seed_folder(grid_row.seed),
             base_model_uri=base_model.uri,
             fingerprints=fingerprints,
         )

@@ -26,10 +26,11 @@ def generate(
 
     from tgap.config import DataConfig, DiffusionConfig, GenerateConfig, PromptConfig, section
     from tgap.diffusion.generate import generate_image_set
-    from tgap.grid import row_kind
+    from tgap.grid import work_item
     from tgap.provenance import copy_generator_record, timed_stage
     from tgap.tune import copy_tuning_record, tuned_generate
 
+    work = work_item(item)
     generate_cfg = section(GenerateConfig, generate, "generate")
     if tuning is not None:
         generate_cfg = tuned_generate(generate_cfg, tuning.path)
@@ -41,18 +42,18 @@ def generate(
             prompt=section(PromptConfig, prompt, "prompt"),
             generate=generate_cfg,
             diffusion=section(DiffusionConfig, diffusion, "diffusion"),
-            seed=int(item["seed"]),
+            seed=work.seed,
             out_dir=synthetic.path,
         )
     # The model's description, training log and stage time travel beside the images into the
     # FTER cell, so compute-FTER never downloads the model.
     copy_generator_record(model.path, synthetic.path)
-    if row_kind({"size": 0, **item}) == "no-finetune":
+    if work.kind == "no-finetune":
         # What the report shows for a model that was not fine-tuned.
         log = {
-            "method": item["method"],
+            "method": work.method.name,
             "fine_tuned": False,
-            "message": f"not fine-tuned: method {item['method']} uses the base model",
+            "message": f"not fine-tuned: method {work.method.name} uses the base model",
             "base_model": model.path,
         }
         (Path(synthetic.path) / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")

@@ -18,6 +18,7 @@ def learning_curve(
     "synthetic": `train_set` is one work item's generated set, S→R at
     evaluation.synthetic_curve_fractions below 1 with the item's seed."""
     from tgap.config import ClassifierConfig, EvaluationConfig, section
+    from tgap.grid import work_item
     from tgap.imageset import ImageSet
     from tgap.learning_curve import real_curves_stage, synthetic_curve_stage
     from tgap.provenance import timed_stage
@@ -29,7 +30,7 @@ def learning_curve(
         if which == "real":
             real_curves_stage(train, test, classifier_cfg, evaluation_cfg, seeds, curve.path)
         elif which == "synthetic":
-            seed = int(item["seed"])
+            seed = work_item(item).seed
             synthetic_curve_stage(train, test, classifier_cfg, evaluation_cfg, seed, curve.path)
         else:
             raise ValueError(f"which {which!r}: expected 'real' or 'synthetic'")

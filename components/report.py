@@ -36,7 +36,7 @@ def report(
     from pathlib import Path
 
     from tgap.config import Config, section
-    from tgap.grid import item_rows
+    from tgap.grid import work_item
     from tgap.imageset import ImageSet
     from tgap.provenance import collect_provenance, read_stage_times
     from tgap.report import build_report
@@ -45,15 +45,15 @@ def report(
         row
         for items in (rows_finetune, rows_no_finetune, rows_retrieval)
         for item in items
-        for row in item_rows(item)
+        for row in work_item(item).rows
     ]
     sections = {
         "name": run_name,
         # The grid arrives as its flat rows; rebuild the section for the provenance table.
         "grid": {
-            "methods": list(dict.fromkeys(r["method"] for r in grid)),
-            "sizes": list(dict.fromkeys(int(r["size"]) for r in grid)),
-            "seeds": list(dict.fromkeys(int(r["seed"]) for r in grid)),
+            "methods": list(dict.fromkeys(r.method.name for r in grid)),
+            "sizes": list(dict.fromkeys(r.size for r in grid)),
+            "seeds": list(dict.fromkeys(r.seed for r in grid)),
         },
         "data": data,
         "select": select,

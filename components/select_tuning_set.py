@@ -23,23 +23,23 @@ def select_tuning_set(
     import tempfile
 
     from tgap.config import GenerateConfig, SelectConfig, section
-    from tgap.grid import cell_folders, row_kind
+    from tgap.grid import work_item
     from tgap.imageset import ImageSet, write_label_grids
-    from tgap.methods import parse_method
     from tgap.provenance import timed_stage
     from tgap.select import select_tuning_set as run_select
 
     select_cfg = section(SelectConfig, select, "select")
     generate_cfg = section(GenerateConfig, generate, "generate")
+    work = work_item(item, select_cfg.default_embedder)
     with timed_stage("select", tuning_set.path), tempfile.TemporaryDirectory() as unused:
-        for i, (row, folder) in enumerate(cell_folders(item, tuning_set.path)):
-            retrieves = row_kind(row) == "retrieval"
+        for i, (row, folder) in enumerate(work.cell_folders(tuning_set.path)):
+            retrieves = row.kind == "retrieval"
             run_select(
                 ImageSet(pool.path),
                 embeddings.path,
-                parse_method(row["method"], select_cfg.default_embedder),
-                size=int(row["size"]),
-                seed=int(row["seed"]),
+                row.method,
+                size=row.size,
+                seed=row.seed,
                 select=select_cfg,
                 n_retrieve_per_label=generate_cfg.n_per_label if retrieves else 0,
                 classifier_dir=reference_classifier.path,

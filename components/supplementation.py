@@ -16,6 +16,7 @@ def supplementation(
     """One classifier per `evaluation.supplementation_ratios` entry (an empty curve without)."""
     from tgap.config import ClassifierConfig, EvaluationConfig, GenerateConfig, section
     from tgap.evaluation import supplementation_stage
+    from tgap.grid import work_item
     from tgap.imageset import ImageSet
     from tgap.provenance import timed_stage
 
@@ -28,6 +29,6 @@ def supplementation(
             section(EvaluationConfig, evaluation, "evaluation"),
             # As many real images per label as the R→S classifier trains on.
             section(GenerateConfig, generate, "generate").n_per_label,
-            int(item["seed"]),
+            work_item(item).seed,
             curve.path,
         )

@@ -26,20 +26,22 @@ def tune_generation(
         PromptConfig,
         section,
     )
+    from tgap.grid import GridRow
     from tgap.imageset import ImageSet
     from tgap.provenance import timed_stage
     from tgap.tune import tune_generation as run_tuning
 
+    grid_row = GridRow.from_item(row)
     with timed_stage("tune-generation", tuning.path):
         run_tuning(
             model.path,
             ImageSet(real_val.path),
-            method=row["method"],
-            seed=int(row["seed"]),
+            method=grid_row.method.name,
+            seed=grid_row.seed,
             prompt=section(PromptConfig, prompt, "prompt"),
             generate=section(GenerateConfig, generate, "generate"),
             diffusion=section(DiffusionConfig, diffusion, "diffusion"),
             classifier=section(ClassifierConfig, classifier, "classifier"),
             out_dir=tuning.path,
-            size=int(row["size"]),
+            size=grid_row.size,
         )

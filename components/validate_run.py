@@ -29,6 +29,7 @@ def validate_run(
         SelectConfig,
         section,
     )
+    from tgap.grid import parse_rows
     from tgap.provenance import timed_stage
     from tgap.validate import validate_run as run_validate
 
@@ -40,7 +41,8 @@ def validate_run(
         evaluation=section(EvaluationConfig, evaluation, "evaluation"),
     )
     with timed_stage("validate-run", checked.path):
-        result = run_validate(config, rows, pool.path, real_train.path, base_model.path)
+        grid = parse_rows(rows, config.select.default_embedder)
+        result = run_validate(config, grid, pool.path, real_train.path, base_model.path)
         os.makedirs(checked.path, exist_ok=True)
         with open(os.path.join(checked.path, "validation.json"), "w") as fh:
             json.dump(result, fh, indent=2)

@@ -33,7 +33,7 @@ from kfp import compiler, dsl
 from components import build_components
 from pipelines.cluster import component_images, configure_task, on_gpu
 from tgap.config import Config, check_placement
-from tgap.grid import split_rows
+from tgap.grid import config_rows, split_rows
 from tgap.parameters import GRID_PARAMETERS, SECTIONS, pipeline_arguments
 
 # Loop kind (tgap.grid.KINDS) -> the suffix of its report inputs (cells_*, rows_*).
@@ -86,7 +86,7 @@ def build_pipeline(
     # One loop per kind of work the compiled config's grid has; expand-grid refuses a run whose
     # rows need a loop this spec lacks or leave one of its loops empty (the backend cannot
     # collect from a loop that ran no iteration).
-    kinds = split_rows(config.grid_rows())
+    kinds = split_rows(config_rows(config))
     compiled_kinds = [kind for kind in KIND_OUTPUTS if kinds[kind]]
     # A tune-generation task only in a spec compiled with trials: with none it would still
     # download its fine-tuned model, the base model and real-val (KFP's launcher fetches every

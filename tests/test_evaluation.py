@@ -21,13 +21,14 @@ from tgap.evaluation import (
     supplementation_curve,
     supplementation_stage,
 )
+from tgap.grid import GridRow
 from tgap.imageset import ImageSet, ImageSetError, ImageSetWriter
 
 NPZ = Path(__file__).resolve().parents[1] / "../shared/data/pneumoniamnist/pneumoniamnist.npz"
 LABELS = ["No Finding", "Unhealthy"]
 FAST = ClassifierConfig(epochs=4, batch_size=32)
 EVAL = EvaluationConfig(bootstrap_resamples=200)
-ROW = {"method": "random", "size": 30, "seed": 0}
+ROW = GridRow.from_item({"method": "random", "size": 30, "seed": 0})
 
 
 class StubEmbedder:

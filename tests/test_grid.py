@@ -9,10 +9,10 @@ from components.expand_grid import expand_grid
 from tgap.config import ConfigError, load_config
 from tgap.grid import (
     KINDS,
-    cell_folders,
     class_image_seeds,
-    item_rows,
+    config_rows,
     loop_items,
+    parse_rows,
     row_kind,
     split_rows,
 )
@@ -21,31 +21,30 @@ SPEC = Path(__file__).resolve().parents[1] / "pipelines" / "compiled" / "tgap.ya
 
 
 def test_thesis_rows_split_into_per_row_per_seed_and_retrieval_work():
-    rows = load_config("pipelines/configs/thesis.yaml").grid_rows()
+    rows = config_rows(load_config("pipelines/configs/thesis.yaml"))
     kinds = split_rows(rows)
     assert [len(kinds[k]) for k in ("finetune", "no-finetune", "retrieval")] == [75, 5, 15]
-    assert {r["method"] for r in kinds["finetune"]} == {
+    assert {r.method.name for r in kinds["finetune"]} == {
         "random", "spectral-pixel", "spectral-clip", "curated", "active"
     }  # fmt: skip
     # no-finetune: one item per seed, holding every size; together they are the original rows.
-    assert kinds["no-finetune"][0] == {
+    assert kinds["no-finetune"][0].to_item() == {
         "method": "no-finetune",
         "seed": 0,
         "sizes": [500, 1000, 10000],
     }
-    expanded = [r for kind in kinds.values() for item in kind for r in item_rows(item)]
-    assert sorted(map(str, expanded)) == sorted(map(str, rows))
+    expanded = [r for kind in kinds.values() for item in kind for r in item.rows]
+    assert sorted(expanded, key=str) == sorted(rows, key=str)
     assert class_image_seeds(rows) == [0, 1, 2, 3, 4]
 
 
 def test_a_grid_without_fine_tunes_needs_no_class_images(tmp_path):
-    rows = [{"method": m, "size": 5, "seed": 3} for m in ("no-finetune", "retrieval")]
+    rows = parse_rows({"method": m, "size": 5, "seed": 3} for m in ("no-finetune", "retrieval"))
     assert class_image_seeds(rows) == []
     [item] = split_rows(rows)["no-finetune"]
-    assert cell_folders(item, tmp_path) == [({"method": "no-finetune", "size": 5, "seed": 3},
-                                             tmp_path / "size-5")]  # fmt: skip
+    assert item.cell_folders(tmp_path) == [(rows[0], tmp_path / "size-5")]
     [row] = split_rows(rows)["retrieval"]
-    assert cell_folders(row, tmp_path) == [(row, tmp_path)]
+    assert row == rows[1] and row.cell_folders(tmp_path) == [(row, tmp_path)]
 
 
 def _run_form(spec: Path) -> tuple[dict, list[str]]:
@@ -74,10 +73,10 @@ def test_the_run_form_with_one_kinds_methods_unticked_is_refused_by_expand_grid(
 
 
 def test_loop_items_refuses_a_missing_or_empty_loop_and_names_both_fixes():
-    rows = [
+    rows = parse_rows([
         {"method": "random", "size": 5, "seed": 0},
         {"method": "retrieval", "size": 5, "seed": 0},
-    ]
+    ])  # fmt: skip
     assert [len(v) for v in loop_items(rows, ["finetune", "retrieval"]).values()] == [1, 0, 1]
     with pytest.raises(ConfigError, match="methods: retrieval need the retrieval loop"):
         loop_items(rows, ["finetune"])

@@ -9,7 +9,7 @@ import pytest
 from kfp.local import logging_utils, status
 
 from tgap.config import load_config
-from tgap.grid import row_kind
+from tgap.grid import config_rows
 from tgap.local_run import count_tasks, find_failure, loop_work
 from tgap.provenance import FAILURE
 from tgap.terminal import Event, LiveView, RunOutput, parse_line, route_output
@@ -164,16 +164,16 @@ def test_the_task_count_follows_the_grid(demo):
     spec, config = demo
     # 13 once-per-run tasks; 9 fine-tune items x 11 tasks (no tune-generation: demo has
     # generate.tune.trials 0), 3 no-finetune x 10, 3 retrieval x 9.
-    assert count_tasks(spec, loop_work(spec, config.grid_rows())) == 13 + 9 * 11 + 3 * 10 + 3 * 9
+    assert count_tasks(spec, loop_work(spec, config_rows(config))) == 13 + 9 * 11 + 3 * 10 + 3 * 9
     one_seed = load_config("pipelines/configs/demo.yaml", ["grid.seeds=[0]"])
-    assert count_tasks(spec, loop_work(spec, one_seed.grid_rows())) == 13 + 3 * 11 + 10 + 9
+    assert count_tasks(spec, loop_work(spec, config_rows(one_seed))) == 13 + 3 * 11 + 10 + 9
 
 
 def test_a_failed_loop_task_is_named_with_its_own_loops_work_item(demo, tmp_path):
     # Iteration i of a loop is item i of that loop's kind, not row i of the whole grid.
     spec, config = demo
-    loops = loop_work(spec, config.grid_rows())
-    kind = {row_kind(items[0]): name for name, items in loops.items()}
+    loops = loop_work(spec, config_rows(config))
+    kind = {items[0].kind: name for name, items in loops.items()}
     for loop, iteration, where in [
         (kind["retrieval"], 2, "retrieval/400/2"),
         (kind["no-finetune"], 1, "no-finetune/400/1"),  # a per-seed item

@@ -20,6 +20,7 @@ from tgap.config import (
     load_config,
 )
 from tgap.diffusion.base_model import prepare_base_model
+from tgap.grid import parse_rows
 from tgap.imageset import ImageSet, ImageSetWriter
 from tgap.ingest import ingest
 from tgap.provenance import choices
@@ -282,7 +283,7 @@ def test_report_shows_the_trial_table_and_a_history_plot_per_method(setup, tmp_p
 def test_planned_work_counts_the_trials_of_every_fine_tuned_cell():
     gen = tuning_generate(trials=8, n_per_label=6)
     methods = ("random", "active", "retrieval", "no-finetune")
-    rows = [{"method": m, "size": 10, "seed": 0} for m in methods]
+    rows = parse_rows({"method": m, "size": 10, "seed": 0} for m in methods)
     work = planned_work(gen, 2, rows)
     assert work == {"trials_per_cell": 8, "cells": 2, "images": 2 * 8 * 6 * 2,
                     "unet_evaluations": 2 * 8 * 6 * 2 * 4 * 2, "classifier_trainings": 16}  # fmt: skip

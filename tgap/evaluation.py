@@ -42,6 +42,7 @@ from tgap.classify import (
 )
 from tgap.config import ClassifierConfig, EvaluationConfig
 from tgap.curves import Point, score_point
+from tgap.grid import GridRow
 from tgap.imageset import ImageSet, ImageSetError, check_same_labels
 from tgap.learning_curve import cell_curves
 from tgap.seeding import derive_seed
@@ -169,7 +170,7 @@ def _closest_pairs_png(pairs, synthetic: np.ndarray, tuning: np.ndarray, thresho
 
 
 def compute_cell(
-    row: dict[str, Any],
+    row: GridRow,
     s2r_dir: str | Path,
     r2s_dir: str | Path,
     r2r_dir: str | Path | None,
@@ -197,25 +198,68 @@ def compute_cell(
     what the learning-curve stages wrote; ``tgap.learning_curve.cell_curves``). Undefined
     numbers are ``null`` in ``cell.json``, with the reason in ``notes``.
     """
-    for key in ("method", "size", "seed"):
-        if key not in row:
-            raise EvaluationError(f"grid row {row}: missing key {key!r}")
+    _check_sets(synthetic, real_test, tuning)
+    out_dir = Path(out_dir)
+    assets = out_dir / ASSETS
+    assets.mkdir(parents=True, exist_ok=True)
+    # Each step adds its numbers to ``cell`` and its reasons to ``notes``, in cell.json's order.
+    notes: dict[str, str] = {}
+    directions = {"s2r": s2r_dir, "r2s": r2s_dir, "r2r": r2r_dir}
+    cell = _two_way(directions, real_test, evaluation.confidence, assets, notes)
+    learning_curves = _learning_curves(cell, curves, synthetic, notes)
+    real_emb, syn_emb = _embed_set(embedder, real_test), _embed_set(embedder, synthetic)
+    cell.update(_distribution(real_emb, syn_emb, evaluation, row.seed, notes))
+    memo, space = _memorisation(synthetic, tuning, syn_emb, embedder, evaluation, assets)
+    if memo["reason"]:
+        notes["near_copy_fraction"] = memo["reason"]
+    cell.update({key: memo[key] for key in MEMORISATION_KEYS})
+    summary = _supplementation(evaluation, supplementation, assets, notes)
+    _copy_extras(extras, assets)
+    cell.update({
+        "n_synthetic": len(synthetic), "n_real_test": len(real_test), "n_tuning": len(tuning),
+    })  # fmt: skip
+    artifact = CellArtifact(
+        method=row.method.name, size=row.size, seed=row.seed, metrics=cell, notes=notes,
+        supplementation=summary, learning_curves=learning_curves,
+        text={
+            "distribution_embedder": embedder.name,
+            "distribution_embedder_description": embedder.description,
+            "memorisation_space": space,
+        },
+        assets={p.name: f"{ASSETS}/{p.name}" for p in sorted(assets.iterdir())
+                if not p.name.startswith(".")},
+        provenance=_provenance(row, directions, synthetic, real_test, tuning, evaluation),
+    )  # fmt: skip
+    artifact.write(out_dir)  # last: its presence marks a complete cell
+    cell = artifact.to_json()
+    log.info(
+        "cell %s: FTER %.3f [%.3f, %.3f] (S→R %.3f, R→S %.3f), FID %.3g, near-copies %.1f%%",
+        row.label, cell["fter"], cell["fter_ci_low"], cell["fter_ci_high"],
+        cell["s2r_auroc"], cell["r2s_auroc"], cell["fid"], 100 * cell["near_copy_fraction"],
+    )  # fmt: skip
+    return cell
+
+
+def _check_sets(synthetic: ImageSet, real_test: ImageSet, tuning: ImageSet) -> None:
     if len(synthetic) == 0:
         raise ImageSetError(f"{synthetic.root}: empty synthetic set, nothing to evaluate")
     if len(tuning) == 0:
         raise ImageSetError(f"{tuning.root}: empty tuning set")
     others = {"synthetic set": synthetic, "tuning set": tuning}
     check_same_labels(("real test set", real_test), others, EvaluationError)
-    labels = list(real_test.labels)
-    seed = int(row["seed"])
-    out_dir = Path(out_dir)
-    assets = out_dir / ASSETS
-    assets.mkdir(parents=True, exist_ok=True)
-    notes: dict[str, str] = {}
 
-    # Two-way evaluation and FTER.
-    directions = {"s2r": s2r_dir, "r2s": r2s_dir, "r2r": r2r_dir}
-    cell: dict[str, Any] = {"method": row["method"], "size": int(row["size"]), "seed": seed}
+
+def _two_way(
+    directions: dict[str, str | Path | None],
+    real_test: ImageSet,
+    confidence: float,
+    assets: Path,
+    notes: dict[str, str],
+) -> dict[str, Any]:
+    """The three directions' numbers (a missing one ``nan``, with a note) and FTER; each ROC
+    into ``assets``, and S→R's predictions beside them."""
+    labels = list(real_test.labels)
+    cell: dict[str, Any] = {}
     for prefix, eval_dir in directions.items():
         if eval_dir is None:
             cell.update(_flat(None, prefix, labels))
@@ -226,7 +270,7 @@ def compute_cell(
         others = {f"{prefix} evaluation {eval_dir}": eval_labels}
         check_same_labels(("real test set", real_test), others, EvaluationError)
         cell.update(_flat(result, prefix, labels))
-        cell.update(_interval(y, scores, prefix, evaluation.confidence))
+        cell.update(_interval(y, scores, prefix, confidence))
         if result.auroc_undefined_reason:
             notes[f"{prefix}_auroc"] = result.auroc_undefined_reason
         write_json(assets / f"roc_{prefix}.json", result.roc.to_json())
@@ -235,38 +279,71 @@ def compute_cell(
             shutil.copy2(Path(eval_dir) / PREDICTIONS, assets / S2R_PREDICTIONS)
     cell["fter"], cell["fter_ci_low"], cell["fter_ci_high"] = metrics.fter_interval(
         [cell["s2r_auroc"]], [cell["s2r_auroc_var"]], [cell["r2s_auroc"]], [cell["r2s_auroc_var"]],
-        evaluation.confidence,
+        confidence,
     )  # fmt: skip
     if not np.isfinite(cell["fter"]):
         notes["fter"] = "undefined: S→R or R→S AUROC is undefined or zero"
+    return cell
 
-    # Learning curves: the real-equivalent size of the S→R and the saturation test.
-    learning_curves = None
-    if curves is not None and np.isfinite(cell["s2r_auroc"]):
-        per_label = min(synthetic.counts().values())
-        s2r_point = Point(per_label, *(cell[f"s2r_auroc{k}"] for k in (
-            "", "_var", "_ci_low", "_ci_high")))  # fmt: skip
-        numbers, curve_notes, learning_curves = cell_curves(*curves, s2r_point, per_label)
-        cell.update(numbers)
-        notes.update(curve_notes)
 
-    # Distribution metrics in the embedder's space.
-    real_emb = _embed_set(embedder, real_test)
-    syn_emb = _embed_set(embedder, synthetic)
+def _learning_curves(
+    cell: dict[str, Any],
+    curves: tuple[dict[str, Any], dict[str, Any]] | None,
+    synthetic: ImageSet,
+    notes: dict[str, str],
+) -> dict[str, Any] | None:
+    """The real-equivalent size of the S→R and the saturation test into ``cell``; the curves
+    for the cell artifact (None without curves or an S→R AUROC)."""
+    if curves is None or not np.isfinite(cell["s2r_auroc"]):
+        return None
+    per_label = min(synthetic.counts().values())
+    s2r_point = Point(per_label, *(cell[f"s2r_auroc{k}"] for k in (
+        "", "_var", "_ci_low", "_ci_high")))  # fmt: skip
+    numbers, curve_notes, learning_curves = cell_curves(*curves, s2r_point, per_label)
+    cell.update(numbers)
+    notes.update(curve_notes)
+    return learning_curves
+
+
+DISTRIBUTION_KEYS = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage")
+
+
+def _distribution(
+    real_emb: np.ndarray,
+    syn_emb: np.ndarray,
+    evaluation: EvaluationConfig,
+    seed: int,
+    notes: dict[str, str],
+) -> dict[str, float]:
+    """Distribution metrics in the embedder's space (``nan`` when a set is too small)."""
     k = evaluation.prdc_k
     if min(len(real_emb), len(syn_emb)) > k:
-        cell.update(metrics.distribution_metrics(
+        return metrics.distribution_metrics(
             real_emb, syn_emb, k=k, kid_subsets=evaluation.kid_subsets,
             kid_subset_size=evaluation.kid_subset_size, seed=derive_seed(seed, "kid"),
-        ))  # fmt: skip
-    else:
-        for key in ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage"):
-            cell[key] = float("nan")
-        notes["fid"] = f"distribution metrics need more than prdc_k={k} images per set"
+        )  # fmt: skip
+    notes["fid"] = f"distribution metrics need more than prdc_k={k} images per set"
+    return dict.fromkeys(DISTRIBUTION_KEYS, float("nan"))
 
-    # Memorisation of the tuning set.
+
+MEMORISATION_KEYS = (
+    "near_copy_fraction", "near_copy_count", "exact_copy_count", "near_copy_threshold",
+    "nn_distance_median", "nn_distance_min", "tuning_nn_distance_median", "nn_distance_ratio",
+    "tuning_duplicates",
+)  # fmt: skip
+
+
+def _memorisation(
+    synthetic: ImageSet,
+    tuning: ImageSet,
+    syn_emb: np.ndarray,
+    embedder: Embedder,
+    evaluation: EvaluationConfig,
+    assets: Path,
+) -> tuple[dict[str, Any], str]:
+    """Memorisation of the tuning set (``metrics.memorisation``) and the space it was measured
+    in; the closest pairs' figure and ``memorisation.json`` into ``assets``."""
     # Read in chunks (memory flat in the set sizes); the pairs figure decodes its few images.
-    syn_images, tuning_images = _Images(synthetic), _Images(tuning)
     if evaluation.memorisation_space == "pixels":
         side = min(synthetic.resolution, tuning.resolution, MEMORISATION_MAX_SIDE)
         space = f"pixels at {side}x{side}, scaled to [0, 1], Euclidean distance"
@@ -277,43 +354,48 @@ def compute_cell(
     memo = metrics.memorisation(
         syn_vec, tuning_vec, evaluation.near_copy_quantile, evaluation.closest_pairs
     )
-    if memo["reason"]:
-        notes["near_copy_fraction"] = memo["reason"]
-    for key in ("near_copy_fraction", "near_copy_count", "exact_copy_count", "near_copy_threshold",
-                "nn_distance_median", "nn_distance_min", "tuning_nn_distance_median",
-                "nn_distance_ratio", "tuning_duplicates"):  # fmt: skip
-        cell[key] = memo[key]
     for pair in memo["closest_pairs"]:
         pair["synthetic_file"] = synthetic.records[pair["synthetic"]].file
         pair["tuning_file"] = tuning.records[pair["tuning"]].file
-    _closest_pairs_png(memo["closest_pairs"], syn_images, tuning_images,
+    _closest_pairs_png(memo["closest_pairs"], _Images(synthetic), _Images(tuning),
                        memo["near_copy_threshold"], assets / "closest_pairs.png")  # fmt: skip
     write_json(assets / "memorisation.json", {
         "space": space, **{k: v for k, v in memo.items() if k not in ("distances", "nearest")},
         "nn_distances": memo["distances"],
     })  # fmt: skip
+    return memo, space
 
-    # Supplementation curve (optional): what the supplementation stage wrote.
-    summary = None
-    if evaluation.supplementation_ratios:
-        curve = supplementation or {}
-        if [float(r) for r in curve.get("ratios", [])] != [
-            float(r) for r in evaluation.supplementation_ratios
-        ]:
-            raise EvaluationError(
-                f"evaluation.supplementation_ratios {evaluation.supplementation_ratios}: the "
-                f"supplementation curve given has ratios {curve.get('ratios')}"
-            )
-        write_json(assets / SUPPLEMENTATION, curve)
-        summary = Supplementation(
-            ratios=curve["ratios"], auroc=[p["auroc"] for p in curve["points"]],
-            accuracy=[p["accuracy"] for p in curve["points"]],
-            real_per_label=curve["real_per_label"],
-        )  # fmt: skip
-        if curve["note"]:
-            notes["supplementation"] = curve["note"]
 
-    # Extras (training log, selection report, sample grids) copied verbatim.
+def _supplementation(
+    evaluation: EvaluationConfig,
+    curve: dict[str, Any] | None,
+    assets: Path,
+    notes: dict[str, str],
+) -> Supplementation | None:
+    """The supplementation curve the supplementation stage wrote, into ``assets`` (None when
+    ``evaluation.supplementation_ratios`` is empty)."""
+    if not evaluation.supplementation_ratios:
+        return None
+    curve = curve or {}
+    if [float(r) for r in curve.get("ratios", [])] != [
+        float(r) for r in evaluation.supplementation_ratios
+    ]:
+        raise EvaluationError(
+            f"evaluation.supplementation_ratios {evaluation.supplementation_ratios}: the "
+            f"supplementation curve given has ratios {curve.get('ratios')}"
+        )
+    write_json(assets / SUPPLEMENTATION, curve)
+    if curve["note"]:
+        notes["supplementation"] = curve["note"]
+    return Supplementation(
+        ratios=curve["ratios"], auroc=[p["auroc"] for p in curve["points"]],
+        accuracy=[p["accuracy"] for p in curve["points"]],
+        real_per_label=curve["real_per_label"],
+    )  # fmt: skip
+
+
+def _copy_extras(extras: dict[str, Path], assets: Path) -> None:
+    """Extras (training log, selection report, sample grids) copied verbatim."""
     for name, path in extras.items():
         path = Path(path)
         if not path.exists():
@@ -324,40 +406,29 @@ def compute_cell(
         else:
             shutil.copy2(path, target)
 
-    cell.update({
-        "n_synthetic": len(synthetic), "n_real_test": len(real_test), "n_tuning": len(tuning),
-    })  # fmt: skip
-    artifact = CellArtifact(
-        method=cell.pop("method"), size=cell.pop("size"), seed=cell.pop("seed"), metrics=cell,
-        notes=notes, supplementation=summary, learning_curves=learning_curves,
-        text={
-            "distribution_embedder": embedder.name,
-            "distribution_embedder_description": embedder.description,
-            "memorisation_space": space,
-        },
-        assets={p.name: f"{ASSETS}/{p.name}" for p in sorted(assets.iterdir())
-                if not p.name.startswith(".")},
-        provenance={
-            "row": dict(row),
-            "evaluations": {k: str(v) if v is not None else None for k, v in directions.items()},
-            "sets": {name: {"path": str(s.root), "content_hash": s.info.get("content_hash", "")}
-                     for name, s in (("synthetic", synthetic), ("real_test", real_test),
-                                     ("tuning", tuning))},
-            # external:<name>: which files were evaluated (name, URI, sha256 of path + bytes).
-            **({"external_set": synthetic.info["external"]} if "external" in synthetic.info else {}),
-            "intervals": {"confidence": evaluation.confidence, "auroc": AUROC_INTERVAL,
-                          "fter": FTER_INTERVAL},
-            "evaluation": {k: getattr(evaluation, k) for k in evaluation.__dataclass_fields__},
-        },
-    )  # fmt: skip
-    artifact.write(out_dir)  # last: its presence marks a complete cell
-    cell = artifact.to_json()
-    log.info(
-        "cell %s/%s/%s: FTER %.3f [%.3f, %.3f] (S→R %.3f, R→S %.3f), FID %.3g, near-copies %.1f%%",
-        row["method"], row["size"], seed, cell["fter"], cell["fter_ci_low"], cell["fter_ci_high"],
-        cell["s2r_auroc"], cell["r2s_auroc"], cell["fid"], 100 * cell["near_copy_fraction"],
-    )  # fmt: skip
-    return cell
+
+def _provenance(
+    row: GridRow,
+    directions: dict[str, str | Path | None],
+    synthetic: ImageSet,
+    real_test: ImageSet,
+    tuning: ImageSet,
+    evaluation: EvaluationConfig,
+) -> dict[str, Any]:
+    """What the cell was computed from: the row, the evaluations' folders, the sets' hashes and
+    the evaluation settings."""
+    return {
+        "row": row.to_item(),
+        "evaluations": {k: str(v) if v is not None else None for k, v in directions.items()},
+        "sets": {name: {"path": str(s.root), "content_hash": s.info.get("content_hash", "")}
+                 for name, s in (("synthetic", synthetic), ("real_test", real_test),
+                                 ("tuning", tuning))},
+        # external:<name>: which files were evaluated (name, URI, sha256 of path + bytes).
+        **({"external_set": synthetic.info["external"]} if "external" in synthetic.info else {}),
+        "intervals": {"confidence": evaluation.confidence, "auroc": AUROC_INTERVAL,
+                      "fter": FTER_INTERVAL},
+        "evaluation": {k: getattr(evaluation, k) for k in evaluation.__dataclass_fields__},
+    }  # fmt: skip
 
 
 # --------------------------------------------------------------------------- supplementation

@@ -17,7 +17,7 @@ from tgap import storage
 from tgap.artifacts import write_json
 from tgap.checkout import pipeline_module
 from tgap.config import Config, ConfigError
-from tgap.grid import split_rows
+from tgap.grid import GridRow, WorkItem, config_rows, split_rows
 from tgap.provenance import FAILURE, TASK_LOG, TASK_LOG_ENV
 from tgap.terminal import ANSI, route_output
 
@@ -30,17 +30,15 @@ RUN_LOG = "run.log"
 class TaskFailed(RuntimeError):
     """A pipeline task failed; the message is the task's own, ``lines()`` what the CLI ends with."""
 
-    def __init__(self, task: str, row: dict | None, message: str, log: Path | None):
+    def __init__(self, task: str, row: WorkItem | None, message: str, log: Path | None):
         self.task, self.row, self.message, self.log = task, row, message, log
         super().__init__(message)
 
     def where(self) -> str:
-        if not self.row:
+        if self.row is None:
             return f"task {self.task}"
         # A loop's work item: a grid row, or a per-seed item that stands for several sizes.
-        r = self.row
-        sizes = r["size"] if "size" in r else ",".join(map(str, r["sizes"]))
-        return f"task {self.task} (grid row {r['method']}/{sizes}/{r['seed']})"
+        return f"task {self.task} (grid row {self.row.label})"
 
     def lines(self) -> list[str]:
         log = f"; its full log: {self.log}" if self.log else ""
@@ -56,7 +54,7 @@ class TaskFailed(RuntimeError):
 
 
 def find_failure(
-    run_dir: Path, loops: dict[str, list[dict]] | None, kfp_message: str = "", run_log: str = ""
+    run_dir: Path, loops: dict[str, list[WorkItem]] | None, kfp_message: str = "", run_log: str = ""
 ) -> TaskFailed:
     """The failed task of a kfp.local run folder: its name, work item (``loops``, from
     :func:`loop_work`: iteration ``i`` of ``for-loop-<n>`` is ``loops["for-loop-<n>"][i]``), own
@@ -91,7 +89,7 @@ def find_failure(
     )
 
 
-def loop_work(spec: Any, rows: list[dict]) -> dict[str, list[dict]] | None:
+def loop_work(spec: Any, rows: list[GridRow]) -> dict[str, list[WorkItem]] | None:
     """Each ``dsl.ParallelFor`` task of ``spec`` (``for-loop-<n>``, also kfp.local's folder name)
     -> the work items it iterates over for grid ``rows`` (``tgap.grid.split_rows``): its
     ``grid-items-<kind>`` producer names the kind. None when the spec has another shape."""
@@ -115,7 +113,7 @@ def loop_work(spec: Any, rows: list[dict]) -> dict[str, list[dict]] | None:
     return loops
 
 
-def count_tasks(spec: Any, loops: dict[str, list[dict]] | None) -> int | None:
+def count_tasks(spec: Any, loops: dict[str, list[WorkItem]] | None) -> int | None:
     """The container tasks a run of ``spec`` executes (for the live view): a task outside a loop
     runs once, a loop's tasks once per work item (``loops``, from :func:`loop_work`). None when
     the spec has another shape (the view then shows no total)."""
@@ -252,7 +250,7 @@ def run_local(
     run_json = output_dir / "run.json"
     env = os.environ.get(TASK_LOG_ENV)
     os.environ[TASK_LOG_ENV] = "1"
-    loops = loop_work(pipeline.pipeline_spec, config.grid_rows())
+    loops = loop_work(pipeline.pipeline_spec, config_rows(config))
     try:
         with route_output(
             output_dir / RUN_LOG, verbose, count_tasks(pipeline.pipeline_spec, loops)
@@ -272,7 +270,7 @@ def run_local(
         record = {
             "status": "failed",
             "task": failure.task,
-            "row": failure.row,
+            "row": failure.row.to_item() if failure.row is not None else None,
             "message": failure.message,
             "log": str(failure.log) if failure.log else str(output_dir / RUN_LOG),
             "kfp": kfp_message,

@@ -9,6 +9,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 Selection = Literal["random", "spectral", "kmeans", "curated", "external"]
+# The work a method's grid rows need, one pipeline loop each (``tgap.grid``): fine-tune and
+# generate; generate with the base model (a control); or no generation (a control whose
+# synthetic side is real pool images, or an external set).
+Kind = Literal["finetune", "no-finetune", "retrieval"]
+KINDS: tuple[Kind, ...] = ("finetune", "no-finetune", "retrieval")
 Generator = Literal["dreambooth", "dreambooth-active", "base", "retrieval", "external"]
 EXTERNAL = "external:"
 EMBEDDERS = ("pixel", "clip", "classifier")
@@ -26,6 +31,14 @@ class Method:
     @property
     def fine_tunes(self) -> bool:
         return self.generator in ("dreambooth", "dreambooth-active")
+
+    @property
+    def kind(self) -> Kind:
+        """The loop this method's rows run in (``KINDS``): ``external:<name>`` shares
+        ``retrieval``'s, as neither generates."""
+        if self.fine_tunes:
+            return "finetune"
+        return "no-finetune" if self.generator == "base" else "retrieval"
 
     @property
     def external_name(self) -> str | None:

@@ -35,7 +35,7 @@ import numpy as np
 from tgap import metrics
 from tgap.artifacts import ASSETS, CELL, CellArtifact
 from tgap.config import Config, ConfigError, DeviceThroughput, quantity_bytes
-from tgap.grid import class_image_seeds, item_rows, split_rows
+from tgap.grid import class_image_seeds, config_rows, split_rows
 from tgap.methods import parse_method
 from tgap.tune import planned_work
 
@@ -217,9 +217,9 @@ def plan(config: Config) -> list[Stage]:
         device = getattr(cluster, key).device
         return work * scale / _rate(cluster.throughput[device], rate_key, device)
 
-    rows = config.grid_rows()
+    rows = config_rows(config)
     kinds = split_rows(rows)
-    seeds = sorted({int(r["seed"]) for r in rows})
+    seeds = sorted({r.seed for r in rows})
     n_syn = gen.n_per_label * labels
     guidance = 2 if gen.guidance_scale != 1 else 1
     images_per_step = ft.batch_size * (2 if ft.with_prior_preservation else 1)
@@ -317,13 +317,9 @@ def plan(config: Config) -> list[Stage]:
         "embed_images_per_s" if config.evaluation.distribution_embedder == "clip"
         else "classifier_eval_images_per_s", n_syn + n_test,
     )  # fmt: skip
-    items = [dict(r, kind=k) for k in ("finetune", "retrieval") for r in kinds[k]] + [
-        dict(r, kind="no-finetune") for r in kinds["no-finetune"]
-    ]
-    for item in items:
-        kind = item["kind"]
-        cells = item_rows(item)
-        size_images = sum(r["size"] * labels for r in cells)
+    for item in [*kinds["finetune"], *kinds["retrieval"], *kinds["no-finetune"]]:
+        kind, cells = item.kind, item.rows
+        size_images = sum(r.size * labels for r in cells)
         retrieved = n_syn if kind == "retrieval" else 0
         stage("select").add(
             1, seconds("select", "ingest_images_per_s", size_images + retrieved),
@@ -371,7 +367,7 @@ def plan(config: Config) -> list[Stage]:
         stage("supplementation").add(1, supp_s, memory=supp_memory, image_epochs=supp_work)
         fractions = [f for f in config.evaluation.synthetic_curve_fractions if f < 1]
         learning_curve([round(f * gen.n_per_label) for f in fractions], "synthetic")
-        tuning = max(r["size"] for r in cells) * labels  # a task computes its cells one by one
+        tuning = max(r.size for r in cells) * labels  # a task computes its cells one by one
         cell_memory = (
             4 * embed_dim * (n_syn + n_test + tuning) + 4 * memo_side**2 * (n_syn + tuning)
             + CHUNK_BYTES

@@ -19,6 +19,7 @@ from typing import Any
 from tgap import artifacts
 from tgap.artifacts import write_json
 from tgap.config import Config
+from tgap.grid import GridRow
 
 PACKAGES = (
     "tgap",
@@ -261,7 +262,7 @@ def choices(config: Config) -> dict[str, dict[str, str]]:
 
 def collect_provenance(
     config: Config,
-    grid_rows: list[dict],
+    grid_rows: list[GridRow],
     cell_dirs: list[Path],
     *,
     base_model_dir: str | Path | None = None,
@@ -284,7 +285,7 @@ def collect_provenance(
         "versions": package_versions(),
         "python": platform.python_version(),
         "machine": f"{platform.system()} {platform.machine()}",
-        "seeds": sorted({int(r["seed"]) for r in grid_rows}),
+        "seeds": sorted({r.seed for r in grid_rows}),
         "grid_rows": len(grid_rows),
         "stage_seconds": _stage_seconds(cell_dirs),
         "choices": choices(config),

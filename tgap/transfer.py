@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 
 from tgap.config import Config
-from tgap.grid import class_image_seeds, item_rows, split_rows
+from tgap.grid import class_image_seeds, config_rows, split_rows
 from tgap.imageset import SHARD_SIZE
 
 DEFAULT_LATENCY_MS = 20.0  # per object: one GET or PUT round trip inside a cloud region
@@ -111,9 +111,9 @@ def transfers(config: Config, shard_size: int = SHARD_SIZE) -> list[StageTransfe
     n_source, n_pool, n_train, n_val, n_test = split_sizes(config)
     side, gen_side = data.resolution, config.diffusion.sample_size
     n_syn = gen.n_per_label * labels
-    rows = config.grid_rows()
+    rows = config_rows(config)
     kinds = split_rows(rows)
-    seeds = sorted({int(r["seed"]) for r in rows})
+    seeds = sorted({r.seed for r in rows})
     shapes = generator_shapes(config)
     tuned_spec = gen.tune.trials > 0
 
@@ -160,9 +160,9 @@ def transfers(config: Config, shard_size: int = SHARD_SIZE) -> list[StageTransfe
     cells = []
     for kind in ("finetune", "no-finetune", "retrieval"):
         for item in kinds[kind]:
-            item_cells = item_rows(item)
+            item_cells = item.rows
             cells += item_cells
-            tuning_sets = [image_set(r["size"] * labels, side, shard_size) for r in item_cells]
+            tuning_sets = [image_set(r.size * labels, side, shard_size) for r in item_cells]
             retrieved = image_set(n_syn, side, shard_size) if kind == "retrieval" else empty_set
             task("select", [pool, embeddings, classifier], [*tuning_sets, retrieved])
             generator = [base]

@@ -42,6 +42,7 @@ from tgap.config import (
     GenerateConfig,
     PromptConfig,
 )
+from tgap.grid import GridRow
 from tgap.imageset import ImageSet
 from tgap.seeding import derive_seed
 
@@ -407,8 +408,8 @@ def check_compiled_tuning(trials: int, compiled_tuning: bool) -> None:
         )
 
 
-def planned_work(generate: GenerateConfig, n_labels: int, rows: list[dict]) -> dict[str, Any]:
-    """What the tune-generation stage adds over the grid ``rows`` (``Config.grid_rows()``).
+def planned_work(generate: GenerateConfig, n_labels: int, rows: list[GridRow]) -> dict[str, Any]:
+    """What the tune-generation stage adds over the grid ``rows`` (``tgap.grid.parse_rows``).
 
     For ``tgap plan`` to count.
 
@@ -425,10 +426,8 @@ def planned_work(generate: GenerateConfig, n_labels: int, rows: list[dict]) -> d
     g = space.guidance_scale or [generate.guidance_scale]
     passes = 1 if g == [1.0] * len(g) else 2
     images = tune.trials * tune.n_per_label * n_labels
-    from tgap.grid import row_kind
-
     # tune-generation runs in the fine-tune loop only: no-finetune and retrieval cells tune nothing.
-    cells = sum(row_kind(row) == "finetune" for row in rows)
+    cells = sum(row.kind == "finetune" for row in rows)
     return {
         "trials_per_cell": tune.trials,
         "cells": cells,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tgap.config import Config
-from tgap.methods import parse_method
+from tgap.grid import GridRow
 
 MODEL_INFO = "tgap_model.json"  # written by tgap.diffusion.build (not imported: it loads torch)
 
@@ -60,7 +60,7 @@ def _curated_count(config: Config) -> tuple[int | None, str]:
 
 def check_rows(
     config: Config,
-    rows: list[dict[str, Any]],
+    rows: list[GridRow],
     counts: dict[str, dict[str, int]],
     model_info: dict[str, Any],
     size_factor: int,
@@ -101,9 +101,8 @@ def check_rows(
 
     curated: tuple[int | None, str] | None = None
     for row in rows:
-        method = parse_method(row["method"], config.select.default_embedder)
-        size = int(row["size"])
-        where = f"grid row {row['method']}/{size}/{int(row['seed'])}"
+        method, size = row.method, row.size
+        where = f"grid row {row.label}"
         if method.selection == "curated":
             curated = curated or _curated_count(config)
             count, error = curated
@@ -140,7 +139,7 @@ def check_rows(
 
 def validate_run(
     config: Config,
-    rows: list[dict[str, Any]],
+    rows: list[GridRow],
     pool_dir: str | Path,
     train_dir: str | Path,
     base_model_dir: str | Path,

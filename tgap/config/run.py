@@ -29,6 +29,9 @@ from tgap.config.schema import (
     SelectConfig,
 )
 
+if typing.TYPE_CHECKING:
+    from tgap.methods import Method
+
 
 @dataclass
 class Config:
@@ -158,7 +161,7 @@ def validate(config: Config) -> None:
 
     _validate_curves(config)
     _validate_data_layout(config.data)
-    _validate_external_sets(config)
+    _validate_external_sets(config, methods)
 
 
 def _validate_curves(config: Config) -> None:
@@ -194,7 +197,7 @@ def _validate_curves(config: Config) -> None:
         )
 
 
-def _validate_external_sets(config: Config) -> None:
+def _validate_external_sets(config: Config, methods: list[Method]) -> None:
     """Every ``external:<name>`` grid method names a set in ``select.external_sets``."""
     sets = config.select.external_sets
     for name, uri in sets.items():
@@ -202,10 +205,10 @@ def _validate_external_sets(config: Config) -> None:
             raise ConfigError(
                 f"select.external_sets.{name}: expected a name without ':' and a URI, got {uri!r}"
             )
-    for i, method in enumerate(config.grid.methods):
-        if method.startswith("external:") and method.removeprefix("external:") not in sets:
+    for i, method in enumerate(methods):
+        if method.external_name is not None and method.external_name not in sets:
             raise ConfigError(
-                f"grid.methods[{i}]: {method!r} names no set in select.external_sets "
+                f"grid.methods[{i}]: {method.name!r} names no set in select.external_sets "
                 f"(known: {', '.join(sorted(sets)) or 'none'})"
             )
 
