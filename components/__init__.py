@@ -29,27 +29,21 @@ from components.supplementation import supplementation
 from components.train_classifier import train_classifier
 from components.tune_generation import tune_generation
 from components.validate_run import validate_run
+from tgap import config
 
-# Stage name (tgap.config.STAGES, what `cluster.gpu_stages` lists) -> stage function.
+# Each stage's function is named after its stage (`fine-tune` -> `fine_tune`), but for these.
+_NAMED_OTHERWISE = {"select": "select_tuning_set", "fine-tune": "finetune"}
+_FUNCTIONS = {
+    func.__name__: func
+    for func in (
+        class_images, compute_fter, embed, evaluate_classifier, expand_grid, finetune,
+        fingerprint, generate, grid_items, ingest, learning_curve, prepare_base_model, report,
+        select_tuning_set, supplementation, train_classifier, tune_generation, validate_run,
+    )
+}  # fmt: skip
+# Stage name (the names are tgap.config.STAGES, what `cluster.gpu_stages` lists) -> function.
 STAGES = {
-    "expand-grid": expand_grid,
-    "grid-items": grid_items,
-    "fingerprint": fingerprint,
-    "ingest": ingest,
-    "prepare-base-model": prepare_base_model,
-    "train-classifier": train_classifier,
-    "embed": embed,
-    "select": select_tuning_set,
-    "class-images": class_images,
-    "fine-tune": finetune,
-    "tune-generation": tune_generation,
-    "generate": generate,
-    "evaluate-classifier": evaluate_classifier,
-    "supplementation": supplementation,
-    "learning-curve": learning_curve,
-    "compute-fter": compute_fter,
-    "validate-run": validate_run,
-    "report": report,
+    name: _FUNCTIONS[_NAMED_OTHERWISE.get(name, name.replace("-", "_"))] for name in config.STAGES
 }
 # Stages on the GPU image even when they ask for no GPU: preparing the base model loads it.
 GPU_IMAGE = {"prepare-base-model"}

@@ -34,24 +34,10 @@ from components import build_components
 from pipelines.cluster import component_images, configure_task, on_gpu
 from tgap.config import Config, check_placement
 from tgap.grid import config_rows, split_rows
-from tgap.parameters import GRID_PARAMETERS, SECTIONS, pipeline_arguments
+from tgap.parameters import GRID_PARAMETERS, PARAMETER_HELP, SECTIONS, pipeline_arguments
 
 # Loop kind (tgap.grid.KINDS) -> the suffix of its report inputs (cells_*, rows_*).
 KIND_OUTPUTS = {"finetune": "finetune", "no-finetune": "no_finetune", "retrieval": "retrieval"}
-PARAMETER_HELP = {
-    "run_name": "A name for this run, shown in the report.",
-    "data": "Real data: source URI, format, resolution, label policy, patient-level split.",
-    "methods": "Tuning-set selection methods, e.g. [random, active]; one branch per method x size x seed.",
-    "sizes": "Tuning-set sizes (images per label), e.g. [500, 1000].",
-    "seeds": "Seeds, e.g. [0, 1, 2].",
-    "select": "Tuning-set selection: embedders, k clusters, curated source, CLIP weights URI.",
-    "diffusion": "Base generator: Stable Diffusion URI or the tiny preset, precision, device.",
-    "prompt": "Prompt template, prompt word per label, identifier token, class prompt.",
-    "finetune": "DreamBooth: steps, batch, learning rate, prior preservation, LoRA, active selection.",
-    "generate": "Sampling: images per label, scheduler, steps, guidance scale.",
-    "classifier": "Two-way evaluation classifier: small-cnn or densenet121 (CheXNet), training.",
-    "evaluation": "Bootstrap intervals, supplementation ratios, distribution-metric embedder.",
-}
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 

@@ -14,9 +14,11 @@ from safetensors.torch import load_file
 
 from tgap import metrics
 from tgap.classify import (
+    ARCHS,
     NORMALISATION,
     Classifier,
     ClassifierError,
+    build_model,
     evaluate_classifier,
     head_loss,
     load_resized,
@@ -67,6 +69,13 @@ def trained(sets, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("clf") / "model"
     train_classifier(sets["train"], ClassifierConfig(), seed=0, size_per_label=None, out_dir=out)
     return out
+
+
+def test_every_config_arch_has_a_model_and_a_normalisation():
+    # ARCHS is the config's classifier.arch choices: a new one needs both of these.
+    for arch in ARCHS:
+        channels = NORMALISATION[arch]["channels"]
+        assert build_model(arch, 3)(torch.zeros(2, channels, 32, 32)).shape == (2, 3)
 
 
 def test_small_cnn_reaches_a_sensible_auroc_on_real_xrays(trained, sets, tmp_path):

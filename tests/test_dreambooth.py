@@ -24,13 +24,20 @@ from tiny import real_image_set, tiny_diffusion, tiny_finetune
 
 from tgap import storage
 from tgap.artifacts import TrainingLog
-from tgap.config import ActiveConfig, PromptConfig
+from tgap.config import ActiveConfig, DiffusionConfig, FinetuneConfig, PromptConfig
 from tgap.diffusion.active import UntrainedError, cosine_similarity, max_skips
 from tgap.diffusion.base_model import prepare_base_model
 from tgap.diffusion.build import ModelError, load_model
 from tgap.diffusion.checkpoint_store import CheckpointStore, checkpoint_prefix
 from tgap.diffusion.dreambooth import checkpoint_identity, finetune
-from tgap.diffusion.training import Examples, TrainData, batch_plan, dreambooth_loss, make_batch
+from tgap.diffusion.training import (
+    Examples,
+    LoopSettings,
+    TrainData,
+    batch_plan,
+    dreambooth_loss,
+    make_batch,
+)
 from tgap.imageset import ImageSet
 from tgap.methods import parse_method
 
@@ -51,6 +58,16 @@ def setup(tmp_path_factory):
 
 def unet_weights(model_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(model_dir / "unet" / "diffusion_pytorch_model.safetensors")
+
+
+def test_loop_settings_are_the_config_keys_of_their_names():
+    finetune = FinetuneConfig(steps=7, lora_rank=2, lr_scheduler="cosine", lr_warmup_steps=3)
+    diffusion = DiffusionConfig(attention="default", mixed_precision="bf16", seed=9)
+    settings = LoopSettings.from_config(finetune, diffusion, seed=5)
+    assert (settings.steps, settings.lora_rank, settings.lr_scheduler) == (7, 2, "cosine")
+    assert (settings.lr_warmup_steps, settings.batch_size) == (3, finetune.batch_size)
+    assert (settings.attention, settings.mixed_precision) == ("default", "bf16")
+    assert settings.seed == 5  # the caller's seed, not diffusion.seed
 
 
 def test_loss_decreases_on_a_tiny_run(setup, tmp_path):

@@ -10,8 +10,16 @@ from kfp import components
 
 from components import STAGES as STAGE_FUNCTIONS
 from pipelines import images
-from pipelines.tgap_pipeline import PARAMETER_HELP, compile_pipeline, pipeline_arguments
-from tgap.config import Config, ConfigError, config_from_parameters, load_config, section
+from pipelines.tgap_pipeline import compile_pipeline, pipeline_arguments
+from tgap.config import (
+    STAGES,
+    Config,
+    ConfigError,
+    config_from_parameters,
+    load_config,
+    section,
+)
+from tgap.parameters import PARAMETER_HELP
 from tgap.provenance import REAL_TEST_READERS, REAL_VAL_READERS
 
 COMMITTED = Path("pipelines/compiled/tgap.yaml")
@@ -25,6 +33,17 @@ def _spec(path: Path) -> dict:
 def _documents(path: Path) -> list[dict]:
     # The header comment lists defaults in an unstable dict order; the documents are stable.
     return list(yaml.safe_load_all(path.read_text()))
+
+
+def test_every_stage_function_is_a_config_stage():
+    import components
+
+    # components.STAGES is derived from tgap.config.STAGES: a stage without a function fails
+    # at import; this catches a function no stage names (it would never become a component).
+    assert list(components.STAGES) == list(STAGES)
+    assert sorted(components._FUNCTIONS.values(), key=id) == sorted(
+        STAGE_FUNCTIONS.values(), key=id
+    )
 
 
 def test_compiled_spec_parses_with_kfp_loader(tmp_path):

@@ -27,7 +27,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -47,6 +47,7 @@ from tgap.artifacts import (
     write_json,
 )
 from tgap.config import ClassifierConfig
+from tgap.config.schema import ClassifierArch, ClassifierHead
 from tgap.device import pick_device
 from tgap.imageset import ImageSet, ImageSetError, check_same_labels, to_grey_square
 from tgap.seeding import derive_seed, seed_everything, torch_generator
@@ -56,8 +57,8 @@ log = logging.getLogger(__name__)
 WEIGHTS = "model.safetensors"
 INFO = CLASSIFIER_INFO
 METRICS = EVALUATION
-ARCHS = ("small-cnn", "densenet121")
-HEADS = ("softmax", "sigmoid")
+ARCHS = get_args(ClassifierArch)  # the config's classifier.arch choices
+HEADS = get_args(ClassifierHead)
 # small-cnn: pixels/255 mapped to roughly zero mean, unit spread; densenet121: ImageNet stats.
 NORMALISATION = {
     "small-cnn": {"mean": [0.5], "std": [0.25], "channels": 1},

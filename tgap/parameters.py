@@ -7,23 +7,30 @@ installed wheel, with no checkout: the spec comes compiled, the arguments are bu
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import typing
 from typing import Any
 
 from tgap.config import Config
 
 GRID_PARAMETERS = ("methods", "sizes", "seeds")
-# Config sections sent as one dict parameter each (every section but `cluster`, which is
-# compile-time only, and `grid`, which is the three GRID_PARAMETERS).
-SECTIONS = (
-    "data",
-    "select",
-    "diffusion",
-    "prompt",
-    "finetune",
-    "generate",
-    "classifier",
-    "evaluation",
+_SECTION_TYPES = typing.get_type_hints(Config)
+# Config sections sent as one dict parameter each: every section of `Config` but `cluster`,
+# which is compile-time only, and `grid`, which is the three GRID_PARAMETERS.
+SECTIONS = tuple(
+    name
+    for name, tp in _SECTION_TYPES.items()
+    if dataclasses.is_dataclass(tp) and name not in ("grid", "cluster")
 )
+# The run form's help of each parameter; a section's is the first line of its docstring.
+PARAMETER_HELP = {
+    "run_name": "A name for this run, shown in the report.",
+    "methods": "Tuning-set selection methods, e.g. [random, active]; one branch per method x size x seed.",
+    "sizes": "Tuning-set sizes (images per label), e.g. [500, 1000].",
+    "seeds": "Seeds, e.g. [0, 1, 2].",
+    **{name: inspect.getdoc(_SECTION_TYPES[name]).splitlines()[0] for name in SECTIONS},
+}
 
 
 def without_nulls(value: Any) -> Any:

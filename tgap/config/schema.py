@@ -33,6 +33,14 @@ def _seconds(value: str) -> str | None:
     return None if re.fullmatch(r"\d+s", value) else "a duration in seconds such as '60s'"
 
 
+# Choices used by more than one key, or read by the code that implements them
+# (tgap.classify.ARCHS and HEADS, tgap.diffusion.generate.SCHEDULERS are these).
+ClassifierArch = Literal["small-cnn", "densenet121"]
+ClassifierHead = Literal["softmax", "sigmoid"]
+Embedder = Literal["pixel", "clip", "classifier"]
+Scheduler = Literal["ddim", "ddpm", "dpm-solver++", "euler", "pndm"]
+Device = Literal["auto", "cpu", "cuda"]
+
 # diffusers.optimization.get_scheduler names.
 LR_SCHEDULERS = (
     "linear",
@@ -101,7 +109,10 @@ class CsvFormatConfig:
 
 @dataclass
 class DataConfig:
-    """Where the real images come from and how their labels map onto the run's labels."""
+    """Real data: source URI, format, resolution, label policy, patient-level split.
+
+    Where the real images come from and how their labels map onto the run's labels.
+    """
 
     # A folder, file or URI of the real images; no default (the presets name theirs). A local run
     # refuses an empty one at start, naming the key.
@@ -151,7 +162,7 @@ class GridConfig:
 
 @dataclass
 class SelectConfig:
-    """Tuning-set selection: embedders and clustering."""
+    """Tuning-set selection: embedders, k clusters, curated source, CLIP weights URI."""
 
     k: int = param(10, ge=1)
     # Clustered methods: cluster (and pick from) a seeded random sample of this many pool images
@@ -160,7 +171,7 @@ class SelectConfig:
     pixel_side: int = param(16, ge=1)
     n_neighbors: int = param(10, ge=1)
     # Embedding used by the methods that name none (`active`, `curated` pseudo-labels, retrieval).
-    default_embedder: Literal["pixel", "clip", "classifier"] = "classifier"
+    default_embedder: Embedder = "classifier"
     clip_model: str = "ViT-B-32"
     clip_weights: str = ""
     curated_source: str = ""
@@ -173,7 +184,10 @@ class SelectConfig:
 
 @dataclass
 class DiffusionConfig:
-    """The base generator: a diffusers Stable Diffusion folder/URI, or a preset built from config."""
+    """Base generator: Stable Diffusion URI or the tiny preset, precision, device.
+
+    A diffusers Stable Diffusion folder/URI, or a preset built from config (``tiny-pixel``).
+    """
 
     base_model: str = "tiny-pixel"
     # tiny-pixel only: a CLIP tokenizer folder (vocab.json, merges.txt); the presets name theirs.
@@ -187,7 +201,7 @@ class DiffusionConfig:
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     gradient_checkpointing: bool = False
     attention: Literal["sdpa", "default"] = "sdpa"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
     # tiny-pixel only: what the denoiser predicts, and the training noise schedule (pixel space
     # needs the DDPM "linear" schedule: SD's "scaled_linear" leaves visible signal at t=T).
     prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
@@ -207,7 +221,10 @@ class DiffusionConfig:
 
 @dataclass
 class PromptConfig:
-    """Prompts shared by fine-tuning and generation."""
+    """Prompt template, prompt word per label, identifier token, class prompt.
+
+    Shared by fine-tuning and generation.
+    """
 
     template: str = param("an image of {label} chest X-ray", check=_names_label)
     # Run label -> word used in prompts (the thesis prompts `Healthy` for `No Finding`).
@@ -225,7 +242,7 @@ class ActiveConfig:
     threshold: float | Literal["auto"] = param(0.3, ge=-1.0, le=1.0)
     n_generate: int = param(4, ge=1)
     sampler_steps: int = param(10, ge=1)
-    embedder: Literal["pixel", "clip", "classifier"] = "pixel"
+    embedder: Embedder = "pixel"
     similarity: Literal["mean-embedding", "mean-pairwise"] = "mean-embedding"
     target_skip: float = param(0.5, ge=0.0, le=1.0)
     calibration_batches: int = param(8, ge=1)
@@ -243,7 +260,7 @@ class ActiveConfig:
 
 @dataclass
 class FinetuneConfig:
-    """DreamBooth fine-tuning."""
+    """DreamBooth: steps, batch, learning rate, prior preservation, LoRA, active selection."""
 
     steps: int = param(800, ge=1)
     batch_size: int = param(32, ge=1)
@@ -278,9 +295,7 @@ class TuneSpaceConfig:
     # Sample the guidance scale on a log scale (needs low > 0).
     guidance_log: bool = False
     # Scheduler choices (categorical); [] = keep generate.scheduler.
-    schedulers: list[Literal["ddim", "ddpm", "dpm-solver++", "euler", "pndm"]] = field(
-        default_factory=list
-    )
+    schedulers: list[Scheduler] = field(default_factory=list)
 
 
 @dataclass
@@ -307,12 +322,12 @@ class TuneConfig:
 
 @dataclass
 class GenerateConfig:
-    """Sampling the synthetic set."""
+    """Sampling: images per label, scheduler, steps, guidance scale."""
 
     # At least 2: the synthetic-trained classifier keeps one image per label to validate on.
     n_per_label: int = param(500, ge=2)
     batch_size: int = param(64, ge=1)
-    scheduler: Literal["ddim", "ddpm", "dpm-solver++", "euler", "pndm"] = "ddim"
+    scheduler: Scheduler = "ddim"
     steps: int = param(50, ge=1)
     guidance_scale: float = param(1.0, ge=0)
     # Prompt of the "unconditional" half of classifier-free guidance. "" is the usual choice for
@@ -325,14 +340,14 @@ class GenerateConfig:
 
 @dataclass
 class ClassifierConfig:
-    """The classifier of the two-way evaluation (CheXNet = densenet121)."""
+    """Two-way evaluation classifier: small-cnn or densenet121 (CheXNet), training."""
 
-    arch: Literal["small-cnn", "densenet121"] = "small-cnn"
+    arch: ClassifierArch = "small-cnn"
     # softmax: one distribution over the labels (cross-entropy); with two labels one score is
     # 1 - the other, so both per-class AUROCs are one number. sigmoid: an independent logistic
     # output per label (one-vs-rest binary cross-entropy, CheXNet's head), so each label's AUROC
     # ranks its own output.
-    head: Literal["softmax", "sigmoid"] = "softmax"
+    head: ClassifierHead = "softmax"
     weights: str = ""
     resolution: int = param(32, ge=8)
     epochs: int = param(15, ge=1)
@@ -342,12 +357,15 @@ class ClassifierConfig:
     augment: bool = True
     patience: int = param(4, ge=1)
     # Training device: auto = CUDA when present (seeded runs are bit-identical on the CPU only).
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
 
 
 @dataclass
 class EvaluationConfig:
-    """Statistics around the two-way evaluation."""
+    """Bootstrap intervals, supplementation ratios, distribution-metric embedder.
+
+    Statistics around the two-way evaluation.
+    """
 
     bootstrap_resamples: int = param(1000, ge=1)
     confidence: float = param(0.95, gt=0, lt=1)
@@ -367,7 +385,7 @@ class EvaluationConfig:
     synthetic_curve_fractions: list[float] = param(
         default_factory=lambda: [0.25, 0.5, 1.0], gt=0, le=1, unique=True
     )
-    distribution_embedder: Literal["pixel", "clip", "classifier"] = "classifier"
+    distribution_embedder: Embedder = "classifier"
     near_copy_quantile: float = param(0.01, gt=0, lt=1)
     # k of the k-nearest-neighbour balls of precision/recall/density/coverage (Naeem et al. use 5).
     prdc_k: int = param(5, ge=1)

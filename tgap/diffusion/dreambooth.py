@@ -188,21 +188,7 @@ def finetune(
         data.prompts = prompts + [prompt.class_prompt]
         data.class_prompt_index = len(prompts)
 
-    settings = LoopSettings(
-        steps=finetune.steps,
-        batch_size=finetune.batch_size,
-        learning_rate=finetune.learning_rate,
-        lr_warmup_steps=finetune.lr_warmup_steps,
-        lr_scheduler=finetune.lr_scheduler,
-        prior_loss_weight=finetune.prior_loss_weight,
-        train_text_encoder=finetune.train_text_encoder,
-        lora_rank=finetune.lora_rank,
-        checkpoint_every=finetune.checkpoint_every,
-        mixed_precision=diffusion.mixed_precision,
-        gradient_checkpointing=diffusion.gradient_checkpointing,
-        attention=diffusion.attention,
-        seed=derive_seed(seed, "finetune"),
-    )
+    settings = LoopSettings.from_config(finetune, diffusion, derive_seed(seed, "finetune"))
     probe = None
     if method.generator == "dreambooth-active":
         probe = ActiveProbe(finetune.active, embedder, settings.seed, settings.steps)

@@ -13,12 +13,14 @@ import inspect
 import logging
 import time
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from tgap.config import DiffusionConfig, GenerateConfig, PromptConfig
+from tgap.config.schema import Scheduler
 from tgap.device import pick_device, torch_dtype
 from tgap.diffusion.build import DiffusionModel, load_model
 from tgap.imageset import ImageSet, ImageSetWriter, write_label_grids
@@ -26,7 +28,7 @@ from tgap.seeding import derive_seed, torch_generator
 
 log = logging.getLogger(__name__)
 
-SCHEDULERS = ("ddim", "ddpm", "dpm-solver++", "euler", "pndm")
+SCHEDULERS = get_args(Scheduler)  # the config's generate.scheduler choices
 
 
 def prompt_for(label: str, prompt: PromptConfig) -> str:

@@ -20,7 +20,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from tgap.config import DiffusionConfig, FinetuneConfig
 from tgap.device import peak_memory_mb, torch_dtype
 from tgap.diffusion.build import DiffusionModel, ModelError
 from tgap.diffusion.checkpoint_store import CheckpointStore
@@ -43,7 +44,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LoopSettings:
-    """What ``train_loop`` needs from the config sections (one place, so pretrain can share it)."""
+    """What ``train_loop`` needs from the config sections (one place, so pretrain can share it).
+
+    Every field but ``seed`` is the key of the same name in ``finetune`` or ``diffusion``:
+    ``from_config`` copies them by name, so a setting added here is read from the config by
+    naming it alike. The defaults are a plain loop's (pretrain's), not the fine-tune's.
+    """
 
     steps: int
     batch_size: int
@@ -58,6 +64,18 @@ class LoopSettings:
     gradient_checkpointing: bool = False
     attention: str = "sdpa"
     seed: int = 0
+
+    @classmethod
+    def from_config(
+        cls, finetune: FinetuneConfig, diffusion: DiffusionConfig, seed: int
+    ) -> LoopSettings:
+        """The fine-tune's settings: each field from the section that has a key of its name."""
+        values = {
+            f.name: getattr(finetune if hasattr(finetune, f.name) else diffusion, f.name)
+            for f in fields(cls)
+            if f.name != "seed"
+        }
+        return cls(**values, seed=seed)
 
 
 class Examples:
