@@ -882,3 +882,43 @@ def test_real_equivalent_table_metrics_and_saturation_line(tmp_path):
     assert 'id="table-real-equivalent"' in html_text and "Learning curves" in html_text
     entries = json.loads(Path(result["results.json"]).read_text())["real_equivalent"]
     assert [(e["method"], e["saturated_seeds"]) for e in entries] == [("random", 2), ("active", 0)]
+
+
+# --------------------------------------------------------------------------- the templates
+
+MARKUP = "<script>alert('x')</script> & <b>\"bold\"</b>"
+
+
+def test_every_value_on_the_page_is_escaped(tmp_path):
+    """Names, notes, ingest facts and provenance carrying markup show as text, never as tags."""
+    dirs = [write_cell(tmp_path / "cells", "random", 500, i, assets=False) for i in range(2)]
+    _set(dirs[0], notes={"fid": MARKUP}, memorisation_space=MARKUP)
+    config = grid_config(["random"], [500], [0, 1], name=MARKUP)
+    config.description = MARKUP
+    ingest = {"split": MARKUP, "leakage_warning": MARKUP, "skipped_corrupt": 1,
+              "corrupt_files": [{"file": MARKUP, "reason": MARKUP}]}  # fmt: skip
+    provenance = {**PROVENANCE, "ingest": ingest, MARKUP: {MARKUP: [MARKUP, 1.5]}}
+    build_report(dirs, config, provenance, tmp_path / "out")
+    page = parse((tmp_path / "out" / "report.html").read_text())
+    assert not any(tag in ("script", "b") for tag, _ in page.tags)
+    texts = []
+    page.handle_data = texts.append  # every text node of a second pass
+    page.feed((tmp_path / "out" / "report.html").read_text())
+    shown = "".join(texts)
+    # the title, h1, description, split, warning, skipped file and reason, note, space, provenance
+    assert shown.count(MARKUP) >= 10
+
+
+def test_the_templates_are_package_data_of_the_wheel():
+    """A non-editable install carries only the files pyproject's package-data globs name."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    patterns = project["tool"]["setuptools"]["package-data"]["tgap.report"]
+    package = root / "tgap" / "report"
+    templates = [p.relative_to(package).as_posix() for p in (package / "templates").rglob("*")
+                 if p.is_file() and "__pycache__" not in p.parts]  # fmt: skip
+    assert "templates/report.html" in templates and "templates/base.html" in templates
+    shipped = {q.relative_to(package).as_posix() for p in patterns for q in package.glob(p)}
+    assert set(templates) <= shipped

@@ -14,7 +14,9 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tgap.artifacts import json_safe
 from tgap.artifacts import write_text as _write
@@ -24,11 +26,13 @@ from tgap.report import html as h
 from tgap.report.images import ImageBudget
 from tgap.report.markdown import summary_markdown
 from tgap.report.tables import (
-    FLAG_TEXT,
     FLAT_NAMES,
     POWER,
     R2S_NOT_PAIRED,
+    Cell,
+    Group,
     ReportError,
+    Stat,
     active_thresholds,
     add_cell_flags,
     aggregate,
@@ -44,7 +48,7 @@ from tgap.report.tables import (
     reference_by_size,
     settings_chosen_on,
 )
-from tgap.report.tuning import conditioning_note, tuning_section
+from tgap.report.tuning import tuning_section
 
 __all__ = ["ReportError", "build_report", "load_cell", "load_cells", "FLAT_NAMES"]
 
@@ -54,46 +58,31 @@ log = logging.getLogger(__name__)
 _TWO_WAY_PREFIXES = ("s2r_", "r2s_", "r2r_", "fter")
 DISTRIBUTION = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage")
 MEMORISATION_PREFIXES = ("near_copy", "exact_copy", "nn_", "tuning_")
+FILES = ("report.html", "summary.md", "results.csv", "results.json", "metrics.json")
 
 
-def _metric_sections(groups: list, cells: list) -> str:
-    """Distribution metrics, memorisation metrics and any other numbers, one table each."""
-    keys = sorted({k for g in groups for k in g.stats if not k.startswith(_TWO_WAY_PREFIXES)})
-    distribution = [k for k in DISTRIBUTION if k in keys]
-    memorisation = [k for k in keys if k.startswith(MEMORISATION_PREFIXES)]
-    other = [k for k in keys if k not in distribution and k not in memorisation]
+@dataclass
+class Analysis:
+    """Every number the report's files show, computed once from the cells."""
 
-    def described(key: str) -> str:
-        values = sorted({str(c.extra[key]) for c in cells if isinstance(c.extra.get(key), str)})
-        return f'<p class="note">{h.esc("; ".join(values))}</p>' if values else ""
-
-    parts = ["<h3>Distribution (synthetic vs real test)</h3>"]
-    if distribution:
-        parts += [
-            described("distribution_embedder_description"),
-            h.other_metrics_table(groups, distribution, "table-distribution"),
-        ]
-    else:
-        parts.append(h.absent("No distribution metrics (FID, KID, precision/recall) in any cell."))
-    parts.append("<h3>Memorisation (synthetic vs tuning set)</h3>")
-    if memorisation:
-        parts += [
-            described("memorisation_space"),
-            h.other_metrics_table(groups, memorisation, "table-memorisation"),
-        ]
-    else:
-        parts.append(h.absent("No memorisation metrics (near copies) in any cell."))
-    if other:
-        parts += ["<h3>Other numbers</h3>", h.other_metrics_table(groups, other, "table-other")]
-    return "".join(parts)
-
-
-def _plot_section(
-    title: str, png: bytes | None, caption: str, missing: str, budget: ImageBudget
-) -> str:
-    if png is None:
-        return f"<h3>{h.esc(title)}</h3>" + h.absent(missing)
-    return f"<h3>{h.esc(title)}</h3>" + h.figure(budget.take(png), caption, title)
+    cells: list[Cell]
+    labels: list[str]
+    methods: list[str]
+    sizes: list[int]
+    seeds: list[int]
+    confidence: float
+    groups: list[Group]
+    untrained: set[str]  # fine-tunes flagged "did not train": the base model, never ranked
+    compared: list[dict[str, Any]]
+    best: dict[str, dict[int, list[str]]]
+    not_separated: dict[str, dict[int, str]]
+    reference: dict[str, dict[int, Stat]]
+    fter_flags: dict[tuple[str, int], str]
+    columns: list[str]  # results.csv
+    rows: list[dict[str, Any]]
+    metrics: dict[str, float]
+    chosen_on: str
+    curve_rows: list[curves.Row]
 
 
 def build_report(
@@ -109,21 +98,40 @@ def build_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     provenance = provenance or {}
-    cells = load_cells([Path(d) for d in cell_dirs], list(config.grid.methods))
+    a = analyse([Path(d) for d in cell_dirs], config, provenance)
+    _write_results(out_dir, a, config, provenance)
+    _write(out_dir / "summary.md", _summary(a, config, provenance))
+    page = _page(a, config, provenance, start)
+    _write(out_dir / "report.html", page)
+    log.info(
+        "report: %d cells (%d methods × %d sizes × %d seeds) -> %s (%.1f MB) in %.1f s",
+        len(a.cells),
+        len(a.methods),
+        len(a.sizes),
+        len(a.seeds),
+        out_dir,
+        len(page.encode()) / 1e6,
+        time.perf_counter() - start,
+    )
+    paths = {name: str(out_dir / name) for name in FILES}
+    return {
+        **paths,
+        "metrics": a.metrics,
+        "n_cells": len(a.cells),
+        "html_bytes": len(page.encode()),
+    }
+
+
+def analyse(cell_dirs: list[Path], config: Config, provenance: dict) -> Analysis:
+    """Load the cells and compute every aggregate, comparison, flag and flat metric."""
+    cells = load_cells(cell_dirs, list(config.grid.methods))
     labels = list(config.data.labels)
-    head = config.classifier.head  # a two-label softmax head has one AUROC for both labels
-    methods = list(dict.fromkeys(c.method for c in cells))
-    sizes = sorted({c.size for c in cells})
-    seeds = sorted({c.seed for c in cells})
     confidence = config.evaluation.confidence
     groups = aggregate(cells, confidence)
-    # A fine-tune flagged "did not train" is the base model: never ranked.
     untrained = {c.method for c in cells if did_not_train(c)}
-    controls = [m for m in methods if is_control(m)]
     compared, best, not_separated = comparisons(
         groups, cells, config.evaluation.reference_method, untrained, confidence
     )
-    thresholds = active_thresholds(cells)
     ref_keys = ["r2r_accuracy", "r2r_auroc"]
     ref_keys += [k for _, k in class_keys(cells, "r2r", "accuracy", labels)]
     ref_keys += [k for _, k in class_keys(cells, "r2r", "auroc", labels)]
@@ -136,26 +144,53 @@ def build_report(
         if (flag := group_fter_flag(g, reference["r2r_auroc"]))
     }
     metrics = flat_metrics(groups, cells)
-    chosen_on = settings_chosen_on(provenance)
-    curve_rows = curves.rows([Path(d) for d in cell_dirs], confidence)
+    curve_rows = curves.rows(cell_dirs, confidence)
     metrics.update(curves.flat_metrics(curve_rows))
+    return Analysis(
+        cells=cells,
+        labels=labels,
+        methods=list(dict.fromkeys(c.method for c in cells)),
+        sizes=sorted({c.size for c in cells}),
+        seeds=sorted({c.seed for c in cells}),
+        confidence=confidence,
+        groups=groups,
+        untrained=untrained,
+        compared=compared,
+        best=best,
+        not_separated=not_separated,
+        reference=reference,
+        fter_flags=fter_flags,
+        columns=columns,
+        rows=rows,
+        metrics=metrics,
+        chosen_on=settings_chosen_on(provenance),
+        curve_rows=curve_rows,
+    )
 
-    # ---- results.csv / results.json / metrics.json
+
+def _write_results(out_dir: Path, a: Analysis, config: Config, provenance: dict) -> None:
+    """results.csv (one row per cell), results.json (everything) and metrics.json (flat)."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=a.columns, lineterminator="\n")
     writer.writeheader()
-    for row in rows:
+    for row in a.rows:
         writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
     _write(out_dir / "results.csv", buf.getvalue())
-    results = {
+    results = _results_json(a, config, provenance)
+    _write(out_dir / "results.json", json.dumps(json_safe(results), indent=1, default=str))
+    _write(out_dir / "metrics.json", json.dumps(a.metrics, indent=1, sort_keys=True))
+
+
+def _results_json(a: Analysis, config: Config, provenance: dict) -> dict[str, Any]:
+    return {
         "name": config.name,
-        "labels": labels,
-        "methods": methods,
-        "controls": controls,
-        "sizes": sizes,
-        "seeds": seeds,
-        "columns": columns,
-        "cells": rows,
+        "labels": a.labels,
+        "methods": a.methods,
+        "controls": [m for m in a.methods if is_control(m)],
+        "sizes": a.sizes,
+        "seeds": a.seeds,
+        "columns": a.columns,
+        "cells": a.rows,
         "aggregate": [
             {
                 "method": g.method,
@@ -164,264 +199,139 @@ def build_report(
                 "seeds": g.seeds,
                 "metrics": {k: s.to_dict() for k, s in g.stats.items()},
             }
-            for g in groups
+            for g in a.groups
         ],
         "reference": {
-            k: {str(size): s.to_dict() for size, s in v.items()} for k, v in reference.items()
+            k: {str(size): s.to_dict() for size, s in v.items()} for k, v in a.reference.items()
         },
-        "best": {m: {str(size): ms for size, ms in b.items()} for m, b in best.items()},
-        "not_separated": {m: {str(k): v for k, v in w.items()} for m, w in not_separated.items()},
+        "best": {m: {str(size): ms for size, ms in b.items()} for m, b in a.best.items()},
+        "not_separated": {m: {str(k): v for k, v in w.items()} for m, w in a.not_separated.items()},
         "comparisons": {
-            "confidence": confidence,
+            "confidence": a.confidence,
             "power": POWER,
             "correction": "holm",
-            "family_size": sum(1 for r in compared if math.isfinite(r["p"])),
+            "family_size": sum(1 for r in a.compared if math.isfinite(r["p"])),
             "r2s_note": R2S_NOT_PAIRED,
-            "rows": compared,
+            "rows": a.compared,
         },
         "fter_flags": [
-            {"method": m, "size": n, "flag": flag} for (m, n), flag in sorted(fter_flags.items())
+            {"method": m, "size": n, "flag": flag} for (m, n), flag in sorted(a.fter_flags.items())
         ],
-        "did_not_train": sorted(untrained),
-        "settings_chosen_on": chosen_on,
-        "active_thresholds": thresholds,
-        "metrics": metrics,
-        "real_equivalent": curves.results_json(curve_rows),
+        "did_not_train": sorted(a.untrained),
+        "settings_chosen_on": a.chosen_on,
+        "active_thresholds": active_thresholds(a.cells),
+        "metrics": a.metrics,
+        "real_equivalent": curves.results_json(a.curve_rows),
         "provenance": provenance,
     }
-    _write(out_dir / "results.json", json.dumps(json_safe(results), indent=1, default=str))
-    _write(out_dir / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True))
-    _write(
-        out_dir / "summary.md",
-        summary_markdown(
-            config.name,
-            groups,
-            cells,
-            best["s2r_auroc"],
-            reference,
-            provenance,
-            fter_flags=fter_flags,
-            untrained=untrained,
-            not_separated=not_separated["s2r_auroc"],
-            compared=compared,
-            chosen_on=chosen_on,
-        )
-        + curves.markdown(curve_rows, config),
-    )
 
-    # ---- report.html
+
+def _summary(a: Analysis, config: Config, provenance: dict) -> str:
+    markdown = summary_markdown(
+        config.name,
+        a.groups,
+        a.cells,
+        a.best["s2r_auroc"],
+        a.reference,
+        provenance,
+        fter_flags=a.fter_flags,
+        untrained=a.untrained,
+        not_separated=a.not_separated["s2r_auroc"],
+        compared=a.compared,
+        chosen_on=a.chosen_on,
+    )
+    return markdown + curves.markdown(a.curve_rows, config)
+
+
+def _page(a: Analysis, config: Config, provenance: dict, start: float) -> str:
+    """report.html. The sections that inline images are prepared in page order: the image
+    budget goes to the first images on the page."""
     budget = ImageBudget()
-    statements = "".join(
-        f'<div class="{"ok" if ok else "warn"}">{h.esc(text)}</div>'
-        for ok, text in h.model_statements(provenance, cells)
+    tables = {
+        d: h.results_table(
+            d, a.groups, a.cells, a.labels, a.best[f"{d}_auroc"], a.reference, a.fter_flags,
+            a.untrained, config.classifier.head, a.confidence,
+        )
+        for d in ("s2r", "r2s")
+    }  # fmt: skip
+    view = dict(
+        name=config.name,
+        description=config.description,
+        n_cells=len(a.cells),
+        methods=a.methods,
+        sizes=a.sizes,
+        seeds=a.seeds,
+        statements=h.model_statements(provenance, a.cells),
+        chosen_on=a.chosen_on,
+        ingest=provenance.get("ingest"),
+        conditioning=config.diffusion.conditioning,
+        two_way=tables,
+        per_class={
+            d: h.per_class_table(d, a.groups, a.cells, a.labels, a.reference) for d in tables
+        },
+        not_separated=a.not_separated,
+        level=f"{a.confidence:.0%}",
+        alpha=f"{1 - a.confidence:.2g}",
+        power=f"{POWER:.0%}",
+        r2s_not_paired=R2S_NOT_PAIRED,
+        seeds_table=h.seeds_table(a.groups, a.reference),
+        comparisons=h.comparisons_table(a.compared),
+        notes=h.run_notes(a.cells),
+        curves=curves.html_view(a.curve_rows, config, budget),
+        metric_tables=_metric_tables(a.groups, a.cells),
+        plots=_plots(a, config, budget),
+        tuning=tuning_section(a.cells, budget, config.generate.tune.trials),
+        grids=h.sample_grids(a.cells, a.labels, budget),
+        pairs=h.closest_pairs(a.cells, budget),
+        cells_columns=a.columns,
+        cells_rows=h.cells_table(a.columns, a.rows),
+        provenance=h.provenance_section(provenance, config.to_dict(), a.cells),
     )
-    ci_note = (
-        f"{confidence:.0%} intervals stay inside [0, 1]: AUROC and accuracy over seeds on the "
-        "logit scale, combining the spread over seeds (each seed a whole run) with each cell's "
-        "test-image variance (DeLong's for AUROC, binomial for accuracy); † the cells carry no "
-        "test-image variance, so the interval holds the seed spread only; ‡ one seed, test "
-        "images only. FTER is the ratio of the mean AUROCs over seeds (as in the thesis), its "
-        "interval on the log scale; utility = S→R / R→R and fidelity = R→S / R→R, ratios of "
-        "means, no interval. ★ marks the best fine-tuned method per size only where its "
-        "comparison with the runner-up is separated after Holm's correction; controls and FTER "
-        f"are never ranked. ⚑ beside FTER: {FLAG_TEXT['r2s_below_r2r']}; or "
-        f"{FLAG_TEXT['r2s_above_r2r']}."
-    )
-    chosen_html = (
-        f'<p class="note" id="settings-chosen-on">Settings chosen on: {h.esc(chosen_on)}.</p>'
-        if chosen_on
-        else ""
+    return h.render(
+        "report.html", **view, seconds=time.perf_counter() - start, refused=budget.refused
     )
 
-    active_note = (
-        '<p class="note" id="active-thresholds">Thresholds used: '
-        + h.esc("; ".join(
-            f"{t['method']} {t['size']} seed {t['seed']}: {t['threshold']:.4f} "
-            f"({'auto' if t['setting'] == 'auto' else 'fixed'}, skipped {t['skipped']} of "
-            f"{t['evaluated']} batches)" for t in thresholds
-        ))
-        + "</p>"
-        if thresholds
-        else ""
-    )  # fmt: skip
 
-    def separation_note(metric: str) -> str:
-        why = not_separated[metric]
-        return "".join(f'<p class="note" data-separated="no">size {n}: {h.esc(w)}</p>'
-                       for n, w in sorted(why.items()))  # fmt: skip
+def _metric_tables(groups: list[Group], cells: list[Cell]) -> dict[str, Any]:
+    """Distribution metrics, memorisation metrics and any other numbers, with the cells'
+    descriptions of the space each was measured in."""
+    keys = sorted({k for g in groups for k in g.stats if not k.startswith(_TWO_WAY_PREFIXES)})
+    distribution = [k for k in DISTRIBUTION if k in keys]
+    memorisation = [k for k in keys if k.startswith(MEMORISATION_PREFIXES)]
 
-    roc_png, roc_curve_names = plots.roc_curves(cells, methods, labels)
-    cluster_png, cluster_methods = plots.cluster_sizes(cells, methods, labels)
-    sections = [
-        f"<h1>tgap report: {h.esc(config.name)}</h1>",
-        f'<p class="note">{h.esc(config.description)}</p>' if config.description else "",
-        f"<p>{len(cells)} cells: methods {h.esc(', '.join(methods))}; tuning-set sizes "
-        f"{h.esc(', '.join(map(str, sizes)))} (images per label); seeds {h.esc(', '.join(map(str, seeds)))}. "
-        "Tables show mean ± sd over seeds. FTER = mean AUROC(S→R) / mean AUROC(R→S): below 1 "
-        "is a trainability gap.</p>",
-        statements,
-        chosen_html,
-        "<h2>Real data and its split</h2>",
-        h.data_section(provenance.get("ingest")),
-        conditioning_note(config.diffusion.conditioning),
-        "<h2>S→R: train on synthetic, test on real</h2>",
-        h.results_table(
-            "s2r",
-            groups,
-            cells,
-            labels,
-            best["s2r_auroc"],
-            reference,
-            fter_flags,
-            untrained,
-            head,
-            confidence,
-        ),
-        h.per_class_table("s2r", groups, cells, labels, reference),
-        separation_note("s2r_auroc"),
-        "<h2>R→S: train on real, test on synthetic</h2>",
-        h.results_table(
-            "r2s",
-            groups,
-            cells,
-            labels,
-            best["r2s_auroc"],
-            reference,
-            fter_flags,
-            untrained,
-            head,
-            confidence,
-        ),
-        h.per_class_table("r2s", groups, cells, labels, reference),
-        separation_note("r2s_auroc"),
-        f'<p class="note">{h.esc(ci_note)}</p>',
-        "<h3>Every seed</h3>",
-        h.seeds_table(groups, reference),
-        "<h2>Comparisons</h2>",
-        '<p class="note">'
-        + h.esc(
-            "S→R between two methods is paired on the same real-test images within each seed "
-            "(DeLong's paired test on the stored predictions, 'paired by images'; 'seeds' where a "
-            "cell has no predictions), combined over seeds. "
-            + R2S_NOT_PAIRED
-            + f" Holm's correction runs over every comparison of this report; bold: separated "
-            f"at {1 - confidence:.2g} after it. 'power': the smallest difference each "
-            f"comparison could detect with {POWER:.0%} power at its seeds."
-        )
-        + "</p>",
-        h.comparisons_table(compared, confidence),
-        h.run_notes(cells),
-        curves.html_section(curve_rows, config, budget),
-        "<h2>Distribution and memorisation metrics</h2>",
-        _metric_sections(groups, cells),
-        "<h2>Plots</h2>",
-        _plot_section(
-            "FTER vs tuning-set size",
-            plots.fter_vs_size(groups, methods),
-            "Ratio of the mean AUROCs over seeds with its interval; dashed line FTER = 1.",
-            "",
-            budget,
-        ),
-        _plot_section(
-            "AUROC S→R vs R→S",
-            plots.auroc_scatter(groups, methods),
-            "One point per method × size (mean over seeds); the diagonal is FTER = 1, "
-            "points below it have a trainability gap.",
-            "No finite AUROC pairs to plot.",
-            budget,
-        ),
-        _plot_section(
-            "ROC curves",
-            roc_png,
-            f"Mean over seeds (vertical averaging); curve used: {h.esc(roc_curve_names)}. "
-            "Dotted: R→R reference.",
-            "No ROC curves: no cell has roc_s2r.json or roc_r2s.json.",
-            budget,
-        ),
-        _plot_section(
-            "ROC curves per class",
-            plots.roc_per_class(cells, methods, labels),
-            "One-vs-rest ROC of each class and their macro average (dashed), mean over seeds.",
-            "No per-class ROC curves: the run is binary, or no cell has per-class curves.",
-            budget,
-        )
-        if len(labels) > 2
-        else "",
-        _plot_section(
-            "Supplementation",
-            plots.supplementation(cells, methods),
-            "A classifier trained on real plus r × synthetic images, tested on real.",
-            "No supplementation curves: no cell has supplementation.json "
-            "(evaluation.supplementation_ratios is empty by default).",
-            budget,
-        ),
-        _plot_section(
-            "Active data selection",
-            plots.active_selection(cells, config.finetune.active.threshold),
-            "Batches whose generated images are more similar than the threshold to the "
-            "batch are skipped.",
-            "No active-selection log: no cell's training_log.json has active-selection records "
-            "(only the active method writes them).",
-            budget,
-        ),
-        active_note,
-        _plot_section(
-            "Fine-tuning loss",
-            plots.training_loss(cells, methods),
-            "DreamBooth loss per step, mean over seeds.",
-            "No fine-tuning loss: no cell's training_log.json has a loss per step "
-            "(methods that do not fine-tune have none).",
-            budget,
-        ),
-        _plot_section(
-            "Cluster sizes of the selected tuning sets",
-            cluster_png,
-            f"Methods with clusters: {h.esc(cluster_methods)}. Bars: pool images per "
-            "cluster; picked per cluster; duplicates added to keep cluster weights equal.",
-            "No cluster sizes: no cell's selection.json has clusters (only clustered methods do).",
-            budget,
-        ),
-        "<h2>Generation tuning</h2>",
-        tuning_section(cells, budget, config.generate.tune.trials),
-        "<h2>Sample grids</h2>",
-        h.sample_grids(cells, labels, budget),
-        "<h2>Closest synthetic–tuning pairs (memorisation check)</h2>",
-        h.closest_pairs(cells, budget),
-        "<h2>All cells</h2>",
-        f"<details><summary>{len(rows)} rows, as in results.csv</summary>"
-        f"{h.cells_table(columns, rows)}</details>",
-        "<h2>Provenance</h2>",
-        h.provenance_section(provenance, config.to_dict(), cells),
-        f'<p class="note">Report built in {time.perf_counter() - start:.1f} s. '
-        + (
-            f"{budget.refused} image(s) left out to stay under the size budget."
-            if budget.refused
-            else ""
-        )
-        + "</p>",
-    ]
-    page = (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        # An empty inline icon: otherwise a browser opening the file asks its server for
-        # /favicon.ico, a request the self-contained page should not cause.
-        '<link rel="icon" href="data:,">'
-        f"<title>tgap report: {h.esc(config.name)}</title><style>{h.CSS}</style></head>"
-        f"<body>{''.join(sections)}</body></html>"
-    )
-    _write(out_dir / "report.html", page)
-    paths = {
-        name: str(out_dir / name)
-        for name in ("report.html", "summary.md", "results.csv", "results.json", "metrics.json")
+    def described(key: str) -> list[str]:
+        return sorted({str(c.extra[key]) for c in cells if isinstance(c.extra.get(key), str)})
+
+    return {
+        "groups": sorted(groups, key=lambda g: g.size),
+        "distribution": distribution,
+        "distribution_described": described("distribution_embedder_description"),
+        "memorisation": memorisation,
+        "memorisation_described": described("memorisation_space"),
+        "other": [k for k in keys if k not in distribution and k not in memorisation],
     }
-    log.info(
-        "report: %d cells (%d methods × %d sizes × %d seeds) -> %s (%.1f MB) in %.1f s",
-        len(cells),
-        len(methods),
-        len(sizes),
-        len(seeds),
-        out_dir,
-        len(page.encode()) / 1e6,
-        time.perf_counter() - start,
-    )
-    return {**paths, "metrics": metrics, "n_cells": len(cells), "html_bytes": len(page.encode())}
+
+
+def _plots(a: Analysis, config: Config, budget: ImageBudget) -> dict[str, Any]:
+    """Every figure of the Plots section, in page order (see ``_page``)."""
+    roc_png, roc_curve_names = plots.roc_curves(a.cells, a.methods, a.labels)
+    cluster_png, cluster_methods = plots.cluster_sizes(a.cells, a.methods, a.labels)
+    multiclass = len(a.labels) > 2
+    return {
+        "fter_vs_size": h.picture(plots.fter_vs_size(a.groups, a.methods), budget),
+        "auroc_scatter": h.picture(plots.auroc_scatter(a.groups, a.methods), budget),
+        "roc": h.picture(roc_png, budget),
+        "roc_curve_names": roc_curve_names,
+        "multiclass": multiclass,
+        "roc_per_class": h.picture(plots.roc_per_class(a.cells, a.methods, a.labels), budget)
+        if multiclass
+        else None,
+        "supplementation": h.picture(plots.supplementation(a.cells, a.methods), budget),
+        "active_selection": h.picture(
+            plots.active_selection(a.cells, config.finetune.active.threshold), budget
+        ),
+        "thresholds": active_thresholds(a.cells),
+        "training_loss": h.picture(plots.training_loss(a.cells, a.methods), budget),
+        "cluster_sizes": h.picture(cluster_png, budget),
+        "cluster_methods": cluster_methods,
+    }

@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 from tgap.config import Config
 from tgap.curves import CurveError, Point, RealCurve, seed_mean
 from tgap.grid import row_kind
-from tgap.report import html as h
-from tgap.report.images import figure_png
+from tgap.report.html import picture
+from tgap.report.images import ImageBudget, figure_png
 from tgap.report.plots import style
 
 
@@ -140,6 +140,11 @@ def saturation_line(table: list[Row], config: Config) -> str:
     )
 
 
+def rate_text(row: Row) -> str:
+    """Synthetic images per real one, or a dash where there is no real-equivalent size."""
+    return f"{row.exchange_rate:.1f}" if math.isfinite(row.exchange_rate) else "–"
+
+
 def markdown(table: list[Row], config: Config) -> str:
     """The summary.md block: a table of real-equivalent sizes and the saturation line."""
     if not table:
@@ -154,9 +159,8 @@ def markdown(table: list[Row], config: Config) -> str:
         "|---|---|---|---|---|",
     ]
     for r in table:
-        rate = f"{r.exchange_rate:.1f}" if math.isfinite(r.exchange_rate) else "–"
         s2r = f"{r.s2r:.3f}" if math.isfinite(r.s2r) else "–"
-        lines.append(f"| {r.method} | {r.size} | {s2r} | {r.text} | {rate} |")
+        lines.append(f"| {r.method} | {r.size} | {s2r} | {r.text} | {rate_text(r)} |")
     line = saturation_line(table, config)
     return "\n".join([*lines, "", line, ""] if line else [*lines, ""])
 
@@ -191,29 +195,18 @@ def plot(table: list[Row], size: int, methods: list[str]) -> bytes | None:
     return figure_png(fig)
 
 
-def html_section(table: list[Row], config: Config, budget) -> str:
-    """The report.html section: the table, the saturation line and one plot per size."""
+def html_view(table: list[Row], config: Config, budget: ImageBudget) -> dict[str, Any] | None:
+    """What ``templates/curves.html`` shows: the table, the saturation line and one plot per
+    size (None without learning curves)."""
     if not table:
-        return ""
+        return None
     methods = list(dict.fromkeys(r.method for r in table))
-    body = "".join(
-        f"<tr><td>{h.esc(r.method)}</td><td>{r.size}</td><td>{r.s2r:.3f}</td>"
-        f"<td>{h.esc(r.text)}</td><td>"
-        f"{f'{r.exchange_rate:.1f}' if math.isfinite(r.exchange_rate) else '–'}</td></tr>"
-        for r in table
-    )
-    parts = [
-        "<h2>Real-equivalent size</h2>",
-        '<p class="note">Real-train images per label whose classifier scores the synthetic '
-        "set's S→R AUROC: the mean S→R over seeds read off the mean real learning curve "
-        "(isotonic on log n), with the interval of both; outside the curve's sizes, words "
-        "instead of a number. docs/evaluation.md.</p>",
-        '<table id="table-real-equivalent"><tr><th>method</th><th>size</th><th>S→R AUROC</th>'
-        f"<th>real-equivalent per label</th><th>synthetic per real</th></tr>{body}</table>",
-        f'<p class="note">{h.esc(saturation_line(table, config))}</p>',
+    figures = [
+        picture(plot(table, size, methods), budget, f"learning curves {size}")
+        for size in sorted({r.size for r in table})
     ]
-    for size in sorted({r.size for r in table}):
-        png = plot(table, size, methods)
-        if png is not None:
-            parts.append(h.figure(budget.take(png), "Learning curves", f"learning curves {size}"))
-    return "".join(parts)
+    return {
+        "rows": [{**vars(r), "rate": rate_text(r)} for r in table],
+        "saturation": saturation_line(table, config),
+        "figures": [f for f in figures if f is not None],
+    }

@@ -79,6 +79,75 @@ def _comparison_lines(compared: list[dict]) -> list[str]:
     return lines
 
 
+def _caveats(provenance: dict, cells: list[Cell]) -> list[str]:
+    """Untrained models in bold, the data's leaks and skipped files."""
+    lines = []
+    for ok, text in model_statements(provenance, cells):
+        lines.append(f"- {'' if ok else '**'}{text}{'' if ok else '**'}")
+    ingest = provenance.get("ingest") or {}
+    if ingest.get("leakage_warning"):
+        lines.append(f"- **{ingest['leakage_warning']}**")
+    if ingest.get("cross_split_patients_total"):
+        lines.append(
+            f"- **Leak in the dataset itself: {ingest['cross_split_patients_total']} patients "
+            "are in more than one official split.**"
+        )
+    if ingest.get("skipped_corrupt"):
+        lines.append(
+            f"- {ingest['skipped_corrupt']} unreadable real image(s) skipped (listed in the report)."
+        )
+    return lines
+
+
+def _headline_table(
+    groups: list[Group],
+    sizes: list[int],
+    best_s2r: dict[int, list[str]],
+    r2r: dict[int, Stat],
+    fter_flags: dict[tuple[str, int], str],
+    untrained: set[str],
+) -> list[str]:
+    """Fine-tuned methods per size with R→R below them, then the controls in a table of their own."""
+    lines = ["", HEAD, RULE]
+    for size in sizes:
+        for g in (g for g in groups if g.size == size and not is_control(g.method)):
+            flag = fter_flags.get((g.method, size), "")
+            lines.append(_row(g, g.method in best_s2r.get(size, []), flag, untrained))
+        if size in r2r:
+            lines.append(
+                f"| *R→R (real → real)* | {size} | {r2r[size].n} | | "
+                f"*{_cell(r2r[size], ci=True)}* | | | | | |"
+            )
+    controls = [g for g in groups if is_control(g.method)]
+    if controls:
+        lines += ["", "Controls (not fine-tuned, never ranked):", "", HEAD, RULE]
+        for g in controls:
+            lines.append(_row(g, False, fter_flags.get((g.method, g.size), ""), untrained))
+    return lines
+
+
+def _seed_table(
+    groups: list[Group], sizes: list[int], seeds: list[int], r2r: dict[int, Stat]
+) -> list[str]:
+    lines = [
+        "",
+        f"Every seed's value (seeds {', '.join(map(str, seeds))} in order):",
+        "",
+        "| method | size | S→R AUROC | R→S AUROC | FTER |",
+        "|---|---:|---|---|---|",
+    ]
+    for g in groups:
+        s = g.stats
+        lines.append(
+            f"| {g.method} | {g.size} | {_per_seed(s.get('s2r_auroc'), seeds)} | "
+            f"{_per_seed(s.get('r2s_auroc'), seeds)} | {_per_seed(s.get('fter'), seeds)} |"
+        )
+    for size in sizes:
+        if size in r2r:
+            lines.append(f"| R→R | {size} | {_per_seed(r2r[size], seeds)} | | |")
+    return lines
+
+
 def summary_markdown(
     title: str,
     groups: list[Group],
@@ -117,56 +186,14 @@ def summary_markdown(
     ]
     if chosen_on:
         lines += [f"Settings chosen on: {chosen_on}.", ""]
-    for ok, text in model_statements(provenance, cells):
-        lines.append(f"- {'' if ok else '**'}{text}{'' if ok else '**'}")
-    ingest = provenance.get("ingest") or {}
-    if ingest.get("leakage_warning"):
-        lines.append(f"- **{ingest['leakage_warning']}**")
-    if ingest.get("cross_split_patients_total"):
-        lines.append(
-            f"- **Leak in the dataset itself: {ingest['cross_split_patients_total']} patients "
-            "are in more than one official split.**"
-        )
-    if ingest.get("skipped_corrupt"):
-        lines.append(
-            f"- {ingest['skipped_corrupt']} unreadable real image(s) skipped (listed in the report)."
-        )
+    lines += _caveats(provenance, cells)
     r2r = reference.get("r2r_auroc", {})
-    lines += ["", HEAD, RULE]
-    for size in sizes:
-        for g in (g for g in groups if g.size == size and not is_control(g.method)):
-            flag = fter_flags.get((g.method, size), "")
-            lines.append(_row(g, g.method in best_s2r.get(size, []), flag, untrained))
-        if size in r2r:
-            lines.append(
-                f"| *R→R (real → real)* | {size} | {r2r[size].n} | | "
-                f"*{_cell(r2r[size], ci=True)}* | | | | | |"
-            )
-    controls = [g for g in groups if is_control(g.method)]
-    if controls:
-        lines += ["", "Controls (not fine-tuned, never ranked):", "", HEAD, RULE]
-        for g in controls:
-            lines.append(_row(g, False, fter_flags.get((g.method, g.size), ""), untrained))
+    lines += _headline_table(groups, sizes, best_s2r, r2r, fter_flags, untrained)
     for size, why in sorted((not_separated or {}).items()):
         lines += ["", f"Size {size}: {why}."]
     for flag in sorted(set(fter_flags.values())):
         lines += ["", f"⚑ {FLAG_SIDE[flag]}: {FLAG_TEXT[flag]}."]
-    lines += [
-        "",
-        f"Every seed's value (seeds {', '.join(map(str, seeds))} in order):",
-        "",
-        "| method | size | S→R AUROC | R→S AUROC | FTER |",
-        "|---|---:|---|---|---|",
-    ]
-    for g in groups:
-        s = g.stats
-        lines.append(
-            f"| {g.method} | {g.size} | {_per_seed(s.get('s2r_auroc'), seeds)} | "
-            f"{_per_seed(s.get('r2s_auroc'), seeds)} | {_per_seed(s.get('fter'), seeds)} |"
-        )
-    for size in sizes:
-        if size in r2r:
-            lines.append(f"| R→R | {size} | {_per_seed(r2r[size], seeds)} | | |")
+    lines += _seed_table(groups, sizes, seeds, r2r)
     if compared:
         lines += ["", *_comparison_lines(compared)]
     gaps = [g for g in groups if math.isfinite(g.stats["fter"].mean) and g.stats["fter"].mean < 1]
