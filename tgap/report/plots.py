@@ -240,13 +240,18 @@ def supplementation_points(cell: Cell) -> list[tuple[float, float]]:
     ]
 
 
-def supplementation(cells: list[Cell], methods: list[str]) -> bytes | None:
-    """Real + r × synthetic, tested on real: AUROC against r, per size, mean over seeds."""
+def _mean_over_seeds_panels(
+    cells: list[Cell], methods: list[str], points_of, xlabel: str, ylabel: str, **line
+) -> bytes | None:
+    """One panel per size, one line per method: the mean over seeds of each cell's
+    ``points_of(cell)`` pairs (x, y) at every x; ``line``: matplotlib settings beside the
+    method's colour and marker (``style``). None when no cell has a point."""
     looks = style(methods)
+    log_y = line.pop("log_y", False)
     per: dict[tuple[int, str], dict[float, list[float]]] = {}
     for c in cells:
-        for r, a in supplementation_points(c):
-            per.setdefault((c.size, c.method), {}).setdefault(r, []).append(a)
+        for x, y in points_of(c):
+            per.setdefault((c.size, c.method), {}).setdefault(x, []).append(y)
     if not per:
         return None
     sizes = sorted({s for s, _ in per})
@@ -256,14 +261,24 @@ def supplementation(cells: list[Cell], methods: list[str]) -> bytes | None:
             points = per.get((size, method))
             if points:
                 xs = sorted(points)
-                ax.plot(xs, [np.mean(points[x]) for x in xs], label=method, **looks[method])
+                look = {**looks[method], **line}
+                ax.plot(xs, [np.mean(points[x]) for x in xs], label=method, **look)
         ax.set_title(f"size {size}", fontsize=9)
-        ax.set_xlabel("synthetic : real ratio r")
-        ax.set_ylabel("AUROC on real test")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if log_y:
+            ax.set_yscale("log")
         ax.grid(alpha=0.3)
     axes[len(sizes) - 1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return figure_png(fig)
+
+
+def supplementation(cells: list[Cell], methods: list[str]) -> bytes | None:
+    """Real + r × synthetic, tested on real: AUROC against r, per size, mean over seeds."""
+    return _mean_over_seeds_panels(
+        cells, methods, supplementation_points, "synthetic : real ratio r", "AUROC on real test"
+    )
 
 
 def active_log(log: TrainingLog | None) -> tuple[list[float], list[float], float | None]:
@@ -338,35 +353,10 @@ def loss_curve(log: TrainingLog | None) -> list[tuple[int, float]]:
 
 def training_loss(cells: list[Cell], methods: list[str]) -> bytes | None:
     """Fine-tuning loss per step, one panel per size, one line per method (mean over seeds)."""
-    looks = style(methods)
-    per: dict[tuple[int, str], dict[int, list[float]]] = {}
-    for c in cells:
-        for step, loss in loss_curve(c.training_log()):
-            per.setdefault((c.size, c.method), {}).setdefault(step, []).append(loss)
-    if not per:
-        return None
-    sizes = sorted({s for s, _ in per})
-    fig, axes = _subplots(len(sizes))
-    for ax, size in zip(axes, sizes, strict=False):
-        for method in methods:
-            points = per.get((size, method))
-            if points:
-                xs = sorted(points)
-                ax.plot(
-                    xs,
-                    [np.mean(points[x]) for x in xs],
-                    lw=1,
-                    label=method,
-                    color=looks[method]["color"],
-                )
-        ax.set_title(f"size {size}", fontsize=9)
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-    axes[len(sizes) - 1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    return figure_png(fig)
+    return _mean_over_seeds_panels(
+        cells, methods, lambda c: loss_curve(c.training_log()), "step", "loss",
+        lw=1, marker=None, log_y=True,
+    )  # fmt: skip
 
 
 def selection_clusters(selection: SelectionReport | None) -> dict[str, dict[str, list[float]]]:
