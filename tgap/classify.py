@@ -26,6 +26,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
 
@@ -398,7 +399,6 @@ def fit(
         pretrained = _load_pretrained(model, classifier.weights)
     device = pick_device(classifier.device)
     model.to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=classifier.learning_rate)
     generator = torch_generator(derive_seed(seed, "classify", "batches"))
     # uint8 until a batch is drawn: a float32 copy of every training image would be 4x the set
     # (3.2 GB for 20,000 images at 224 px); the per-batch conversion gives the same numbers.
@@ -406,54 +406,10 @@ def fit(
     y_train = torch.from_numpy(y[train_idx].astype(np.int64))
     val_images, y_val = images[val_idx], y[val_idx]
 
-    history: list[dict[str, float]] = []
-    best_auroc, best_epoch, best_state, stale = -np.inf, -1, None, 0
-    n_seen = 0
-    train_seconds = 0.0
-    for epoch in tqdm(range(classifier.epochs), desc=f"train {classifier.arch}", leave=False):
-        model.train()
-        t0 = time.perf_counter()
-        order = torch.randperm(len(x_train), generator=generator)
-        losses = []
-        for start in range(0, len(order), classifier.batch_size):
-            batch = order[start : start + classifier.batch_size]
-            if len(batch) < 2 and len(order) > 1:
-                continue  # BatchNorm cannot train on a single image; it is reshuffled next epoch
-            x = x_train[batch].to(device).float().div_(255)
-            if classifier.augment:
-                x = _augment(x, generator)
-            logits = model(_normalise(x, normalisation))
-            loss = head_loss(logits, y_train[batch].to(device), classifier.head)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            losses.append(loss.item())
-            n_seen += len(batch)
-        train_seconds += time.perf_counter() - t0
-        model.eval()
-        current = Classifier(model, {"labels": labels, "resolution": classifier.resolution,
-                                     "normalisation": normalisation, "arch": classifier.arch,
-                                     "head": classifier.head}, device)  # fmt: skip
-        val_scores = current.predict_proba(val_images)
-        val_auroc = metrics.auroc(y_val, val_scores)
-        history.append({
-            "epoch": epoch + 1,
-            "train_loss": float(np.mean(losses)) if losses else float("nan"),
-            "val_auroc": val_auroc,
-            "val_accuracy": metrics.accuracy(y_val, metrics.predict_labels(val_scores)),
-            "seconds": time.perf_counter() - t0,
-        })  # fmt: skip
-        if val_auroc > best_auroc:
-            best_auroc, best_epoch, stale = val_auroc, epoch + 1, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-            if stale >= classifier.patience:
-                break
-    if best_state is None:  # validation AUROC was nan throughout (cannot happen with ≥1 per label)
-        best_state, best_epoch = model.state_dict(), len(history)
-    model.load_state_dict(best_state)
-    model.eval()
+    trained = _train_epochs(
+        model, x_train, y_train, val_images, y_val, classifier, labels, device, generator
+    )
+    history, best_epoch, best_auroc = trained.history, trained.best_epoch, trained.best_auroc
 
     # Threshold on the validation split (Youden's J on the positive = second label's score).
     info: dict[str, Any] = {
@@ -482,23 +438,125 @@ def fit(
         "config": {k: getattr(classifier, k) for k in classifier.__dataclass_fields__},
         "device": str(device),
         "pretrained": pretrained,
-        "train_images_per_second": n_seen / train_seconds if train_seconds > 0 else float("nan"),
+        "train_images_per_second": (
+            trained.n_seen / trained.train_seconds if trained.train_seconds > 0 else float("nan")
+        ),
         "seconds": time.perf_counter() - start_time,
         **(extra_info or {}),
     })  # fmt: skip
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".{WEIGHTS}.partial"
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    os.replace(tmp, out_dir / WEIGHTS)
-    # classifier.json last: its presence marks a complete folder.
-    write_json(out_dir / INFO, info)
+    _save(model, info, Path(out_dir))
     log.info(
         "trained %s on %d images (%s): best epoch %d, val AUROC %.3f, threshold %s, %.1f s",
         classifier.arch, len(y), counts, best_epoch, best_auroc, threshold, info["seconds"],
     )  # fmt: skip
     return {k: v for k, v in info.items() if k not in ("history", "normalisation")}
+
+
+@dataclass
+class _Trained:
+    """What ``_train_epochs`` reports: the per-epoch history, the best epoch (whose weights the
+    model holds) and its validation AUROC, and the training throughput."""
+
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_auroc: float
+    n_seen: int
+    train_seconds: float
+
+
+def _train_epochs(
+    model: nn.Module,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    val_images: np.ndarray,
+    y_val: np.ndarray,
+    classifier: ClassifierConfig,
+    labels: list[str],
+    device,
+    generator: torch.Generator,
+) -> _Trained:
+    """Train for up to ``classifier.epochs``, stopping after ``classifier.patience`` epochs
+    without a better validation AUROC; leave ``model`` at its best epoch, in eval mode."""
+    normalisation = NORMALISATION[classifier.arch]
+    optimiser = torch.optim.Adam(model.parameters(), lr=classifier.learning_rate)
+    history: list[dict[str, float]] = []
+    best_auroc, best_epoch, best_state, stale = -np.inf, -1, None, 0
+    n_seen = 0
+    train_seconds = 0.0
+    for epoch in tqdm(range(classifier.epochs), desc=f"train {classifier.arch}", leave=False):
+        t0 = time.perf_counter()
+        losses, seen = _train_epoch(
+            model, x_train, y_train, classifier, device, optimiser, generator
+        )
+        n_seen += seen
+        train_seconds += time.perf_counter() - t0
+        model.eval()
+        current = Classifier(model, {"labels": labels, "resolution": classifier.resolution,
+                                     "normalisation": normalisation, "arch": classifier.arch,
+                                     "head": classifier.head}, device)  # fmt: skip
+        val_scores = current.predict_proba(val_images)
+        val_auroc = metrics.auroc(y_val, val_scores)
+        history.append({
+            "epoch": epoch + 1,
+            "train_loss": float(np.mean(losses)) if losses else float("nan"),
+            "val_auroc": val_auroc,
+            "val_accuracy": metrics.accuracy(y_val, metrics.predict_labels(val_scores)),
+            "seconds": time.perf_counter() - t0,
+        })  # fmt: skip
+        if val_auroc > best_auroc:
+            best_auroc, best_epoch, stale = val_auroc, epoch + 1, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= classifier.patience:
+                break
+    if best_state is None:  # validation AUROC was nan throughout (cannot happen with ≥1 per label)
+        best_state, best_epoch = model.state_dict(), len(history)
+    model.load_state_dict(best_state)
+    model.eval()
+    return _Trained(history, best_epoch, best_auroc, n_seen, train_seconds)
+
+
+def _train_epoch(
+    model: nn.Module,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    classifier: ClassifierConfig,
+    device,
+    optimiser: torch.optim.Optimizer,
+    generator: torch.Generator,
+) -> tuple[list[float], int]:
+    """One pass over the training images in a fresh order: the batch losses, images seen."""
+    normalisation = NORMALISATION[classifier.arch]
+    model.train()
+    order = torch.randperm(len(x_train), generator=generator)
+    losses = []
+    n_seen = 0
+    for start in range(0, len(order), classifier.batch_size):
+        batch = order[start : start + classifier.batch_size]
+        if len(batch) < 2 and len(order) > 1:
+            continue  # BatchNorm cannot train on a single image; it is reshuffled next epoch
+        x = x_train[batch].to(device).float().div_(255)
+        if classifier.augment:
+            x = _augment(x, generator)
+        logits = model(_normalise(x, normalisation))
+        loss = head_loss(logits, y_train[batch].to(device), classifier.head)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+        n_seen += len(batch)
+    return losses, n_seen
+
+
+def _save(model: nn.Module, info: dict[str, Any], out_dir: Path) -> None:
+    """Weights, then ``classifier.json`` last: its presence marks a complete folder."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".{WEIGHTS}.partial"
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    os.replace(tmp, out_dir / WEIGHTS)
+    write_json(out_dir / INFO, info)
 
 
 def train_classifier(

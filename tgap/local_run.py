@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -210,9 +211,7 @@ def run_local(
     Every task's output goes to ``output_dir/run.log``; the terminal shows a live view of the
     DAG (``tgap.terminal``), or with ``verbose`` every task's output as kfp.local streams it.
     """
-    import warnings
-
-    from kfp import components, local
+    from kfp import components
 
     dag = pipeline_module()
     config = resolve_local_paths(config)
@@ -225,6 +224,44 @@ def run_local(
     pipeline_root = output_dir / "artifacts"
     pipeline_root.mkdir(parents=True, exist_ok=True)
     write_json(output_dir / "config.json", config.to_dict())
+
+    _init_kfp_local(pipeline_root, cache_dir)
+    if pipeline_file is None:
+        # Local tasks run in this Python, not in the images: any tag will do.
+        pipeline = dag.build_pipeline(config, allow_floating_tag=True)
+    else:
+        pipeline = components.load_component_from_file(str(pipeline_file))
+    started = time.perf_counter()
+    before = set(pipeline_root.iterdir())
+    loops = loop_work(pipeline.pipeline_spec, config_rows(config))
+    try:
+        with (
+            _task_logs_on(),
+            route_output(output_dir / RUN_LOG, verbose, count_tasks(pipeline.pipeline_spec, loops)),
+        ):
+            pipeline(**dag.pipeline_arguments(config))
+    except RuntimeError as exc:
+        raise _record_failure(exc, output_dir, pipeline_root, before, loops, started) from None
+    elapsed = time.perf_counter() - started
+
+    report_dir = find_report_folder(pipeline_root, Path(cache_dir) if cache_dir else None)
+    for name in REPORT_FILES:
+        if (report_dir / name).exists():
+            shutil.copyfile(report_dir / name, output_dir / name)
+    write_json(
+        output_dir / "run.json",
+        {"status": "succeeded", "seconds": round(elapsed, 1), "report_artifact": str(report_dir)},
+    )
+    log.info("pipeline finished in %.0f s; report in %s", elapsed, output_dir / "report.html")
+    return output_dir
+
+
+def _init_kfp_local(pipeline_root: Path, cache_dir: str | Path | None) -> None:
+    """kfp.local with every task a subprocess of this Python, errors raised, and its task
+    cache (``cache_dir``, else inside this run's folder)."""
+    import warnings
+
+    from kfp import local
 
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
@@ -240,59 +277,51 @@ def run_local(
     warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
     log.info("kfp.local: running every task in this Python; images and GPU requests are ignored")
-    if pipeline_file is None:
-        # Local tasks run in this Python, not in the images: any tag will do.
-        pipeline = dag.build_pipeline(config, allow_floating_tag=True)
-    else:
-        pipeline = components.load_component_from_file(str(pipeline_file))
-    started = time.perf_counter()
-    before = set(pipeline_root.iterdir())
-    run_json = output_dir / "run.json"
+
+
+@contextlib.contextmanager
+def _task_logs_on():
+    """Set TASK_LOG_ENV for the tasks this Python starts; restore it after."""
     env = os.environ.get(TASK_LOG_ENV)
     os.environ[TASK_LOG_ENV] = "1"
-    loops = loop_work(pipeline.pipeline_spec, config_rows(config))
     try:
-        with route_output(
-            output_dir / RUN_LOG, verbose, count_tasks(pipeline.pipeline_spec, loops)
-        ):
-            pipeline(**dag.pipeline_arguments(config))
-    except RuntimeError as exc:
-        # This run's folder (not kfp.local's .kfp_cache, which is also new on a first run).
-        new = [
-            d
-            for d in pipeline_root.iterdir()
-            if d.is_dir() and d not in before and not d.name.startswith(".")
-        ]
-        run_dir = max(new, key=lambda p: p.stat().st_mtime) if new else pipeline_root
-        kfp_message = ANSI.sub("", str(exc))
-        run_log = (output_dir / RUN_LOG).read_text(errors="replace")
-        failure = find_failure(run_dir, loops, kfp_message, run_log)
-        record = {
-            "status": "failed",
-            "task": failure.task,
-            "row": failure.row.to_item() if failure.row is not None else None,
-            "message": failure.message,
-            "log": str(failure.log) if failure.log else str(output_dir / RUN_LOG),
-            "kfp": kfp_message,
-            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-        run_json.write_text(json.dumps(record, indent=2) + "\n")
-        raise failure from None
+        yield
     finally:
         if env is None:
             os.environ.pop(TASK_LOG_ENV, None)
         else:
             os.environ[TASK_LOG_ENV] = env
-    elapsed = time.perf_counter() - started
 
-    report_dir = find_report_folder(pipeline_root, Path(cache_dir) if cache_dir else None)
-    for name in REPORT_FILES:
-        if (report_dir / name).exists():
-            shutil.copyfile(report_dir / name, output_dir / name)
-    write_json(
-        run_json,
-        {"status": "succeeded", "seconds": round(elapsed, 1), "report_artifact": str(report_dir)},
-    )
-    log.info("pipeline finished in %.0f s; report in %s", elapsed, output_dir / "report.html")
-    return output_dir
+
+def _record_failure(
+    exc: RuntimeError,
+    output_dir: Path,
+    pipeline_root: Path,
+    before: set[Path],
+    loops: dict[str, list[dict]] | None,
+    started: float,
+) -> Exception:
+    """Write the failed run's ``run.json`` (the failing task, its row and log) and return the
+    error that names them."""
+    # This run's folder (not kfp.local's .kfp_cache, which is also new on a first run).
+    new = [
+        d
+        for d in pipeline_root.iterdir()
+        if d.is_dir() and d not in before and not d.name.startswith(".")
+    ]
+    run_dir = max(new, key=lambda p: p.stat().st_mtime) if new else pipeline_root
+    kfp_message = ANSI.sub("", str(exc))
+    run_log = (output_dir / RUN_LOG).read_text(errors="replace")
+    failure = find_failure(run_dir, loops, kfp_message, run_log)
+    record = {
+        "status": "failed",
+        "task": failure.task,
+        "row": failure.row.to_item() if failure.row is not None else None,
+        "message": failure.message,
+        "log": str(failure.log) if failure.log else str(output_dir / RUN_LOG),
+        "kfp": kfp_message,
+        "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    (output_dir / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+    return failure

@@ -35,7 +35,7 @@ import numpy as np
 from tgap import metrics
 from tgap.artifacts import ASSETS, CELL, CellArtifact
 from tgap.config import Config, ConfigError, DeviceThroughput, quantity_bytes
-from tgap.grid import class_image_seeds, config_rows, split_rows
+from tgap.grid import WorkItem, class_image_seeds, config_rows, split_rows
 from tgap.methods import parse_method
 from tgap.tune import planned_work
 
@@ -179,10 +179,17 @@ def generation_hours(config: Config, n_per_label: int) -> float:
 
 def plan(config: Config) -> list[Stage]:
     """The cost of ``config``'s run, per stage."""
-    cluster, data, ft, gen, clf = (
-        config.cluster, config.data, config.finetune, config.generate, config.classifier
-    )  # fmt: skip
-    gpu_stages = set(cluster.gpu_stages)
+    costing = _Costing(config)
+    costing.once_per_run()
+    costing.per_work_item()
+    costing.per_seed()
+    costing.stage("report").add(1, 60, artifact=20e6, cells=len(costing.rows))
+    return [costing.stages[name] for name in STAGE_ORDER if name in costing.stages]
+
+
+def _check_plannable(config: Config) -> None:
+    """The throughput rows the pools name, and a source size: what every figure needs."""
+    cluster = config.cluster
     for key in ("gpu", "cpu"):
         device = getattr(cluster, key).device
         if device not in cluster.throughput:
@@ -190,203 +197,254 @@ def plan(config: Config) -> list[Stage]:
                 f"cluster.{key}.device: {device!r} has no row in cluster.throughput "
                 f"(known: {', '.join(cluster.throughput)})"
             )
-    n_source, n_pool, n_train, n_val, n_test = split_sizes(config)
-    if n_source <= 0:
+    if split_sizes(config)[0] <= 0:
         raise ConfigError(
             "cluster.source_images: 0 and data.max_images is unset: say how many images "
             "data.source holds"
         )
-    labels = len(data.labels)
-    png = PNG_BYTES_PER_PIXEL * data.resolution**2
-    gen_png = PNG_BYTES_PER_PIXEL * config.diffusion.sample_size**2
-    diffusion_scale = (config.diffusion.sample_size / SD15_RESOLUTION) ** 2
-    clf_scale = (clf.resolution / CLASSIFIER_RESOLUTION) ** 2
-    shapes = generator_shapes(config)
-    base_bytes = 4 * sum(shapes.params.values())
-    clf_bytes = 4 * CLASSIFIER_PARAMS[clf.arch]
 
-    stages: dict[str, Stage] = {}
 
-    def stage(name: str) -> Stage:
-        if name not in stages:
-            stages[name] = Stage(name, name in gpu_stages)
-        return stages[name]
+class _Costing:
+    """``plan``'s tally: the stages counted so far, and the sizes every step prices with."""
 
-    def seconds(name: str, rate_key: str, work: float, scale: float = 1.0) -> float:
-        key = "gpu" if name in gpu_stages else "cpu"
+    def __init__(self, config: Config):
+        _check_plannable(config)
+        self.config = config
+        self.stages: dict[str, Stage] = {}
+        self.n_source, self.n_pool, self.n_train, self.n_val, self.n_test = split_sizes(config)
+        self.labels = len(config.data.labels)
+        self.png = PNG_BYTES_PER_PIXEL * config.data.resolution**2
+        self.gen_png = PNG_BYTES_PER_PIXEL * config.diffusion.sample_size**2
+        self.diffusion_scale = (config.diffusion.sample_size / SD15_RESOLUTION) ** 2
+        self.clf_scale = (config.classifier.resolution / CLASSIFIER_RESOLUTION) ** 2
+        self.shapes = generator_shapes(config)
+        self.base_bytes = 4 * sum(self.shapes.params.values())
+        self.clf_bytes = 4 * CLASSIFIER_PARAMS[config.classifier.arch]
+        self.rows = config_rows(config)
+        self.seeds = sorted({r.seed for r in self.rows})
+        self.n_syn = config.generate.n_per_label * self.labels
+        self.dims = embedding_dims(config)
+
+    def stage(self, name: str) -> Stage:
+        if name not in self.stages:
+            self.stages[name] = Stage(name, name in self.config.cluster.gpu_stages)
+        return self.stages[name]
+
+    def seconds(self, name: str, rate_key: str, work: float, scale: float = 1.0) -> float:
+        cluster = self.config.cluster
+        key = "gpu" if name in cluster.gpu_stages else "cpu"
         device = getattr(cluster, key).device
         return work * scale / _rate(cluster.throughput[device], rate_key, device)
 
-    rows = config_rows(config)
-    kinds = split_rows(rows)
-    seeds = sorted({r.seed for r in rows})
-    n_syn = gen.n_per_label * labels
-    guidance = 2 if gen.guidance_scale != 1 else 1
-    images_per_step = ft.batch_size * (2 if ft.with_prior_preservation else 1)
-
-    def train(name: str, n: float) -> None:
+    def train(self, name: str, n: float) -> None:
+        """A classifier trained on ``n`` images (``name`` says which; all are train-classifier)."""
+        clf = self.config.classifier
         work = n * clf.epochs
         held = classifier_train_bytes(n, clf.resolution)
-        stage("train-classifier").add(
-            1, seconds("train-classifier", "classifier_train_images_per_s", work, clf_scale),
-            model=clf_bytes, memory=held, image_epochs=work,
+        self.stage("train-classifier").add(
+            1, self.seconds("train-classifier", "classifier_train_images_per_s", work,
+                            self.clf_scale),
+            model=self.clf_bytes, memory=held, image_epochs=work,
         )  # fmt: skip
 
-    def evaluate(n: float) -> None:
-        stage("evaluate-classifier").add(
-            1, seconds("evaluate-classifier", "classifier_eval_images_per_s", n, clf_scale),
+    def evaluate(self, n: float) -> None:
+        self.stage("evaluate-classifier").add(
+            1, self.seconds("evaluate-classifier", "classifier_eval_images_per_s", n,
+                            self.clf_scale),
             artifact=40 * n, images_evaluated=n,
         )  # fmt: skip
 
-    def learning_curve(sizes: list[int], which: str, tasks: int | None = None) -> None:
+    def learning_curve(self, sizes: list[int], which: str, tasks: int | None = None) -> None:
         """Classifiers on ``sizes`` images per label, each scored on real-test."""
-        images = sum(sizes) * labels
+        clf, n_test = self.config.classifier, self.n_test
+        images = sum(sizes) * self.labels
         work = images * clf.epochs
-        s = seconds("learning-curve", "classifier_train_images_per_s", work, clf_scale)
-        s += seconds(
-            "learning-curve", "classifier_eval_images_per_s", len(sizes) * n_test, clf_scale
+        s = self.seconds("learning-curve", "classifier_train_images_per_s", work, self.clf_scale)
+        s += self.seconds(
+            "learning-curve", "classifier_eval_images_per_s", len(sizes) * n_test, self.clf_scale
         )
         # The largest subset and fit's copies of it, and real-test held at the classifier's size.
-        held = classifier_train_bytes(max(sizes, default=0) * labels, clf.resolution)
+        held = classifier_train_bytes(max(sizes, default=0) * self.labels, clf.resolution)
         held += n_test * clf.resolution**2 if sizes else 0
-        stage("learning-curve").add(
+        self.stage("learning-curve").add(
             1 if tasks is None else tasks, s, memory=held, image_epochs=work,
             **{f"{which}_curve_trainings": len(sizes)},
         )  # fmt: skip
 
-    def class_image_work(count: int) -> tuple[float, float]:
-        evals = count * ft.class_sampler_steps
-        return evals, float(count * config.diffusion.sample_size**2)
-
-    # Once per run.
-    stage("fingerprint").add(1, sources_listed=5)
-    stage("ingest").add(
-        1, seconds("ingest", "ingest_images_per_s", n_source), artifact=n_source * png,
-        images_read=n_source,
-    )  # fmt: skip
-    prepare = stage("prepare-base-model")
-    pretrain = 0.0
-    if config.diffusion.base_model == "tiny-pixel" and config.diffusion.pretrain_steps:
-        pretrain = config.diffusion.pretrain_steps * config.diffusion.pretrain_batch_size
-    # The diffusion stages load the base model in fp32 on the host before moving it to the device.
-    prepare.add(
-        1, seconds("prepare-base-model", "finetune_images_per_s", pretrain, diffusion_scale),
-        model=base_bytes, memory=base_bytes, pretrain_image_steps=pretrain,
-    )  # fmt: skip
-    train("train-reference-classifier", n_train)
-    embedders = 1 + (1 if config.select.clip_weights else 0)
-    embed_s = seconds("embed", "classifier_eval_images_per_s", n_pool, clf_scale)
-    if config.select.clip_weights:
-        embed_s += seconds("embed", "embed_images_per_s", n_pool)
-    dims = embedding_dims(config)
-    stage("embed").add(
-        1, embed_s, artifact=4 * dims * n_pool, memory=4 * dims * n_pool,
-        images_embedded=n_pool * embedders,
-    )  # fmt: skip
-    class_seeds = class_image_seeds(rows)
-    if ft.with_prior_preservation and class_seeds:
-        evals, size = class_image_work(ft.num_class_images * len(class_seeds))
-        stage("class-images").add(
-            1, seconds("class-images", "sample_unet_evals_per_s", evals, diffusion_scale),
-            artifact=size, memory=base_bytes,
-            images_generated=ft.num_class_images * len(class_seeds),
+    def once_per_run(self) -> None:
+        """Ingest, the base model, the reference classifier, embed and the class images."""
+        config, ft, n_source, n_pool = self.config, self.config.finetune, self.n_source, self.n_pool
+        self.stage("fingerprint").add(1, sources_listed=5)
+        self.stage("ingest").add(
+            1, self.seconds("ingest", "ingest_images_per_s", n_source),
+            artifact=n_source * self.png, images_read=n_source,
         )  # fmt: skip
+        prepare = self.stage("prepare-base-model")
+        pretrain = 0.0
+        if config.diffusion.base_model == "tiny-pixel" and config.diffusion.pretrain_steps:
+            pretrain = config.diffusion.pretrain_steps * config.diffusion.pretrain_batch_size
+        # The diffusion stages load the base model in fp32 on the host before moving it to the
+        # device.
+        prepare.add(
+            1, self.seconds("prepare-base-model", "finetune_images_per_s", pretrain,
+                            self.diffusion_scale),
+            model=self.base_bytes, memory=self.base_bytes, pretrain_image_steps=pretrain,
+        )  # fmt: skip
+        self.train("train-reference-classifier", self.n_train)
+        embedders = 1 + (1 if config.select.clip_weights else 0)
+        embed_s = self.seconds("embed", "classifier_eval_images_per_s", n_pool, self.clf_scale)
+        if config.select.clip_weights:
+            embed_s += self.seconds("embed", "embed_images_per_s", n_pool)
+        self.stage("embed").add(
+            1, embed_s, artifact=4 * self.dims * n_pool, memory=4 * self.dims * n_pool,
+            images_embedded=n_pool * embedders,
+        )  # fmt: skip
+        class_seeds = class_image_seeds(self.rows)
+        if ft.with_prior_preservation and class_seeds:
+            count = ft.num_class_images * len(class_seeds)
+            evals = count * ft.class_sampler_steps
+            self.stage("class-images").add(
+                1, self.seconds("class-images", "sample_unet_evals_per_s", evals,
+                                self.diffusion_scale),
+                artifact=float(count * config.diffusion.sample_size**2), memory=self.base_bytes,
+                images_generated=count,
+            )  # fmt: skip
 
-    # Per work item.
-    fine_tune_steps = ft.steps * images_per_step
-    gen_evals = n_syn * gen.steps * guidance
-    n_real_supp = gen.n_per_label
-    ratios = config.evaluation.supplementation_ratios
-    if ratios and max(ratios) > 0:
-        n_real_supp = min(n_real_supp, int(gen.n_per_label / max(ratios)))
-    supp_images = sum(labels * (n_real_supp + round(r * n_real_supp)) for r in ratios)
-    supp_real = labels * n_real_supp
-    supp_syn = labels * round(max(ratios, default=0) * n_real_supp)
-    # The real part, the largest ratio's synthetic part, their concatenation, fit's copies.
-    supp_memory = (supp_real + supp_syn) * clf.resolution**2 + classifier_train_bytes(
-        supp_real + supp_syn, clf.resolution
-    )
-    if not ratios:
-        supp_memory = 0.0
-    # The cell's metrics: embeddings of both sets and the tuning set, pixel copies at <= 64 px for
-    # memorisation, and scikit-learn's distance chunks.
-    memo_side = min(config.diffusion.sample_size, data.resolution, 64)
-    embed_dim = EMBED_DIMS[config.evaluation.distribution_embedder]
-    distribution = seconds(
-        "compute-fter",
-        "embed_images_per_s" if config.evaluation.distribution_embedder == "clip"
-        else "classifier_eval_images_per_s", n_syn + n_test,
-    )  # fmt: skip
-    for item in [*kinds["finetune"], *kinds["retrieval"], *kinds["no-finetune"]]:
-        kind, cells = item.kind, item.rows
-        size_images = sum(r.size * labels for r in cells)
+    def per_work_item(self) -> None:
+        """Each work item of the grid: select, fine-tune, generate and its cells' evaluation."""
+        kinds = split_rows(self.rows)
+        items = [*kinds["finetune"], *kinds["retrieval"], *kinds["no-finetune"]]
+        supplementation = self._supplementation_sizes()
+        distribution = self.seconds(
+            "compute-fter",
+            "embed_images_per_s" if self.config.evaluation.distribution_embedder == "clip"
+            else "classifier_eval_images_per_s", self.n_syn + self.n_test,
+        )  # fmt: skip
+        for item in items:
+            self._item_selection_and_generation(item)
+            self._item_evaluation(item, supplementation, distribution)
+
+    def _item_selection_and_generation(self, item: WorkItem) -> None:
+        """Select (and retrieve), fine-tune, tune generation and generate for one work item."""
+        gen, ft, labels, n_syn = self.config.generate, self.config.finetune, self.labels, self.n_syn
+        kind = item.kind
+        size_images = sum(r.size * labels for r in item.rows)
         retrieved = n_syn if kind == "retrieval" else 0
-        stage("select").add(
-            1, seconds("select", "ingest_images_per_s", size_images + retrieved),
-            artifact=(size_images + retrieved) * png, memory=4 * dims * n_pool,
+        self.stage("select").add(
+            1, self.seconds("select", "ingest_images_per_s", size_images + retrieved),
+            artifact=(size_images + retrieved) * self.png, memory=4 * self.dims * self.n_pool,
             images_selected=size_images + retrieved,
         )  # fmt: skip
         if kind == "finetune":
-            work = seconds("fine-tune", "finetune_images_per_s", fine_tune_steps, diffusion_scale)
-            stage("fine-tune").add(
-                1, work, model=model_bytes(config, shapes), memory=base_bytes, steps=ft.steps
-            )
-            # A tune-generation task per fine-tuned cell, in a spec compiled with trials only.
-            work = planned_work(gen, labels, [item])  # the one count of a study's work
-            if work["trials_per_cell"] > 0:
-                tune_s = seconds(
-                    "tune-generation", "sample_unet_evals_per_s", work["unet_evaluations"],
-                    diffusion_scale,
-                ) + seconds(
-                    "tune-generation", "classifier_train_images_per_s",
-                    work["images"] * clf.epochs, clf_scale,
-                )  # fmt: skip
-                val = n_val * clf.resolution**2  # real-val, held at the classifier's size
-                trial = classifier_train_bytes(
-                    work["images"] / max(1, work["trials_per_cell"]), clf.resolution
-                )
-                stage("tune-generation").add(
-                    1, tune_s, artifact=1e5, memory=base_bytes + val + trial,
-                    trials=work["trials_per_cell"],
-                    images_generated=work["images"], image_epochs=work["images"] * clf.epochs,
-                )  # fmt: skip
-        if kind in ("finetune", "no-finetune"):
-            stage("generate").add(
-                1, seconds("generate", "sample_unet_evals_per_s", gen_evals, diffusion_scale),
-                artifact=n_syn * gen_png, memory=base_bytes, images_generated=n_syn,
+            images_per_step = ft.batch_size * (2 if ft.with_prior_preservation else 1)
+            work = self.seconds(
+                "fine-tune", "finetune_images_per_s", ft.steps * images_per_step,
+                self.diffusion_scale,
             )  # fmt: skip
-        train("train-synthetic-classifier", n_syn)
-        evaluate(n_test)  # S→R
-        evaluate(n_syn)  # R→S
-        supp_work = supp_images * clf.epochs
-        supp_s = seconds(
-            "supplementation", "classifier_train_images_per_s", supp_work, clf_scale
-        ) + seconds(
-            "supplementation", "classifier_eval_images_per_s", len(ratios) * n_test, clf_scale
+            self.stage("fine-tune").add(
+                1, work, model=model_bytes(self.config, self.shapes), memory=self.base_bytes,
+                steps=ft.steps,
+            )  # fmt: skip
+            self._tune_generation(item)
+        if kind in ("finetune", "no-finetune"):
+            guidance = 2 if gen.guidance_scale != 1 else 1
+            gen_evals = n_syn * gen.steps * guidance
+            self.stage("generate").add(
+                1, self.seconds("generate", "sample_unet_evals_per_s", gen_evals,
+                                self.diffusion_scale),
+                artifact=n_syn * self.gen_png, memory=self.base_bytes, images_generated=n_syn,
+            )  # fmt: skip
+
+    def _tune_generation(self, item: dict) -> None:
+        """A tune-generation task per fine-tuned cell, in a spec compiled with trials only."""
+        clf = self.config.classifier
+        work = planned_work(self.config.generate, self.labels, [item])  # a study's one count
+        if work["trials_per_cell"] <= 0:
+            return
+        tune_s = self.seconds(
+            "tune-generation", "sample_unet_evals_per_s", work["unet_evaluations"],
+            self.diffusion_scale,
+        ) + self.seconds(
+            "tune-generation", "classifier_train_images_per_s",
+            work["images"] * clf.epochs, self.clf_scale,
+        )  # fmt: skip
+        val = self.n_val * clf.resolution**2  # real-val, held at the classifier's size
+        trial = classifier_train_bytes(
+            work["images"] / max(1, work["trials_per_cell"]), clf.resolution
         )
-        stage("supplementation").add(1, supp_s, memory=supp_memory, image_epochs=supp_work)
+        self.stage("tune-generation").add(
+            1, tune_s, artifact=1e5, memory=self.base_bytes + val + trial,
+            trials=work["trials_per_cell"],
+            images_generated=work["images"], image_epochs=work["images"] * clf.epochs,
+        )  # fmt: skip
+
+    def _supplementation_sizes(self) -> tuple[float, float]:
+        """Images one supplementation task trains on over all its ratios, and the host memory
+        of its largest training."""
+        gen, labels = self.config.generate, self.labels
+        resolution = self.config.classifier.resolution
+        ratios = self.config.evaluation.supplementation_ratios
+        n_real_supp = gen.n_per_label
+        if ratios and max(ratios) > 0:
+            n_real_supp = min(n_real_supp, int(gen.n_per_label / max(ratios)))
+        supp_images = sum(labels * (n_real_supp + round(r * n_real_supp)) for r in ratios)
+        supp_real = labels * n_real_supp
+        supp_syn = labels * round(max(ratios, default=0) * n_real_supp)
+        # The real part, the largest ratio's synthetic part, their concatenation, fit's copies.
+        supp_memory = (supp_real + supp_syn) * resolution**2 + classifier_train_bytes(
+            supp_real + supp_syn, resolution
+        )
+        if not ratios:
+            supp_memory = 0.0
+        return supp_images, supp_memory
+
+    def _item_evaluation(
+        self, item: WorkItem, supplementation: tuple[float, float], distribution: float
+    ) -> None:
+        """The classifiers, curves and cell metrics of one work item."""
+        config, clf, n_syn, n_test = self.config, self.config.classifier, self.n_syn, self.n_test
+        cells = item.rows
+        ratios = config.evaluation.supplementation_ratios
+        supp_images, supp_memory = supplementation
+        self.train("train-synthetic-classifier", n_syn)
+        self.evaluate(n_test)  # S→R
+        self.evaluate(n_syn)  # R→S
+        supp_work = supp_images * clf.epochs
+        supp_s = self.seconds(
+            "supplementation", "classifier_train_images_per_s", supp_work, self.clf_scale
+        ) + self.seconds(
+            "supplementation", "classifier_eval_images_per_s", len(ratios) * n_test,
+            self.clf_scale,
+        )  # fmt: skip
+        self.stage("supplementation").add(1, supp_s, memory=supp_memory, image_epochs=supp_work)
         fractions = [f for f in config.evaluation.synthetic_curve_fractions if f < 1]
-        learning_curve([round(f * gen.n_per_label) for f in fractions], "synthetic")
-        tuning = max(r.size for r in cells) * labels  # a task computes its cells one by one
+        self.learning_curve(
+            [round(f * config.generate.n_per_label) for f in fractions], "synthetic"
+        )
+        # The cell's metrics: embeddings of both sets and the tuning set, pixel copies at <= 64
+        # px for memorisation, and scikit-learn's distance chunks.
+        memo_side = min(config.diffusion.sample_size, config.data.resolution, 64)
+        embed_dim = EMBED_DIMS[config.evaluation.distribution_embedder]
+        tuning = max(r.size for r in cells) * self.labels  # a task computes cells one by one
         cell_memory = (
             4 * embed_dim * (n_syn + n_test + tuning) + 4 * memo_side**2 * (n_syn + tuning)
             + CHUNK_BYTES
         )  # fmt: skip
-        fter = stage("compute-fter")
-        fter.add(
+        self.stage("compute-fter").add(
             1, distribution * len(cells), artifact=len(cells) * 2e6, memory=cell_memory,
             cells=len(cells), images_embedded=(n_syn + n_test) * len(cells),
         )  # fmt: skip
-    # The real learning curve of every seed, in one task.
-    hold = n_train // labels  # per label, as if real-train were balanced (an upper bound)
-    sizes = sorted({min(s, hold) for s in config.evaluation.real_curve_sizes})
-    learning_curve(sizes * len(seeds), "real", tasks=1)
-    # Shared through KFP's cache: the real-trained classifier and R→R once per seed.
-    for _ in seeds:
-        train("train-real-classifier", min(gen.n_per_label * labels, n_train))
-        evaluate(n_test)
-    stage("report").add(1, 60, artifact=20e6, cells=len(rows))
-    return [stages[name] for name in STAGE_ORDER if name in stages]
+
+    def per_seed(self) -> None:
+        """The real learning curve of every seed (one task), and the real-trained classifier
+        and R→R, which KFP's cache shares once per seed."""
+        labels, gen = self.labels, self.config.generate
+        hold = self.n_train // labels  # per label, as if real-train were balanced (upper bound)
+        sizes = sorted({min(s, hold) for s in self.config.evaluation.real_curve_sizes})
+        self.learning_curve(sizes * len(self.seeds), "real", tasks=1)
+        for _ in self.seeds:
+            self.train("train-real-classifier", min(gen.n_per_label * labels, self.n_train))
+            self.evaluate(self.n_test)
 
 
 # The order of the stages in plan's and transfer's tables (each lists those it counts).

@@ -271,125 +271,176 @@ def select_tuning_set(
     """
     if method.generator == "external":
         return select_external(pool, method, size, seed, select, tuning_dir, retrieved_dir)
-    labels = pool.labels
-    pool_labels = pool.label_indices
-    retrieval_embedder = method.embedder or select.default_embedder
     report = SelectionReport(method.name, method.selection, method.embedder, int(size), int(seed))
     if n_retrieve_per_label < 0:
         raise SelectionError(f"n_retrieve_per_label={n_retrieve_per_label}: expected >= 0")
 
     picks: dict[str, np.ndarray] = {}  # label -> pool indices, in tuning-set order (pool methods)
-    pick_clusters: dict[str, list[int]] = {}  # label -> cluster id of each pick (clustered methods)
     curated: dict[str, tuple[np.ndarray, list[str]]] = {}  # label -> (images, source ids)
     if method.selection in ("random", "spectral", "kmeans"):
-        vectors = None
-        if method.selection != "random":
-            vectors = load_embeddings(embeddings_dir, method.embedder, pool)
-            report.embedder_description = _embedder_info(embeddings_dir, method.embedder)
-            report.clustering = {
-                "k": select.k,
-                "cluster_images": select.cluster_images,
-                "n_neighbors": select.n_neighbors,
-                "clustering": (
-                    "sklearn SpectralClustering(affinity=nearest_neighbors, "
-                    f"eigen_solver={spectral_solver()}, assign_labels=cluster_qr)"
-                    if method.selection == "spectral"
-                    else "sklearn KMeans(n_init=4)"
-                ),
-            }
-        for li, label in enumerate(labels):
-            members = np.flatnonzero(pool_labels == li)
-            pool_count, where = len(members), "in the pool"
-            if vectors is not None:
-                members = _cluster_sample(members, select.cluster_images, seed, label)
-                if len(members) < pool_count:
-                    where = f"in its select.cluster_images={select.cluster_images} sample"
-                if select.k > len(members):
-                    raise SelectionError(
-                        f"select.k={select.k} clusters but the pool has only {len(members)} "
-                        f"{label!r} images {where}"
-                    )
-            _check_size(size, len(members), label, where)
-            if vectors is not None and size < select.k:
-                raise SelectionError(
-                    f"size={size} per label is smaller than select.k={select.k} clusters: every "
-                    "cluster needs at least one pick"
-                )
-            rng = np.random.default_rng(derive_seed(seed, "select", method.selection, label))
-            shares = None
-            if vectors is None:
-                chosen = rng.choice(members, size=size, replace=False)
-            else:
-                cluster_seed = derive_seed(
-                    seed, "cluster", method.selection, method.embedder, label
-                )
-                assignment = cluster(
-                    vectors[members], select.k, method.selection, select.n_neighbors, cluster_seed
-                )
-                positions, shares = equal_shares(assignment, size, rng)
-                chosen = members[positions]
-                pick_clusters[label] = [int(c) for c in assignment[positions]]
-            unique = int(len(np.unique(chosen)))
-            report.labels[label] = LabelSelection(
-                picked=int(len(chosen)),
-                unique=unique,
-                duplicates=int(len(chosen) - unique),
-                pool_count=int(pool_count),
-                clusters=shares,
-            )
-            picks[label] = chosen
+        picks = _select_from_pool(pool, embeddings_dir, method, size, seed, select, report)
     elif method.selection == "curated":
-        images, ids = load_curated_images(select, pool.resolution)
-        assigned, confidence = pseudo_label(
-            images, labels, classifier_dir, select.curated_threshold
-        )
-        report.curated = {
-            "source": select.curated_source,
-            "threshold": select.curated_threshold,
-            "source_images": int(len(images)),
-            "below_threshold": int((assigned < 0).sum()),
-            "passed": {label: int((assigned == li).sum()) for li, label in enumerate(labels)},
-        }
-        for li, label in enumerate(labels):
-            passed = np.flatnonzero(assigned == li)
-            if len(passed) == 0:
-                raise SelectionError(
-                    f"curated source {select.curated_source!r}: no image is labelled {label!r} with "
-                    f"confidence >= select.curated_threshold={select.curated_threshold} "
-                    f"({len(images)} images)"
-                )
-            rng = np.random.default_rng(derive_seed(seed, "select", "curated", label))
-            chosen = rng.choice(passed, size=min(size, len(passed)), replace=False)
-            if len(chosen) < size:
-                log.warning(
-                    "curated: only %d %r images pass threshold %.2f (asked %d per label)",
-                    len(chosen),
-                    label,
-                    select.curated_threshold,
-                    size,
-                )
-            report.labels[label] = LabelSelection(
-                picked=int(len(chosen)),
-                unique=int(len(chosen)),
-                duplicates=0,
-                short=int(size - len(chosen)),
-                mean_confidence=float(confidence[chosen].mean()),
-            )
-            curated[label] = (images[chosen], [ids[i] for i in chosen])
+        curated = _select_curated(pool, size, seed, select, classifier_dir, report)
     else:
         raise SelectionError(f"method {method.name!r}: unknown selection {method.selection!r}")
 
-    # ---- retrieval (method retrieval only): pool images nearest to the tuning set, not in it
+    # Method retrieval only: the pool images nearest to the tuning set, not in it.
     retrieved: dict[str, np.ndarray] = {}
     if method.generator == "retrieval":
         report.retrieval = _retrieve_for_tuning_set(
-            pool, embeddings_dir, retrieval_embedder, picks, n_retrieve_per_label, retrieved
-        )
+            pool, embeddings_dir, method.embedder or select.default_embedder, picks,
+            n_retrieve_per_label, retrieved,
+        )  # fmt: skip
 
-    # ---- write both sets
+    _write_sets(pool, method, select, report, picks, curated, retrieved, tuning_dir, retrieved_dir)
+    log.info(
+        "%s: tuning set %s, %d duplicates; retrieved %s",
+        method.name,
+        {label: e.picked for label, e in report.labels.items()},
+        sum(e.duplicates for e in report.labels.values()),
+        {label: len(idx) for label, idx in retrieved.items()} or "none (not method retrieval)",
+    )
+    return report.to_json()
+
+
+def _select_from_pool(
+    pool: ImageSet,
+    embeddings_dir: str | Path,
+    method: Method,
+    size: int,
+    seed: int,
+    select: SelectConfig,
+    report: SelectionReport,
+) -> dict[str, np.ndarray]:
+    """Pool indices per label, in tuning-set order: drawn at random, or in equal shares of the
+    label's clusters (spectral, kmeans). Records each label's picks (and the clustering) in
+    ``report``."""
+    vectors = None
+    if method.selection != "random":
+        vectors = load_embeddings(embeddings_dir, method.embedder, pool)
+        report.embedder_description = _embedder_info(embeddings_dir, method.embedder)
+        report.clustering = {
+            "k": select.k,
+            "cluster_images": select.cluster_images,
+            "n_neighbors": select.n_neighbors,
+            "clustering": (
+                "sklearn SpectralClustering(affinity=nearest_neighbors, "
+                f"eigen_solver={spectral_solver()}, assign_labels=cluster_qr)"
+                if method.selection == "spectral"
+                else "sklearn KMeans(n_init=4)"
+            ),
+        }
+    picks: dict[str, np.ndarray] = {}
+    pick_clusters: dict[str, list[int]] = {}  # label -> cluster id of each pick (clustered)
+    for li, label in enumerate(pool.labels):
+        members = np.flatnonzero(pool.label_indices == li)
+        pool_count, where = len(members), "in the pool"
+        if vectors is not None:
+            members = _cluster_sample(members, select.cluster_images, seed, label)
+            if len(members) < pool_count:
+                where = f"in its select.cluster_images={select.cluster_images} sample"
+            if select.k > len(members):
+                raise SelectionError(
+                    f"select.k={select.k} clusters but the pool has only {len(members)} "
+                    f"{label!r} images {where}"
+                )
+        _check_size(size, len(members), label, where)
+        if vectors is not None and size < select.k:
+            raise SelectionError(
+                f"size={size} per label is smaller than select.k={select.k} clusters: every "
+                "cluster needs at least one pick"
+            )
+        rng = np.random.default_rng(derive_seed(seed, "select", method.selection, label))
+        shares = None
+        if vectors is None:
+            chosen = rng.choice(members, size=size, replace=False)
+        else:
+            cluster_seed = derive_seed(seed, "cluster", method.selection, method.embedder, label)
+            assignment = cluster(
+                vectors[members], select.k, method.selection, select.n_neighbors, cluster_seed
+            )
+            positions, shares = equal_shares(assignment, size, rng)
+            chosen = members[positions]
+            pick_clusters[label] = [int(c) for c in assignment[positions]]
+        unique = int(len(np.unique(chosen)))
+        report.labels[label] = LabelSelection(
+            picked=int(len(chosen)),
+            unique=unique,
+            duplicates=int(len(chosen) - unique),
+            pool_count=int(pool_count),
+            clusters=shares,
+        )
+        picks[label] = chosen
     report.pool_indices = {label: [int(i) for i in idx] for label, idx in picks.items()}
     if pick_clusters:
         report.pick_clusters = pick_clusters
+    return picks
+
+
+def _select_curated(
+    pool: ImageSet,
+    size: int,
+    seed: int,
+    select: SelectConfig,
+    classifier_dir: Path | None,
+    report: SelectionReport,
+) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Per label, up to ``size`` curated images the reference classifier labels with enough
+    confidence, and their source ids. Records the pseudo-labelling in ``report``."""
+    labels = pool.labels
+    images, ids = load_curated_images(select, pool.resolution)
+    assigned, confidence = pseudo_label(images, labels, classifier_dir, select.curated_threshold)
+    report.curated = {
+        "source": select.curated_source,
+        "threshold": select.curated_threshold,
+        "source_images": int(len(images)),
+        "below_threshold": int((assigned < 0).sum()),
+        "passed": {label: int((assigned == li).sum()) for li, label in enumerate(labels)},
+    }
+    curated: dict[str, tuple[np.ndarray, list[str]]] = {}
+    for li, label in enumerate(labels):
+        passed = np.flatnonzero(assigned == li)
+        if len(passed) == 0:
+            raise SelectionError(
+                f"curated source {select.curated_source!r}: no image is labelled {label!r} with "
+                f"confidence >= select.curated_threshold={select.curated_threshold} "
+                f"({len(images)} images)"
+            )
+        rng = np.random.default_rng(derive_seed(seed, "select", "curated", label))
+        chosen = rng.choice(passed, size=min(size, len(passed)), replace=False)
+        if len(chosen) < size:
+            log.warning(
+                "curated: only %d %r images pass threshold %.2f (asked %d per label)",
+                len(chosen),
+                label,
+                select.curated_threshold,
+                size,
+            )
+        report.labels[label] = LabelSelection(
+            picked=int(len(chosen)),
+            unique=int(len(chosen)),
+            duplicates=0,
+            short=int(size - len(chosen)),
+            mean_confidence=float(confidence[chosen].mean()),
+        )
+        curated[label] = (images[chosen], [ids[i] for i in chosen])
+    return curated
+
+
+def _write_sets(
+    pool: ImageSet,
+    method: Method,
+    select: SelectConfig,
+    report: SelectionReport,
+    picks: dict[str, np.ndarray],
+    curated: dict[str, tuple[np.ndarray, list[str]]],
+    retrieved: dict[str, np.ndarray],
+    tuning_dir: str | Path,
+    retrieved_dir: str | Path,
+) -> None:
+    """Write the tuning set (pool picks or curated images) with ``report``, and the retrieved
+    set (empty unless method retrieval)."""
+    labels = pool.labels
     if retrieved:
         report.retrieved_pool_indices = {
             label: [int(i) for i in idx] for label, idx in retrieved.items()
@@ -426,14 +477,6 @@ def select_tuning_set(
         for label in labels:
             if label in retrieved:
                 _copy_from_pool(pool, retrieved[label], writer)
-    log.info(
-        "%s: tuning set %s, %d duplicates; retrieved %s",
-        method.name,
-        {label: e.picked for label, e in report.labels.items()},
-        sum(e.duplicates for e in report.labels.values()),
-        {label: len(idx) for label, idx in retrieved.items()} or "none (not method retrieval)",
-    )
-    return report.to_json()
 
 
 def _retrieve_for_tuning_set(

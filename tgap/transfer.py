@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 
 from tgap.config import Config
-from tgap.grid import class_image_seeds, config_rows, split_rows
+from tgap.grid import GridRow, WorkItem, class_image_seeds, config_rows, split_rows
 from tgap.imageset import SHARD_SIZE
 
 DEFAULT_LATENCY_MS = 20.0  # per object: one GET or PUT round trip inside a cloud region
@@ -95,110 +95,159 @@ def small(kind: str, bytes_: float = 1e5, count: int = 1) -> Blob:
 def transfers(config: Config, shard_size: int = SHARD_SIZE) -> list[StageTransfer]:
     """Per stage: the artifacts its tasks download and upload (see the module docstring)."""
     # tgap.plan imports scipy (seconds): imported here, so the CLI reads the defaults cheaply.
+    from tgap.plan import STAGE_ORDER
+
+    if shard_size < 1:
+        raise ValueError(f"shard size {shard_size}: expected at least 1 image per shard")
+    a = _artifacts(config, shard_size)
+    rows = config_rows(config)
+    kinds = split_rows(rows)
+    tally = _Tally()
+    _shared_tasks(tally, config, a, bool(kinds["finetune"]))
+    cells = []
+    for kind in ("finetune", "no-finetune", "retrieval"):
+        for item in kinds[kind]:
+            cells += _item_tasks(tally, config, a, kind, item, shard_size)
+    tally.task("learning-curve", [a.real_train, a.real_test], [a.curve])  # real-curves: once
+    for _ in sorted({r.seed for r in rows}):  # through KFP's cache: once per seed
+        tally.task("train-classifier", [a.real_train], [a.classifier])
+        tally.task("evaluate-classifier", [a.classifier, a.real_test], [a.evaluation])  # R→R
+    tally.task(
+        "report",
+        [a.pool, a.embeddings, a.base, a.classifier, small("cell", 2e6 * len(cells), len(cells))],
+        [small("report", 20e6)],
+    )
+    return [tally.stages[name] for name in STAGE_ORDER if name in tally.stages]
+
+
+@dataclass
+class _Tally:
+    """The stages counted so far."""
+
+    stages: dict[str, StageTransfer] = field(default_factory=dict)
+
+    def task(self, name: str, down: list[Blob], up: list[Blob]) -> None:
+        stage = self.stages.setdefault(name, StageTransfer(name))
+        stage.tasks += 1
+        stage.down += down
+        stage.up += up
+
+
+@dataclass(frozen=True)
+class _Artifacts:
+    """The artifacts of a run, as stored; ``class_seeds``: the seeds that get class images."""
+
+    source: Blob
+    pool: Blob
+    real_train: Blob
+    real_val: Blob
+    real_test: Blob
+    embeddings: Blob
+    classifier: Blob
+    base: Blob
+    tuned: Blob
+    class_images: Blob
+    class_seeds: list
+    synthetic: Blob
+    evaluation: Blob
+    curve: Blob
+    empty_set: Blob
+
+
+def _artifacts(config: Config, shard_size: int) -> _Artifacts:
     from tgap.plan import (
         CLASSIFIER_PARAMS,
-        STAGE_ORDER,
         embedding_dims,
         generator_shapes,
         model_bytes,
         split_sizes,
     )
 
-    if shard_size < 1:
-        raise ValueError(f"shard size {shard_size}: expected at least 1 image per shard")
-    data, gen, ft = config.data, config.generate, config.finetune
+    data, ft = config.data, config.finetune
     labels = len(data.labels)
     n_source, n_pool, n_train, n_val, n_test = split_sizes(config)
     side, gen_side = data.resolution, config.diffusion.sample_size
-    n_syn = gen.n_per_label * labels
-    rows = config_rows(config)
-    kinds = split_rows(rows)
-    seeds = sorted({r.seed for r in rows})
     shapes = generator_shapes(config)
-    tuned_spec = gen.tune.trials > 0
-
-    pool = image_set(n_pool, side, shard_size)
-    real_train = image_set(n_train, side, shard_size)
-    real_val = image_set(n_val, side, shard_size)
-    real_test = image_set(n_test, side, shard_size, extra=labels)  # + real_grid_*.png
     embedders = 2 + (1 if config.select.clip_weights else 0)  # pixel, classifier (+ clip)
-    embeddings = small("embedder", 4 * embedding_dims(config) * n_pool, embedders)
-    classifier = small("classifier", 4 * CLASSIFIER_PARAMS[config.classifier.arch])
-    base = small("base_model", 4 * sum(shapes.params.values()))
-    tuned = small("finetuned_model", model_bytes(config, shapes))
-    class_seeds = class_image_seeds(rows) if ft.with_prior_preservation else []
-    class_images = small(
-        "class_images_per_seed",
-        ft.num_class_images * len(class_seeds) * gen_side**2,
-        len(class_seeds),
-    )
-    synthetic = image_set(
-        n_syn, gen_side, shard_size, extra=labels + SMALL_OBJECTS["synthetic_extra"]
-    )
-    evaluation, curve = small("evaluation"), small("curve")
-    empty_set = image_set(0, gen_side, shard_size)
-
-    stages: dict[str, StageTransfer] = {}
-
-    def task(name: str, down: list[Blob], up: list[Blob]) -> None:
-        stage = stages.setdefault(name, StageTransfer(name))
-        stage.tasks += 1
-        stage.down += down
-        stage.up += up
-
+    class_seeds = class_image_seeds(config_rows(config)) if ft.with_prior_preservation else []
     source = image_set(n_source, side, shard_size=1)  # as stored: one object per image
-    source = Blob(source.objects - 1, source.bytes)
-    task("ingest", [source], [pool, real_train, real_val, real_test])
-    base_source = [base] if config.diffusion.base_model != "tiny-pixel" else []
-    task("prepare-base-model", [pool, *base_source], [base])
-    task("train-classifier", [real_train], [classifier])
-    clip_weights = [Blob(1, 4 * 88e6)] if config.select.clip_weights else []
-    task("embed", [pool, classifier, *clip_weights], [embeddings])
-    task("validate-run", [pool, real_train, base], [])
-    if kinds["finetune"] and class_seeds:
-        task("class-images", [base], [class_images])
-    cells = []
-    for kind in ("finetune", "no-finetune", "retrieval"):
-        for item in kinds[kind]:
-            item_cells = item.rows
-            cells += item_cells
-            tuning_sets = [image_set(r.size * labels, side, shard_size) for r in item_cells]
-            retrieved = image_set(n_syn, side, shard_size) if kind == "retrieval" else empty_set
-            task("select", [pool, embeddings, classifier], [*tuning_sets, retrieved])
-            generator = [base]
-            if kind == "finetune":
-                task("fine-tune", [base, *tuning_sets, classifier, class_images], [tuned])
-                # The fine-tuned model references its base: loading it fetches both.
-                generator = [tuned, base]
-                if tuned_spec:  # compiled with trials only (pipelines/tgap_pipeline.py)
-                    task("tune-generation", [*generator, real_val], [small("tuning")])
-            item_synthetic = retrieved
-            if kind != "retrieval":
-                tuning = [small("tuning")] if kind == "finetune" and tuned_spec else []
-                task("generate", [*generator, *tuning], [synthetic])
-                item_synthetic = synthetic
-            task("train-classifier", [item_synthetic], [classifier])
-            task("evaluate-classifier", [classifier, real_test], [evaluation])  # S→R
-            task("evaluate-classifier", [classifier, item_synthetic], [evaluation])  # R→S
-            task("supplementation", [real_train, item_synthetic, real_test], [curve])
-            task("learning-curve", [item_synthetic, real_test], [curve])  # synthetic-curve
-            task(
-                "compute-fter",
-                [evaluation] * 3
-                + [curve] * 3  # supplementation, the real curves, this item's synthetic curve
-                + [item_synthetic, real_test, *tuning_sets, classifier],
-                [small("cell", 2e6, len(item_cells))],
-            )
-    task("learning-curve", [real_train, real_test], [curve])  # real-curves: every seed, once
-    for _ in seeds:  # through KFP's cache: once per seed
-        task("train-classifier", [real_train], [classifier])
-        task("evaluate-classifier", [classifier, real_test], [evaluation])  # R→R
-    task(
-        "report",
-        [pool, embeddings, base, classifier, small("cell", 2e6 * len(cells), len(cells))],
-        [small("report", 20e6)],
+    return _Artifacts(
+        source=Blob(source.objects - 1, source.bytes),
+        pool=image_set(n_pool, side, shard_size),
+        real_train=image_set(n_train, side, shard_size),
+        real_val=image_set(n_val, side, shard_size),
+        real_test=image_set(n_test, side, shard_size, extra=labels),  # + real_grid_*.png
+        embeddings=small("embedder", 4 * embedding_dims(config) * n_pool, embedders),
+        classifier=small("classifier", 4 * CLASSIFIER_PARAMS[config.classifier.arch]),
+        base=small("base_model", 4 * sum(shapes.params.values())),
+        tuned=small("finetuned_model", model_bytes(config, shapes)),
+        class_images=small(
+            "class_images_per_seed",
+            ft.num_class_images * len(class_seeds) * gen_side**2,
+            len(class_seeds),
+        ),
+        class_seeds=class_seeds,
+        synthetic=image_set(
+            config.generate.n_per_label * labels,
+            gen_side,
+            shard_size,
+            extra=labels + SMALL_OBJECTS["synthetic_extra"],
+        ),  # fmt: skip
+        evaluation=small("evaluation"),
+        curve=small("curve"),
+        empty_set=image_set(0, gen_side, shard_size),
     )
-    return [stages[name] for name in STAGE_ORDER if name in stages]
+
+
+def _shared_tasks(tally: _Tally, config: Config, a: _Artifacts, finetunes: bool) -> None:
+    """The tasks outside the loops, before them: ingest to class images."""
+    tally.task("ingest", [a.source], [a.pool, a.real_train, a.real_val, a.real_test])
+    base_source = [a.base] if config.diffusion.base_model != "tiny-pixel" else []
+    tally.task("prepare-base-model", [a.pool, *base_source], [a.base])
+    tally.task("train-classifier", [a.real_train], [a.classifier])
+    clip_weights = [Blob(1, 4 * 88e6)] if config.select.clip_weights else []
+    tally.task("embed", [a.pool, a.classifier, *clip_weights], [a.embeddings])
+    tally.task("validate-run", [a.pool, a.real_train, a.base], [])
+    if finetunes and a.class_seeds:
+        tally.task("class-images", [a.base], [a.class_images])
+
+
+def _item_tasks(
+    tally: _Tally, config: Config, a: _Artifacts, kind: str, item: WorkItem, shard_size: int
+) -> list[GridRow]:
+    """One work item's tasks, select to compute-fter; returns its cells."""
+    labels, side = len(config.data.labels), config.data.resolution
+    n_syn = config.generate.n_per_label * labels
+    tuned_spec = config.generate.tune.trials > 0
+    item_cells = list(item.rows)
+    tuning_sets = [image_set(r.size * labels, side, shard_size) for r in item_cells]
+    retrieved = image_set(n_syn, side, shard_size) if kind == "retrieval" else a.empty_set
+    tally.task("select", [a.pool, a.embeddings, a.classifier], [*tuning_sets, retrieved])
+    generator = [a.base]
+    if kind == "finetune":
+        tally.task("fine-tune", [a.base, *tuning_sets, a.classifier, a.class_images], [a.tuned])
+        # The fine-tuned model references its base: loading it fetches both.
+        generator = [a.tuned, a.base]
+        if tuned_spec:  # compiled with trials only (pipelines/tgap_pipeline.py)
+            tally.task("tune-generation", [*generator, a.real_val], [small("tuning")])
+    item_synthetic = retrieved
+    if kind != "retrieval":
+        tuning = [small("tuning")] if kind == "finetune" and tuned_spec else []
+        tally.task("generate", [*generator, *tuning], [a.synthetic])
+        item_synthetic = a.synthetic
+    tally.task("train-classifier", [item_synthetic], [a.classifier])
+    tally.task("evaluate-classifier", [a.classifier, a.real_test], [a.evaluation])  # S→R
+    tally.task("evaluate-classifier", [a.classifier, item_synthetic], [a.evaluation])  # R→S
+    tally.task("supplementation", [a.real_train, item_synthetic, a.real_test], [a.curve])
+    tally.task("learning-curve", [item_synthetic, a.real_test], [a.curve])  # synthetic-curve
+    tally.task(
+        "compute-fter",
+        [a.evaluation] * 3
+        + [a.curve] * 3  # supplementation, the real curves, this item's synthetic curve
+        + [item_synthetic, a.real_test, *tuning_sets, a.classifier],
+        [small("cell", 2e6, len(item_cells))],
+    )
+    return item_cells
 
 
 def format_transfers(

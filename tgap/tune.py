@@ -178,10 +178,7 @@ def tune_generation(
     With ``generate.tune.trials == 0`` (the default), or for ``retrieval`` (nothing is
     generated), it writes ``{"tuned": false, ...}`` and returns at once.
     """
-    import optuna
-
-    from tgap.classify import Classifier, load_resized, train_classifier
-    from tgap.diffusion.generate import generate_image_set
+    from tgap.classify import load_resized
 
     tune = generate.tune
     out_dir = Path(out_dir)
@@ -191,19 +188,9 @@ def tune_generation(
         "steps": generate.steps,
         "scheduler": generate.scheduler,
     }
-    reason = ""
-    if tune.trials == 0:
-        reason = "generate.tune.trials is 0: generate uses its own parameters"
-    elif method == "retrieval":
-        reason = "method retrieval generates nothing: no parameters to tune"
+    reason = _why_untuned(tune.trials, method)
     if reason:
-        result = {
-            "tuned": False, "method": method, "size": size, "seed": seed, "message": reason,
-            "params": untuned,
-        }  # fmt: skip
-        _write_json(out_dir / TUNING, result)
-        log.info("tune-generation %s: %s", method, reason)
-        return result
+        return _write_untuned(out_dir, method, size, seed, reason, untuned)
     if tune.n_per_label > generate.n_per_label:
         raise TuneError(
             f"generate.tune.n_per_label {tune.n_per_label} > generate.n_per_label "
@@ -212,15 +199,99 @@ def tune_generation(
 
     start = time.perf_counter()
     check_real_val(real_val)
-    val_idx = np.arange(len(real_val))
     # At the classifier's resolution (what each trial's classifier sees): one copy, read in chunks.
-    val_images = load_resized(real_val, val_idx, classifier.resolution)
-    y_val = real_val.label_indices
-    labels = list(real_val.labels)
+    val_images = load_resized(real_val, np.arange(len(real_val)), classifier.resolution)
     study_seed = derive_seed(seed, "tune", tune.seed)
     # Every trial samples from the same image seeds: trials differ only by their parameters.
     image_seed = derive_seed(seed, "tune", "images")
     scratch = out_dir / ".trials"
+    objective = _trial_objective(
+        model_dir, real_val, val_images, seed, image_seed, prompt, generate, diffusion,
+        classifier, scratch,
+    )  # fmt: skip
+    study = _run_study(out_dir, f"tune-generation-{method}-{size}-{seed}", method, tune,
+                       study_seed, _baseline_params(generate), objective)  # fmt: skip
+    shutil.rmtree(scratch, ignore_errors=True)
+
+    trials, is_baseline = _trial_table(study, tune, untuned)
+    best = best_trial(trials)
+    if best is None:
+        raise TuneError(f"tune-generation {method}: no trial produced a finite score")
+    params = {k: best[k] for k in ("guidance_scale", "steps", "scheduler")}
+    result = {
+        "tuned": True,
+        "method": method,
+        "size": size,
+        "seed": seed,
+        "study_seed": study_seed,
+        "image_seed": image_seed,
+        "sampler": tune.sampler,
+        "startup_trials": tune.startup_trials,
+        "objective": tune.objective,
+        "n_trials": len(trials),
+        "space": asdict(tune.space),
+        "params": params,
+        "untuned": untuned,
+        "best": {"number": best["number"], "value": best["value"]},
+        # Trial 0 at generate's own parameters (when they lie inside the space), else null.
+        "baseline": {"number": 0, "value": trials[0]["value"]} if is_baseline else None,
+        "trials": trials,
+        "validation": _validation_record(real_val),
+        "chosen_on": "real-val",
+        "n_per_label": tune.n_per_label,
+        "message": f"best of {len(trials)} trials: {tune.objective} {best['value']:.4f} at "
+        f"guidance {params['guidance_scale']:.3g}, {params['steps']} {params['scheduler']} steps",
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    plot_history(trials, tune.objective, f"{method} (seed {seed})", out_dir / HISTORY)
+    result["history_plot"] = HISTORY
+    _write_json(out_dir / TUNING, result)  # last: its presence marks a finished study
+    log.info("tune-generation %s: %s (%.1f s)", method, result["message"], result["seconds"])
+    return result
+
+
+def _why_untuned(trials: int, method: str) -> str:
+    """Why this cell runs no study ("" when it does)."""
+    if trials == 0:
+        return "generate.tune.trials is 0: generate uses its own parameters"
+    if method == "retrieval":
+        return "method retrieval generates nothing: no parameters to tune"
+    return ""
+
+
+def _write_untuned(
+    out_dir: Path, method: str, size: int, seed: int, reason: str, untuned: dict[str, Any]
+) -> dict[str, Any]:
+    """The record of a cell that runs no study: generate keeps its own parameters."""
+    result = {
+        "tuned": False, "method": method, "size": size, "seed": seed, "message": reason,
+        "params": untuned,
+    }  # fmt: skip
+    _write_json(out_dir / TUNING, result)
+    log.info("tune-generation %s: %s", method, reason)
+    return result
+
+
+def _trial_objective(
+    model_dir: str | Path,
+    real_val: ImageSet,
+    val_images: np.ndarray,
+    seed: int,
+    image_seed: int,
+    prompt: PromptConfig,
+    generate: GenerateConfig,
+    diffusion: DiffusionConfig,
+    classifier: ClassifierConfig,
+    scratch: Path,
+):
+    """The study's objective: generate with the trial's parameters, train the run's classifier
+    on that set, score it on real-val (``val_images``)."""
+    from tgap.classify import Classifier, train_classifier
+    from tgap.diffusion.generate import generate_image_set
+
+    tune = generate.tune
+    y_val = real_val.label_indices
+    labels = list(real_val.labels)
 
     def objective(trial) -> float:
         params = _suggest(trial, generate)
@@ -250,20 +321,35 @@ def tune_generation(
         log.info("trial %d %s: %s = %.4f", trial.number, params, tune.objective, value)
         return value  # nan (cannot happen with both labels in the split) marks the trial failed
 
+    return objective
+
+
+def _run_study(
+    out_dir: Path,
+    name: str,
+    method: str,
+    tune,
+    study_seed: int,
+    baseline: dict[str, Any] | None,
+    objective,
+):
+    """Create (or resume) the study in ``out_dir``'s journal and run its missing trials; a new
+    study's trial 0 is ``baseline``, generate's own parameters."""
+    import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     storage = JournalStorage(JournalFileBackend(str(out_dir / STUDY)))
     study = optuna.create_study(
-        study_name=f"tune-generation-{method}-{size}-{seed}",
+        study_name=name,
         storage=storage,
         sampler=make_sampler(tune.sampler, study_seed, tune.startup_trials),
         direction="maximize",
         load_if_exists=True,
     )
     done = sum(t.state.is_finished() for t in study.trials)
-    baseline = _baseline_params(generate)
     if not study.trials and baseline is not None:
         # Trial 0 scores generate's own parameters on the same split: the "before tuning" line.
         study.enqueue_trial(baseline)
@@ -271,8 +357,12 @@ def tune_generation(
         log.info("tune-generation %s: resuming a study with %d finished trials", method, done)
     if tune.trials - done > 0:
         study.optimize(objective, n_trials=tune.trials - done, catch=())
-    shutil.rmtree(scratch, ignore_errors=True)
+    return study
 
+
+def _trial_table(study, tune, untuned: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+    """One row per trial (its parameters, scores and who drew it), and whether trial 0 ran at
+    generate's own parameters."""
     trials = [
         {
             "number": t.number,
@@ -285,13 +375,8 @@ def tune_generation(
         }
         for t in study.trials
     ]
-    best = best_trial(trials)
-    if best is None:
-        raise TuneError(f"tune-generation {method}: no trial produced a finite score")
-    params = {k: best[k] for k in ("guidance_scale", "steps", "scheduler")}
     first = trials[0] if trials else None
     is_baseline = first is not None and all(first.get(k) == v for k, v in untuned.items())
-    counts = {label: int((y_val == c).sum()) for c, label in enumerate(labels)}
     complete_before = 0
     for t in trials:
         # Both samplers draw at random while fewer than ``startup_trials`` trials have completed
@@ -302,43 +387,20 @@ def tune_generation(
             else tune.sampler
         )  # fmt: skip
         complete_before += t["state"] == "COMPLETE"
-    result = {
-        "tuned": True,
-        "method": method,
-        "size": size,
-        "seed": seed,
-        "study_seed": study_seed,
-        "image_seed": image_seed,
-        "sampler": tune.sampler,
-        "startup_trials": tune.startup_trials,
-        "objective": tune.objective,
-        "n_trials": len(trials),
-        "space": asdict(tune.space),
-        "params": params,
-        "untuned": untuned,
-        "best": {"number": best["number"], "value": best["value"]},
-        # Trial 0 at generate's own parameters (when they lie inside the space), else null.
-        "baseline": {"number": 0, "value": first["value"]} if is_baseline else None,
-        "trials": trials,
-        "validation": {
-            "set": str(real_val.root),
-            "content_hash": real_val.info.get("content_hash", ""),
-            "n_images": int(len(val_idx)),
-            "counts": counts,
-            "n_patients": len({r.patient_id for r in real_val.records}),
-            "split": "real-val (ingest's validation split); real-test is not an input",
-        },
-        "chosen_on": "real-val",
-        "n_per_label": tune.n_per_label,
-        "message": f"best of {len(trials)} trials: {tune.objective} {best['value']:.4f} at "
-        f"guidance {params['guidance_scale']:.3g}, {params['steps']} {params['scheduler']} steps",
-        "seconds": round(time.perf_counter() - start, 2),
+    return trials, is_baseline
+
+
+def _validation_record(real_val: ImageSet) -> dict[str, Any]:
+    """What the study scored on: real-val, its size, label counts and patients."""
+    y_val = real_val.label_indices
+    return {
+        "set": str(real_val.root),
+        "content_hash": real_val.info.get("content_hash", ""),
+        "n_images": int(len(real_val)),
+        "counts": {label: int((y_val == c).sum()) for c, label in enumerate(real_val.labels)},
+        "n_patients": len({r.patient_id for r in real_val.records}),
+        "split": "real-val (ingest's validation split); real-test is not an input",
     }
-    plot_history(trials, tune.objective, f"{method} (seed {seed})", out_dir / HISTORY)
-    result["history_plot"] = HISTORY
-    _write_json(out_dir / TUNING, result)  # last: its presence marks a finished study
-    log.info("tune-generation %s: %s (%.1f s)", method, result["message"], result["seconds"])
-    return result
 
 
 def plot_history(trials: list[dict[str, Any]], objective: str, title: str, path: Path) -> None:

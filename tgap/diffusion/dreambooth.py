@@ -128,24 +128,8 @@ def finetune(
 
     reference = base_reference(base_model_dir, base_model_uri)
     if not method.fine_tunes:
-        validate_model_dir(base_model_dir)
-        base_info = json.loads((base_model_dir / MODEL_INFO).read_text())
-        training_log = {
-            "method": method.name,
-            "fine_tuned": False,
-            "message": f"not fine-tuned: method {method.name} uses the base model",
-            "base_model": str(base_model_dir),
-        }
-        write_model_artifact(out_dir, reference, base_info, [], {"fine_tuned": None})
-        _finish(out_dir, training_log)
-        return training_log
-
-    if method.generator == "dreambooth-active" and embedder is None:
-        raise ValueError(f"method {method.name}: active data selection needs an embedder")
-    if len(tuning) == 0:
-        raise ValueError(f"tuning set {tuning.root} is empty")
-    if finetune.steps < 1 or finetune.batch_size < 1 or finetune.checkpoint_every < 1:
-        raise ValueError("finetune.steps, batch_size and checkpoint_every must be >= 1")
+        return _reference_base_model(base_model_dir, out_dir, reference, method)
+    _check_training_inputs(method, tuning, finetune, embedder)
     class_dir = out_dir if class_images_dir is None else Path(class_images_dir)
     given = class_images_dir is not None and finetune.with_prior_preservation
     if given and not (class_dir / CLASS_IMAGES).is_file():
@@ -158,35 +142,10 @@ def finetune(
     device = pick_device(diffusion.device)
     model = load_model(base_model_dir, device)
     check_resolution(model, tuning.resolution, f"tuning set {tuning.root}")
-
-    labels = [r.label for r in tuning.records]
     prompts = [prompt_for(label, prompt) for label in tuning.labels]
-    conditioning = {"kind": diffusion.conditioning}
-    if diffusion.conditioning == "class-encoder":
-        # Before the class images: its label-free embedding starts as the class prompt's states.
-        conditioning.update(
-            attach_class_encoder(
-                model, dict(zip(tuning.labels, prompts, strict=True)), prompt.class_prompt
-            )
-        )
-    data = TrainData(
-        instances=Examples(tuning, model, derive_seed(seed, "latents")),  # read per batch
-        prompt_index=tuning.label_indices,
-        prompts=prompts,
-        labels=labels,
+    conditioning, data = _training_data(
+        model, tuning, prompts, seed, finetune, prompt, diffusion, class_dir
     )
-    if finetune.with_prior_preservation:
-        class_images = prior_class_images(
-            model,
-            class_dir,
-            prompt.class_prompt,
-            finetune.num_class_images,
-            finetune.class_sampler_steps,
-            seed,
-        )
-        data.class_examples = Examples(class_images, model, derive_seed(seed, "class-latents"))
-        data.prompts = prompts + [prompt.class_prompt]
-        data.class_prompt_index = len(prompts)
 
     settings = LoopSettings.from_config(finetune, diffusion, derive_seed(seed, "finetune"))
     probe = None
@@ -218,22 +177,126 @@ def finetune(
         **record,
     }
     if probe is not None:
-        # The threshold used (a number, also when the config says auto) and how it was set.
-        training_log["active_config"] = {
-            **asdict(finetune.active),
-            "threshold": probe.threshold,
-            "threshold_setting": finetune.active.threshold,
-            "calibration_similarities": probe.calibration,
-        }
-        training_log["active_summary"] = summarise_active(record["active"], probe.threshold)
-        spent = record["skip_budget_spent_at"]
-        untrained = probe.untrained_message(finetune.steps if spent is None else spent)
-        if untrained and finetune.active.on_untrained == "fail":
-            raise UntrainedError(untrained)
-        training_log["did_not_train"] = bool(untrained)
-        training_log["did_not_train_reason"] = untrained
-        if hasattr(embedder, "description"):
-            training_log["active_config"]["embedder_description"] = embedder.description
+        _log_active(training_log, probe, record, finetune, embedder)
+    _save_fine_tuned(
+        out_dir, model, reference, method, seed, finetune, diffusion, device,
+        training_log["trained_steps"],
+    )  # fmt: skip
+    _finish(out_dir, training_log)
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    if store is not None:
+        store.clear()
+    summary = _summary(training_log)
+    log.info("fine-tune %s: %s", method.name, json.dumps(summary))
+    return summary
+
+
+def _reference_base_model(
+    base_model_dir: Path, out_dir: Path, reference: dict, method: Method
+) -> dict:
+    """For a method that does not fine-tune: a model artifact that references the base model
+    alone, and a training log that says so."""
+    validate_model_dir(base_model_dir)
+    base_info = json.loads((base_model_dir / MODEL_INFO).read_text())
+    training_log = {
+        "method": method.name,
+        "fine_tuned": False,
+        "message": f"not fine-tuned: method {method.name} uses the base model",
+        "base_model": str(base_model_dir),
+    }
+    write_model_artifact(out_dir, reference, base_info, [], {"fine_tuned": None})
+    _finish(out_dir, training_log)
+    return training_log
+
+
+def _check_training_inputs(
+    method: Method, tuning: ImageSet, finetune: FinetuneConfig, embedder
+) -> None:
+    if method.generator == "dreambooth-active" and embedder is None:
+        raise ValueError(f"method {method.name}: active data selection needs an embedder")
+    if len(tuning) == 0:
+        raise ValueError(f"tuning set {tuning.root} is empty")
+    if finetune.steps < 1 or finetune.batch_size < 1 or finetune.checkpoint_every < 1:
+        raise ValueError("finetune.steps, batch_size and checkpoint_every must be >= 1")
+
+
+def _training_data(
+    model,
+    tuning: ImageSet,
+    prompts: list[str],
+    seed: int,
+    finetune: FinetuneConfig,
+    prompt: PromptConfig,
+    diffusion: DiffusionConfig,
+    class_dir: Path,
+) -> tuple[dict, TrainData]:
+    """The conditioning (a class encoder attached to ``model`` when configured) and what the
+    loop trains on: the tuning set, and the prior-preservation class images."""
+    conditioning = {"kind": diffusion.conditioning}
+    if diffusion.conditioning == "class-encoder":
+        # Before the class images: its label-free embedding starts as the class prompt's states.
+        conditioning.update(
+            attach_class_encoder(
+                model, dict(zip(tuning.labels, prompts, strict=True)), prompt.class_prompt
+            )
+        )
+    data = TrainData(
+        instances=Examples(tuning, model, derive_seed(seed, "latents")),  # read per batch
+        prompt_index=tuning.label_indices,
+        prompts=prompts,
+        labels=[r.label for r in tuning.records],
+    )
+    if finetune.with_prior_preservation:
+        class_images = prior_class_images(
+            model,
+            class_dir,
+            prompt.class_prompt,
+            finetune.num_class_images,
+            finetune.class_sampler_steps,
+            seed,
+        )
+        data.class_examples = Examples(class_images, model, derive_seed(seed, "class-latents"))
+        data.prompts = prompts + [prompt.class_prompt]
+        data.class_prompt_index = len(prompts)
+    return conditioning, data
+
+
+def _log_active(
+    training_log: dict, probe: ActiveProbe, record: dict, finetune: FinetuneConfig, embedder
+) -> None:
+    """Active selection's part of the training log; ``UntrainedError`` when it skipped so much
+    that the model did not train and ``finetune.active.on_untrained`` is fail."""
+    # The threshold used (a number, also when the config says auto) and how it was set.
+    training_log["active_config"] = {
+        **asdict(finetune.active),
+        "threshold": probe.threshold,
+        "threshold_setting": finetune.active.threshold,
+        "calibration_similarities": probe.calibration,
+    }
+    training_log["active_summary"] = summarise_active(record["active"], probe.threshold)
+    spent = record["skip_budget_spent_at"]
+    untrained = probe.untrained_message(finetune.steps if spent is None else spent)
+    if untrained and finetune.active.on_untrained == "fail":
+        raise UntrainedError(untrained)
+    training_log["did_not_train"] = bool(untrained)
+    training_log["did_not_train_reason"] = untrained
+    if hasattr(embedder, "description"):
+        training_log["active_config"]["embedder_description"] = embedder.description
+
+
+def _save_fine_tuned(
+    out_dir: Path,
+    model,
+    reference: dict,
+    method: Method,
+    seed: int,
+    finetune: FinetuneConfig,
+    diffusion: DiffusionConfig,
+    device,
+    trained_steps: int,
+) -> None:
+    """Write what training changed (LoRA adapter or trained components, class encoder) and the
+    model artifact that references the base model."""
     trained = ["unet_lora" if finetune.lora_rank > 0 else "unet"]
     if finetune.train_text_encoder:
         trained.append("text_encoder")
@@ -241,7 +304,7 @@ def finetune(
         "fine_tuned": {"method": method.name, "steps": finetune.steps, "seed": seed},
         "conditioning": diffusion.conditioning,
         "description": f"{model.info.get('description', '')}; DreamBooth-fine-tuned "
-        f"({method.name}, {training_log['trained_steps']} of {finetune.steps} steps trained)",
+        f"({method.name}, {trained_steps} of {finetune.steps} steps trained)",
         "storage_dtype": str(torch_dtype(diffusion.mixed_precision, device)).removeprefix("torch."),
     }
     if finetune.lora_rank > 0:
@@ -250,13 +313,6 @@ def finetune(
     write_model_artifact(out_dir, reference, model.info, trained, extra)
     if model.class_encoder is not None:
         save_class_encoder(model.class_encoder, out_dir)
-    _finish(out_dir, training_log)
-    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
-    if store is not None:
-        store.clear()
-    summary = _summary(training_log)
-    log.info("fine-tune %s: %s", method.name, json.dumps(summary))
-    return summary
 
 
 def _checkpoint_store(

@@ -380,66 +380,13 @@ def train_loop(
     unprobed. With LoRA the adapter is left attached to ``model.unet`` (not fused): the
     fine-tune stage saves the adapter alone.
     """
-    from diffusers import DDPMScheduler
-    from diffusers.optimization import get_scheduler
-
-    device = model.unet.device
-    dtype = torch_dtype(settings.mixed_precision, device)
-    params = _configure(model, settings)
-    # Class-encoder conditioning: its embeddings train with the UNet (the text encoder is unused).
-    class_encoder = model.class_encoder
-    if class_encoder is not None:
-        params += list(class_encoder.requires_grad_(True).parameters())
-    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=1e-2)
-    lr_sched = get_scheduler(
-        settings.lr_scheduler,
-        optimizer,
-        num_warmup_steps=settings.lr_warmup_steps,
-        num_training_steps=settings.steps,
-    )
-    text_encoder = model.text_encoder if settings.train_text_encoder else None
-    if class_encoder is not None:
-        text_encoder = class_encoder  # its place in the checkpoints
-    step = _Step(
-        model=model,
-        data=data,
-        settings=settings,
-        noise_scheduler=DDPMScheduler.from_config(model.scheduler_config),
-        optimizer=optimizer,
-        lr_sched=lr_sched,
-        scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
-        noise_gen=torch.Generator(device=device).manual_seed(derive_seed(settings.seed, "noise")),
-        params=params,
-        text_encoder=text_encoder,
-        dtype=dtype,
-    )
+    step = _training_step(model, data, settings)
     # Enough batches for every skip the probe may make.
     max_skips = probe.max_skips if probe is not None else 0
     plan = batch_plan(
         len(data.instances), settings.batch_size, settings.steps + max_skips, settings.seed
     )
-
-    record: dict[str, Any] = {
-        "loss": [],
-        "instance_loss": [],
-        "prior_loss": [],
-        "active": [],
-        "resumed_from": [],
-        "wall_time_s": 0.0,
-        "skipped": 0,
-        "skip_budget_spent_at": None,
-    }
-    update, batch = 0, 0
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    latest = resume_point(ckpt_dir, store)
-    if latest is not None:
-        update, batch, record = load_checkpoint(
-            latest, model.unet, text_encoder, optimizer, lr_sched, step.noise_gen
-        )
-        record["resumed_from"].append(update)
-        log.info("resuming %s from %s (update %d of %d)", desc, latest, update, settings.steps)
-    else:
-        torch.manual_seed(derive_seed(settings.seed, "torch"))
+    update, batch, record = _resume_or_seed(step, ckpt_dir, store, desc)
 
     t0 = time.perf_counter() - record["wall_time_s"]
     bar = tqdm(desc=desc, unit="step", initial=update, total=settings.steps)
@@ -460,22 +407,97 @@ def train_loop(
         # Not after the last update: the model itself is saved then.
         if update % settings.checkpoint_every == 0 and update < settings.steps:
             record["wall_time_s"] = time.perf_counter() - t0
-            saved = save_checkpoint(ckpt_dir, update, batch, model.unet, text_encoder, optimizer,
-                                    lr_sched, step.noise_gen, record)  # fmt: skip
+            saved = save_checkpoint(ckpt_dir, update, batch, model.unet, step.text_encoder,
+                                    step.optimizer, step.lr_sched, step.noise_gen,
+                                    record)  # fmt: skip
             push_checkpoint(store, saved)
     bar.close()
     record["updates"] = update
     record["batches"] = batch
     record["wall_time_s"] = round(time.perf_counter() - t0, 2)
-    record["peak_memory_mb"] = round(peak_memory_mb(device), 1)
+    record["peak_memory_mb"] = round(peak_memory_mb(model.unet.device), 1)
     # fp16 trains through a GradScaler (bf16 and fp32 need none); its last scale, for the log.
     record["grad_scale"] = step.scaler.get_scale() if step.scaler.is_enabled() else None
-    # With LoRA the adapter stays attached (the fine-tune stage saves it alone).
+    _stop_training(model)
+    return record
+
+
+def _training_step(model: DiffusionModel, data: TrainData, settings: LoopSettings) -> _Step:
+    """Make ``model``'s trained parameters trainable and the optimizer, LR schedule, grad
+    scaler and noise generator that train them."""
+    from diffusers import DDPMScheduler
+    from diffusers.optimization import get_scheduler
+
+    device = model.unet.device
+    dtype = torch_dtype(settings.mixed_precision, device)
+    params = _configure(model, settings)
+    # Class-encoder conditioning: its embeddings train with the UNet (the text encoder is unused).
+    class_encoder = model.class_encoder
+    if class_encoder is not None:
+        params += list(class_encoder.requires_grad_(True).parameters())
+    optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=1e-2)
+    lr_sched = get_scheduler(
+        settings.lr_scheduler,
+        optimizer,
+        num_warmup_steps=settings.lr_warmup_steps,
+        num_training_steps=settings.steps,
+    )
+    text_encoder = model.text_encoder if settings.train_text_encoder else None
+    if class_encoder is not None:
+        text_encoder = class_encoder  # its place in the checkpoints
+    return _Step(
+        model=model,
+        data=data,
+        settings=settings,
+        noise_scheduler=DDPMScheduler.from_config(model.scheduler_config),
+        optimizer=optimizer,
+        lr_sched=lr_sched,
+        scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
+        noise_gen=torch.Generator(device=device).manual_seed(derive_seed(settings.seed, "noise")),
+        params=params,
+        text_encoder=text_encoder,
+        dtype=dtype,
+    )
+
+
+def _resume_or_seed(
+    step: _Step, ckpt_dir: Path, store: CheckpointStore | None, desc: str
+) -> tuple[int, int, dict[str, Any]]:
+    """(update, batch, record) to start from: the newest checkpoint's, or a fresh start with
+    torch's global RNG seeded."""
+    settings = step.settings
+    record: dict[str, Any] = {
+        "loss": [],
+        "instance_loss": [],
+        "prior_loss": [],
+        "active": [],
+        "resumed_from": [],
+        "wall_time_s": 0.0,
+        "skipped": 0,
+        "skip_budget_spent_at": None,
+    }
+    update, batch = 0, 0
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    latest = resume_point(ckpt_dir, store)
+    if latest is not None:
+        update, batch, record = load_checkpoint(
+            latest, step.model.unet, step.text_encoder, step.optimizer, step.lr_sched,
+            step.noise_gen,
+        )  # fmt: skip
+        record["resumed_from"].append(update)
+        log.info("resuming %s from %s (update %d of %d)", desc, latest, update, settings.steps)
+    else:
+        torch.manual_seed(derive_seed(settings.seed, "torch"))
+    return update, batch, record
+
+
+def _stop_training(model: DiffusionModel) -> None:
+    """Back to eval mode with gradients off. With LoRA the adapter stays attached (the
+    fine-tune stage saves it alone)."""
     model.unet.eval().requires_grad_(False)
     model.text_encoder.eval().requires_grad_(False)
-    if class_encoder is not None:
-        class_encoder.eval().requires_grad_(False)
-    return record
+    if model.class_encoder is not None:
+        model.class_encoder.eval().requires_grad_(False)
 
 
 def _probe_skips(probe, model, data, idx, batch, epoch, update, record) -> bool:

@@ -107,6 +107,58 @@ def ingest(
     existed = _check_outputs(outs)
     _fractions(data.split)
     cache = Path(cache_dir) if cache_dir is not None else None
+    rows, info, arrays, patients_info, official = _read_rows(data, cache)
+    rows = _limit(rows, data.max_images, data.split.seed)
+    fixed = sorted({r.split for r in rows if r.split})
+    if fixed and "test" not in fixed:
+        raise IngestError(f"{data.source}: no image falls in the official test split")
+    rows, dropped = _drop_test_patients(
+        rows, patients_info["patients_known"], data.split.drop_test_patients
+    )
+    _assign_splits(rows, data, fixed)
+    _check_planned_splits(rows, data)
+    load, workers = _row_loader(data, arrays)
+
+    base_info = {"format": data.format, "split_seed": data.split.seed}
+    try:
+        with ExitStack() as stack:
+            writers = {
+                s: stack.enter_context(
+                    ImageSetWriter(
+                        out, data.labels, data.resolution, data.source, {**base_info, "split": s}
+                    )
+                )
+                for s, out in zip(SPLITS, outs, strict=True)
+            }
+            bar = stack.enter_context(
+                tqdm(total=len(rows), desc="ingest", unit="img", mininterval=2)
+            )
+            counts, patients, corrupt, n_corrupt = _write_rows(
+                rows, load, workers, data, writers, bar
+            )
+            summary = _summary(
+                data, info, patients_info, official, counts, patients, corrupt, n_corrupt, fixed
+            )
+            summary["test_patients_dropped"] = dropped
+            for writer in writers.values():
+                writer.info["ingest"] = {k: summary[k] for k in DATASET_KEYS if k in summary}
+    except BaseException:
+        # A writer that already renamed its set into place must not survive a later failure.
+        for out, was_there in zip(outs, existed, strict=True):
+            if (out / IMAGE_SET_INFO).exists():
+                shutil.rmtree(out, ignore_errors=True)
+                if was_there:
+                    out.mkdir(parents=True, exist_ok=True)
+        raise
+
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    _log_summary(data, summary, dropped)
+    return summary
+
+
+def _read_rows(data: DataConfig, cache: Path | None):
+    """The source's rows by ``data.format``: (rows, source info, the arrays of an npz source,
+    what is known of patients, which splits the dataset itself fixes)."""
     arrays: dict[str, np.ndarray] = {}
     official = ""  # which splits come from the dataset itself
     if data.format == "nih-csv":
@@ -131,15 +183,11 @@ def ingest(
         raise IngestError(
             f"data.format {data.format!r} is not one of nih-csv, image-folder, csv, medmnist-npz"
         )
+    return rows, info, arrays, patients_info, official
 
-    rows = _limit(rows, data.max_images, data.split.seed)
-    fixed = sorted({r.split for r in rows if r.split})
-    if fixed and "test" not in fixed:
-        raise IngestError(f"{data.source}: no image falls in the official test split")
-    rows, dropped = _drop_test_patients(
-        rows, patients_info["patients_known"], data.split.drop_test_patients
-    )
-    _assign_splits(rows, data, fixed)
+
+def _check_planned_splits(rows: list[Row], data: DataConfig) -> None:
+    """Every label has rows in every split, before any image is read."""
     planned = {s: Counter(r.label for r in rows if r.split == s) for s in SPLITS}
     for s in SPLITS:
         for label in data.labels:
@@ -151,70 +199,54 @@ def ingest(
                     f"split folders or the label policy"
                 )
 
+
+def _row_loader(
+    data: DataConfig, arrays: dict[str, np.ndarray]
+) -> tuple[Callable[[Row], np.ndarray], int]:
+    """How a row's image is read (from the npz arrays, or its file), and by how many workers."""
     if data.format == "medmnist-npz":
 
         def load(row: Row) -> np.ndarray:
             key, i = row.ref.rsplit(":", 1)
             return to_grey_square(arrays[key][int(i)], data.resolution)
 
-        workers = 1
-    else:
-        load = _file_loader(data.resolution)
-        workers = REMOTE_WORKERS if storage.is_remote(data.source) else LOCAL_WORKERS
+        return load, 1
+    workers = REMOTE_WORKERS if storage.is_remote(data.source) else LOCAL_WORKERS
+    return _file_loader(data.resolution), workers
 
+
+def _write_rows(rows: list[Row], load, workers: int, data: DataConfig, writers: dict, bar):
+    """Read every row and add its image to its split's writer, skipping unreadable files as
+    ``data.on_corrupt`` says. Returns (counts per split and label, patients per split, the
+    first LISTED_MAX unreadable files, how many were unreadable)."""
     counts = {s: {label: 0 for label in data.labels} for s in SPLITS}
     patients: dict[str, set[str]] = {s: set() for s in SPLITS}
     corrupt: list[dict[str, str]] = []
     n_corrupt = 0
-    base_info = {"format": data.format, "split_seed": data.split.seed}
-    try:
-        with ExitStack() as stack:
-            writers = {
-                s: stack.enter_context(
-                    ImageSetWriter(
-                        out, data.labels, data.resolution, data.source, {**base_info, "split": s}
-                    )
+    for row, image in _stream(rows, _skipping(load, data.on_corrupt), workers):
+        bar.update()
+        if isinstance(image, str):
+            n_corrupt += 1
+            if len(corrupt) < LISTED_MAX:
+                corrupt.append({"file": row.source, "reason": image})
+            continue
+        writers[row.split].add(
+            image, row.label, row.patient_id, row.source, row.split, row.original_id
+        )
+        counts[row.split][row.label] += 1
+        patients[row.split].add(row.patient_id)
+    for s in SPLITS:
+        for label in data.labels:
+            if counts[s][label] == 0:
+                raise IngestError(
+                    f"label {label!r} has no readable images left in the {s} split "
+                    f"after skipping {n_corrupt} unreadable file(s): {corrupt[:5]}"
                 )
-                for s, out in zip(SPLITS, outs, strict=True)
-            }
-            bar = stack.enter_context(
-                tqdm(total=len(rows), desc="ingest", unit="img", mininterval=2)
-            )
-            for row, image in _stream(rows, _skipping(load, data.on_corrupt), workers):
-                bar.update()
-                if isinstance(image, str):
-                    n_corrupt += 1
-                    if len(corrupt) < LISTED_MAX:
-                        corrupt.append({"file": row.source, "reason": image})
-                    continue
-                writers[row.split].add(
-                    image, row.label, row.patient_id, row.source, row.split, row.original_id
-                )
-                counts[row.split][row.label] += 1
-                patients[row.split].add(row.patient_id)
-            for s in SPLITS:
-                for label in data.labels:
-                    if counts[s][label] == 0:
-                        raise IngestError(
-                            f"label {label!r} has no readable images left in the {s} split "
-                            f"after skipping {n_corrupt} unreadable file(s): {corrupt[:5]}"
-                        )
-            summary = _summary(
-                data, info, patients_info, official, counts, patients, corrupt, n_corrupt, fixed
-            )
-            summary["test_patients_dropped"] = dropped
-            for writer in writers.values():
-                writer.info["ingest"] = {k: summary[k] for k in DATASET_KEYS if k in summary}
-    except BaseException:
-        # A writer that already renamed its set into place must not survive a later failure.
-        for out, was_there in zip(outs, existed, strict=True):
-            if (out / IMAGE_SET_INFO).exists():
-                shutil.rmtree(out, ignore_errors=True)
-                if was_there:
-                    out.mkdir(parents=True, exist_ok=True)
-        raise
+    return counts, patients, corrupt, n_corrupt
 
-    summary["seconds"] = round(time.perf_counter() - start, 3)
+
+def _log_summary(data: DataConfig, summary: dict, dropped: dict | None) -> None:
+    """Warnings for leaks and dropped images, and one line of what was ingested."""
     if summary["leakage_warning"]:
         log.warning("ingest: %s", summary["leakage_warning"])
     if summary.get("cross_split_patients_total"):
@@ -239,4 +271,3 @@ def ingest(
         summary["skipped_missing"] + summary["skipped_corrupt"],
         summary["seconds"],
     )
-    return summary
