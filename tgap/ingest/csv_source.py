@@ -3,9 +3,6 @@ one-hot finding columns, optional patient, split and view columns."""
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import math
 from collections import Counter
 from pathlib import PurePosixPath
@@ -13,7 +10,7 @@ from typing import Any
 
 from tgap import storage
 from tgap.config import DataConfig
-from tgap.ingest.rows import IngestError, Row, _list, _read, map_labels
+from tgap.ingest.rows import IngestError, Row, _list, _read_text_csv, map_labels
 from tgap.ingest.splits import _split_of
 
 
@@ -39,20 +36,6 @@ def _csv_uri(data: DataConfig) -> tuple[str, str]:
         uri, base = found[0], data.source
     fmt = data.csv_format
     return uri, storage.join(base, fmt.root) if fmt.root else base
-
-
-def _read_text_csv(uri: str, what: str) -> csv.DictReader:
-    raw = _read(uri, what)
-    if uri.endswith(".gz"):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise IngestError(f"{uri}: not a readable gzip file ({exc})") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise IngestError(f"{uri}: not UTF-8 text ({exc})") from None
-    return csv.DictReader(io.StringIO(text))
 
 
 def _one_hot(value: str, where: str) -> str:

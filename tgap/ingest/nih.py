@@ -8,10 +8,7 @@ benchmarks/ingest.py); no image is touched before the split.
 
 from __future__ import annotations
 
-import csv
-import gzip
 import hashlib
-import io
 import os
 import shutil
 import tarfile
@@ -22,7 +19,14 @@ from typing import Any
 
 from tgap import storage
 from tgap.config import DataConfig
-from tgap.ingest.rows import IMAGE_SUFFIXES, IngestError, Row, _list, _read, map_labels
+from tgap.ingest.rows import (
+    IMAGE_SUFFIXES,
+    IngestError,
+    Row,
+    _list,
+    _read_text_csv,
+    map_labels,
+)
 
 NIH_REQUIRED = ("Image Index", "Finding Labels", "Patient ID")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
@@ -62,17 +66,7 @@ def load_nih_metadata(data: DataConfig) -> tuple[list[Row], dict[str, Any]]:
     later) and counts of what was read and filtered. No image is touched.
     """
     csv_uri = _find_csv(data)
-    raw = _read(csv_uri, "data.csv")
-    if csv_uri.endswith(".gz"):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise IngestError(f"{csv_uri}: not a readable gzip file ({exc})") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise IngestError(f"{csv_uri}: not UTF-8 text ({exc})") from None
-    reader = csv.DictReader(io.StringIO(text))
+    reader = _read_text_csv(csv_uri, "data.csv")
     columns = reader.fieldnames or []
     required = list(NIH_REQUIRED)
     if data.view_positions:

@@ -3,6 +3,9 @@ images, the label mapping, and reading or listing a URI with the error naming th
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -97,3 +100,18 @@ def _read(uri: str, what: str) -> bytes:
         return storage.read_bytes(uri)
     except storage.StorageError as exc:
         raise IngestError(f"{what}: {exc}") from None
+
+
+def _read_text_csv(uri: str, what: str) -> csv.DictReader:
+    """A CSV file (gzipped when its name ends in .gz, UTF-8 with or without a BOM) as rows."""
+    raw = _read(uri, what)
+    if uri.endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise IngestError(f"{uri}: not a readable gzip file ({exc})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{uri}: not UTF-8 text ({exc})") from None
+    return csv.DictReader(io.StringIO(text))
